@@ -1,0 +1,62 @@
+# The two commands a newcomer needs: `make dev` and `make test`. See README.md.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PY := $(VENV)/bin/python
+MOTO_PORT ?= 5000
+EMULATOR_PORT ?= 4010
+export MOTO_PORT EMULATOR_PORT
+
+.PHONY: help dev test venv lint unit-test integration-test template-check stack-up stack-down bench fmt clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
+
+$(VENV)/.installed: requirements-dev.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.installed ## Install the Python tools (moto, cfn-lint, SAM CLI) into .venv/
+
+$(VENV)/.cargo-lambda: $(VENV)/.installed
+	$(PY) -m pip install --quiet cargo-lambda==1.9.2
+	touch $@
+
+dev: $(VENV)/.cargo-lambda ## Build, start the local stack and serve the functions on 127.0.0.1:9000
+	cargo build --workspace
+	scripts/stack.sh up
+	scripts/dev.sh
+
+test: lint unit-test integration-test template-check ## Everything CI checks
+	@echo "make test: all checks passed"
+
+lint: ## cargo fmt --check and clippy with warnings as errors
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+unit-test: ## Unit and handler tests (no stack needed)
+	cargo test --workspace --exclude integration-tests
+
+integration-test: venv ## Integration tests against a private local stack on free ports
+	scripts/integration.sh
+
+template-check: venv ## cfn-lint and sam validate --lint on infra/template.yaml
+	$(VENV)/bin/cfn-lint infra/template.yaml
+	AWS_DEFAULT_REGION=us-east-1 SAM_CLI_TELEMETRY=0 $(VENV)/bin/sam validate --lint --template infra/template.yaml
+
+stack-up: venv ## Start moto and the Bedrock emulator in the background; writes .local/env
+	cargo build -p bedrock-emulator
+	scripts/stack.sh up
+
+stack-down: ## Stop what stack-up started
+	scripts/stack.sh down
+
+fmt: ## Format the code
+	cargo fmt --all
+
+clean: stack-down ## Remove build output and the venv
+	cargo clean
+	rm -rf $(VENV) .local

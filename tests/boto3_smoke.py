@@ -1,0 +1,47 @@
+"""The Bedrock emulator through boto3 (the AWS CLI uses the same botocore), unchanged but for
+the endpoint: Converse, ConverseStream, InvokeModel and a typed error. Run by
+scripts/integration.sh against the stack in the environment."""
+
+import json
+import os
+import sys
+
+import boto3
+
+HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
+client = boto3.client("bedrock-runtime", endpoint_url=os.environ["AWS_ENDPOINT_URL_BEDROCK_RUNTIME"])
+messages = [{"role": "user", "content": [{"text": "hello from boto3"}]}]
+checks = 0
+
+
+def check(condition, what):
+    global checks
+    if not condition:
+        print(f"boto3 smoke: FAILED: {what}", file=sys.stderr)
+        sys.exit(1)
+    checks += 1
+
+
+answer = client.converse(modelId=HAIKU, messages=messages, inferenceConfig={"maxTokens": 40})
+text = answer["output"]["message"]["content"][0]["text"]
+check(text and answer["usage"]["outputTokens"] <= 40, "converse answers within maxTokens")
+
+streamed = ""
+usage = None
+for event in client.converse_stream(modelId=HAIKU, messages=messages, inferenceConfig={"maxTokens": 40})["stream"]:
+    streamed += event.get("contentBlockDelta", {}).get("delta", {}).get("text", "")
+    usage = event.get("metadata", {}).get("usage", usage)
+check(streamed == text, "converse_stream streams the same text")
+check(usage == answer["usage"], "converse_stream reports usage")
+
+body = {"prompt": "\n\nHuman: hi\n\nAssistant:", "max_tokens_to_sample": 20}
+legacy = json.loads(client.invoke_model(modelId="anthropic.claude-v2", body=json.dumps(body))["body"].read())
+check(legacy["completion"].strip(), "invoke_model answers the legacy completion body")
+
+try:
+    client.converse(modelId="vendor.unknown-v1", messages=messages)
+    check(False, "unknown model must fail")
+except client.exceptions.ValidationException:
+    checks += 1
+
+print(f"boto3 smoke: {checks} passed, 0 failed")

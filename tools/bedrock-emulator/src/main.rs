@@ -1,0 +1,72 @@
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bedrock_emulator::state::Behaviour;
+use bedrock_emulator::{router, Catalog, EmulatorState, RuntimeConfig};
+use clap::Parser;
+
+/// Local Amazon Bedrock runtime emulator.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "EMULATOR_HOST", default_value = "127.0.0.1")]
+    host: std::net::IpAddr,
+    /// Port to listen on (0 picks a free one; the chosen address is printed).
+    #[arg(long, env = "EMULATOR_PORT", default_value_t = 4010)]
+    port: u16,
+    /// Time to first token, in milliseconds.
+    #[arg(long, env = "EMULATOR_TTFT_MS", default_value_t = 0)]
+    ttft_ms: u64,
+    /// Time per output token, in milliseconds.
+    #[arg(long, env = "EMULATOR_MS_PER_TOKEN", default_value_t = 0)]
+    ms_per_token: u64,
+    /// Share of calls answered with ThrottlingException (0..=1).
+    #[arg(long, env = "EMULATOR_THROTTLE_RATE", default_value_t = 0.0)]
+    throttle_rate: f64,
+    /// Share of calls answered with ModelNotReadyException (0..=1).
+    #[arg(long, env = "EMULATOR_MODEL_NOT_READY_RATE", default_value_t = 0.0)]
+    model_not_ready_rate: f64,
+    /// Share of calls answered with ServiceUnavailableException (0..=1).
+    #[arg(long, env = "EMULATOR_SERVICE_UNAVAILABLE_RATE", default_value_t = 0.0)]
+    service_unavailable_rate: f64,
+    /// Extra model ids to accept, comma-separated.
+    #[arg(long, env = "EMULATOR_EXTRA_MODELS", value_delimiter = ',')]
+    extra_models: Vec<String>,
+}
+
+fn rate(name: &str, value: f64) -> Result<f64, String> {
+    if (0.0..=1.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err(format!("{name} must be between 0 and 1, got {value}"))
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt().json().with_target(false).init();
+    let args = Args::parse();
+    let initial = RuntimeConfig {
+        global: Behaviour {
+            ttft_ms: args.ttft_ms,
+            ms_per_token: args.ms_per_token,
+            throttle_rate: rate("EMULATOR_THROTTLE_RATE", args.throttle_rate)?,
+            model_not_ready_rate: rate("EMULATOR_MODEL_NOT_READY_RATE", args.model_not_ready_rate)?,
+            service_unavailable_rate: rate(
+                "EMULATOR_SERVICE_UNAVAILABLE_RATE",
+                args.service_unavailable_rate,
+            )?,
+        },
+        models: Default::default(),
+    };
+    let state = Arc::new(EmulatorState::new(Catalog::new(args.extra_models), initial));
+    let listener = tokio::net::TcpListener::bind(SocketAddr::new(args.host, args.port)).await?;
+    tracing::info!(address = %listener.local_addr()?, "bedrock emulator listening");
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}
