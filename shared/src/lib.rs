@@ -1,1 +1,11 @@
-pub fn placeholder() {}
+//! The domain, ports and AWS adapters the Lambda functions share.
+//!
+//! - [`domain`]: pure types and rules (conversation, cache key, tiers, routing, pricing, errors).
+//! - [`ports`]: the traits handlers are generic over, so they are tested without AWS.
+//! - [`adapters`]: DynamoDB, Bedrock, the in-process cache, EMF metrics, the system clock.
+
+pub mod adapters;
+pub mod config;
+pub mod domain;
+pub mod ports;
+pub mod telemetry;

@@ -1,0 +1,231 @@
+//! The function's configuration, read once at start from environment variables.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use shared::adapters::bedrock::{BedrockSettings, RetryMode};
+use shared::adapters::emf::DEFAULT_NAMESPACE;
+use shared::config::{ConfigError, Env};
+use shared::domain::pricing::PriceTable;
+use shared::domain::routing::{CapacityRouter, DailyWindow, RoutingPolicy};
+use shared::domain::tiers::{
+    ComplexityRules, TierModels, DEFAULT_COMPLEX_KEYWORDS, DEFAULT_COMPLEX_MODEL,
+    DEFAULT_MODERATE_MODEL, DEFAULT_SIMPLE_MODEL,
+};
+
+/// Who shares cache entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheScope {
+    /// Every caller shares one namespace.
+    Shared,
+    /// Each caller (IAM principal or JWT subject) has its own.
+    Caller,
+}
+
+#[derive(Debug, Clone)]
+pub struct InvokeConfig {
+    pub cache_table: String,
+    pub cache_ttl_seconds: u64,
+    pub cache_max_ttl_seconds: u64,
+    pub cache_scope: CacheScope,
+    pub cache_namespace: String,
+    pub memory_cache_entries: usize,
+    pub tier_models: TierModels,
+    pub complexity: ComplexityRules,
+    /// Models a request may name in `modelId`: the tier models and `ALLOWED_MODELS`.
+    pub allowed_models: BTreeSet<String>,
+    pub router: CapacityRouter,
+    pub bedrock: BedrockSettings,
+    pub prices: PriceTable,
+    pub metrics_namespace: String,
+    pub max_body_bytes: usize,
+}
+
+fn positive<T: PartialOrd + Default + std::fmt::Display>(
+    name: &str,
+    value: T,
+) -> Result<T, ConfigError> {
+    if value > T::default() {
+        Ok(value)
+    } else {
+        Err(ConfigError::new(
+            name,
+            format!("must be greater than 0, got {value}"),
+        ))
+    }
+}
+
+impl InvokeConfig {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let cache_ttl_seconds = positive(
+            "CACHE_TTL_SECONDS",
+            env.parse_or("CACHE_TTL_SECONDS", 3600u64)?,
+        )?;
+        let cache_max_ttl_seconds = env.parse_or("CACHE_MAX_TTL_SECONDS", 86_400u64)?;
+        if cache_max_ttl_seconds < cache_ttl_seconds {
+            return Err(ConfigError::new(
+                "CACHE_MAX_TTL_SECONDS",
+                format!("{cache_max_ttl_seconds} is below CACHE_TTL_SECONDS ({cache_ttl_seconds})"),
+            ));
+        }
+        let cache_scope = match env.string_or("CACHE_SCOPE", "shared").as_str() {
+            "shared" => CacheScope::Shared,
+            "caller" => CacheScope::Caller,
+            other => {
+                return Err(ConfigError::new(
+                    "CACHE_SCOPE",
+                    format!("{other:?} is not shared or caller"),
+                ))
+            }
+        };
+        let tier_models = TierModels {
+            simple: env.string_or("MODEL_SIMPLE", DEFAULT_SIMPLE_MODEL),
+            moderate: env.string_or("MODEL_MODERATE", DEFAULT_MODERATE_MODEL),
+            complex: env.string_or("MODEL_COMPLEX", DEFAULT_COMPLEX_MODEL),
+        };
+        let simple_max_words = positive(
+            "COMPLEXITY_SIMPLE_MAX_WORDS",
+            env.parse_or("COMPLEXITY_SIMPLE_MAX_WORDS", 50usize)?,
+        )?;
+        let moderate_max_words = env.parse_or("COMPLEXITY_MODERATE_MAX_WORDS", 200usize)?;
+        if moderate_max_words < simple_max_words {
+            return Err(ConfigError::new(
+                "COMPLEXITY_MODERATE_MAX_WORDS",
+                "must not be below COMPLEXITY_SIMPLE_MAX_WORDS",
+            ));
+        }
+        let keywords = env.list_or("COMPLEXITY_KEYWORDS", DEFAULT_COMPLEX_KEYWORDS);
+        let complexity = ComplexityRules::new(
+            simple_max_words,
+            moderate_max_words,
+            keywords.iter().map(String::as_str),
+        );
+
+        let mut allowed_models: BTreeSet<String> =
+            env.list_or("ALLOWED_MODELS", &[]).into_iter().collect();
+        allowed_models.extend([
+            tier_models.simple.clone(),
+            tier_models.moderate.clone(),
+            tier_models.complex.clone(),
+        ]);
+
+        let provisioned = CapacityRouter::parse_provisioned(
+            env.get("PROVISIONED_THROUGHPUT").unwrap_or_default(),
+        )
+        .map_err(|e| ConfigError::new("PROVISIONED_THROUGHPUT", e))?;
+        let policy = match env.string_or("ROUTING_POLICY", "spillover").as_str() {
+            "spillover" => RoutingPolicy::Spillover,
+            "schedule" => RoutingPolicy::Schedule {
+                window: env
+                    .string_or("PROVISIONED_SCHEDULE", "09:00-17:00")
+                    .parse::<DailyWindow>()
+                    .map_err(|e| ConfigError::new("PROVISIONED_SCHEDULE", e))?,
+                time_zone: env
+                    .string_or("PROVISIONED_TIMEZONE", "UTC")
+                    .parse()
+                    .map_err(|e| {
+                        ConfigError::new(
+                            "PROVISIONED_TIMEZONE",
+                            format!("{e}; use an IANA name such as Asia/Tokyo"),
+                        )
+                    })?,
+            },
+            other => {
+                return Err(ConfigError::new(
+                    "ROUTING_POLICY",
+                    format!("{other:?} is not spillover or schedule"),
+                ))
+            }
+        };
+
+        let bedrock = BedrockSettings {
+            connect_timeout: Duration::from_millis(positive(
+                "BEDROCK_CONNECT_TIMEOUT_MS",
+                env.parse_or("BEDROCK_CONNECT_TIMEOUT_MS", 5_000u64)?,
+            )?),
+            read_timeout: Duration::from_millis(positive(
+                "BEDROCK_READ_TIMEOUT_MS",
+                env.parse_or("BEDROCK_READ_TIMEOUT_MS", 60_000u64)?,
+            )?),
+            max_attempts: positive(
+                "BEDROCK_MAX_ATTEMPTS",
+                env.parse_or("BEDROCK_MAX_ATTEMPTS", 2u32)?,
+            )?,
+            retry_mode: env.parse_or("BEDROCK_RETRY_MODE", RetryMode::Adaptive)?,
+        };
+
+        Ok(Self {
+            cache_table: env.required("CACHE_TABLE_NAME")?,
+            cache_ttl_seconds,
+            cache_max_ttl_seconds,
+            cache_scope,
+            cache_namespace: env.string_or("CACHE_NAMESPACE", "shared"),
+            memory_cache_entries: env.parse_or("MEMORY_CACHE_ENTRIES", 256usize)?,
+            tier_models,
+            complexity,
+            allowed_models,
+            router: CapacityRouter::new(provisioned, policy),
+            bedrock,
+            prices: PriceTable::with_overrides("MODEL_PRICES", env.get("MODEL_PRICES"))?,
+            metrics_namespace: env.string_or("METRICS_NAMESPACE", DEFAULT_NAMESPACE),
+            max_body_bytes: positive(
+                "MAX_BODY_BYTES",
+                env.parse_or("MAX_BODY_BYTES", 262_144usize)?,
+            )?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        Env::from_pairs(pairs.iter().copied().chain([("CACHE_TABLE_NAME", "cache")]))
+    }
+
+    #[test]
+    fn defaults_are_sensible() {
+        let config = InvokeConfig::from_env(&env(&[])).unwrap();
+        assert_eq!(config.cache_ttl_seconds, 3600);
+        assert_eq!(config.cache_scope, CacheScope::Shared);
+        assert_eq!(config.bedrock, BedrockSettings::default());
+        assert_eq!(config.metrics_namespace, "Custom/Bedrock");
+        assert!(config.allowed_models.contains(DEFAULT_COMPLEX_MODEL));
+    }
+
+    #[test]
+    fn every_invalid_value_names_its_variable() {
+        let cases: &[(&str, &str)] = &[
+            ("CACHE_TTL_SECONDS", "0"),
+            ("CACHE_TTL_SECONDS", "an hour"),
+            ("CACHE_MAX_TTL_SECONDS", "10"),
+            ("CACHE_SCOPE", "tenant"),
+            ("COMPLEXITY_SIMPLE_MAX_WORDS", "0"),
+            ("COMPLEXITY_MODERATE_MAX_WORDS", "10"),
+            ("PROVISIONED_THROUGHPUT", "model-without-arn"),
+            ("ROUTING_POLICY", "random"),
+            ("BEDROCK_CONNECT_TIMEOUT_MS", "0"),
+            ("BEDROCK_MAX_ATTEMPTS", "-1"),
+            ("BEDROCK_RETRY_MODE", "legacy"),
+            ("MODEL_PRICES", "m=1"),
+            ("MAX_BODY_BYTES", "0"),
+            ("MEMORY_CACHE_ENTRIES", "many"),
+        ];
+        for (name, value) in cases {
+            let err = InvokeConfig::from_env(&env(&[(name, value)])).unwrap_err();
+            assert_eq!(&err.variable, name, "{name}={value}: {err}");
+        }
+        let err = InvokeConfig::from_env(&Env::default()).unwrap_err();
+        assert_eq!(err.variable, "CACHE_TABLE_NAME");
+        for (name, value) in [
+            ("PROVISIONED_SCHEDULE", "9 to 5"),
+            ("PROVISIONED_TIMEZONE", "Mars/Olympus"),
+        ] {
+            let err =
+                InvokeConfig::from_env(&env(&[("ROUTING_POLICY", "schedule"), (name, value)]))
+                    .unwrap_err();
+            assert_eq!(err.variable, name);
+        }
+    }
+}

@@ -1,0 +1,328 @@
+//! The HTTP contract's request body: parsing and validation. Every problem names its field.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use shared::domain::cache::CacheMode;
+use shared::domain::conversation::{Conversation, InferenceConfig, Message, Role, TextBlock};
+use shared::domain::prompt::{collapse_whitespace, limit_chars};
+
+/// Upper bound for `inferenceConfig.maxTokens`; each model's own limit is Bedrock's to check.
+pub const MAX_TOKENS_LIMIT: i64 = 200_000;
+const MAX_STOP_SEQUENCES: usize = 64;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct InvokeBody {
+    messages: Option<Vec<Message>>,
+    prompt: Option<String>,
+    system: Option<Vec<TextBlock>>,
+    inference_config: Option<InferenceConfig>,
+    model_id: Option<String>,
+    cache: Option<CacheOptions>,
+    optimize_prompt: Option<bool>,
+    context_limit_chars: Option<usize>,
+    additional_model_request_fields: Option<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CacheOptions {
+    #[serde(default)]
+    mode: CacheMode,
+    ttl_seconds: Option<i64>,
+}
+
+/// A request that passed validation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InvokeRequest {
+    /// What is sent to the model, after prompt optimisation.
+    pub conversation: Conversation,
+    pub model_id: Option<String>,
+    pub cache_mode: CacheMode,
+    pub ttl_seconds: Option<u64>,
+}
+
+/// Why a body was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("the request body is not valid JSON: {0}")]
+    InvalidJson(String),
+    #[error("{field}: {reason}")]
+    Invalid { field: String, reason: String },
+}
+
+impl RequestError {
+    fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::Invalid {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidJson(_) => "InvalidJson",
+            Self::Invalid { reason, .. } if reason.starts_with("unknown field") => "UnknownField",
+            Self::Invalid { .. } => "ValidationError",
+        }
+    }
+}
+
+/// serde_json appends " at line L column C"; the field path says more.
+fn strip_position(message: &str) -> &str {
+    message
+        .rsplit_once(" at line ")
+        .map_or(message, |(head, _)| head)
+}
+
+fn validate_texts(field: &str, blocks: &[TextBlock]) -> Result<(), RequestError> {
+    for (i, block) in blocks.iter().enumerate() {
+        if block.text.trim().is_empty() {
+            return Err(RequestError::invalid(
+                format!("{field}[{i}].text"),
+                "must not be empty or only whitespace",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_messages(messages: &[Message]) -> Result<(), RequestError> {
+    if messages.is_empty() {
+        return Err(RequestError::invalid(
+            "messages",
+            "must hold at least one message",
+        ));
+    }
+    for (i, message) in messages.iter().enumerate() {
+        let expected = if i % 2 == 0 {
+            Role::User
+        } else {
+            Role::Assistant
+        };
+        if message.role != expected {
+            let why = if i == 0 {
+                "the conversation must start with a user message"
+            } else {
+                "roles must alternate between user and assistant"
+            };
+            return Err(RequestError::invalid(format!("messages[{i}].role"), why));
+        }
+        if message.content.is_empty() {
+            return Err(RequestError::invalid(
+                format!("messages[{i}].content"),
+                "must hold at least one text block",
+            ));
+        }
+        validate_texts(&format!("messages[{i}].content"), &message.content)?;
+    }
+    Ok(())
+}
+
+fn validate_inference(config: &InferenceConfig) -> Result<(), RequestError> {
+    if let Some(n) = config.max_tokens {
+        if !(1..=MAX_TOKENS_LIMIT).contains(&n) {
+            return Err(RequestError::invalid(
+                "inferenceConfig.maxTokens",
+                format!("must be between 1 and {MAX_TOKENS_LIMIT}, got {n}"),
+            ));
+        }
+    }
+    for (name, value) in [("temperature", config.temperature), ("topP", config.top_p)] {
+        if let Some(v) = value {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(RequestError::invalid(
+                    format!("inferenceConfig.{name}"),
+                    format!("must be between 0 and 1, got {v}"),
+                ));
+            }
+        }
+    }
+    if config.stop_sequences.len() > MAX_STOP_SEQUENCES {
+        return Err(RequestError::invalid(
+            "inferenceConfig.stopSequences",
+            format!("must hold at most {MAX_STOP_SEQUENCES} sequences"),
+        ));
+    }
+    if let Some(i) = config.stop_sequences.iter().position(String::is_empty) {
+        return Err(RequestError::invalid(
+            format!("inferenceConfig.stopSequences[{i}]"),
+            "must not be empty",
+        ));
+    }
+    Ok(())
+}
+
+/// Applies `optimizePrompt` and `contextLimitChars` to every text block.
+fn optimise(blocks: &mut [TextBlock], collapse: bool, limit: Option<usize>) {
+    for block in blocks {
+        if collapse {
+            block.text = collapse_whitespace(&block.text);
+        }
+        if let Some(limit) = limit {
+            block.text = limit_chars(&block.text, limit);
+        }
+    }
+}
+
+/// Parses and validates a request body.
+pub fn parse(body: &[u8]) -> Result<InvokeRequest, RequestError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(RequestError::invalid(
+            "body",
+            "is empty; send a JSON object with messages or prompt",
+        ));
+    }
+    let deserializer = &mut serde_json::Deserializer::from_slice(body);
+    let parsed: InvokeBody = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            return RequestError::InvalidJson(inner.to_string());
+        }
+        let field = if path == "." { "body".to_owned() } else { path };
+        let reason = strip_position(&inner.to_string()).to_owned();
+        let reason = if field == "body" && reason.starts_with("invalid type") {
+            "must be a JSON object with messages or prompt".to_owned()
+        } else {
+            reason
+        };
+        RequestError::invalid(field, reason)
+    })?;
+
+    let mut messages = match (parsed.messages, parsed.prompt) {
+        (Some(_), Some(_)) => {
+            return Err(RequestError::invalid(
+                "prompt",
+                "send either messages or prompt, not both",
+            ))
+        }
+        (None, None) => {
+            return Err(RequestError::invalid(
+                "messages",
+                "is required (or prompt, a string for a single user message)",
+            ))
+        }
+        (None, Some(prompt)) => {
+            if prompt.trim().is_empty() {
+                return Err(RequestError::invalid(
+                    "prompt",
+                    "must not be empty or only whitespace",
+                ));
+            }
+            vec![Message {
+                role: Role::User,
+                content: vec![TextBlock::new(prompt)],
+            }]
+        }
+        (Some(messages), None) => {
+            validate_messages(&messages)?;
+            messages
+        }
+    };
+    let mut system = parsed.system.unwrap_or_default();
+    validate_texts("system", &system)?;
+    let inference_config = parsed.inference_config.unwrap_or_default();
+    validate_inference(&inference_config)?;
+
+    let model_id = match parsed.model_id {
+        Some(id) if id.trim().is_empty() => {
+            return Err(RequestError::invalid(
+                "modelId",
+                "must not be empty; omit it to choose the model by complexity",
+            ))
+        }
+        other => other,
+    };
+    let cache = parsed.cache.unwrap_or_default();
+    let ttl_seconds = match cache.ttl_seconds {
+        None => None,
+        Some(ttl) if ttl < 1 => {
+            return Err(RequestError::invalid(
+                "cache.ttlSeconds",
+                format!("must be at least 1, got {ttl}"),
+            ))
+        }
+        Some(ttl) => Some(u64::try_from(ttl).unwrap_or(u64::MAX)),
+    };
+    if parsed.context_limit_chars == Some(0) {
+        return Err(RequestError::invalid(
+            "contextLimitChars",
+            "must be at least 1",
+        ));
+    }
+    if let Some(fields) = &parsed.additional_model_request_fields {
+        if !fields.is_object() {
+            return Err(RequestError::invalid(
+                "additionalModelRequestFields",
+                "must be a JSON object",
+            ));
+        }
+    }
+
+    let collapse = parsed.optimize_prompt.unwrap_or(false);
+    optimise(&mut system, collapse, parsed.context_limit_chars);
+    for message in &mut messages {
+        optimise(&mut message.content, collapse, parsed.context_limit_chars);
+    }
+
+    Ok(InvokeRequest {
+        conversation: Conversation {
+            system,
+            messages,
+            inference_config,
+            additional_model_request_fields: parsed.additional_model_request_fields,
+        },
+        model_id,
+        cache_mode: cache.mode,
+        ttl_seconds,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::domain::prompt::CUT_MARKER;
+
+    #[test]
+    fn prompt_is_shorthand_for_one_user_message() {
+        let a = parse(br#"{"prompt": "hello"}"#).unwrap();
+        let b =
+            parse(br#"{"messages": [{"role": "user", "content": [{"text": "hello"}]}]}"#).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.cache_mode, CacheMode::Use);
+    }
+
+    #[test]
+    fn optimisation_collapses_and_cuts_text() {
+        let request = parse(
+            br#"{"prompt": "a   lot \n\n of   space", "system": [{"text": "  be\tbrief "}], "optimizePrompt": true, "contextLimitChars": 8}"#,
+        )
+        .unwrap();
+        let text = &request.conversation.messages[0].content[0].text;
+        assert_eq!(text, &format!("a lot of{CUT_MARKER}"));
+        assert_eq!(request.conversation.system[0].text, "be brief");
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let err = parse(br#"{"messages": [{"role": "system", "content": [{"text": "x"}]}]}"#)
+            .unwrap_err();
+        assert!(
+            matches!(&err, RequestError::Invalid { field, .. } if field == "messages[0].role"),
+            "{err}"
+        );
+        let err =
+            parse(br#"{"prompt": "x", "inferenceConfig": {"maxTokens": "many"}}"#).unwrap_err();
+        assert!(
+            matches!(&err, RequestError::Invalid { field, .. } if field == "inferenceConfig.maxTokens"),
+            "{err}"
+        );
+        let err = parse(br#"{"prompt": "x", "colour": 1}"#).unwrap_err();
+        assert_eq!(err.code(), "UnknownField");
+        assert!(err.to_string().contains("colour"), "{err}");
+        let err = parse(b"{\"prompt\": ").unwrap_err();
+        assert_eq!(err.code(), "InvalidJson");
+    }
+}

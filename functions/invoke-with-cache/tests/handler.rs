@@ -1,0 +1,332 @@
+//! The handler with real API Gateway events and in-memory ports: no AWS, no stack.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use chrono::{TimeZone, Utc};
+use invoke_with_cache::{App, InvokeConfig};
+use lambda_http::{Body, Request, Response};
+use serde_json::{json, Value};
+use shared::adapters::clock::ManualClock;
+use shared::config::Env;
+use shared::domain::cache::{CacheEntry, CacheKey};
+use shared::domain::conversation::{Conversation, Message, ModelAnswer, Role, TextBlock, Usage};
+use shared::domain::error::{CacheError, ModelError};
+use shared::domain::metrics::RequestMetrics;
+use shared::ports::{CacheStore, MetricsSink, ModelInvoker};
+
+const V2_EVENT: &str = include_str!("fixtures/apigw-v2-iam.json");
+const V1_EVENT: &str = include_str!("fixtures/apigw-rest-v1.json");
+const SECRET_PROMPT: &str = "my secret prompt about the quarterly numbers";
+
+#[derive(Default)]
+struct MemoryStore {
+    items: Mutex<HashMap<CacheKey, CacheEntry>>,
+    broken: bool,
+}
+
+impl CacheStore for MemoryStore {
+    async fn get(&self, key: &CacheKey) -> Result<Option<CacheEntry>, CacheError> {
+        if self.broken {
+            return Err(CacheError::Unavailable("table not found".into()));
+        }
+        Ok(self.items.lock().unwrap().get(key).cloned())
+    }
+
+    async fn put(&self, key: &CacheKey, entry: &CacheEntry) -> Result<(), CacheError> {
+        if self.broken {
+            return Err(CacheError::Unavailable("table not found".into()));
+        }
+        self.items
+            .lock()
+            .unwrap()
+            .insert(key.clone(), entry.clone());
+        Ok(())
+    }
+}
+
+/// Clones share their call log, so a test keeps one while the app owns another.
+#[derive(Clone)]
+struct FakeModel {
+    calls: Arc<Mutex<Vec<String>>>,
+    failure: Option<ModelError>,
+}
+
+impl FakeModel {
+    fn answering() -> Self {
+        Self {
+            calls: Arc::default(),
+            failure: None,
+        }
+    }
+
+    fn failing(error: ModelError) -> Self {
+        Self {
+            calls: Arc::default(),
+            failure: Some(error),
+        }
+    }
+
+    fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+impl ModelInvoker for FakeModel {
+    async fn converse(&self, model_id: &str, _: &Conversation) -> Result<ModelAnswer, ModelError> {
+        self.calls.lock().unwrap().push(model_id.to_owned());
+        if let Some(error) = &self.failure {
+            return Err(error.clone());
+        }
+        Ok(ModelAnswer {
+            message: Message {
+                role: Role::Assistant,
+                content: vec![TextBlock::new("secret answer text")],
+            },
+            stop_reason: "end_turn".into(),
+            usage: Usage {
+                input_tokens: 1000,
+                output_tokens: 1000,
+                total_tokens: 2000,
+            },
+        })
+    }
+}
+
+#[derive(Default, Clone)]
+struct Recorder(Arc<Mutex<Vec<RequestMetrics>>>);
+
+impl MetricsSink for Recorder {
+    fn publish(&self, metrics: &RequestMetrics) {
+        self.0.lock().unwrap().push(metrics.clone());
+    }
+}
+
+type TestApp = App<MemoryStore, FakeModel, ManualClock, Recorder>;
+
+fn build(vars: &[(&str, &str)], store: MemoryStore, model: FakeModel) -> (TestApp, Recorder) {
+    let env = Env::from_pairs(vars.iter().copied().chain([("CACHE_TABLE_NAME", "cache")]));
+    let config = InvokeConfig::from_env(&env).unwrap();
+    let clock = ManualClock::at(Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap());
+    let recorder = Recorder::default();
+    (
+        App::new(config, store, model, clock, recorder.clone()),
+        recorder,
+    )
+}
+
+fn event(fixture: &str, body: &Value) -> Request {
+    let mut event: Value = serde_json::from_str(fixture).unwrap();
+    event["body"] = Value::String(body.to_string());
+    lambda_http::request::from_str(&event.to_string()).unwrap()
+}
+
+fn read(response: Response<Body>) -> (u16, Option<String>, Value) {
+    let status = response.status().as_u16();
+    let cache = response
+        .headers()
+        .get("x-cache")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body = serde_json::from_slice(response.body().as_ref()).unwrap();
+    (status, cache, body)
+}
+
+#[tokio::test]
+async fn http_api_event_misses_then_hits() {
+    let model = FakeModel::answering();
+    let (app, metrics) = build(&[], MemoryStore::default(), model.clone());
+    let body = json!({"prompt": "What does a cache TTL do?"});
+    let (status, cache, first) = read(app.handle(event(V2_EVENT, &body)).await);
+    assert_eq!((status, cache.as_deref()), (200, Some("MISS")), "{first}");
+    assert_eq!(first["cache"], "MISS");
+    assert_eq!(first["tier"], "simple");
+    assert_eq!(first["route"], "on-demand");
+    assert_eq!(first["modelId"], "anthropic.claude-3-haiku-20240307-v1:0");
+    assert_eq!(first["usage"]["totalTokens"], 2000);
+    // 1000 input tokens at 0.00025 and 1000 output at 0.00125 per 1,000.
+    assert!((first["costUsd"].as_f64().unwrap() - 0.0015).abs() < 1e-12);
+
+    let (status, cache, second) = read(app.handle(event(V2_EVENT, &body)).await);
+    assert_eq!((status, cache.as_deref()), (200, Some("HIT")));
+    assert_eq!(second["text"], first["text"]);
+    assert_eq!(second["costUsd"], 0.0);
+    assert_eq!(second["savedUsd"], first["costUsd"]);
+    assert_eq!(model.calls().len(), 1);
+
+    let recorded = metrics.0.lock().unwrap();
+    assert_eq!(recorded.len(), 2);
+    assert_eq!(recorded[1].input_tokens, 0, "a hit processes no tokens");
+}
+
+#[tokio::test]
+async fn rest_api_event_is_served_and_callers_get_their_own_namespace() {
+    let (app, _) = build(
+        &[("CACHE_SCOPE", "caller")],
+        MemoryStore::default(),
+        FakeModel::answering(),
+    );
+    let body = json!({"prompt": "shared question"});
+    let (status, cache, _) = read(app.handle(event(V1_EVENT, &body)).await);
+    assert_eq!((status, cache.as_deref()), (200, Some("MISS")));
+    // Alice (HTTP API, IAM) does not see Bob's (REST API, IAM) entry.
+    let (_, cache, _) = read(app.handle(event(V2_EVENT, &body)).await);
+    assert_eq!(cache.as_deref(), Some("MISS"));
+    let (_, cache, _) = read(app.handle(event(V1_EVENT, &body)).await);
+    assert_eq!(cache.as_deref(), Some("HIT"));
+
+    // Without an identity, a per-caller cache cannot be used.
+    let mut anonymous: Value = serde_json::from_str(V2_EVENT).unwrap();
+    anonymous["requestContext"]
+        .as_object_mut()
+        .unwrap()
+        .remove("authorizer");
+    let (status, _, body) = read(app.handle(event(&anonymous.to_string(), &body)).await);
+    assert_eq!(status, 401);
+    assert_eq!(body["error"]["code"], "MissingCallerIdentity");
+}
+
+#[tokio::test]
+async fn a_broken_cache_still_answers_with_bypass() {
+    let store = MemoryStore {
+        broken: true,
+        ..MemoryStore::default()
+    };
+    let (app, _) = build(&[], store, FakeModel::answering());
+    let (status, cache, body) = read(app.handle(event(V2_EVENT, &json!({"prompt": "hi"}))).await);
+    assert_eq!((status, cache.as_deref()), (200, Some("BYPASS")), "{body}");
+}
+
+#[tokio::test]
+async fn model_errors_become_json_errors_with_the_gateway_request_id() {
+    let cases = [
+        (ModelError::Throttled, 429, "Throttled", true),
+        (ModelError::ModelNotReady, 503, "ModelNotReady", true),
+        (
+            ModelError::ServiceUnavailable,
+            503,
+            "ServiceUnavailable",
+            true,
+        ),
+        (ModelError::Timeout, 504, "Timeout", false),
+        (
+            ModelError::AccessDenied("role arn:aws:iam::1:role/x".into()),
+            502,
+            "BedrockAccessDenied",
+            false,
+        ),
+        (
+            ModelError::ModelFailure("boom".into()),
+            502,
+            "BedrockError",
+            false,
+        ),
+        (
+            ModelError::Validation("too many tokens".into()),
+            400,
+            "ModelValidationError",
+            false,
+        ),
+        (
+            ModelError::Unexpected("panic in dispatch at src/x.rs:1".into()),
+            500,
+            "InternalError",
+            false,
+        ),
+    ];
+    for (error, status, code, retry_after) in cases {
+        let (app, _) = build(&[], MemoryStore::default(), FakeModel::failing(error));
+        let response = app.handle(event(V2_EVENT, &json!({"prompt": "hi"}))).await;
+        assert_eq!(
+            response.headers().contains_key("retry-after"),
+            retry_after,
+            "{code}"
+        );
+        let (got, _, body) = read(response);
+        assert_eq!(
+            (got, body["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{body}"
+        );
+        assert_eq!(body["error"]["requestId"], "Bf3xJgAAoAMEbXw=");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            !message.contains("src/") && !message.contains("arn:aws:iam"),
+            "{message}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn provisioned_throttling_spills_over_to_on_demand() {
+    const ARN: &str = "arn:aws:bedrock:us-east-1:123456789012:provisioned-model/pt1";
+    const HAIKU: &str = "anthropic.claude-3-haiku-20240307-v1:0";
+    let model = FakeModel::failing(ModelError::Throttled);
+    let spec = format!("{HAIKU}={ARN}");
+    let (app, _) = build(
+        &[("PROVISIONED_THROUGHPUT", spec.as_str())],
+        MemoryStore::default(),
+        model.clone(),
+    );
+    // Both routes fail here: the answer is the on-demand failure, after one spill-over.
+    let (status, _, _) = read(app.handle(event(V2_EVENT, &json!({"prompt": "hi"}))).await);
+    assert_eq!(status, 429);
+    assert_eq!(model.calls(), vec![ARN.to_owned(), HAIKU.to_owned()]);
+
+    // A validation error is not a capacity problem: no spill-over.
+    let model = FakeModel::failing(ModelError::Validation("bad".into()));
+    let (app, _) = build(
+        &[("PROVISIONED_THROUGHPUT", spec.as_str())],
+        MemoryStore::default(),
+        model.clone(),
+    );
+    let (status, _, _) = read(app.handle(event(V2_EVENT, &json!({"prompt": "hi"}))).await);
+    assert_eq!(status, 400);
+    assert_eq!(model.calls(), vec![ARN.to_owned()]);
+}
+
+/// Captured log lines hold the figures, never the prompt or the answer.
+#[tokio::test]
+async fn logs_and_metrics_never_hold_prompt_or_answer_text() {
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+    impl Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buffer = Buffer::default();
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let (app, metrics) = build(&[], MemoryStore::default(), FakeModel::answering());
+    let body = json!({"prompt": SECRET_PROMPT});
+    app.handle(event(V2_EVENT, &body)).await;
+    app.handle(event(V2_EVENT, &body)).await;
+    app.handle(event(
+        V2_EVENT,
+        &json!({"prompt": SECRET_PROMPT, "bogus": 1}),
+    ))
+    .await;
+
+    let logs = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("\"cache\":\"MISS\"") && logs.contains("\"cache\":\"HIT\""),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("Bf3xJgAAoAMEbXw="),
+        "log lines carry the request id"
+    );
+    assert!(!logs.contains("secret"), "{logs}");
+    let recorded = format!("{:?}", metrics.0.lock().unwrap());
+    assert!(!recorded.contains("secret"));
+}

@@ -1,0 +1,242 @@
+//! The answer cache on DynamoDB: one item per key, TTL attribute in epoch seconds, large
+//! payloads compressed, payloads that still do not fit under the 400 KB item limit not stored.
+
+use std::io::{Read, Write};
+
+use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::types::AttributeValue;
+use flate2::read::GzDecoder;
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::cache::{CacheEntry, CacheKey, CachedAnswer};
+use crate::domain::error::CacheError;
+use crate::ports::CacheStore;
+
+/// Partition key attribute, as in infra/template.yaml.
+pub const KEY_ATTRIBUTE: &str = "pk";
+/// TTL attribute, as in infra/template.yaml.
+pub const TTL_ATTRIBUTE: &str = "expiresAt";
+/// Payloads above this are gzip-compressed.
+pub const COMPRESS_ABOVE_BYTES: usize = 32 * 1024;
+/// DynamoDB's item limit is 400 KB including attribute names; keep a margin.
+pub const MAX_PAYLOAD_BYTES: usize = 390 * 1024;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct CacheItem {
+    pk: String,
+    #[serde(rename = "expiresAt")]
+    expires_at: i64,
+    #[serde(rename = "createdAt")]
+    created_at: i64,
+    #[serde(rename = "modelId")]
+    model_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    payload: Option<String>,
+    #[serde(
+        rename = "payloadGz",
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "serde_bytes"
+    )]
+    payload_gz: Option<Vec<u8>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DynamoDbCacheStore {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl DynamoDbCacheStore {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+}
+
+fn unavailable(error: impl std::error::Error) -> CacheError {
+    CacheError::Unavailable(DisplayErrorContext(error).to_string())
+}
+
+/// The item for an entry: the payload as JSON, gzip-compressed when large.
+fn to_item(key: &CacheKey, entry: &CacheEntry) -> Result<CacheItem, CacheError> {
+    let json = serde_json::to_string(&entry.cached)
+        .map_err(|e| CacheError::Unavailable(format!("cannot encode entry: {e}")))?;
+    let (payload, payload_gz) = if json.len() > COMPRESS_ABOVE_BYTES {
+        let mut encoder = GzEncoder::new(Vec::with_capacity(json.len() / 4), Compression::fast());
+        encoder
+            .write_all(json.as_bytes())
+            .and_then(|()| encoder.finish())
+            .map(|gz| (None, Some(gz)))
+            .map_err(|e| CacheError::Unavailable(format!("cannot compress entry: {e}")))?
+    } else {
+        (Some(json), None)
+    };
+    let size = payload.as_ref().map_or(0, String::len) + payload_gz.as_ref().map_or(0, Vec::len);
+    if size > MAX_PAYLOAD_BYTES {
+        return Err(CacheError::TooLarge(size));
+    }
+    Ok(CacheItem {
+        pk: key.as_str().to_owned(),
+        expires_at: entry.expires_at,
+        created_at: entry.cached.created_at,
+        model_id: entry.cached.model_id.clone(),
+        payload,
+        payload_gz,
+    })
+}
+
+fn from_item(item: CacheItem) -> Result<CacheEntry, String> {
+    let json = match (item.payload, item.payload_gz) {
+        (Some(json), _) => json,
+        (None, Some(gz)) => {
+            let mut json = String::new();
+            GzDecoder::new(gz.as_slice())
+                .read_to_string(&mut json)
+                .map_err(|e| format!("cannot decompress: {e}"))?;
+            json
+        }
+        (None, None) => return Err("no payload".to_owned()),
+    };
+    let cached: CachedAnswer = serde_json::from_str(&json).map_err(|e| e.to_string())?;
+    Ok(CacheEntry {
+        cached,
+        expires_at: item.expires_at,
+    })
+}
+
+impl CacheStore for DynamoDbCacheStore {
+    async fn get(&self, key: &CacheKey) -> Result<Option<CacheEntry>, CacheError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(KEY_ATTRIBUTE, AttributeValue::S(key.as_str().to_owned()))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let Some(item) = output.item else {
+            return Ok(None);
+        };
+        let decoded = serde_dynamo::from_item::<_, CacheItem>(item)
+            .map_err(|e| e.to_string())
+            .and_then(from_item);
+        match decoded {
+            Ok(entry) => Ok(Some(entry)),
+            Err(reason) => {
+                // An unreadable entry is a miss; the next store overwrites it.
+                tracing::warn!(cache_key = key.as_str(), %reason, "unreadable cache item ignored");
+                Ok(None)
+            }
+        }
+    }
+
+    async fn put(&self, key: &CacheKey, entry: &CacheEntry) -> Result<(), CacheError> {
+        let item = serde_dynamo::to_item(to_item(key, entry)?)
+            .map_err(|e| CacheError::Unavailable(format!("cannot encode item: {e}")))?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::conversation::{Message, ModelAnswer, Role, TextBlock, Usage};
+    use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
+    use aws_sdk_dynamodb::operation::put_item::PutItemOutput;
+    use aws_smithy_mocks::{mock, mock_client, RuleMode};
+    use sha2::Digest;
+    use std::collections::HashMap;
+
+    fn entry(text: String) -> CacheEntry {
+        CacheEntry {
+            cached: CachedAnswer {
+                answer: ModelAnswer {
+                    message: Message {
+                        role: Role::Assistant,
+                        content: vec![TextBlock::new(text)],
+                    },
+                    stop_reason: "end_turn".into(),
+                    usage: Usage {
+                        input_tokens: 3,
+                        output_tokens: 4,
+                        total_tokens: 7,
+                    },
+                },
+                model_id: "m".into(),
+                cost_usd: 0.25,
+                created_at: 1_000,
+            },
+            expires_at: 4_600,
+        }
+    }
+
+    #[test]
+    fn small_entries_are_plain_large_ones_compressed_huge_ones_refused() {
+        let key = CacheKey::from_hex("k");
+        let small = to_item(&key, &entry("short".into())).unwrap();
+        assert!(small.payload.is_some() && small.payload_gz.is_none());
+
+        let large_entry = entry("word ".repeat(100_000));
+        let large = to_item(&key, &large_entry).unwrap();
+        assert!(large.payload.is_none());
+        assert!(large.payload_gz.as_ref().unwrap().len() < COMPRESS_ABOVE_BYTES);
+        assert_eq!(from_item(large).unwrap(), large_entry);
+
+        // Incompressible text over the limit.
+        let noise: String = (0..20_000u32)
+            .flat_map(|i| sha2::Sha256::digest(i.to_le_bytes()))
+            .map(|b| char::from(b'!' + b % 90))
+            .collect();
+        assert!(matches!(
+            to_item(&key, &entry(noise)),
+            Err(CacheError::TooLarge(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn put_writes_key_ttl_and_payload_then_get_reads_them_back() {
+        let stored = entry("hello".into());
+        let item: HashMap<String, AttributeValue> =
+            serde_dynamo::to_item(to_item(&CacheKey::from_hex("abc"), &stored).unwrap()).unwrap();
+        let put = mock!(aws_sdk_dynamodb::Client::put_item)
+            .match_requests(|req| {
+                let item = req.item().unwrap();
+                req.table_name() == Some("cache")
+                    && item.get("pk") == Some(&AttributeValue::S("abc".into()))
+                    && item.get("expiresAt") == Some(&AttributeValue::N("4600".into()))
+                    && item.contains_key("payload")
+            })
+            .then_output(|| PutItemOutput::builder().build());
+        let get = mock!(aws_sdk_dynamodb::Client::get_item)
+            .match_requests(|req| {
+                req.key().and_then(|k| k.get("pk")) == Some(&AttributeValue::S("abc".into()))
+            })
+            .then_output(move || {
+                GetItemOutput::builder()
+                    .set_item(Some(item.clone()))
+                    .build()
+            });
+        let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&put, &get]);
+        let store = DynamoDbCacheStore::new(client, "cache");
+        store
+            .put(&CacheKey::from_hex("abc"), &stored)
+            .await
+            .unwrap();
+        let read = store.get(&CacheKey::from_hex("abc")).await.unwrap();
+        assert_eq!(read, Some(stored));
+        assert_eq!(put.num_calls(), 1);
+        assert_eq!(get.num_calls(), 1);
+    }
+}

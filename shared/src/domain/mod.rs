@@ -1,0 +1,10 @@
+//! Pure domain types and rules: no AWS SDK type appears here.
+
+pub mod cache;
+pub mod conversation;
+pub mod error;
+pub mod metrics;
+pub mod pricing;
+pub mod prompt;
+pub mod routing;
+pub mod tiers;

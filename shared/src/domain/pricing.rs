@@ -1,0 +1,150 @@
+//! On-demand prices per model and the cost of a call.
+
+use std::collections::HashMap;
+
+use super::conversation::Usage;
+use crate::config::ConfigError;
+
+/// US dollars per 1,000 tokens.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Price {
+    pub input_per_1k: f64,
+    pub output_per_1k: f64,
+}
+
+/// On-demand prices (us-east-1) of the default models.
+const DEFAULT_PRICES: &[(&str, f64, f64)] = &[
+    ("anthropic.claude-3-haiku-20240307-v1:0", 0.00025, 0.00125),
+    ("anthropic.claude-3-sonnet-20240229-v1:0", 0.003, 0.015),
+    ("anthropic.claude-3-opus-20240229-v1:0", 0.015, 0.075),
+    ("anthropic.claude-3-5-haiku-20241022-v1:0", 0.0008, 0.004),
+    ("anthropic.claude-3-5-sonnet-20240620-v1:0", 0.003, 0.015),
+    ("anthropic.claude-3-5-sonnet-20241022-v2:0", 0.003, 0.015),
+    ("anthropic.claude-3-7-sonnet-20250219-v1:0", 0.003, 0.015),
+    ("amazon.nova-micro-v1:0", 0.000035, 0.00014),
+    ("amazon.nova-lite-v1:0", 0.00006, 0.00024),
+    ("amazon.nova-pro-v1:0", 0.0008, 0.0032),
+];
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PriceTable {
+    prices: HashMap<String, Price>,
+}
+
+impl Default for PriceTable {
+    fn default() -> Self {
+        Self {
+            prices: DEFAULT_PRICES
+                .iter()
+                .map(|(id, input, output)| {
+                    (
+                        (*id).to_owned(),
+                        Price {
+                            input_per_1k: *input,
+                            output_per_1k: *output,
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Cross-region inference profiles (`us.`, `eu.`…) cost what their model costs.
+fn base_model(model_id: &str) -> &str {
+    ["us.", "eu.", "apac.", "global."]
+        .iter()
+        .find_map(|p| model_id.strip_prefix(p))
+        .unwrap_or(model_id)
+}
+
+impl PriceTable {
+    /// The defaults overridden by `MODEL_ID=INPUT/OUTPUT` entries separated by `;` or `,`
+    /// (US dollars per 1,000 tokens), as in `MODEL_PRICES`.
+    pub fn with_overrides(variable: &str, spec: Option<&str>) -> Result<Self, ConfigError> {
+        let mut table = Self::default();
+        for entry in spec
+            .unwrap_or_default()
+            .split([';', ','])
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
+            let invalid = |why: &str| {
+                ConfigError::new(
+                    variable,
+                    format!("entry {entry:?} {why}; expected MODEL_ID=INPUT/OUTPUT in USD per 1,000 tokens, e.g. anthropic.claude-3-haiku-20240307-v1:0=0.00025/0.00125"),
+                )
+            };
+            let (model, prices) = entry.split_once('=').ok_or_else(|| invalid("has no '='"))?;
+            let (input, output) = prices
+                .split_once('/')
+                .ok_or_else(|| invalid("has no '/'"))?;
+            let parse = |s: &str| {
+                s.trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|p| p.is_finite() && *p >= 0.0)
+                    .ok_or_else(|| invalid("has a price that is not a non-negative number"))
+            };
+            table.prices.insert(
+                model.trim().to_owned(),
+                Price {
+                    input_per_1k: parse(input)?,
+                    output_per_1k: parse(output)?,
+                },
+            );
+        }
+        Ok(table)
+    }
+
+    pub fn price(&self, model_id: &str) -> Option<Price> {
+        self.prices
+            .get(model_id)
+            .or_else(|| self.prices.get(base_model(model_id)))
+            .copied()
+    }
+
+    /// The on-demand cost of a call, or `None` when the model has no price.
+    pub fn cost(&self, model_id: &str, usage: &Usage) -> Option<f64> {
+        self.price(model_id).map(|p| {
+            f64::from(usage.input_tokens) / 1000.0 * p.input_per_1k
+                + f64::from(usage.output_tokens) / 1000.0 * p.output_per_1k
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HAIKU: &str = "anthropic.claude-3-haiku-20240307-v1:0";
+
+    #[test]
+    fn cost_uses_input_and_output_prices() {
+        let usage = Usage {
+            input_tokens: 2000,
+            output_tokens: 1000,
+            total_tokens: 3000,
+        };
+        let cost = PriceTable::default().cost(HAIKU, &usage).unwrap();
+        assert!((cost - (0.0005 + 0.00125)).abs() < 1e-12);
+        let profile = PriceTable::default().cost(&format!("us.{HAIKU}"), &usage);
+        assert_eq!(profile, Some(cost));
+        assert_eq!(PriceTable::default().cost("unknown", &usage), None);
+    }
+
+    #[test]
+    fn overrides_replace_and_add() {
+        let table = PriceTable::with_overrides(
+            "MODEL_PRICES",
+            Some(&format!("{HAIKU}=1/2; custom=0.5/0.25")),
+        )
+        .unwrap();
+        assert_eq!(table.price(HAIKU).unwrap().output_per_1k, 2.0);
+        assert_eq!(table.price("custom").unwrap().input_per_1k, 0.5);
+        for bad in ["x", "x=1", "x=a/1", "x=-1/1"] {
+            let err = PriceTable::with_overrides("MODEL_PRICES", Some(bad)).unwrap_err();
+            assert_eq!(err.variable, "MODEL_PRICES");
+        }
+    }
+}
