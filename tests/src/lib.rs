@@ -90,3 +90,131 @@ impl Emulator {
         stats["models"][model_id]["calls"].as_u64().unwrap_or(0)
     }
 }
+
+/// invoke-with-cache wired to the local stack: real DynamoDB (moto) and Bedrock (emulator)
+/// adapters, an injected clock and a metrics recorder.
+pub mod invoke {
+    use std::sync::{Arc, Mutex};
+
+    use chrono::{DateTime, TimeZone, Utc};
+    use invoke_with_cache::{App, InvokeConfig};
+    use lambda_http::Request;
+    use serde_json::Value;
+    use shared::adapters::bedrock::BedrockInvoker;
+    use shared::adapters::clock::ManualClock;
+    use shared::adapters::dynamo_cache::DynamoDbCacheStore;
+    use shared::config::Env;
+    use shared::domain::metrics::RequestMetrics;
+    use shared::ports::MetricsSink;
+
+    pub const HAIKU: &str = "anthropic.claude-3-haiku-20240307-v1:0";
+    pub const SONNET: &str = "anthropic.claude-3-sonnet-20240229-v1:0";
+    pub const OPUS: &str = "anthropic.claude-3-opus-20240229-v1:0";
+    pub const PT_ARN: &str = "arn:aws:bedrock:us-east-1:123456789012:provisioned-model/haiku-pt";
+
+    const V2_EVENT: &str =
+        include_str!("../../functions/invoke-with-cache/tests/fixtures/apigw-v2-iam.json");
+
+    #[derive(Default, Clone)]
+    pub struct Recorder(pub Arc<Mutex<Vec<RequestMetrics>>>);
+
+    impl MetricsSink for Recorder {
+        fn publish(&self, metrics: &RequestMetrics) {
+            self.0.lock().expect("recorder").push(metrics.clone());
+        }
+    }
+
+    pub struct Harness {
+        pub app: App<DynamoDbCacheStore, BedrockInvoker, Arc<ManualClock>, Recorder>,
+        pub clock: Arc<ManualClock>,
+        pub metrics: Recorder,
+    }
+
+    /// Noon UTC on a fixed day.
+    pub fn noon() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0)
+            .single()
+            .expect("valid time")
+    }
+
+    pub struct Reply {
+        pub status: u16,
+        pub headers: lambda_http::http::HeaderMap,
+        pub body: Value,
+    }
+
+    impl Reply {
+        pub fn cache(&self) -> &str {
+            self.body["cache"].as_str().unwrap_or("(none)")
+        }
+    }
+
+    impl Harness {
+        /// The function as `main` builds it, from the stack's variables plus `overrides`
+        /// (retries off so that each fault is seen once).
+        pub async fn new(overrides: &[(&str, &str)]) -> Self {
+            let table = super::stack_var("CACHE_TABLE_NAME");
+            let mut vars: Vec<(&str, &str)> = vec![
+                ("CACHE_TABLE_NAME", table.as_str()),
+                ("BEDROCK_MAX_ATTEMPTS", "1"),
+                ("BEDROCK_RETRY_MODE", "standard"),
+            ];
+            vars.extend_from_slice(overrides);
+            let config = InvokeConfig::from_env(&Env::from_pairs(vars)).expect("config");
+            let sdk = super::sdk_config().await;
+            let store =
+                DynamoDbCacheStore::new(aws_sdk_dynamodb::Client::new(&sdk), &config.cache_table);
+            let model = BedrockInvoker::new(&sdk, &config.bedrock);
+            let clock = Arc::new(ManualClock::at(noon()));
+            let metrics = Recorder::default();
+            Self {
+                app: App::new(config, store, model, clock.clone(), metrics.clone()),
+                clock,
+                metrics,
+            }
+        }
+
+        /// Sends an HTTP API (payload 2.0) event, with a raw body, method and headers.
+        pub async fn send(&self, method: &str, content_type: Option<&str>, body: &str) -> Reply {
+            let mut event: Value = serde_json::from_str(V2_EVENT).expect("fixture");
+            event["body"] = Value::String(body.to_owned());
+            event["requestContext"]["http"]["method"] = Value::String(method.to_owned());
+            let headers = event["headers"].as_object_mut().expect("headers");
+            match content_type {
+                Some(ct) => {
+                    headers.insert("content-type".into(), Value::String(ct.to_owned()));
+                }
+                None => {
+                    headers.remove("content-type");
+                }
+            }
+            let request: Request =
+                lambda_http::request::from_str(&event.to_string()).expect("event");
+            let response = self.app.handle(request).await;
+            let status = response.status().as_u16();
+            let headers = response.headers().clone();
+            let body = serde_json::from_slice(response.body().as_ref()).expect("JSON body");
+            Reply {
+                status,
+                headers,
+                body,
+            }
+        }
+
+        pub async fn invoke(&self, body: Value) -> Reply {
+            self.send("POST", Some("application/json"), &body.to_string())
+                .await
+        }
+    }
+
+    /// A prompt no other test sends, so no test sees another's cache entries.
+    pub fn unique(label: &str) -> String {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static N: AtomicU64 = AtomicU64::new(0);
+        format!(
+            "{label} #{} at {}",
+            N.fetch_add(1, Ordering::Relaxed),
+            Utc::now().timestamp_nanos_opt().unwrap_or_default()
+        )
+    }
+}

@@ -1,0 +1,618 @@
+//! invoke-with-cache against the local stack: DynamoDB on moto, Bedrock on the emulator.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::Duration;
+use integration_tests::invoke::{noon, unique, Harness, HAIKU, OPUS, PT_ARN, SONNET};
+use integration_tests::Emulator;
+use serde_json::{json, Value};
+use shared::domain::cache::CacheKey;
+
+#[tokio::test]
+async fn a_miss_then_a_hit_calls_bedrock_once() {
+    let emulator = Emulator::reset().await;
+    let harness = Harness::new(&[]).await;
+    let body = json!({"prompt": unique("What does a cache TTL do?")});
+
+    let first = harness.invoke(body.clone()).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(first.cache(), "MISS");
+    assert_eq!(first.headers["x-cache"], "MISS");
+    assert_eq!(first.body["route"], "on-demand");
+    assert_eq!(first.body["tier"], "simple");
+    assert_eq!(first.body["modelId"], HAIKU);
+    assert!(first.body["costUsd"].as_f64().unwrap() > 0.0);
+    let usage = &first.body["usage"];
+    assert_eq!(
+        usage["totalTokens"].as_u64(),
+        Some(usage["inputTokens"].as_u64().unwrap() + usage["outputTokens"].as_u64().unwrap())
+    );
+
+    let second = harness.invoke(body.clone()).await;
+    assert_eq!(second.cache(), "HIT");
+    assert_eq!(second.headers["x-cache"], "HIT");
+    assert_eq!(second.body["text"], first.body["text"]);
+    assert_eq!(second.body["costUsd"], 0.0);
+    assert_eq!(second.body["savedUsd"], first.body["costUsd"]);
+    assert_eq!(emulator.calls(HAIKU).await, 1);
+
+    // A new instance (cold in-process cache) hits DynamoDB.
+    let cold = Harness::new(&[]).await;
+    assert_eq!(cold.invoke(body).await.cache(), "HIT");
+    assert_eq!(emulator.calls(HAIKU).await, 1);
+}
+
+#[tokio::test]
+async fn whatever_changes_the_answer_changes_the_key() {
+    let emulator = Emulator::reset().await;
+    let harness = Harness::new(&[]).await;
+    let prompt = unique("Name three colours");
+    let base = json!({"prompt": prompt, "system": [{"text": "Be brief."}], "inferenceConfig": {"maxTokens": 100}});
+    assert_eq!(harness.invoke(base.clone()).await.cache(), "MISS");
+    // Same content, other field order and whitespace: a hit.
+    let reordered = format!(
+        r#"{{ "inferenceConfig" : {{ "maxTokens" : 100 }},
+             "system" : [ {{ "text" : "Be brief." }} ], "prompt" : {} }}"#,
+        Value::String(prompt.clone())
+    );
+    let reply = harness
+        .send("POST", Some("application/json"), &reordered)
+        .await;
+    assert_eq!(reply.cache(), "HIT");
+
+    let variants = [
+        json!({"prompt": prompt, "system": [{"text": "Be verbose."}], "inferenceConfig": {"maxTokens": 100}}),
+        json!({"prompt": prompt, "inferenceConfig": {"maxTokens": 100}}),
+        json!({"prompt": prompt, "system": [{"text": "Be brief."}], "inferenceConfig": {"maxTokens": 101}}),
+        json!({"prompt": prompt, "system": [{"text": "Be brief."}], "inferenceConfig": {"maxTokens": 100, "temperature": 0.2}}),
+        json!({"prompt": prompt, "system": [{"text": "Be brief."}], "inferenceConfig": {"maxTokens": 100}, "modelId": SONNET}),
+    ];
+    for variant in variants {
+        assert_eq!(
+            harness.invoke(variant.clone()).await.cache(),
+            "MISS",
+            "{variant}"
+        );
+    }
+
+    // Another namespace does not see the entry.
+    let other_namespace = Harness::new(&[("CACHE_NAMESPACE", "team-b")]).await;
+    assert_eq!(other_namespace.invoke(base).await.cache(), "MISS");
+    assert_eq!(emulator.calls(HAIKU).await, 6);
+    assert_eq!(emulator.calls(SONNET).await, 1);
+}
+
+#[tokio::test]
+async fn bypass_neither_reads_nor_writes_and_refresh_overwrites() {
+    let emulator = Emulator::reset().await;
+    let harness = Harness::new(&[("MEMORY_CACHE_ENTRIES", "0")]).await;
+    let prompt = unique("Tell me about bypass");
+
+    let bypass = harness
+        .invoke(json!({"prompt": prompt, "cache": {"mode": "bypass"}}))
+        .await;
+    assert_eq!((bypass.status, bypass.cache()), (200, "BYPASS"));
+    assert_eq!(bypass.headers["x-cache"], "BYPASS");
+    // Nothing was written.
+    assert_eq!(
+        harness.invoke(json!({"prompt": prompt})).await.cache(),
+        "MISS"
+    );
+    // Bypass does not read either.
+    assert_eq!(
+        harness
+            .invoke(json!({"prompt": prompt, "cache": {"mode": "bypass"}}))
+            .await
+            .cache(),
+        "BYPASS"
+    );
+    assert_eq!(emulator.calls(HAIKU).await, 3);
+
+    let refresh = harness
+        .invoke(json!({"prompt": prompt, "cache": {"mode": "refresh", "ttlSeconds": 60}}))
+        .await;
+    assert_eq!(refresh.cache(), "REFRESH");
+    assert_eq!(emulator.calls(HAIKU).await, 4);
+    // The refreshed entry carries the new TTL: live at 59 s, gone at 60 s.
+    harness.clock.advance(Duration::seconds(59));
+    assert_eq!(
+        harness.invoke(json!({"prompt": prompt})).await.cache(),
+        "HIT"
+    );
+    harness.clock.advance(Duration::seconds(1));
+    assert_eq!(
+        harness.invoke(json!({"prompt": prompt})).await.cache(),
+        "MISS"
+    );
+}
+
+#[tokio::test]
+async fn an_expired_item_is_a_miss_even_before_dynamodb_deletes_it() {
+    let emulator = Emulator::reset().await;
+    let harness = Harness::new(&[("CACHE_TTL_SECONDS", "300")]).await;
+    let body = json!({"prompt": unique("Expiring question")});
+    assert_eq!(harness.invoke(body.clone()).await.cache(), "MISS");
+    harness.clock.advance(Duration::seconds(299));
+    assert_eq!(harness.invoke(body.clone()).await.cache(), "HIT");
+    harness.clock.advance(Duration::seconds(1));
+
+    // The DynamoDB item is still there (moto, like DynamoDB, deletes expired items lazily)…
+    let request = invoke_with_cache::request::parse(body.to_string().as_bytes()).unwrap();
+    let key = CacheKey::for_request("shared:shared", HAIKU, &request.conversation);
+    let dynamodb = aws_sdk_dynamodb::Client::new(&integration_tests::sdk_config().await);
+    let item = dynamodb
+        .get_item()
+        .table_name(integration_tests::stack_var("CACHE_TABLE_NAME"))
+        .key("pk", AttributeValue::S(key.as_str().to_owned()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("the expired item is still stored");
+    let expires_at = (noon() + Duration::seconds(300)).timestamp().to_string();
+    assert_eq!(item.get("expiresAt"), Some(&AttributeValue::N(expires_at)));
+
+    // …yet past its TTL it is a miss, in the in-process cache and in DynamoDB alike.
+    assert_eq!(harness.invoke(body.clone()).await.cache(), "MISS");
+    assert_eq!(emulator.calls(HAIKU).await, 2);
+    let cold = Harness::new(&[("CACHE_TTL_SECONDS", "300"), ("MEMORY_CACHE_ENTRIES", "0")]).await;
+    cold.clock.set(noon() + Duration::seconds(900));
+    assert_eq!(cold.invoke(body).await.cache(), "MISS");
+    assert_eq!(emulator.calls(HAIKU).await, 3);
+}
+
+#[tokio::test]
+async fn ttl_seconds_is_capped_by_configuration() {
+    Emulator::reset().await;
+    let harness = Harness::new(&[("CACHE_MAX_TTL_SECONDS", "3600")]).await;
+    let body = json!({"prompt": unique("Cap my TTL"), "cache": {"ttlSeconds": 999999}});
+    assert_eq!(harness.invoke(body.clone()).await.cache(), "MISS");
+    harness.clock.advance(Duration::seconds(3600));
+    assert_eq!(harness.invoke(body).await.cache(), "MISS");
+}
+
+#[tokio::test]
+async fn with_the_cache_table_gone_the_request_still_answers() {
+    let emulator = Emulator::reset().await;
+    let harness = Harness::new(&[("CACHE_TABLE_NAME", "no-such-table")]).await;
+    let reply = harness
+        .invoke(json!({"prompt": unique("Is the cache there?")}))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.cache(), "BYPASS");
+    assert_eq!(reply.headers["x-cache"], "BYPASS");
+    assert!(reply.body["text"].as_str().is_some_and(|t| !t.is_empty()));
+    assert_eq!(emulator.calls(HAIKU).await, 1);
+}
+
+#[tokio::test]
+async fn a_throttled_provisioned_route_spills_over_to_on_demand() {
+    let emulator = Emulator::reset().await;
+    let spec = format!("{HAIKU}={PT_ARN}");
+    let harness = Harness::new(&[("PROVISIONED_THROUGHPUT", spec.as_str())]).await;
+
+    let served = harness
+        .invoke(json!({"prompt": unique("Provisioned please")}))
+        .await;
+    assert_eq!(served.body["route"], "provisioned", "{}", served.body);
+    assert_eq!(emulator.calls(PT_ARN).await, 1);
+    assert_eq!(emulator.calls(HAIKU).await, 0);
+
+    emulator
+        .configure(json!({"models": {PT_ARN: {"throttleRate": 1.0}}}))
+        .await;
+    let full = json!({"prompt": unique("Provisioned is full")});
+    let spilled = harness.invoke(full.clone()).await;
+    assert_eq!(spilled.status, 200, "{}", spilled.body);
+    assert_eq!(spilled.body["route"], "on-demand");
+    assert_eq!(spilled.body["modelId"], HAIKU);
+    assert_eq!(emulator.calls(PT_ARN).await, 2);
+    assert_eq!(emulator.calls(HAIKU).await, 1);
+
+    // The cache key uses the base model: with the provisioned route back, the answer that
+    // came on-demand is a hit.
+    emulator.configure(json!({"models": {PT_ARN: null}})).await;
+    let cold = Harness::new(&[("PROVISIONED_THROUGHPUT", spec.as_str())]).await;
+    assert_eq!(cold.invoke(full).await.cache(), "HIT");
+    assert_eq!(emulator.calls(PT_ARN).await, 2);
+}
+
+#[tokio::test]
+async fn the_schedule_policy_routes_by_the_injected_clock() {
+    let emulator = Emulator::reset().await;
+    let spec = format!("{HAIKU}={PT_ARN}");
+    let harness = Harness::new(&[
+        ("PROVISIONED_THROUGHPUT", spec.as_str()),
+        ("ROUTING_POLICY", "schedule"),
+        ("PROVISIONED_SCHEDULE", "09:00-17:00"),
+        ("PROVISIONED_TIMEZONE", "Asia/Tokyo"),
+    ])
+    .await;
+    let ask = || json!({"prompt": unique("What time is it?"), "cache": {"mode": "bypass"}});
+
+    // 12:00 UTC is 21:00 in Tokyo: outside the window.
+    let evening = harness.invoke(ask()).await;
+    assert_eq!(evening.body["route"], "on-demand", "{}", evening.body);
+    // 01:00 UTC is 10:00 in Tokyo: inside.
+    harness.clock.set(noon() - Duration::hours(11));
+    let morning = harness.invoke(ask()).await;
+    assert_eq!(morning.body["route"], "provisioned");
+    // 08:00 UTC is 17:00 in Tokyo: the end is excluded.
+    harness.clock.set(noon() - Duration::hours(4));
+    assert_eq!(harness.invoke(ask()).await.body["route"], "on-demand");
+    assert_eq!(emulator.calls(PT_ARN).await, 1);
+    assert_eq!(emulator.calls(HAIKU).await, 2);
+}
+
+#[tokio::test]
+async fn the_model_is_chosen_by_complexity_when_absent() {
+    let emulator = Emulator::reset().await;
+    let harness = Harness::new(&[]).await;
+    let short = harness.invoke(json!({"prompt": unique("Hi")})).await;
+    assert_eq!(
+        (short.body["tier"].as_str(), short.body["modelId"].as_str()),
+        (Some("simple"), Some(HAIKU))
+    );
+    let keyword = harness
+        .invoke(json!({"prompt": unique("この契約書を詳しく説明してください")}))
+        .await;
+    assert_eq!(
+        (
+            keyword.body["tier"].as_str(),
+            keyword.body["modelId"].as_str()
+        ),
+        (Some("moderate"), Some(SONNET))
+    );
+    let long = harness
+        .invoke(json!({"prompt": unique(&"word ".repeat(250))}))
+        .await;
+    assert_eq!(
+        (long.body["tier"].as_str(), long.body["modelId"].as_str()),
+        (Some("complex"), Some(OPUS))
+    );
+    let explicit = harness
+        .invoke(json!({"prompt": unique("Hi"), "modelId": OPUS}))
+        .await;
+    assert_eq!(explicit.body["tier"], Value::Null);
+    assert_eq!(emulator.calls(OPUS).await, 2);
+    // Metrics were published per request, by model, without text.
+    let metrics = harness.metrics.0.lock().unwrap();
+    assert_eq!(metrics.len(), 4);
+    assert_eq!(metrics[2].model_id, OPUS);
+}
+
+#[tokio::test]
+async fn bedrock_faults_become_the_specified_errors() {
+    let emulator = Emulator::reset().await;
+    let harness = Harness::new(&[("BEDROCK_READ_TIMEOUT_MS", "300")]).await;
+    let cases = [
+        (json!({"throttleRate": 1.0}), 429, "Throttled"),
+        (
+            json!({"throttleRate": 0.0, "modelNotReadyRate": 1.0}),
+            503,
+            "ModelNotReady",
+        ),
+        (
+            json!({"modelNotReadyRate": 0.0, "serviceUnavailableRate": 1.0}),
+            503,
+            "ServiceUnavailable",
+        ),
+        (
+            json!({"serviceUnavailableRate": 0.0, "ttftMs": 3000}),
+            504,
+            "Timeout",
+        ),
+    ];
+    for (config, status, code) in cases {
+        emulator.configure(config.clone()).await;
+        let reply = harness.invoke(json!({"prompt": unique("fault")})).await;
+        assert_eq!(reply.status, status, "{config}: {}", reply.body);
+        assert_eq!(reply.body["error"]["code"], code);
+        assert_eq!(reply.body["error"]["requestId"], "Bf3xJgAAoAMEbXw=");
+        if status == 429 {
+            assert_eq!(reply.headers["retry-after"], "2");
+        }
+    }
+}
+
+/// At least 40 bad requests, each with its status and error code, none reaching Bedrock
+/// except the last, which Bedrock itself refuses.
+#[tokio::test]
+async fn bad_requests_get_the_specified_4xx_json_errors() {
+    let emulator = Emulator::reset().await;
+    let harness = Harness::new(&[("MAX_BODY_BYTES", "4096")]).await;
+    let user = |text: &str| json!({"role": "user", "content": [{"text": text}]});
+    let assistant = |text: &str| json!({"role": "assistant", "content": [{"text": text}]});
+    let json_cases: Vec<(Value, &str, &str)> = vec![
+        (json!({}), "ValidationError", "messages"),
+        (json!(null), "ValidationError", "body"),
+        (json!([]), "ValidationError", "body"),
+        (json!("prompt"), "ValidationError", "body"),
+        (json!(42), "ValidationError", "body"),
+        (json!({"prompt": ""}), "ValidationError", "prompt"),
+        (json!({"prompt": "   \n"}), "ValidationError", "prompt"),
+        (json!({"prompt": 5}), "ValidationError", "prompt"),
+        (
+            json!({"prompt": "a", "messages": [user("b")]}),
+            "ValidationError",
+            "prompt",
+        ),
+        (json!({"messages": []}), "ValidationError", "messages"),
+        (json!({"messages": {}}), "ValidationError", "messages"),
+        (
+            json!({"messages": [assistant("hi")]}),
+            "ValidationError",
+            "messages[0].role",
+        ),
+        (
+            json!({"messages": [user("a"), user("b")]}),
+            "ValidationError",
+            "messages[1].role",
+        ),
+        (
+            json!({"messages": [{"role": "system", "content": [{"text": "x"}]}]}),
+            "ValidationError",
+            "messages[0].role",
+        ),
+        (
+            json!({"messages": [{"content": [{"text": "x"}]}]}),
+            "ValidationError",
+            "messages[0]",
+        ),
+        (
+            json!({"messages": [{"role": "user"}]}),
+            "ValidationError",
+            "messages[0]",
+        ),
+        (
+            json!({"messages": [{"role": "user", "content": []}]}),
+            "ValidationError",
+            "messages[0].content",
+        ),
+        (
+            json!({"messages": [{"role": "user", "content": "hi"}]}),
+            "ValidationError",
+            "messages[0].content",
+        ),
+        (
+            json!({"messages": [user("")]}),
+            "ValidationError",
+            "messages[0].content[0].text",
+        ),
+        (
+            json!({"messages": [{"role": "user", "content": [{"image": {}}]}]}),
+            "UnknownField",
+            "messages[0].content[0]",
+        ),
+        (
+            json!({"messages": [{"role": "user", "content": [{"text": "a"}], "extra": 1}]}),
+            "UnknownField",
+            "messages[0]",
+        ),
+        (
+            json!({"prompt": "a", "system": "be brief"}),
+            "ValidationError",
+            "system",
+        ),
+        (
+            json!({"prompt": "a", "system": [{"text": " "}]}),
+            "ValidationError",
+            "system[0].text",
+        ),
+        (
+            json!({"prompt": "a", "inferenceConfig": {"maxTokens": 0}}),
+            "ValidationError",
+            "inferenceConfig.maxTokens",
+        ),
+        (
+            json!({"prompt": "a", "inferenceConfig": {"maxTokens": -5}}),
+            "ValidationError",
+            "inferenceConfig.maxTokens",
+        ),
+        (
+            json!({"prompt": "a", "inferenceConfig": {"maxTokens": "ten"}}),
+            "ValidationError",
+            "inferenceConfig.maxTokens",
+        ),
+        (
+            json!({"prompt": "a", "inferenceConfig": {"maxTokens": 1_000_000}}),
+            "ValidationError",
+            "inferenceConfig.maxTokens",
+        ),
+        (
+            json!({"prompt": "a", "inferenceConfig": {"temperature": 1.5}}),
+            "ValidationError",
+            "inferenceConfig.temperature",
+        ),
+        (
+            json!({"prompt": "a", "inferenceConfig": {"temperature": -0.1}}),
+            "ValidationError",
+            "inferenceConfig.temperature",
+        ),
+        (
+            json!({"prompt": "a", "inferenceConfig": {"topP": 2}}),
+            "ValidationError",
+            "inferenceConfig.topP",
+        ),
+        (
+            json!({"prompt": "a", "inferenceConfig": {"stopSequences": "END"}}),
+            "ValidationError",
+            "inferenceConfig.stopSequences",
+        ),
+        (
+            json!({"prompt": "a", "inferenceConfig": {"stopSequences": [""]}}),
+            "ValidationError",
+            "inferenceConfig.stopSequences[0]",
+        ),
+        (
+            json!({"prompt": "a", "inferenceConfig": {"topK": 5}}),
+            "UnknownField",
+            "inferenceConfig",
+        ),
+        (
+            json!({"prompt": "a", "modelId": ""}),
+            "ValidationError",
+            "modelId",
+        ),
+        (
+            json!({"prompt": "a", "modelId": 7}),
+            "ValidationError",
+            "modelId",
+        ),
+        (
+            json!({"prompt": "a", "modelId": "openai.gpt-9"}),
+            "ValidationError",
+            "modelId",
+        ),
+        (
+            json!({"prompt": "a", "cache": {"mode": "sometimes"}}),
+            "ValidationError",
+            "cache.mode",
+        ),
+        (
+            json!({"prompt": "a", "cache": {"ttlSeconds": 0}}),
+            "ValidationError",
+            "cache.ttlSeconds",
+        ),
+        (
+            json!({"prompt": "a", "cache": {"ttlSeconds": "1h"}}),
+            "ValidationError",
+            "cache.ttlSeconds",
+        ),
+        (
+            json!({"prompt": "a", "cache": {"ttl": 5}}),
+            "UnknownField",
+            "cache",
+        ),
+        (
+            json!({"prompt": "a", "cache": true}),
+            "ValidationError",
+            "cache",
+        ),
+        (
+            json!({"prompt": "a", "optimizePrompt": "yes"}),
+            "ValidationError",
+            "optimizePrompt",
+        ),
+        (
+            json!({"prompt": "a", "contextLimitChars": 0}),
+            "ValidationError",
+            "contextLimitChars",
+        ),
+        (
+            json!({"prompt": "a", "contextLimitChars": -1}),
+            "ValidationError",
+            "contextLimitChars",
+        ),
+        (
+            json!({"prompt": "a", "additionalModelRequestFields": [1]}),
+            "ValidationError",
+            "additionalModelRequestFields",
+        ),
+        (
+            json!({"prompt": "a", "temperature": 0.5}),
+            "UnknownField",
+            "temperature",
+        ),
+    ];
+    let mut checked = 0;
+    for (body, code, field) in &json_cases {
+        let reply = harness.invoke(body.clone()).await;
+        assert_eq!(reply.status, 400, "{body}: {}", reply.body);
+        assert_eq!(reply.body["error"]["code"], *code, "{body}: {}", reply.body);
+        let message = reply.body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains(field),
+            "{body}: message {message:?} should name {field}"
+        );
+        assert_eq!(reply.body["error"]["requestId"], "Bf3xJgAAoAMEbXw=");
+        checked += 1;
+    }
+
+    let raw_cases: Vec<(&str, Option<&str>, String, u16, &str)> = vec![
+        (
+            "POST",
+            Some("application/json"),
+            "{\"prompt\": ".into(),
+            400,
+            "InvalidJson",
+        ),
+        (
+            "POST",
+            Some("application/json"),
+            "not json at all".into(),
+            400,
+            "InvalidJson",
+        ),
+        (
+            "POST",
+            Some("application/json"),
+            String::new(),
+            400,
+            "ValidationError",
+        ),
+        (
+            "POST",
+            Some("application/json"),
+            "{\"prompt\": \"a\", \"prompt\": \"b\"}".into(),
+            400,
+            "ValidationError",
+        ),
+        (
+            "POST",
+            Some("text/plain"),
+            "{\"prompt\": \"a\"}".into(),
+            415,
+            "UnsupportedMediaType",
+        ),
+        (
+            "POST",
+            Some("application/x-www-form-urlencoded"),
+            "prompt=a".into(),
+            415,
+            "UnsupportedMediaType",
+        ),
+        (
+            "POST",
+            Some("application/json"),
+            json!({"prompt": "x".repeat(5000)}).to_string(),
+            413,
+            "PayloadTooLarge",
+        ),
+        ("GET", None, String::new(), 405, "MethodNotAllowed"),
+        (
+            "PUT",
+            Some("application/json"),
+            "{\"prompt\": \"a\"}".into(),
+            405,
+            "MethodNotAllowed",
+        ),
+    ];
+    for (method, content_type, body, status, code) in &raw_cases {
+        let reply = harness.send(method, *content_type, body).await;
+        assert_eq!(
+            reply.status, *status,
+            "{method} {content_type:?} {body:.60}: {}",
+            reply.body
+        );
+        assert_eq!(reply.body["error"]["code"], *code, "{body:.60}");
+        assert!(reply.body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
+        checked += 1;
+    }
+    assert_eq!(
+        emulator.calls(HAIKU).await,
+        0,
+        "no bad request reaches Bedrock"
+    );
+
+    // Within this API's bounds but beyond the model's: Bedrock refuses it, still a 400.
+    let reply = harness
+        .invoke(json!({"prompt": "a", "inferenceConfig": {"maxTokens": 100_000}}))
+        .await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert_eq!(reply.body["error"]["code"], "ModelValidationError");
+    checked += 1;
+    assert!(checked >= 40, "only {checked} bad requests");
+}
