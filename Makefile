@@ -6,7 +6,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 MOTO_PORT ?= 5000
 EMULATOR_PORT ?= 4010
-export MOTO_PORT EMULATOR_PORT
+DEV_PORT ?= 9000
+export MOTO_PORT EMULATOR_PORT DEV_PORT
 
 .PHONY: help dev test venv lint unit-test integration-test template-check stack-up stack-down bench fmt clean
 
@@ -25,12 +26,12 @@ $(VENV)/.cargo-lambda: $(VENV)/.installed
 	$(PY) -m pip install --quiet cargo-lambda==1.9.2
 	touch $@
 
-dev: $(VENV)/.cargo-lambda ## Build, start the local stack and serve the functions on 127.0.0.1:9000
+dev: $(VENV)/.cargo-lambda ## Build, start the local stack and serve the functions on 127.0.0.1:$(DEV_PORT)
 	cargo build --workspace
 	scripts/stack.sh up
 	scripts/dev.sh
 
-test: lint unit-test integration-test template-check ## Everything CI checks
+test: lint unit-test integration-test stack-check dev-check template-check ## Everything CI checks
 	@echo "make test: all checks passed"
 
 lint: ## cargo fmt --check and clippy with warnings as errors
@@ -43,6 +44,12 @@ unit-test: ## Unit and handler tests (no stack needed)
 integration-test: venv ## Integration tests against a private local stack on free ports
 	scripts/integration.sh
 
+stack-check: venv ## stack-up twice starts nothing twice; stack-down stops exactly what it started
+	scripts/stack-check.sh
+
+dev-check: $(VENV)/.cargo-lambda ## `make dev` on free ports serves a MISS then a HIT
+	scripts/dev-check.sh
+
 template-check: venv ## cfn-lint and sam validate --lint on infra/template.yaml
 	$(VENV)/bin/cfn-lint infra/template.yaml
 	AWS_DEFAULT_REGION=us-east-1 SAM_CLI_TELEMETRY=0 $(VENV)/bin/sam validate --lint --template infra/template.yaml
@@ -53,6 +60,9 @@ stack-up: venv ## Start moto and the Bedrock emulator in the background; writes 
 
 stack-down: ## Stop what stack-up started
 	scripts/stack.sh down
+
+bench: venv ## Latency of the invoke paths against a private stack, as ratios to a direct Converse call
+	scripts/with-stack.sh cargo bench -p integration-tests --bench invoke
 
 fmt: ## Format the code
 	cargo fmt --all
