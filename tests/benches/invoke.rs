@@ -38,7 +38,7 @@ fn report(title: &str, baseline: &Stats, rows: &[Stats]) {
     );
     for row in std::iter::once(baseline).chain(rows) {
         println!(
-            "{:<34} {:>6} {:>10} {:>10} {:>10} {:>14.2}",
+            "{:<34} {:>6} {:>10} {:>10} {:>10} {:>14.4}",
             row.name,
             row.samples.len(),
             row.quantile(0.5).as_micros(),

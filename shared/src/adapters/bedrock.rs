@@ -191,6 +191,11 @@ fn from_sdk_error(error: SdkError<ConverseError>) -> ModelError {
     }
 }
 
+/// `arn:aws:bedrock:REGION:ACCOUNT:provisioned-model/ID`.
+fn is_provisioned_throughput(model_id: &str) -> bool {
+    model_id.starts_with("arn:") && model_id.contains(":provisioned-model/")
+}
+
 impl ModelInvoker for BedrockInvoker {
     async fn converse(
         &self,
@@ -218,7 +223,7 @@ impl ModelInvoker for BedrockInvoker {
                 .map(|b| SystemContentBlock::Text(b.text.clone()))
                 .collect()
         });
-        let output = self
+        let request = self
             .client
             .converse()
             .model_id(model_id)
@@ -230,11 +235,22 @@ impl ModelInvoker for BedrockInvoker {
                     .additional_model_request_fields
                     .as_ref()
                     .map(to_document),
-            )
-            .send()
-            .await
-            .map_err(from_sdk_error)?;
-        from_output(output)
+            );
+        let output = if is_provisioned_throughput(model_id) {
+            // Spillover to on-demand is this call's retry: retrying throttled provisioned
+            // capacity first would only make the caller wait.
+            request
+                .customize()
+                .config_override(
+                    aws_sdk_bedrockruntime::config::Builder::default()
+                        .retry_config(RetryConfig::standard().with_max_attempts(1)),
+                )
+                .send()
+                .await
+        } else {
+            request.send().await
+        };
+        from_output(output.map_err(from_sdk_error)?)
     }
 }
 
@@ -318,6 +334,37 @@ mod tests {
         assert_eq!(answer.stop_reason, "end_turn");
         assert_eq!(answer.usage.total_tokens, 5);
         assert_eq!(rule.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn provisioned_calls_are_not_retried_on_demand_calls_are() {
+        let throttled = mock!(aws_sdk_bedrockruntime::Client::converse)
+            .sequence()
+            .http_status(503, None)
+            .times(10)
+            .build();
+        let client = mock_client!(
+            aws_sdk_bedrockruntime,
+            RuleMode::MatchAny,
+            [&throttled],
+            |config| config.retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(3)
+                    .with_initial_backoff(Duration::from_millis(1))
+            )
+        );
+        let invoker = BedrockInvoker::from_client(client);
+        invoker.converse(ARN, &conversation()).await.unwrap_err();
+        assert_eq!(throttled.num_calls(), 1, "a provisioned call is tried once");
+        invoker
+            .converse("anthropic.claude-3-haiku-20240307-v1:0", &conversation())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            throttled.num_calls(),
+            4,
+            "an on-demand call uses the client's retries"
+        );
     }
 
     #[tokio::test]

@@ -193,11 +193,9 @@ pub async fn converse(
     let started = Instant::now();
     let (checked, admission) =
         admit_checked(&state, &model_id, || check(&state, &model_id, &body))?;
-    let delay =
-        admission.first_token_delay() + admission.per_token_delay() * checked.answer.output_tokens;
-    if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
-    }
+    admission
+        .wait_for_answer(checked.answer.output_tokens)
+        .await;
     state.record_served(&model_id);
     let mut output = json!({
         "output": {"message": {"role": "assistant", "content": [{"text": checked.answer.text}]}},

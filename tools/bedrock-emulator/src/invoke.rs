@@ -137,11 +137,9 @@ pub async fn invoke_model(
         dialect = found;
         check_value(&state, &model_id, converse)
     })?;
-    let delay =
-        admission.first_token_delay() + admission.per_token_delay() * checked.answer.output_tokens;
-    if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
-    }
+    admission
+        .wait_for_answer(checked.answer.output_tokens)
+        .await;
     state.record_served(&model_id);
 
     let answer = &checked.answer;

@@ -178,6 +178,14 @@ impl Admission {
     pub fn per_token_delay(&self) -> Duration {
         Duration::from_millis(self.behaviour.ms_per_token)
     }
+
+    /// Waits as long as the model would take to produce a whole (non-streamed) answer.
+    pub async fn wait_for_answer(&self, output_tokens: u32) {
+        let delay = self.first_token_delay() + self.per_token_delay() * output_tokens;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+    }
 }
 
 impl EmulatorState {
