@@ -2,9 +2,14 @@
 
 use tracing_subscriber::EnvFilter;
 
-/// Initialises JSON logging; the level comes from `RUST_LOG` (default `info`).
+/// Initialises JSON logging. The level comes from `AWS_LAMBDA_LOG_LEVEL` (set by Lambda from the
+/// function's application log level), else `RUST_LOG`, else `info`.
 pub fn init_tracing() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = std::env::var("AWS_LAMBDA_LOG_LEVEL")
+        .ok()
+        .and_then(|level| EnvFilter::try_new(level.to_lowercase()).ok())
+        .or_else(|| EnvFilter::try_from_default_env().ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
