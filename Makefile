@@ -61,8 +61,9 @@ stack-up: venv ## Start moto and the Bedrock emulator in the background; writes 
 stack-down: ## Stop what stack-up started
 	scripts/stack.sh down
 
-bench: venv ## Latency of the invoke paths against a private stack, as ratios to a direct Converse call
-	scripts/with-stack.sh cargo bench -p integration-tests --bench invoke
+bench: venv ## Latency of the invoke paths and the cold start, against a private stack, with baselines
+	cargo build --profile bench -p invoke-with-cache
+	scripts/with-stack.sh cargo bench -p integration-tests
 
 fmt: ## Format the code
 	cargo fmt --all

@@ -104,11 +104,13 @@ impl PriceTable {
             .copied()
     }
 
-    /// The on-demand cost of a call, or `None` when the model has no price.
+    /// The on-demand cost of a call, or `None` when the model has no price. Rounded to 1e-10
+    /// USD so that reports show 0.0000155, not 0.000015499999999999997.
     pub fn cost(&self, model_id: &str, usage: &Usage) -> Option<f64> {
         self.price(model_id).map(|p| {
-            f64::from(usage.input_tokens) / 1000.0 * p.input_per_1k
-                + f64::from(usage.output_tokens) / 1000.0 * p.output_per_1k
+            let cost = f64::from(usage.input_tokens) / 1000.0 * p.input_per_1k
+                + f64::from(usage.output_tokens) / 1000.0 * p.output_per_1k;
+            (cost * 1e10).round() / 1e10
         })
     }
 }
@@ -128,6 +130,12 @@ mod tests {
         };
         let cost = PriceTable::default().cost(HAIKU, &usage).unwrap();
         assert!((cost - (0.0005 + 0.00125)).abs() < 1e-12);
+        let small = Usage {
+            input_tokens: 7,
+            output_tokens: 11,
+            total_tokens: 18,
+        };
+        assert_eq!(PriceTable::default().cost(HAIKU, &small), Some(0.0000155));
         let profile = PriceTable::default().cost(&format!("us.{HAIKU}"), &usage);
         assert_eq!(profile, Some(cost));
         assert_eq!(PriceTable::default().cost("unknown", &usage), None);

@@ -113,16 +113,21 @@ pub fn generate(fingerprint: &[u8], max_tokens: u32, stop_sequences: &[String]) 
 
     // Room for the closing full stop within the wanted length.
     let wanted_chars = wanted_tokens * 4 - 1;
+    // Whole words up to the wanted length, so an answer that ends on its own ends on a word.
     let mut words = WordStream(seed);
     let mut text = String::with_capacity(wanted_chars + 16);
-    while text.len() < wanted_chars {
-        if !text.is_empty() {
+    loop {
+        let word = VOCABULARY[words.next_index()];
+        let separator = usize::from(!text.is_empty());
+        if !text.is_empty() && text.len() + separator + word.len() > wanted_chars {
+            break;
+        }
+        if separator == 1 {
             text.push(' ');
         }
-        text.push_str(VOCABULARY[words.next_index()]);
+        text.push_str(word);
     }
-    text.truncate(wanted_chars);
-    let mut text = text[..1].to_uppercase() + text[1..].trim_end();
+    let mut text = text[..1].to_uppercase() + &text[1..];
 
     let mut stop_reason = "end_turn";
     let mut stop_sequence = None;
