@@ -9,7 +9,7 @@ EMULATOR_PORT ?= 4010
 DEV_PORT ?= 9000
 export MOTO_PORT EMULATOR_PORT DEV_PORT
 
-.PHONY: help dev test venv lint unit-test integration-test template-check stack-up stack-down bench fmt clean
+.PHONY: help dev test venv lint unit-test integration-test stack-check dev-check template-check stack-up stack-down bench deploy fmt clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
@@ -64,6 +64,10 @@ stack-down: ## Stop what stack-up started
 bench: venv ## Latency of the invoke paths and the cold start, against a private stack, with baselines
 	cargo build --profile bench -p invoke-with-cache
 	scripts/with-stack.sh cargo bench -p integration-tests
+
+deploy: $(VENV)/.cargo-lambda ## sam build && sam deploy --guided (needs AWS credentials)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" sam build
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" sam deploy --guided
 
 fmt: ## Format the code
 	cargo fmt --all

@@ -16,7 +16,14 @@ REGION=${AWS_REGION:-us-east-1}
 EMULATOR_BIN=${EMULATOR_BIN:-target/debug/bedrock-emulator}
 mkdir -p "$STACK_DIR"
 
-running() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# A pid file names a running process of ours only if that process is still the program we
+# started (pids are reused).
+running() { # pidfile program
+  [ -f "$1" ] || return 1
+  local pid
+  pid=$(cat "$1")
+  kill -0 "$pid" 2>/dev/null && ps -p "$pid" -o args= 2>/dev/null | grep -q -- "$2"
+}
 
 wait_for() { # name url log
   for _ in $(seq 1 300); do
@@ -29,13 +36,13 @@ wait_for() { # name url log
 }
 
 up() {
-  if running "$STACK_DIR/moto.pid"; then
+  if running "$STACK_DIR/moto.pid" moto_server; then
     echo "moto already running (pid $(cat "$STACK_DIR/moto.pid"))"
   else
     .venv/bin/moto_server -H 127.0.0.1 -p "$MOTO_PORT" >"$STACK_DIR/moto.log" 2>&1 &
     echo $! >"$STACK_DIR/moto.pid"
   fi
-  if running "$STACK_DIR/emulator.pid"; then
+  if running "$STACK_DIR/emulator.pid" bedrock-emulator; then
     echo "bedrock-emulator already running (pid $(cat "$STACK_DIR/emulator.pid"))"
   else
     [ -x "$EMULATOR_BIN" ] || cargo build -q -p bedrock-emulator
@@ -67,12 +74,12 @@ ENV
 }
 
 down() {
-  for name in emulator moto; do
-    local pidfile="$STACK_DIR/$name.pid"
-    if running "$pidfile"; then
+  for entry in emulator:bedrock-emulator moto:moto_server; do
+    local pidfile="$STACK_DIR/${entry%%:*}.pid" program="${entry#*:}"
+    if running "$pidfile" "$program"; then
       kill "$(cat "$pidfile")" 2>/dev/null || true
-      for _ in $(seq 1 50); do running "$pidfile" || break; sleep 0.1; done
-      running "$pidfile" && kill -9 "$(cat "$pidfile")" 2>/dev/null || true
+      for _ in $(seq 1 50); do running "$pidfile" "$program" || break; sleep 0.1; done
+      if running "$pidfile" "$program"; then kill -9 "$(cat "$pidfile")" 2>/dev/null || true; fi
     fi
     rm -f "$pidfile"
   done

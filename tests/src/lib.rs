@@ -162,8 +162,11 @@ pub mod invoke {
             vars.extend_from_slice(overrides);
             let config = InvokeConfig::from_env(&Env::from_pairs(vars)).expect("config");
             let sdk = super::sdk_config().await;
-            let store =
-                DynamoDbCacheStore::new(aws_sdk_dynamodb::Client::new(&sdk), &config.cache_table);
+            let store = DynamoDbCacheStore::from_sdk_config(
+                &sdk,
+                &config.cache_table,
+                config.cache_timeout,
+            );
             let model = BedrockInvoker::new(&sdk, &config.bedrock);
             let clock = Arc::new(ManualClock::at(noon()));
             let metrics = Recorder::default();

@@ -138,7 +138,7 @@ async fn an_expired_item_is_a_miss_even_before_dynamodb_deletes_it() {
 
     // The DynamoDB item is still there (moto, like DynamoDB, deletes expired items lazily)…
     let request = invoke_with_cache::request::parse(body.to_string().as_bytes()).unwrap();
-    let key = CacheKey::for_request("shared:shared", HAIKU, &request.conversation);
+    let key = CacheKey::for_request("shared:shared", HAIKU, &request.conversation).unwrap();
     let dynamodb = aws_sdk_dynamodb::Client::new(&integration_tests::sdk_config().await);
     let item = dynamodb
         .get_item()
@@ -164,10 +164,19 @@ async fn an_expired_item_is_a_miss_even_before_dynamodb_deletes_it() {
 #[tokio::test]
 async fn ttl_seconds_is_capped_by_configuration() {
     Emulator::reset().await;
-    let harness = Harness::new(&[("CACHE_MAX_TTL_SECONDS", "3600")]).await;
+    let harness = Harness::new(&[
+        ("CACHE_TTL_SECONDS", "60"),
+        ("CACHE_MAX_TTL_SECONDS", "3600"),
+        ("MEMORY_CACHE_ENTRIES", "0"),
+    ])
+    .await;
     let body = json!({"prompt": unique("Cap my TTL"), "cache": {"ttlSeconds": 999999}});
     assert_eq!(harness.invoke(body.clone()).await.cache(), "MISS");
-    harness.clock.advance(Duration::seconds(3600));
+    // Longer than the default TTL (the request's ttlSeconds counts)…
+    harness.clock.advance(Duration::seconds(3599));
+    assert_eq!(harness.invoke(body.clone()).await.cache(), "HIT");
+    // …but no longer than the cap.
+    harness.clock.advance(Duration::seconds(1));
     assert_eq!(harness.invoke(body).await.cache(), "MISS");
 }
 

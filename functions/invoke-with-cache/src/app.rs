@@ -50,7 +50,7 @@ where
     K: MetricsSink,
 {
     pub fn new(config: InvokeConfig, store: S, model: M, clock: C, metrics: K) -> Self {
-        let memory = MemoryCache::new(config.memory_cache_entries);
+        let memory = MemoryCache::new(config.memory_cache_entries, config.memory_cache_ttl_seconds);
         Self {
             config,
             store,
@@ -126,14 +126,20 @@ where
                 (self.config.tier_models.model(tier).to_owned(), Some(tier))
             }
         };
-        let key = CacheKey::for_request(&namespace, &base_model, &invoke.conversation);
+        let key = match CacheKey::for_request(&namespace, &base_model, &invoke.conversation) {
+            Ok(key) => Some(key),
+            Err(error) => {
+                tracing::warn!(error = %error, "no cache key for the request; answering without the cache");
+                None
+            }
+        };
         let now = self.clock.now();
         let now_epoch = now.timestamp();
 
-        let mut state = match invoke.cache_mode {
-            CacheMode::Bypass => CacheState::Bypass,
-            CacheMode::Refresh => CacheState::Refresh,
-            CacheMode::Use => match self.lookup(&key, now_epoch).await {
+        let mut state = match (invoke.cache_mode, &key) {
+            (CacheMode::Bypass, _) | (_, None) => CacheState::Bypass,
+            (CacheMode::Refresh, Some(_)) => CacheState::Refresh,
+            (CacheMode::Use, Some(key)) => match self.lookup(key, now_epoch).await {
                 Ok(Some(entry)) => {
                     return Ok(Answer {
                         saved_usd: entry.cached.cost_usd,
@@ -184,7 +190,7 @@ where
                 0.0
             });
 
-        if matches!(state, CacheState::Miss | CacheState::Refresh) {
+        if let (Some(key), CacheState::Miss | CacheState::Refresh) = (&key, state) {
             let ttl = invoke
                 .ttl_seconds
                 .unwrap_or(self.config.cache_ttl_seconds)
@@ -198,8 +204,8 @@ where
                 },
                 expires_at: now_epoch.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX)),
             };
-            match self.store.put(&key, &entry).await {
-                Ok(()) => self.memory.put(&key, &entry),
+            match self.store.put(key, &entry).await {
+                Ok(()) => self.memory.put(key, &entry, now_epoch),
                 Err(CacheError::TooLarge(bytes)) => {
                     tracing::warn!(bytes, "answer too large to cache; not stored");
                 }
@@ -232,7 +238,7 @@ where
         }
         let entry = self.store.get(key).await?.filter(|e| e.is_live(now_epoch));
         if let Some(entry) = &entry {
-            self.memory.put(key, entry);
+            self.memory.put(key, entry, now_epoch);
         }
         Ok(entry)
     }

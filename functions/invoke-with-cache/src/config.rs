@@ -30,6 +30,9 @@ pub struct InvokeConfig {
     pub cache_scope: CacheScope,
     pub cache_namespace: String,
     pub memory_cache_entries: usize,
+    pub memory_cache_ttl_seconds: u64,
+    /// Bound on one cache call, retries included.
+    pub cache_timeout: Duration,
     pub tier_models: TierModels,
     pub complexity: ComplexityRules,
     /// Models a request may name in `modelId`: the tier models and `ALLOWED_MODELS`.
@@ -147,6 +150,11 @@ impl InvokeConfig {
                 "BEDROCK_READ_TIMEOUT_MS",
                 env.parse_or("BEDROCK_READ_TIMEOUT_MS", 60_000u64)?,
             )?),
+            // 0 (the default) leaves a call bounded by the connect and read timeouts alone.
+            operation_timeout: match env.parse_or("BEDROCK_OPERATION_TIMEOUT_MS", 0u64)? {
+                0 => None,
+                ms => Some(Duration::from_millis(ms)),
+            },
             max_attempts: positive(
                 "BEDROCK_MAX_ATTEMPTS",
                 env.parse_or("BEDROCK_MAX_ATTEMPTS", 2u32)?,
@@ -161,6 +169,14 @@ impl InvokeConfig {
             cache_scope,
             cache_namespace: env.string_or("CACHE_NAMESPACE", "shared"),
             memory_cache_entries: env.parse_or("MEMORY_CACHE_ENTRIES", 256usize)?,
+            memory_cache_ttl_seconds: positive(
+                "MEMORY_CACHE_TTL_SECONDS",
+                env.parse_or("MEMORY_CACHE_TTL_SECONDS", 60u64)?,
+            )?,
+            cache_timeout: Duration::from_millis(positive(
+                "CACHE_TIMEOUT_MS",
+                env.parse_or("CACHE_TIMEOUT_MS", 1_000u64)?,
+            )?),
             tier_models,
             complexity,
             allowed_models,
@@ -211,6 +227,9 @@ mod tests {
             ("MODEL_PRICES", "m=1"),
             ("MAX_BODY_BYTES", "0"),
             ("MEMORY_CACHE_ENTRIES", "many"),
+            ("MEMORY_CACHE_TTL_SECONDS", "0"),
+            ("CACHE_TIMEOUT_MS", "0"),
+            ("BEDROCK_OPERATION_TIMEOUT_MS", "soon"),
         ];
         for (name, value) in cases {
             let err = InvokeConfig::from_env(&env(&[(name, value)])).unwrap_err();

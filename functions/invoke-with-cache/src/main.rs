@@ -12,7 +12,8 @@ async fn main() -> Result<(), Error> {
     shared::telemetry::init_tracing();
     let config = InvokeConfig::from_env(&Env::from_process())?;
     let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
-    let store = DynamoDbCacheStore::new(aws_sdk_dynamodb::Client::new(&sdk), &config.cache_table);
+    let store =
+        DynamoDbCacheStore::from_sdk_config(&sdk, &config.cache_table, config.cache_timeout);
     let model = BedrockInvoker::new(&sdk, &config.bedrock);
     let metrics = EmfStdout::new(&config.metrics_namespace);
     let app = App::new(config, store, model, SystemClock, metrics);

@@ -37,11 +37,13 @@ impl std::str::FromStr for RetryMode {
     }
 }
 
-/// Client settings: connect 5 s, read 60 s, adaptive retries with 2 attempts by default.
+/// Client settings: connect 5 s, read 60 s, adaptive retries with 2 attempts by default, and
+/// optionally a bound on a whole call, retries included.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BedrockSettings {
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
+    pub operation_timeout: Option<Duration>,
     pub max_attempts: u32,
     pub retry_mode: RetryMode,
 }
@@ -51,6 +53,7 @@ impl Default for BedrockSettings {
         Self {
             connect_timeout: Duration::from_secs(5),
             read_timeout: Duration::from_secs(60),
+            operation_timeout: None,
             max_attempts: 2,
             retry_mode: RetryMode::Adaptive,
         }
@@ -70,10 +73,11 @@ impl BedrockInvoker {
             RetryMode::Adaptive => RetryConfig::adaptive(),
         }
         .with_max_attempts(settings.max_attempts);
-        let timeouts = TimeoutConfig::builder()
+        let mut timeouts = TimeoutConfig::builder()
             .connect_timeout(settings.connect_timeout)
-            .read_timeout(settings.read_timeout)
-            .build();
+            .read_timeout(settings.read_timeout);
+        timeouts.set_operation_timeout(settings.operation_timeout);
+        let timeouts = timeouts.build();
         let config = aws_sdk_bedrockruntime::config::Builder::from(sdk)
             .retry_config(retry)
             .timeout_config(timeouts)
@@ -187,6 +191,8 @@ fn from_sdk_error(error: SdkError<ConverseError>) -> ModelError {
                 )),
             }
         }
+        // A response that could not be read or parsed: Bedrock's answer was unusable.
+        SdkError::ResponseError(_) => ModelError::ModelFailure(detail),
         _ => ModelError::Unexpected(detail),
     }
 }

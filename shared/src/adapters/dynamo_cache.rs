@@ -50,6 +50,23 @@ pub struct DynamoDbCacheStore {
 }
 
 impl DynamoDbCacheStore {
+    /// A client of its own whose calls, retries included, end after `operation_timeout`: a slow
+    /// table must not hold a request that can be answered without it.
+    pub fn from_sdk_config(
+        sdk: &aws_config::SdkConfig,
+        table: impl Into<String>,
+        operation_timeout: std::time::Duration,
+    ) -> Self {
+        let config = aws_sdk_dynamodb::config::Builder::from(sdk)
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .operation_timeout(operation_timeout)
+                    .build(),
+            )
+            .build();
+        Self::new(aws_sdk_dynamodb::Client::from_conf(config), table)
+    }
+
     pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
         Self {
             client,

@@ -7,17 +7,21 @@ use lru::LruCache;
 
 use crate::domain::cache::{CacheEntry, CacheKey};
 
-/// Bounded (least recently used entries go first) and honouring each entry's expiry.
+/// Bounded (least recently used entries go first) and honouring each entry's expiry. An entry
+/// is kept at most `max_age_seconds`, so that a `refresh` made through another instance reaches
+/// this one soon.
 #[derive(Debug)]
 pub struct MemoryCache {
     entries: Option<Mutex<LruCache<CacheKey, CacheEntry>>>,
+    max_age_seconds: i64,
 }
 
 impl MemoryCache {
     /// A capacity of zero disables it.
-    pub fn new(capacity: usize) -> Self {
+    pub fn new(capacity: usize, max_age_seconds: u64) -> Self {
         Self {
             entries: NonZeroUsize::new(capacity).map(|c| Mutex::new(LruCache::new(c))),
+            max_age_seconds: i64::try_from(max_age_seconds).unwrap_or(i64::MAX),
         }
     }
 
@@ -38,12 +42,16 @@ impl MemoryCache {
         }
     }
 
-    pub fn put(&self, key: &CacheKey, entry: &CacheEntry) {
+    pub fn put(&self, key: &CacheKey, entry: &CacheEntry, now_epoch: i64) {
         if let Some(entries) = &self.entries {
+            let mut kept = entry.clone();
+            kept.expires_at = kept
+                .expires_at
+                .min(now_epoch.saturating_add(self.max_age_seconds));
             entries
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .put(key.clone(), entry.clone());
+                .put(key.clone(), kept);
         }
     }
 }
@@ -75,22 +83,34 @@ mod tests {
 
     #[test]
     fn honours_expiry_and_capacity() {
-        let cache = MemoryCache::new(2);
+        let cache = MemoryCache::new(2, 1000);
         let (a, b, c) = (
             CacheKey::from_hex("a"),
             CacheKey::from_hex("b"),
             CacheKey::from_hex("c"),
         );
-        cache.put(&a, &entry(100));
+        cache.put(&a, &entry(100), 0);
         assert!(cache.get(&a, 99).is_some());
         assert!(cache.get(&a, 100).is_none());
-        cache.put(&a, &entry(100));
-        cache.put(&b, &entry(100));
-        cache.put(&c, &entry(100));
+        cache.put(&a, &entry(100), 0);
+        cache.put(&b, &entry(100), 0);
+        cache.put(&c, &entry(100), 0);
         assert!(cache.get(&a, 0).is_none(), "least recently used is evicted");
         assert!(cache.get(&c, 0).is_some());
-        let disabled = MemoryCache::new(0);
-        disabled.put(&a, &entry(100));
+        let disabled = MemoryCache::new(0, 1000);
+        disabled.put(&a, &entry(100), 0);
         assert!(disabled.get(&a, 0).is_none());
+    }
+
+    #[test]
+    fn entries_are_kept_at_most_their_max_age() {
+        let cache = MemoryCache::new(2, 60);
+        let key = CacheKey::from_hex("a");
+        cache.put(&key, &entry(10_000), 1_000);
+        assert!(cache.get(&key, 1_059).is_some());
+        assert!(
+            cache.get(&key, 1_060).is_none(),
+            "the store's TTL is longer, the memory's is not"
+        );
     }
 }

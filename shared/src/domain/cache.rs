@@ -25,7 +25,11 @@ impl CacheKey {
     /// Hashes everything that changes the answer: the base model (so Provisioned Throughput and
     /// on-demand share entries), the system prompt, the messages, the inference configuration,
     /// the additional model fields, and the namespace (so tenants never share entries).
-    pub fn for_request(namespace: &str, base_model_id: &str, conversation: &Conversation) -> Self {
+    pub fn for_request(
+        namespace: &str,
+        base_model_id: &str,
+        conversation: &Conversation,
+    ) -> Result<Self, serde_json::Error> {
         #[derive(Serialize)]
         struct Material<'a> {
             version: u32,
@@ -39,11 +43,10 @@ impl CacheKey {
             model: base_model_id,
             conversation,
         };
-        // Serialising plain data to a Value cannot fail; Null would still hash deterministically.
-        let value = serde_json::to_value(&material).unwrap_or(Value::Null);
+        let value = serde_json::to_value(&material)?;
         let mut canonical = String::with_capacity(256);
         write_canonical(&value, &mut canonical);
-        Self(hex::encode(Sha256::digest(canonical.as_bytes())))
+        Ok(Self(hex::encode(Sha256::digest(canonical.as_bytes()))))
     }
 }
 
@@ -165,32 +168,31 @@ mod tests {
 
     #[test]
     fn every_content_change_changes_the_key() {
-        let base = CacheKey::for_request("shared", "m", &conversation());
-        assert_eq!(base, CacheKey::for_request("shared", "m", &conversation()));
+        let base = CacheKey::for_request("shared", "m", &conversation()).unwrap();
+        assert_eq!(
+            base,
+            CacheKey::for_request("shared", "m", &conversation()).unwrap()
+        );
         assert_eq!(base.as_str().len(), 64);
 
         let mut changed = Vec::new();
         let mut c = conversation();
         c.system[0].text.push('!');
-        changed.push(CacheKey::for_request("shared", "m", &c));
+        changed.push(CacheKey::for_request("shared", "m", &c).unwrap());
         let mut c = conversation();
         c.inference_config.max_tokens = Some(101);
-        changed.push(CacheKey::for_request("shared", "m", &c));
+        changed.push(CacheKey::for_request("shared", "m", &c).unwrap());
         let mut c = conversation();
         c.inference_config.temperature = Some(0.5);
-        changed.push(CacheKey::for_request("shared", "m", &c));
+        changed.push(CacheKey::for_request("shared", "m", &c).unwrap());
         let mut c = conversation();
         c.messages[0].content[0].text = "hello ".into();
-        changed.push(CacheKey::for_request("shared", "m", &c));
+        changed.push(CacheKey::for_request("shared", "m", &c).unwrap());
         let mut c = conversation();
         c.additional_model_request_fields = None;
-        changed.push(CacheKey::for_request("shared", "m", &c));
-        changed.push(CacheKey::for_request("tenant-a", "m", &conversation()));
-        changed.push(CacheKey::for_request(
-            "shared",
-            "other-model",
-            &conversation(),
-        ));
+        changed.push(CacheKey::for_request("shared", "m", &c).unwrap());
+        changed.push(CacheKey::for_request("tenant-a", "m", &conversation()).unwrap());
+        changed.push(CacheKey::for_request("shared", "other-model", &conversation()).unwrap());
         for key in &changed {
             assert_ne!(key, &base);
         }
@@ -205,8 +207,8 @@ mod tests {
         b.additional_model_request_fields =
             Some(serde_json::from_str(r#"{ "a" : [1, {"x":2, "y":1}], "top_k" : 5 }"#).unwrap());
         assert_eq!(
-            CacheKey::for_request("s", "m", &a),
-            CacheKey::for_request("s", "m", &b)
+            CacheKey::for_request("s", "m", &a).unwrap(),
+            CacheKey::for_request("s", "m", &b).unwrap()
         );
     }
 
