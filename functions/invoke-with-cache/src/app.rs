@@ -40,6 +40,7 @@ struct Answer {
     cache: CacheState,
     cost_usd: f64,
     saved_usd: f64,
+    too_large_to_cache: bool,
 }
 
 impl<S, M, C, K> App<S, M, C, K>
@@ -100,6 +101,7 @@ where
                     output_tokens: processed.output_tokens,
                     cost_usd: answer.cost_usd,
                     saved_usd: answer.saved_usd,
+                    too_large_to_cache: answer.too_large_to_cache,
                 });
                 success_response(&answer, latency_ms)
             }
@@ -149,6 +151,7 @@ where
                         tier,
                         cache: CacheState::Hit,
                         cost_usd: 0.0,
+                        too_large_to_cache: false,
                     })
                 }
                 Ok(None) => CacheState::Miss,
@@ -190,6 +193,7 @@ where
                 0.0
             });
 
+        let mut too_large_to_cache = false;
         if let (Some(key), CacheState::Miss | CacheState::Refresh) = (&key, state) {
             let ttl = invoke
                 .ttl_seconds
@@ -208,6 +212,7 @@ where
                 Ok(()) => self.memory.put(key, &entry, now_epoch),
                 Err(CacheError::TooLarge(bytes)) => {
                     tracing::warn!(bytes, "answer too large to cache; not stored");
+                    too_large_to_cache = true;
                 }
                 Err(error) => {
                     tracing::warn!(error = %error, "cache write failed; answering without the cache");
@@ -224,6 +229,7 @@ where
             cache: state,
             cost_usd,
             saved_usd: 0.0,
+            too_large_to_cache,
         })
     }
 

@@ -159,3 +159,79 @@ async fn provisioned_throttling_spills_over_to_on_demand() {
     assert_eq!(status, 400);
     assert_eq!(model.calls(), vec![ARN.to_owned()]);
 }
+
+#[tokio::test]
+async fn an_answer_too_large_to_cache_is_answered_and_counted() {
+    let store = MemoryStore {
+        refuses_as_too_large: true,
+        ..MemoryStore::default()
+    };
+    let (app, metrics) = build(&[], store, FakeModel::answering());
+    for _ in 0..2 {
+        let (status, cache, _) = read(app.handle(event(V2_EVENT, &json!({"prompt": "big"}))).await);
+        assert_eq!((status, cache.as_deref()), (200, Some("MISS")));
+    }
+    let recorded = metrics.0.lock().unwrap();
+    assert!(recorded.iter().all(|m| m.too_large_to_cache));
+}
+
+/// Whatever the body, the answer is a JSON 4xx error: never a panic, a hang or an Err.
+#[tokio::test]
+async fn no_body_of_any_shape_breaks_the_handler() {
+    let (app, _) = build(
+        &[("MAX_BODY_BYTES", "65536")],
+        MemoryStore::default(),
+        FakeModel::answering(),
+    );
+    let valid = json!({
+        "messages": [
+            {"role": "user", "content": [{"text": "Compare 分析 and \"quotes\""}]},
+            {"role": "assistant", "content": [{"text": "ok"}]},
+            {"role": "user", "content": [{"text": "go on"}]}
+        ],
+        "system": [{"text": "be brief"}],
+        "inferenceConfig": {"maxTokens": 50, "temperature": 0.5, "topP": 0.9, "stopSequences": ["END"]},
+        "cache": {"mode": "refresh", "ttlSeconds": 60},
+        "optimizePrompt": true,
+        "contextLimitChars": 10,
+        "additionalModelRequestFields": {"top_k": 3}
+    })
+    .to_string();
+    let mut bodies: Vec<Vec<u8>> = (0..valid.len())
+        .filter(|&i| valid.is_char_boundary(i))
+        .map(|i| valid.as_bytes()[..i].to_vec())
+        .collect();
+    // Arbitrary bytes, including invalid UTF-8, from a fixed-seed xorshift.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for len in 1..200 {
+        let mut body = Vec::with_capacity(len);
+        for _ in 0..len {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            body.push(x.to_le_bytes()[0]);
+        }
+        bodies.push(body);
+    }
+    bodies.push("[".repeat(100_000).into_bytes());
+    bodies.push(format!("{{\"prompt\": \"{}\"}}", "x".repeat(70_000)).into_bytes());
+    bodies.push(br#"{"prompt": "a", "inferenceConfig": {"maxTokens": 1e400}}"#.to_vec());
+    bodies.push(br#"{"prompt": "\ud800"}"#.to_vec());
+
+    let template: Value = serde_json::from_str(V2_EVENT).unwrap();
+    for body in bodies {
+        let mut event = template.clone();
+        let base64 = lambda_http::aws_lambda_events::encodings::Body::Binary(body.clone());
+        event["body"] = serde_json::to_value(&base64).unwrap();
+        event["isBase64Encoded"] = Value::Bool(true);
+        let request = lambda_http::request::from_str(&event.to_string()).unwrap();
+        let response = app.handle(request).await;
+        let status = response.status().as_u16();
+        let (_, _, json) = read(response);
+        assert!(
+            [400, 413].contains(&status) && json["error"]["code"].is_string(),
+            "{status} {json} for {:?}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+}

@@ -27,7 +27,8 @@ pub fn render(namespace: &str, metrics: &RequestMetrics, timestamp_ms: i64) -> V
                     {"Name": "TokensProcessed", "Unit": "Count"},
                     {"Name": "CacheHit", "Unit": "Count"},
                     {"Name": "EstimatedCostUSD", "Unit": "None"},
-                    {"Name": "EstimatedSavingsUSD", "Unit": "None"}
+                    {"Name": "EstimatedSavingsUSD", "Unit": "None"},
+                    {"Name": "CacheEntryTooLarge", "Unit": "Count"}
                 ]
             }]
         },
@@ -42,6 +43,7 @@ pub fn render(namespace: &str, metrics: &RequestMetrics, timestamp_ms: i64) -> V
         "CacheHit": cache_hit,
         "EstimatedCostUSD": metrics.cost_usd,
         "EstimatedSavingsUSD": metrics.saved_usd,
+        "CacheEntryTooLarge": u8::from(metrics.too_large_to_cache),
     })
 }
 
@@ -85,6 +87,7 @@ mod tests {
             output_tokens: 5,
             cost_usd: 0.5,
             saved_usd: 0.0,
+            too_large_to_cache: false,
         };
         let doc = render("Custom/Bedrock", &metrics, 1_700_000_000_000);
         let directive = &doc["_aws"]["CloudWatchMetrics"][0];

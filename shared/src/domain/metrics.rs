@@ -18,4 +18,6 @@ pub struct RequestMetrics {
     pub output_tokens: u32,
     pub cost_usd: f64,
     pub saved_usd: f64,
+    /// The answer was too large for the cache item limit and was not stored.
+    pub too_large_to_cache: bool,
 }

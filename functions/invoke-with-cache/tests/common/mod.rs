@@ -23,6 +23,8 @@ pub const V1_EVENT: &str = include_str!("../fixtures/apigw-rest-v1.json");
 pub struct MemoryStore {
     pub items: Mutex<HashMap<CacheKey, CacheEntry>>,
     pub broken: bool,
+    /// Refuses every entry as too large for an item.
+    pub refuses_as_too_large: bool,
 }
 
 impl CacheStore for MemoryStore {
@@ -36,6 +38,9 @@ impl CacheStore for MemoryStore {
     async fn put(&self, key: &CacheKey, entry: &CacheEntry) -> Result<(), CacheError> {
         if self.broken {
             return Err(CacheError::Unavailable("table not found".into()));
+        }
+        if self.refuses_as_too_large {
+            return Err(CacheError::TooLarge(500_000));
         }
         self.items
             .lock()
