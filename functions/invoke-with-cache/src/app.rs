@@ -7,6 +7,7 @@ use http::{header, HeaderValue, Method, StatusCode};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::{json, Value};
+use tracing::Instrument;
 
 use shared::adapters::memory_cache::MemoryCache;
 use shared::domain::cache::{CacheEntry, CacheKey, CacheMode, CacheState, CachedAnswer};
@@ -67,7 +68,9 @@ where
     pub async fn handle(&self, request: Request) -> Response<Body> {
         let started = Instant::now();
         let request_id = request_id(&request);
-        let outcome = self.process(&request).await;
+        // Warnings logged on the way (cache faults, spillover) carry the request id too.
+        let span = tracing::info_span!("invoke", request_id = %request_id);
+        let outcome = self.process(&request).instrument(span).await;
         let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         match outcome {
             Ok(answer) => {

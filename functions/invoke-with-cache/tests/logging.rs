@@ -44,7 +44,19 @@ async fn logs_and_metrics_never_hold_prompt_or_answer_text() {
     ))
     .await;
 
+    let broken = MemoryStore {
+        broken: true,
+        ..MemoryStore::default()
+    };
+    let (failing, _) = build(&[], broken, FakeModel::answering());
+    failing.handle(event(V2_EVENT, &body)).await;
+
     let logs = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let warning = logs
+        .lines()
+        .find(|line| line.contains("cache read failed"))
+        .expect("a warning for the cache fault");
+    assert!(warning.contains("Bf3xJgAAoAMEbXw="), "{warning}");
     assert!(
         logs.contains("\"cache\":\"MISS\"") && logs.contains("\"cache\":\"HIT\""),
         "{logs}"
