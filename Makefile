@@ -4,6 +4,11 @@ SHELL := /bin/bash
 
 VENV := .venv
 PY := $(VENV)/bin/python
+# checkov 3.3 pins boto3==1.35.49 and the SAM CLI boto3==1.43.108: checkov has a venv of its own,
+# inside .venv/, from requirements-checkov.txt.
+CHECKOV_VENV := $(VENV)/checkov
+# Every template under infra/, so that templates added later are scanned too.
+TEMPLATES := $(wildcard infra/*.yaml infra/*.yml infra/*.json)
 MOTO_PORT ?= 5000
 EMULATOR_PORT ?= 4010
 DEV_PORT ?= 9000
@@ -20,7 +25,13 @@ $(VENV)/.installed: requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
-venv: $(VENV)/.installed ## Install the Python tools (moto, cfn-lint, SAM CLI) into .venv/
+$(CHECKOV_VENV)/.installed: requirements-checkov.txt | $(VENV)/.installed
+	python3 -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet -r requirements-checkov.txt
+	touch $@
+
+venv: $(VENV)/.installed $(CHECKOV_VENV)/.installed ## Install the Python tools (moto, cfn-lint, SAM CLI, checkov) into .venv/
 
 $(VENV)/.cargo-lambda: $(VENV)/.installed
 	$(PY) -m pip install --quiet cargo-lambda==1.9.2
@@ -50,9 +61,10 @@ stack-check: venv ## stack-up twice starts nothing twice; stack-down stops exact
 dev-check: $(VENV)/.cargo-lambda ## `make dev` on free ports serves a MISS then a HIT
 	scripts/dev-check.sh
 
-template-check: venv ## cfn-lint and sam validate --lint on infra/template.yaml
+template-check: venv ## cfn-lint and sam validate --lint on infra/template.yaml; checkov on every template
 	$(VENV)/bin/cfn-lint infra/template.yaml
 	AWS_DEFAULT_REGION=us-east-1 SAM_CLI_TELEMETRY=0 $(VENV)/bin/sam validate --lint --template infra/template.yaml
+	$(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation $(addprefix -f ,$(TEMPLATES))
 
 stack-up: venv ## Start moto and the Bedrock emulator in the background; writes .local/env
 	cargo build -p bedrock-emulator

@@ -1,12 +1,14 @@
 """The Bedrock emulator through boto3 (the AWS CLI uses the same botocore), unchanged but for
-the endpoint: Converse, ConverseStream, InvokeModel and a typed error. Run by
-scripts/integration.sh against the stack in the environment."""
+the endpoint: Converse, ConverseStream, InvokeModel, a typed error and a typed mid-stream
+error. Run by scripts/integration.sh against the stack in the environment."""
 
 import json
 import os
 import sys
+import urllib.request
 
 import boto3
+from botocore.exceptions import EventStreamError
 
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 client = boto3.client("bedrock-runtime", endpoint_url=os.environ["AWS_ENDPOINT_URL_BEDROCK_RUNTIME"])
@@ -43,5 +45,24 @@ try:
     check(False, "unknown model must fail")
 except client.exceptions.ValidationException:
     checks += 1
+
+
+def configure_emulator(path, patch=None):
+    data = None if patch is None else json.dumps(patch).encode()
+    request = urllib.request.Request(os.environ["EMULATOR_URL"] + path, data=data, method="POST")
+    urllib.request.urlopen(request).close()
+
+
+configure_emulator("/_emulator/config", {"streamError": {"exception": "modelStreamErrorException", "afterDeltas": 2}})
+deltas = 0
+try:
+    for event in client.converse_stream(modelId=HAIKU, messages=messages)["stream"]:
+        deltas += "contentBlockDelta" in event
+    check(False, "a stream error must interrupt converse_stream")
+except EventStreamError as error:
+    check(deltas == 2, f"converse_stream sends 2 deltas before its error, got {deltas}")
+    check(error.response["Error"]["Code"] == "modelStreamErrorException", f"typed stream error: {error}")
+finally:
+    configure_emulator("/_emulator/reset")
 
 print(f"boto3 smoke: {checks} passed, 0 failed")

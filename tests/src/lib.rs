@@ -103,6 +103,7 @@ pub mod invoke {
     use shared::adapters::bedrock::BedrockInvoker;
     use shared::adapters::clock::ManualClock;
     use shared::adapters::dynamo_cache::DynamoDbCacheStore;
+    use shared::adapters::memory_cache::{MemoryCache, MemoryFronted};
     use shared::config::Env;
     use shared::domain::metrics::RequestMetrics;
     use shared::ports::MetricsSink;
@@ -124,8 +125,10 @@ pub mod invoke {
         }
     }
 
+    pub type Store = MemoryFronted<DynamoDbCacheStore, Arc<ManualClock>>;
+
     pub struct Harness {
-        pub app: App<DynamoDbCacheStore, BedrockInvoker, Arc<ManualClock>, Recorder>,
+        pub app: App<Store, BedrockInvoker, Arc<ManualClock>, Recorder>,
         pub clock: Arc<ManualClock>,
         pub metrics: Recorder,
     }
@@ -135,6 +138,20 @@ pub mod invoke {
         Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0)
             .single()
             .expect("valid time")
+    }
+
+    fn config(overrides: &[(&str, &str)]) -> InvokeConfig {
+        let table = super::stack_var("CACHE_TABLE_NAME");
+        let mut vars: Vec<(&str, &str)> = vec![
+            ("CACHE_TABLE_NAME", table.as_str()),
+            ("BEDROCK_MAX_ATTEMPTS", "1"),
+            ("BEDROCK_RETRY_MODE", "standard"),
+            ("MODEL_SIMPLE", HAIKU),
+            ("MODEL_MODERATE", SONNET),
+            ("MODEL_COMPLEX", OPUS),
+        ];
+        vars.extend_from_slice(overrides);
+        InvokeConfig::from_env(&Env::from_pairs(vars)).expect("config")
     }
 
     pub struct Reply {
@@ -151,24 +168,34 @@ pub mod invoke {
 
     impl Harness {
         /// The function as `main` builds it, from the stack's variables plus `overrides`
-        /// (retries off so that each fault is seen once).
+        /// (retries off so that each fault is seen once; the Claude 3 models as tiers).
         pub async fn new(overrides: &[(&str, &str)]) -> Self {
-            let table = super::stack_var("CACHE_TABLE_NAME");
-            let mut vars: Vec<(&str, &str)> = vec![
-                ("CACHE_TABLE_NAME", table.as_str()),
-                ("BEDROCK_MAX_ATTEMPTS", "1"),
-                ("BEDROCK_RETRY_MODE", "standard"),
-            ];
-            vars.extend_from_slice(overrides);
-            let config = InvokeConfig::from_env(&Env::from_pairs(vars)).expect("config");
+            let config = config(overrides);
+            let model = BedrockInvoker::new(&super::sdk_config().await, &config.bedrock);
+            Self::build(config, model).await
+        }
+
+        /// The same, with Bedrock at another address (one where nothing listens, say).
+        pub async fn with_bedrock_at(overrides: &[(&str, &str)], endpoint: &str) -> Self {
             let sdk = super::sdk_config().await;
-            let store = DynamoDbCacheStore::from_sdk_config(
-                &sdk,
+            let client = aws_sdk_bedrockruntime::config::Builder::from(&sdk)
+                .endpoint_url(endpoint)
+                .build();
+            let model =
+                BedrockInvoker::from_client(aws_sdk_bedrockruntime::Client::from_conf(client));
+            Self::build(config(overrides), model).await
+        }
+
+        async fn build(config: InvokeConfig, model: BedrockInvoker) -> Self {
+            let clock = Arc::new(ManualClock::at(noon()));
+            let table = DynamoDbCacheStore::from_sdk_config(
+                &super::sdk_config().await,
                 &config.cache_table,
                 config.cache_timeout,
             );
-            let model = BedrockInvoker::new(&sdk, &config.bedrock);
-            let clock = Arc::new(ManualClock::at(noon()));
+            let memory =
+                MemoryCache::new(config.memory_cache_entries, config.memory_cache_ttl_seconds);
+            let store = MemoryFronted::new(table, memory, clock.clone());
             let metrics = Recorder::default();
             Self {
                 app: App::new(config, store, model, clock.clone(), metrics.clone()),

@@ -4,8 +4,10 @@
 use aws_sdk_bedrockruntime::error::ProvideErrorMetadata;
 use aws_sdk_bedrockruntime::operation::converse::ConverseError;
 use aws_sdk_bedrockruntime::primitives::Blob;
+use aws_sdk_bedrockruntime::types::error::ConverseStreamOutputError;
 use aws_sdk_bedrockruntime::types::{
     ContentBlock, ConversationRole, ConverseStreamOutput, InferenceConfiguration, Message,
+    StopReason, SystemContentBlock,
 };
 use aws_sdk_bedrockruntime::Client;
 use integration_tests::{sdk_config, Emulator};
@@ -288,5 +290,371 @@ async fn bad_requests_get_bedrocks_error_shape() {
         );
         let body: Value = response.json().await.expect("json error body");
         assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+}
+
+async fn converse_error(client: &Client, model_id: &str, message: Message) -> ConverseError {
+    client
+        .converse()
+        .model_id(model_id)
+        .messages(message)
+        .send()
+        .await
+        .expect_err("the call must fail")
+        .into_service_error()
+}
+
+#[tokio::test]
+async fn per_model_faults_answer_bedrocks_exceptions() {
+    let emulator = Emulator::reset().await;
+    let client = client().await;
+    type IsFault = fn(&ConverseError) -> bool;
+    let faults: [(&str, u16, &str, IsFault); 5] = [
+        (
+            "accessDeniedRate",
+            403,
+            "AccessDeniedException",
+            ConverseError::is_access_denied_exception,
+        ),
+        (
+            "resourceNotFoundRate",
+            404,
+            "ResourceNotFoundException",
+            ConverseError::is_resource_not_found_exception,
+        ),
+        (
+            "modelTimeoutRate",
+            408,
+            "ModelTimeoutException",
+            ConverseError::is_model_timeout_exception,
+        ),
+        (
+            "modelErrorRate",
+            424,
+            "ModelErrorException",
+            ConverseError::is_model_error_exception,
+        ),
+        (
+            "internalServerRate",
+            500,
+            "InternalServerException",
+            ConverseError::is_internal_server_exception,
+        ),
+    ];
+    let raw = emulator.url(&format!("/model/{HAIKU}/converse"));
+    for (field, status, error_type, is_fault) in faults {
+        emulator
+            .configure(json!({"models": {HAIKU: {field: 1.0}}}))
+            .await;
+        let error = converse_error(&client, HAIKU, user("fault me")).await;
+        assert!(is_fault(&error), "{field}: {error:?}");
+        let response = emulator
+            .http()
+            .post(&raw)
+            .header("content-type", "application/json")
+            .body(r#"{"messages":[{"role":"user","content":[{"text":"hi"}]}]}"#)
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(response.status().as_u16(), status, "{field}");
+        assert_eq!(
+            response
+                .headers()
+                .get("x-amzn-errortype")
+                .and_then(|v| v.to_str().ok()),
+            Some(error_type),
+            "{field}"
+        );
+        // Other models are untouched.
+        let sonnet = client
+            .converse()
+            .model_id("anthropic.claude-3-sonnet-20240229-v1:0")
+            .messages(user("not me"))
+            .send()
+            .await;
+        assert!(sonnet.is_ok(), "{field}: {sonnet:?}");
+        emulator.configure(json!({"models": {HAIKU: null}})).await;
+    }
+    let stats: Value = emulator
+        .http()
+        .get(emulator.url("/_emulator/stats"))
+        .send()
+        .await
+        .expect("stats")
+        .json()
+        .await
+        .expect("stats json");
+    for counter in [
+        "accessDenied",
+        "resourceNotFound",
+        "modelTimeout",
+        "modelError",
+        "internalServer",
+    ] {
+        assert_eq!(stats["models"][HAIKU][counter], 2, "{counter}: {stats}");
+    }
+}
+
+#[tokio::test]
+async fn a_chosen_stop_reason_reaches_converse_stream_and_invoke_model() {
+    let emulator = Emulator::reset().await;
+    let client = client().await;
+    emulator
+        .configure(json!({"stopReason": "content_filtered"}))
+        .await;
+    let output = client
+        .converse()
+        .model_id(HAIKU)
+        .messages(user("say something risky"))
+        .send()
+        .await
+        .expect("converse");
+    assert_eq!(output.stop_reason(), &StopReason::ContentFiltered);
+    let text = output
+        .output()
+        .and_then(|o| o.as_message().ok())
+        .and_then(|m| m.content().first())
+        .and_then(|c| c.as_text().ok());
+    assert_eq!(text.map(String::as_str), Some(""));
+
+    let mut stream = client
+        .converse_stream()
+        .model_id(HAIKU)
+        .messages(user("say something risky"))
+        .send()
+        .await
+        .expect("converse stream")
+        .stream;
+    let mut stop = None;
+    while let Some(event) = stream.recv().await.expect("stream event") {
+        if let ConverseStreamOutput::MessageStop(event) = event {
+            stop = Some(event.stop_reason().clone());
+        }
+    }
+    assert_eq!(stop, Some(StopReason::ContentFiltered));
+
+    emulator
+        .configure(json!({"stopReason": "guardrail_intervened"}))
+        .await;
+    let body = json!({
+        "anthropic_version": "bedrock-2023-05-31",
+        "max_tokens": 50,
+        "messages": [{"role": "user", "content": "say something risky"}],
+    });
+    let answer = client
+        .invoke_model()
+        .model_id(HAIKU)
+        .body(Blob::new(body.to_string()))
+        .send()
+        .await
+        .expect("invoke model");
+    let answer: Value = serde_json::from_slice(answer.body().as_ref()).expect("json");
+    assert_eq!(answer["stop_reason"], "end_turn");
+    assert_eq!(answer["amazon-bedrock-guardrailAction"], "INTERVENED");
+    assert_eq!(
+        answer["content"][0]["text"],
+        "Sorry, the model cannot answer this question."
+    );
+
+    emulator.configure(json!({"stopReason": null})).await;
+    let output = client
+        .converse()
+        .model_id(HAIKU)
+        .messages(user("say something risky"))
+        .send()
+        .await
+        .expect("converse");
+    assert_eq!(output.stop_reason(), &StopReason::EndTurn);
+}
+
+/// Receives a stream up to its error: the deltas' text and the error.
+async fn stream_until_error(client: &Client) -> (Vec<String>, ConverseStreamOutputError) {
+    let mut stream = client
+        .converse_stream()
+        .model_id(HAIKU)
+        .messages(user("Stream me a long answer"))
+        .send()
+        .await
+        .expect("the stream starts")
+        .stream;
+    let mut deltas = Vec::new();
+    loop {
+        match stream.recv().await {
+            Ok(Some(ConverseStreamOutput::MessageStart(_))) => {}
+            Ok(Some(ConverseStreamOutput::ContentBlockDelta(delta))) => deltas.push(
+                delta
+                    .delta()
+                    .and_then(|d| d.as_text().ok())
+                    .cloned()
+                    .unwrap_or_default(),
+            ),
+            Ok(Some(other)) => panic!("unexpected event after {deltas:?}: {other:?}"),
+            Ok(None) => panic!("the stream ended without its error after {deltas:?}"),
+            Err(error) => return (deltas, error.into_service_error()),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_mid_stream_exception_arrives_after_the_deltas_as_a_typed_error() {
+    let emulator = Emulator::reset().await;
+    let client = client().await;
+    emulator
+        .configure(json!({"streamError": {"exception": "throttlingException", "afterDeltas": 2}}))
+        .await;
+    let (deltas, error) = stream_until_error(&client).await;
+    assert_eq!(deltas.len(), 2, "{deltas:?}");
+    assert!(deltas.iter().all(|d| !d.is_empty()));
+    match error {
+        ConverseStreamOutputError::ThrottlingException(e) => {
+            assert!(e.message().is_some_and(|m| !m.is_empty()));
+        }
+        other => panic!("expected ThrottlingException, got {other:?}"),
+    }
+
+    emulator
+        .configure(
+            json!({"streamError": {"exception": "modelStreamErrorException", "afterDeltas": 1}}),
+        )
+        .await;
+    let (deltas, error) = stream_until_error(&client).await;
+    assert_eq!(deltas.len(), 1, "{deltas:?}");
+    match error {
+        ConverseStreamOutputError::ModelStreamErrorException(e) => {
+            assert_eq!(e.original_status_code(), Some(500));
+            assert!(e.original_message().is_some());
+        }
+        other => panic!("expected ModelStreamErrorException, got {other:?}"),
+    }
+
+    let stats: Value = emulator
+        .http()
+        .get(emulator.url("/_emulator/stats"))
+        .send()
+        .await
+        .expect("stats")
+        .json()
+        .await
+        .expect("stats json");
+    assert_eq!(stats["models"][HAIKU]["streamErrors"], 2, "{stats}");
+}
+
+#[tokio::test]
+async fn a_stop_sequence_is_reported_only_when_it_cut_the_answer() {
+    Emulator::reset().await;
+    let client = client().await;
+    let ask = |max_tokens: Option<i32>, stop: &str| {
+        client
+            .converse()
+            .model_id(HAIKU)
+            .messages(user("Tell me about stop sequences"))
+            .inference_config(
+                InferenceConfiguration::builder()
+                    .set_max_tokens(max_tokens)
+                    .stop_sequences(stop)
+                    .build(),
+            )
+            .send()
+    };
+    let text_of = |output: &aws_sdk_bedrockruntime::operation::converse::ConverseOutput| {
+        output
+            .output()
+            .and_then(|o| o.as_message().ok())
+            .and_then(|m| m.content().first())
+            .and_then(|c| c.as_text().ok())
+            .cloned()
+            .expect("text")
+    };
+    let full = ask(None, "never-said").await.expect("converse");
+    assert_eq!(full.stop_reason(), &StopReason::EndTurn);
+    assert!(full.additional_model_response_fields().is_none());
+    let full = text_of(&full);
+
+    // A word that starts within a budget of whole tokens (four characters each) but would end
+    // past it: max_tokens stops the answer before the stop sequence is written.
+    let mut start = 0;
+    let mut straddling = None;
+    for word in full.split(' ') {
+        let budget = start / 4 + 1;
+        if full.find(word) == Some(start) && budget * 4 < start + word.len() {
+            straddling = Some((budget, word.to_owned()));
+            break;
+        }
+        start += word.len() + 1;
+    }
+    let (budget, word) = straddling.expect("a word across a token boundary");
+    let capped = ask(Some(i32::try_from(budget).unwrap()), &word)
+        .await
+        .expect("converse");
+    assert_eq!(capped.stop_reason(), &StopReason::MaxTokens);
+    assert!(capped.additional_model_response_fields().is_none());
+    assert_eq!(text_of(&capped), full[..budget * 4]);
+
+    let cut = ask(None, &word).await.expect("converse");
+    assert_eq!(cut.stop_reason(), &StopReason::StopSequence);
+    let reported = cut
+        .additional_model_response_fields()
+        .and_then(|f| f.as_object())
+        .and_then(|f| f.get("stop_sequence"))
+        .and_then(|s| s.as_string());
+    assert_eq!(reported, Some(word.as_str()));
+    assert_eq!(text_of(&cut), full[..full.find(&word).unwrap()]);
+}
+
+#[tokio::test]
+async fn whitespace_only_text_is_a_validation_exception() {
+    Emulator::reset().await;
+    let client = client().await;
+    let error = converse_error(&client, HAIKU, user("   \n")).await;
+    assert!(error.is_validation_exception(), "{error:?}");
+    assert!(error
+        .message()
+        .unwrap_or_default()
+        .contains("non-whitespace"));
+
+    let error = client
+        .converse()
+        .model_id(HAIKU)
+        .system(SystemContentBlock::Text(" \n\t".to_owned()))
+        .messages(user("hi"))
+        .send()
+        .await
+        .expect_err("a blank system prompt must fail")
+        .into_service_error();
+    assert!(error.is_validation_exception(), "{error:?}");
+}
+
+#[tokio::test]
+async fn profile_only_models_are_served_through_inference_profiles_only() {
+    Emulator::reset().await;
+    let client = client().await;
+    const SONNET_4_5: &str = "anthropic.claude-sonnet-4-5-20250929-v1:0";
+    for on_demand in [
+        SONNET_4_5.to_owned(),
+        format!("arn:aws:bedrock:us-east-1::foundation-model/{SONNET_4_5}"),
+    ] {
+        let error = converse_error(&client, &on_demand, user("hi")).await;
+        assert!(error.is_validation_exception(), "{on_demand}: {error:?}");
+        assert_eq!(
+            error.message(),
+            Some(
+                "Invocation of model ID anthropic.claude-sonnet-4-5-20250929-v1:0 with on-demand throughput isn't supported. Retry your request with the ID or ARN of an inference profile that contains this model."
+            ),
+            "{on_demand}"
+        );
+    }
+    for profile in [
+        format!("us.{SONNET_4_5}"),
+        format!("global.{SONNET_4_5}"),
+        format!("arn:aws:bedrock:us-east-1:123456789012:inference-profile/eu.{SONNET_4_5}"),
+    ] {
+        let output = client
+            .converse()
+            .model_id(&profile)
+            .messages(user("hi"))
+            .inference_config(InferenceConfiguration::builder().max_tokens(64000).build())
+            .send()
+            .await;
+        assert!(output.is_ok(), "{profile}: {output:?}");
     }
 }

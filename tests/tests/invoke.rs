@@ -7,6 +7,7 @@ use integration_tests::invoke::{noon, unique, Harness, HAIKU, OPUS, PT_ARN, SONN
 use integration_tests::Emulator;
 use serde_json::{json, Value};
 use shared::domain::cache::CacheKey;
+use shared::domain::metrics::Outcome;
 
 #[tokio::test]
 async fn a_miss_then_a_hit_calls_bedrock_once() {
@@ -85,7 +86,11 @@ async fn whatever_changes_the_answer_changes_the_key() {
 #[tokio::test]
 async fn bypass_neither_reads_nor_writes_and_refresh_overwrites() {
     let emulator = Emulator::reset().await;
-    let harness = Harness::new(&[("MEMORY_CACHE_ENTRIES", "0")]).await;
+    let harness = Harness::new(&[
+        ("MEMORY_CACHE_ENTRIES", "0"),
+        ("SHARED_CACHE_ALLOW_REFRESH", "true"),
+    ])
+    .await;
     let prompt = unique("Tell me about bypass");
 
     let bypass = harness
@@ -168,6 +173,7 @@ async fn ttl_seconds_is_capped_by_configuration() {
         ("CACHE_TTL_SECONDS", "60"),
         ("CACHE_MAX_TTL_SECONDS", "3600"),
         ("MEMORY_CACHE_ENTRIES", "0"),
+        ("SHARED_CACHE_ALLOW_TTL", "true"),
     ])
     .await;
     let body = json!({"prompt": unique("Cap my TTL"), "cache": {"ttlSeconds": 999999}});
@@ -287,7 +293,7 @@ async fn the_model_is_chosen_by_complexity_when_absent() {
     // Metrics were published per request, by model, without text.
     let metrics = harness.metrics.0.lock().unwrap();
     assert_eq!(metrics.len(), 4);
-    assert_eq!(metrics[2].model_id, OPUS);
+    assert_eq!(metrics[2].model_id.as_deref(), Some(OPUS));
 }
 
 #[tokio::test]
@@ -569,6 +575,13 @@ async fn bad_requests_get_the_specified_4xx_json_errors() {
         ),
         (
             "POST",
+            Some("application/json"),
+            "{\"prompt\": \"a\"} {\"prompt\": \"b\"}".into(),
+            400,
+            "InvalidJson",
+        ),
+        (
+            "POST",
             Some("text/plain"),
             "{\"prompt\": \"a\"}".into(),
             415,
@@ -624,4 +637,163 @@ async fn bad_requests_get_the_specified_4xx_json_errors() {
     assert_eq!(reply.body["error"]["code"], "ModelValidationError");
     checked += 1;
     assert!(checked >= 40, "only {checked} bad requests");
+}
+
+/// Twenty identical requests at once through four instances sharing the table, with a model
+/// that takes 300 ms: one Bedrock call, twenty identical answers.
+#[tokio::test]
+async fn identical_misses_at_once_cost_one_bedrock_call() {
+    let emulator = Emulator::reset().await;
+    emulator.configure(json!({"ttftMs": 300})).await;
+    let mut instances = Vec::new();
+    for _ in 0..4 {
+        instances.push(Harness::new(&[("CACHE_LEASE_POLL_MS", "20")]).await);
+    }
+    let body = json!({"prompt": unique("Everyone asks this at once")});
+    let requests = (0..20).map(|i| instances[i % 4].invoke(body.clone()));
+    let replies = futures_util::future::join_all(requests).await;
+    assert_eq!(emulator.calls(HAIKU).await, 1);
+    for reply in &replies {
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert_eq!(reply.body["text"], replies[0].body["text"]);
+    }
+    let misses = replies.iter().filter(|r| r.cache() == "MISS").count();
+    assert_eq!(
+        misses, 1,
+        "one request called Bedrock, the others waited for its answer"
+    );
+}
+
+/// Every way a Provisioned Throughput can be unusable, injected on the wire, spills over.
+#[tokio::test]
+async fn an_unusable_provisioned_throughput_spills_over_on_the_wire() {
+    let emulator = Emulator::reset().await;
+    let spec = format!("{HAIKU}={PT_ARN}");
+    let harness = Harness::new(&[("PROVISIONED_THROUGHPUT", spec.as_str())]).await;
+    let faults = [
+        "accessDeniedRate",
+        "resourceNotFoundRate",
+        "modelTimeoutRate",
+        "modelErrorRate",
+        "internalServerRate",
+        "serviceUnavailableRate",
+        "modelNotReadyRate",
+    ];
+    for fault in faults {
+        emulator
+            .configure(json!({"models": {PT_ARN: {fault: 1.0}}}))
+            .await;
+        let reply = harness.invoke(json!({"prompt": unique(fault)})).await;
+        assert_eq!(reply.status, 200, "{fault}: {}", reply.body);
+        assert_eq!(reply.body["route"], "on-demand", "{fault}");
+        assert_eq!(reply.body["spilledOver"], true, "{fault}");
+        emulator.configure(json!({"models": {PT_ARN: null}})).await;
+    }
+    assert_eq!(emulator.calls(HAIKU).await, faults.len() as u64);
+    let spilled = harness
+        .metrics
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|m| m.spilled_over)
+        .count();
+    assert_eq!(spilled, faults.len());
+
+    // A request Bedrock refuses is refused on any capacity: no spillover.
+    let refused = harness
+        .invoke(json!({"prompt": "a", "inferenceConfig": {"maxTokens": 100_000}}))
+        .await;
+    assert_eq!(refused.status, 400);
+    assert_eq!(refused.body["error"]["code"], "ModelValidationError");
+    assert_eq!(emulator.calls(HAIKU).await, faults.len() as u64);
+}
+
+#[tokio::test]
+async fn a_slow_provisioned_throughput_leaves_time_for_on_demand() {
+    let emulator = Emulator::reset().await;
+    emulator
+        .configure(json!({"models": {PT_ARN: {"ttftMs": 5000}}}))
+        .await;
+    let spec = format!("{HAIKU}={PT_ARN}");
+    let harness = Harness::new(&[
+        ("PROVISIONED_THROUGHPUT", spec.as_str()),
+        ("BEDROCK_OPERATION_TIMEOUT_MS", "3000"),
+        ("BEDROCK_PROVISIONED_TIMEOUT_MS", "300"),
+    ])
+    .await;
+    let reply = harness
+        .invoke(json!({"prompt": unique("Provisioned is slow")}))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body["route"], "on-demand");
+    assert_eq!(reply.body["spilledOver"], true);
+}
+
+#[tokio::test]
+async fn filtered_and_refused_answers_are_never_cached() {
+    let emulator = Emulator::reset().await;
+    let harness = Harness::new(&[]).await;
+    for stop_reason in ["content_filtered", "guardrail_intervened"] {
+        emulator.configure(json!({"stopReason": stop_reason})).await;
+        let body = json!({"prompt": unique(stop_reason)});
+        for _ in 0..2 {
+            let reply = harness.invoke(body.clone()).await;
+            assert_eq!(reply.status, 200, "{}", reply.body);
+            assert_eq!(reply.body["stopReason"], stop_reason);
+            assert_eq!(reply.cache(), "BYPASS", "{stop_reason}");
+        }
+    }
+    assert_eq!(emulator.calls(HAIKU).await, 4);
+    // Back to normal answers, the same request is stored.
+    emulator.configure(json!({"stopReason": null})).await;
+    let body = json!({"prompt": unique("a normal end")});
+    assert_eq!(harness.invoke(body.clone()).await.cache(), "MISS");
+    assert_eq!(harness.invoke(body).await.cache(), "HIT");
+}
+
+#[tokio::test]
+async fn an_unreachable_bedrock_has_its_own_error_and_does_not_spill_over() {
+    let spec = format!("{HAIKU}={PT_ARN}");
+    // Nothing listens on port 1 of the loopback address.
+    let harness = Harness::with_bedrock_at(
+        &[("PROVISIONED_THROUGHPUT", spec.as_str())],
+        "http://127.0.0.1:1",
+    )
+    .await;
+    let reply = harness
+        .invoke(json!({"prompt": unique("anyone there?")}))
+        .await;
+    assert_eq!(reply.status, 502, "{}", reply.body);
+    assert_eq!(reply.body["error"]["code"], "BedrockUnreachable");
+    let metrics = harness.metrics.0.lock().unwrap();
+    assert_eq!(metrics[0].outcome, Outcome::ServerError);
+    assert!(!metrics[0].spilled_over);
+}
+
+#[tokio::test]
+async fn current_models_answer_through_inference_profiles() {
+    const PROFILE: &str = "us.anthropic.claude-haiku-4-5-20251001-v1:0";
+    const BARE: &str = "anthropic.claude-haiku-4-5-20251001-v1:0";
+    let emulator = Emulator::reset().await;
+    let harness = Harness::new(&[("MODEL_SIMPLE", PROFILE), ("ALLOWED_MODELS", BARE)]).await;
+    let reply = harness.invoke(json!({"prompt": unique("Hi")})).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body["modelId"], PROFILE);
+    // Priced as the model behind the profile: $0.001 in and $0.005 out per 1,000 tokens.
+    let usage = &reply.body["usage"];
+    let expected = usage["inputTokens"].as_f64().unwrap() * 0.001 / 1000.0
+        + usage["outputTokens"].as_f64().unwrap() * 0.005 / 1000.0;
+    assert!((reply.body["costUsd"].as_f64().unwrap() - expected).abs() < 1e-9);
+    assert_eq!(emulator.calls(PROFILE).await, 1);
+    // The bare model id is refused on-demand, as Bedrock refuses it.
+    let bare = harness
+        .invoke(json!({"prompt": unique("Hi"), "modelId": BARE}))
+        .await;
+    assert_eq!(bare.status, 400, "{}", bare.body);
+    assert_eq!(bare.body["error"]["code"], "ModelValidationError");
+    assert!(bare.body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("inference profile"));
 }

@@ -6,8 +6,9 @@ use std::time::Duration;
 use shared::adapters::bedrock::{BedrockSettings, RetryMode};
 use shared::adapters::emf::DEFAULT_NAMESPACE;
 use shared::config::{ConfigError, Env};
+use shared::domain::cache::{CachePolicy, SampledRequests};
 use shared::domain::pricing::PriceTable;
-use shared::domain::routing::{CapacityRouter, DailyWindow, RoutingPolicy};
+use shared::domain::routing::{CapacityRouter, RoutingPolicy, Schedule};
 use shared::domain::tiers::{
     ComplexityRules, TierModels, DEFAULT_COMPLEX_KEYWORDS, DEFAULT_COMPLEX_MODEL,
     DEFAULT_MODERATE_MODEL, DEFAULT_SIMPLE_MODEL,
@@ -29,6 +30,12 @@ pub struct InvokeConfig {
     pub cache_max_ttl_seconds: u64,
     pub cache_scope: CacheScope,
     pub cache_namespace: String,
+    /// Under the shared scope, whether a request may `refresh` an entry everyone shares.
+    pub shared_allow_refresh: bool,
+    /// Under the shared scope, whether a request may set `ttlSeconds` above the default.
+    pub shared_allow_ttl: bool,
+    pub cache_policy: CachePolicy,
+    pub lease: LeaseSettings,
     pub memory_cache_entries: usize,
     pub memory_cache_ttl_seconds: u64,
     /// Bound on one cache call, retries included.
@@ -41,7 +48,28 @@ pub struct InvokeConfig {
     pub bedrock: BedrockSettings,
     pub prices: PriceTable,
     pub metrics_namespace: String,
+    /// The function's application log level, which metric lines must pass.
+    pub log_level: Option<String>,
     pub max_body_bytes: usize,
+}
+
+/// Stampede protection: the first of identical misses leases the key, the others wait for its
+/// answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseSettings {
+    /// How long a lease holds the key; `None` turns leases off.
+    pub duration: Option<Duration>,
+    /// Longest a request waits for another's answer before calling the model itself.
+    pub wait: Duration,
+    /// How often a waiting request looks for the answer.
+    pub poll: Duration,
+}
+
+fn millis(env: &Env, name: &str, default: u64) -> Result<Duration, ConfigError> {
+    Ok(Duration::from_millis(positive(
+        name,
+        env.parse_or(name, default)?,
+    )?))
 }
 
 fn positive<T: PartialOrd + Default + std::fmt::Display>(
@@ -116,13 +144,30 @@ impl InvokeConfig {
             env.get("PROVISIONED_THROUGHPUT").unwrap_or_default(),
         )
         .map_err(|e| ConfigError::new("PROVISIONED_THROUGHPUT", e))?;
+        let custom_models =
+            CapacityRouter::parse_custom(env.get("CUSTOM_MODELS").unwrap_or_default())
+                .map_err(|e| ConfigError::new("CUSTOM_MODELS", e))?;
+        for name in custom_models.keys() {
+            if allowed_models.contains(name) || provisioned.contains_key(name) {
+                return Err(ConfigError::new(
+                    "CUSTOM_MODELS",
+                    format!("{name:?} is also a base model here; give the custom model a name of its own"),
+                ));
+            }
+        }
+        allowed_models.extend(custom_models.keys().cloned());
         let policy = match env.string_or("ROUTING_POLICY", "spillover").as_str() {
             "spillover" => RoutingPolicy::Spillover,
             "schedule" => RoutingPolicy::Schedule {
-                window: env
+                schedule: env
                     .string_or("PROVISIONED_SCHEDULE", "09:00-17:00")
-                    .parse::<DailyWindow>()
-                    .map_err(|e| ConfigError::new("PROVISIONED_SCHEDULE", e))?,
+                    .parse::<Schedule>()
+                    .map_err(|e| {
+                        ConfigError::new(
+                            "PROVISIONED_SCHEDULE",
+                            format!("{e}; expected [DAYS ]HH:MM-HH:MM, e.g. Mon-Fri 09:00-18:00"),
+                        )
+                    })?,
                 time_zone: env
                     .string_or("PROVISIONED_TIMEZONE", "UTC")
                     .parse()
@@ -155,11 +200,37 @@ impl InvokeConfig {
                 0 => None,
                 ms => Some(Duration::from_millis(ms)),
             },
+            provisioned_timeout: millis(env, "BEDROCK_PROVISIONED_TIMEOUT_MS", 10_000)?,
             max_attempts: positive(
                 "BEDROCK_MAX_ATTEMPTS",
                 env.parse_or("BEDROCK_MAX_ATTEMPTS", 2u32)?,
             )?,
             retry_mode: env.parse_or("BEDROCK_RETRY_MODE", RetryMode::Adaptive)?,
+        };
+
+        if let Some(operation) = bedrock.operation_timeout {
+            if bedrock.provisioned_timeout >= operation {
+                return Err(ConfigError::new(
+                    "BEDROCK_PROVISIONED_TIMEOUT_MS",
+                    format!(
+                        "{} ms leaves no time of BEDROCK_OPERATION_TIMEOUT_MS ({} ms) for spillover to on-demand; make it a share of it",
+                        bedrock.provisioned_timeout.as_millis(),
+                        operation.as_millis()
+                    ),
+                ));
+            }
+        }
+        let lease = LeaseSettings {
+            duration: match env.parse_or("CACHE_LEASE_MS", 30_000u64)? {
+                0 => None,
+                ms => Some(Duration::from_millis(ms)),
+            },
+            wait: Duration::from_millis(env.parse_or("CACHE_LEASE_WAIT_MS", 5_000u64)?),
+            poll: millis(env, "CACHE_LEASE_POLL_MS", 100)?,
+        };
+        let cache_policy = CachePolicy {
+            store_max_tokens: env.parse_or("CACHE_MAX_TOKENS_ANSWERS", false)?,
+            sampled: env.parse_or("CACHE_SAMPLED_REQUESTS", SampledRequests::Cache)?,
         };
 
         Ok(Self {
@@ -168,6 +239,10 @@ impl InvokeConfig {
             cache_max_ttl_seconds,
             cache_scope,
             cache_namespace: env.string_or("CACHE_NAMESPACE", "shared"),
+            shared_allow_refresh: env.parse_or("SHARED_CACHE_ALLOW_REFRESH", false)?,
+            shared_allow_ttl: env.parse_or("SHARED_CACHE_ALLOW_TTL", false)?,
+            cache_policy,
+            lease,
             memory_cache_entries: env.parse_or("MEMORY_CACHE_ENTRIES", 256usize)?,
             memory_cache_ttl_seconds: positive(
                 "MEMORY_CACHE_TTL_SECONDS",
@@ -180,10 +255,11 @@ impl InvokeConfig {
             tier_models,
             complexity,
             allowed_models,
-            router: CapacityRouter::new(provisioned, policy),
+            router: CapacityRouter::new(provisioned, policy).with_custom_models(custom_models),
             bedrock,
             prices: PriceTable::with_overrides("MODEL_PRICES", env.get("MODEL_PRICES"))?,
             metrics_namespace: env.string_or("METRICS_NAMESPACE", DEFAULT_NAMESPACE),
+            log_level: env.get("AWS_LAMBDA_LOG_LEVEL").map(str::to_owned),
             max_body_bytes: positive(
                 "MAX_BODY_BYTES",
                 env.parse_or("MAX_BODY_BYTES", 262_144usize)?,
@@ -230,15 +306,35 @@ mod tests {
             ("MEMORY_CACHE_TTL_SECONDS", "0"),
             ("CACHE_TIMEOUT_MS", "0"),
             ("BEDROCK_OPERATION_TIMEOUT_MS", "soon"),
+            ("SHARED_CACHE_ALLOW_REFRESH", "yes"),
+            ("SHARED_CACHE_ALLOW_TTL", "1"),
+            ("CACHE_MAX_TOKENS_ANSWERS", "sometimes"),
+            ("CACHE_SAMPLED_REQUESTS", "never"),
+            ("CACHE_LEASE_MS", "-5"),
+            ("CACHE_LEASE_WAIT_MS", "long"),
+            ("CACHE_LEASE_POLL_MS", "0"),
+            ("BEDROCK_PROVISIONED_TIMEOUT_MS", "0"),
+            ("CUSTOM_MODELS", "bot=not-an-arn"),
+            (
+                "CUSTOM_MODELS",
+                "us.anthropic.claude-haiku-4-5-20251001-v1:0=arn:aws:bedrock:us-east-1:1:provisioned-model/x",
+            ),
         ];
         for (name, value) in cases {
             let err = InvokeConfig::from_env(&env(&[(name, value)])).unwrap_err();
             assert_eq!(&err.variable, name, "{name}={value}: {err}");
         }
+        let err = InvokeConfig::from_env(&env(&[
+            ("BEDROCK_OPERATION_TIMEOUT_MS", "5000"),
+            ("BEDROCK_PROVISIONED_TIMEOUT_MS", "5000"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.variable, "BEDROCK_PROVISIONED_TIMEOUT_MS");
         let err = InvokeConfig::from_env(&Env::default()).unwrap_err();
         assert_eq!(err.variable, "CACHE_TABLE_NAME");
         for (name, value) in [
             ("PROVISIONED_SCHEDULE", "9 to 5"),
+            ("PROVISIONED_SCHEDULE", "Mon-Fry 09:00-17:00"),
             ("PROVISIONED_TIMEZONE", "Mars/Olympus"),
         ] {
             let err =

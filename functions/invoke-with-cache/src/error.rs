@@ -4,7 +4,7 @@
 use http::StatusCode;
 use serde_json::json;
 
-use shared::domain::error::ModelError;
+use shared::domain::error::{ModelError, ModelErrorKind};
 
 use crate::request::RequestError;
 
@@ -15,6 +15,8 @@ pub struct ApiError {
     pub message: String,
     /// Seconds, sent as `Retry-After`.
     pub retry_after: Option<u32>,
+    /// The underlying failure, for the log only: what the operator needs, never the caller.
+    pub cause: Option<String>,
 }
 
 impl ApiError {
@@ -24,7 +26,13 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            cause: None,
         }
+    }
+
+    fn caused_by(mut self, error: &ModelError) -> Self {
+        self.cause = Some(error.to_string());
+        self
     }
 
     fn retry_after(mut self, seconds: u32) -> Self {
@@ -45,52 +53,65 @@ impl From<RequestError> for ApiError {
 
 impl From<ModelError> for ApiError {
     fn from(error: ModelError) -> Self {
-        match error {
-            ModelError::Throttled => Self::new(
+        use ModelErrorKind as Kind;
+        let answer = match error.kind {
+            Kind::Throttled => Self::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "Throttled",
                 "Bedrock is throttling requests to this model; retry after the Retry-After delay.",
             )
             .retry_after(2),
-            ModelError::ModelNotReady => Self::new(
+            Kind::ModelNotReady => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "ModelNotReady",
                 "The model is not ready to serve requests; retry in a few seconds.",
             )
             .retry_after(5),
-            ModelError::ServiceUnavailable => Self::new(
+            Kind::ServiceUnavailable => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "ServiceUnavailable",
                 "Bedrock is unavailable; retry in a few seconds.",
             )
             .retry_after(5),
-            ModelError::Timeout => Self::new(
+            Kind::Timeout => Self::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 "Timeout",
                 "Bedrock did not answer in time; retry, or ask for fewer output tokens (inferenceConfig.maxTokens).",
             ),
-            ModelError::AccessDenied(_) => Self::new(
+            Kind::AccessDenied => Self::new(
                 StatusCode::BAD_GATEWAY,
                 "BedrockAccessDenied",
                 "Bedrock refused access to the model; the operator must enable model access and allow it in the function's role.",
             ),
-            ModelError::Validation(message) => Self::new(
+            Kind::Validation => Self::new(
                 StatusCode::BAD_REQUEST,
                 "ModelValidationError",
-                format!("Bedrock rejected the request: {message}"),
+                format!("Bedrock rejected the request: {}", error.message),
             ),
-            ModelError::NotFound(_) => Self::new(
+            Kind::NotFound => Self::new(
                 StatusCode::BAD_GATEWAY,
                 "ModelNotFound",
                 "Bedrock does not know the configured model or Provisioned Throughput; the operator must check the function's configuration.",
             ),
-            ModelError::ModelFailure(_) => Self::new(
+            Kind::ModelFailure => Self::new(
                 StatusCode::BAD_GATEWAY,
                 "BedrockError",
                 "Bedrock failed to answer; retry later.",
             ),
-            ModelError::Unexpected(_) => internal(),
-        }
+            Kind::Unreachable => Self::new(
+                StatusCode::BAD_GATEWAY,
+                "BedrockUnreachable",
+                "The function could not connect to Bedrock; retry later. If it persists, the operator must check the network path to Bedrock (VPC endpoint, NAT, endpoint URL).",
+            )
+            .retry_after(5),
+            Kind::Credentials => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "BedrockCredentialsError",
+                "The function could not sign its call to Bedrock: its credentials could not be loaded. The operator must check the function's role and credential settings.",
+            ),
+            Kind::Unexpected => internal(),
+        };
+        answer.caused_by(&error)
     }
 }
 

@@ -174,8 +174,8 @@ pub fn parse(body: &[u8]) -> Result<InvokeRequest, RequestError> {
             "is empty; send a JSON object with messages or prompt",
         ));
     }
-    let deserializer = &mut serde_json::Deserializer::from_slice(body);
-    let parsed: InvokeBody = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let parsed: InvokeBody = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if inner.is_syntax() || inner.is_eof() {
@@ -189,6 +189,13 @@ pub fn parse(body: &[u8]) -> Result<InvokeRequest, RequestError> {
             reason
         };
         RequestError::invalid(field, reason)
+    })?;
+    // One JSON value and nothing after it: a second object or stray bytes are a mistake.
+    deserializer.end().map_err(|e| {
+        RequestError::InvalidJson(format!(
+            "{}; send exactly one JSON object",
+            strip_position(&e.to_string())
+        ))
     })?;
 
     let mut messages = match (parsed.messages, parsed.prompt) {
@@ -324,5 +331,19 @@ mod tests {
         assert!(err.to_string().contains("colour"), "{err}");
         let err = parse(b"{\"prompt\": ").unwrap_err();
         assert_eq!(err.code(), "InvalidJson");
+    }
+
+    #[test]
+    fn nothing_may_follow_the_json_value() {
+        assert!(parse(b"{\"prompt\": \"x\"}  \n").is_ok());
+        for trailing in [
+            &b"{\"prompt\": \"x\"}{\"prompt\": \"y\"}"[..],
+            b"{\"prompt\": \"x\"} garbage",
+            b"{\"prompt\": \"x\"}]",
+        ] {
+            let err = parse(trailing).unwrap_err();
+            assert_eq!(err.code(), "InvalidJson", "{err}");
+            assert!(err.to_string().contains("trailing"), "{err}");
+        }
     }
 }

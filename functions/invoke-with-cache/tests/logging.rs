@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use common::{build, event, FakeModel, MemoryStore, V2_EVENT};
 use serde_json::json;
+use shared::domain::error::ModelErrorKind;
 
 const SECRET_PROMPT: &str = "my secret prompt about the quarterly numbers";
 
@@ -50,6 +51,12 @@ async fn logs_and_metrics_never_hold_prompt_or_answer_text() {
     };
     let (failing, _) = build(&[], broken, FakeModel::answering());
     failing.handle(event(V2_EVENT, &body)).await;
+    let (denied, _) = build(
+        &[],
+        MemoryStore::default(),
+        FakeModel::failing(ModelErrorKind::AccessDenied),
+    );
+    denied.handle(event(V2_EVENT, &body)).await;
 
     let logs = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
     let warning = logs
@@ -66,6 +73,17 @@ async fn logs_and_metrics_never_hold_prompt_or_answer_text() {
         "log lines carry the request id"
     );
     assert!(!logs.contains("secret"), "{logs}");
+    // A Bedrock refusal reaches the log with its kind and Bedrock's message.
+    let failure = logs
+        .lines()
+        .find(|line| line.contains("invoke failed"))
+        .expect("an error line for the refused call");
+    assert!(failure.contains("\"level\":\"ERROR\""), "{failure}");
+    assert!(
+        failure.contains("AccessDenied: AccessDenied from the fake"),
+        "{failure}"
+    );
+    assert!(failure.contains("BedrockAccessDenied"), "{failure}");
     let recorded = format!("{:?}", metrics.0.lock().unwrap());
     assert!(!recorded.contains("secret"));
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::SdkConfig;
+use aws_sdk_bedrockruntime::config::retry::RetryPartition;
 use aws_sdk_bedrockruntime::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_bedrockruntime::operation::converse::{ConverseError, ConverseOutput};
 use aws_sdk_bedrockruntime::types::{
@@ -16,7 +17,8 @@ use aws_smithy_types::{Document, Number};
 use serde_json::Value;
 
 use crate::domain::conversation::{Conversation, Message, ModelAnswer, Role, TextBlock, Usage};
-use crate::domain::error::ModelError;
+use crate::domain::error::{ModelError, ModelErrorKind};
+use crate::domain::routing::{Route, Target};
 use crate::ports::ModelInvoker;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +46,9 @@ pub struct BedrockSettings {
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     pub operation_timeout: Option<Duration>,
+    /// The share of a request's time a Provisioned Throughput call may use, so that spillover
+    /// to on-demand always has time left.
+    pub provisioned_timeout: Duration,
     pub max_attempts: u32,
     pub retry_mode: RetryMode,
 }
@@ -54,6 +59,7 @@ impl Default for BedrockSettings {
             connect_timeout: Duration::from_secs(5),
             read_timeout: Duration::from_secs(60),
             operation_timeout: None,
+            provisioned_timeout: Duration::from_secs(10),
             max_attempts: 2,
             retry_mode: RetryMode::Adaptive,
         }
@@ -126,14 +132,16 @@ fn to_sdk_message(message: &Message) -> Result<SdkMessage, ModelError> {
                 .collect(),
         ))
         .build()
-        .map_err(|e| ModelError::Unexpected(e.to_string()))
+        .map_err(|e| ModelError::new(ModelErrorKind::Unexpected, e.to_string()))
 }
 
 fn from_output(output: ConverseOutput) -> Result<ModelAnswer, ModelError> {
     let message = output
         .output()
         .and_then(|o| o.as_message().ok())
-        .ok_or_else(|| ModelError::ModelFailure("the answer holds no message".to_owned()))?;
+        .ok_or_else(|| {
+            ModelError::new(ModelErrorKind::ModelFailure, "the answer holds no message")
+        })?;
     // Only text is kept: the request offers no tools, and reasoning blocks are not answers.
     let content = message
         .content()
@@ -156,57 +164,84 @@ fn from_output(output: ConverseOutput) -> Result<ModelAnswer, ModelError> {
     })
 }
 
-fn from_sdk_error(error: SdkError<ConverseError>) -> ModelError {
-    let detail = DisplayErrorContext(&error).to_string();
+/// The modelled message of a service error, else the one in its metadata.
+fn service_message(error: &ConverseError) -> String {
     match error {
-        SdkError::TimeoutError(_) => ModelError::Timeout,
-        SdkError::DispatchFailure(failure) if failure.is_timeout() => ModelError::Timeout,
-        SdkError::DispatchFailure(_) => ModelError::ServiceUnavailable,
-        SdkError::ServiceError(service) => {
-            let error = service.into_err();
-            // The modelled message, else the one from the error metadata.
-            let message = match &error {
-                ConverseError::AccessDeniedException(e) => e.message(),
-                ConverseError::ValidationException(e) => e.message(),
-                ConverseError::ResourceNotFoundException(e) => e.message(),
-                ConverseError::ModelErrorException(e) => e.message(),
-                ConverseError::InternalServerException(e) => e.message(),
-                other => other.message(),
-            }
-            .unwrap_or_default()
-            .to_owned();
-            match error {
-                ConverseError::ThrottlingException(_) => ModelError::Throttled,
-                ConverseError::ModelNotReadyException(_) => ModelError::ModelNotReady,
-                ConverseError::ServiceUnavailableException(_) => ModelError::ServiceUnavailable,
-                ConverseError::ModelTimeoutException(_) => ModelError::Timeout,
-                ConverseError::AccessDeniedException(_) => ModelError::AccessDenied(message),
-                ConverseError::ValidationException(_) => ModelError::Validation(message),
-                ConverseError::ResourceNotFoundException(_) => ModelError::NotFound(message),
-                ConverseError::ModelErrorException(_)
-                | ConverseError::InternalServerException(_) => ModelError::ModelFailure(message),
-                other => ModelError::ModelFailure(format!(
-                    "{}: {message}",
-                    other.code().unwrap_or("unknown error")
-                )),
-            }
-        }
-        // A response that could not be read or parsed: Bedrock's answer was unusable.
-        SdkError::ResponseError(_) => ModelError::ModelFailure(detail),
-        _ => ModelError::Unexpected(detail),
+        ConverseError::AccessDeniedException(e) => e.message(),
+        ConverseError::ValidationException(e) => e.message(),
+        ConverseError::ResourceNotFoundException(e) => e.message(),
+        ConverseError::ModelErrorException(e) => e.message(),
+        ConverseError::InternalServerException(e) => e.message(),
+        ConverseError::ThrottlingException(e) => e.message(),
+        ConverseError::ServiceUnavailableException(e) => e.message(),
+        ConverseError::ModelNotReadyException(e) => e.message(),
+        ConverseError::ModelTimeoutException(e) => e.message(),
+        other => other.message(),
     }
+    .unwrap_or_default()
+    .to_owned()
 }
 
-/// `arn:aws:bedrock:REGION:ACCOUNT:provisioned-model/ID`.
-fn is_provisioned_throughput(model_id: &str) -> bool {
-    model_id.starts_with("arn:") && model_id.contains(":provisioned-model/")
+/// The kind of a service error and the exception's name.
+fn service_kind(error: &ConverseError) -> (ModelErrorKind, &str) {
+    use ModelErrorKind as Kind;
+    let (kind, name) = match error {
+        ConverseError::ThrottlingException(_) => (Kind::Throttled, "ThrottlingException"),
+        ConverseError::ModelNotReadyException(_) => (Kind::ModelNotReady, "ModelNotReadyException"),
+        ConverseError::ServiceUnavailableException(_) => {
+            (Kind::ServiceUnavailable, "ServiceUnavailableException")
+        }
+        ConverseError::ModelTimeoutException(_) => (Kind::Timeout, "ModelTimeoutException"),
+        ConverseError::AccessDeniedException(_) => (Kind::AccessDenied, "AccessDeniedException"),
+        ConverseError::ValidationException(_) => (Kind::Validation, "ValidationException"),
+        ConverseError::ResourceNotFoundException(_) => {
+            (Kind::NotFound, "ResourceNotFoundException")
+        }
+        ConverseError::ModelErrorException(_) => (Kind::ModelFailure, "ModelErrorException"),
+        ConverseError::InternalServerException(_) => {
+            (Kind::ModelFailure, "InternalServerException")
+        }
+        other => (Kind::ModelFailure, other.code().unwrap_or("UnknownError")),
+    };
+    (kind, name)
+}
+
+/// A request that was never sent because it could not be signed: no credentials, or none
+/// that load. The SDK reports these as dispatch failures, like a refused connection.
+fn is_signing_failure(detail: &str) -> bool {
+    let detail = detail.to_ascii_lowercase();
+    ["auth scheme", "identity resolver", "credentials", "signing"]
+        .iter()
+        .any(|needle| detail.contains(needle))
+}
+
+fn from_sdk_error(error: SdkError<ConverseError>) -> ModelError {
+    use ModelErrorKind as Kind;
+    let detail = DisplayErrorContext(&error).to_string();
+    let kind = match &error {
+        SdkError::ServiceError(service) => {
+            let (kind, name) = service_kind(service.err());
+            return ModelError::new(kind, format!("{name}: {}", service_message(service.err())));
+        }
+        SdkError::TimeoutError(_) => Kind::Timeout,
+        SdkError::DispatchFailure(failure) if failure.is_timeout() => Kind::Timeout,
+        // Connection refused, DNS, TLS: nowhere to send the call, on any capacity.
+        SdkError::DispatchFailure(failure) if failure.is_io() => Kind::Unreachable,
+        SdkError::DispatchFailure(_) if is_signing_failure(&detail) => Kind::Credentials,
+        SdkError::DispatchFailure(_) => Kind::Unreachable,
+        // A response that could not be read or parsed: Bedrock's answer was unusable.
+        SdkError::ResponseError(_) => Kind::ModelFailure,
+        _ => Kind::Unexpected,
+    };
+    ModelError::new(kind, detail)
 }
 
 impl ModelInvoker for BedrockInvoker {
     async fn converse(
         &self,
-        model_id: &str,
+        target: &Target,
         conversation: &Conversation,
+        timeout: Option<Duration>,
     ) -> Result<ModelAnswer, ModelError> {
         let messages = conversation
             .messages
@@ -229,10 +264,10 @@ impl ModelInvoker for BedrockInvoker {
                 .map(|b| SystemContentBlock::Text(b.text.clone()))
                 .collect()
         });
-        let request = self
+        let output = self
             .client
             .converse()
-            .model_id(model_id)
+            .model_id(&target.invoke_id)
             .set_messages(Some(messages))
             .set_system(system)
             .inference_config(inference)
@@ -241,34 +276,68 @@ impl ModelInvoker for BedrockInvoker {
                     .additional_model_request_fields
                     .as_ref()
                     .map(to_document),
-            );
-        let output = if is_provisioned_throughput(model_id) {
-            // Spillover to on-demand is this call's retry: retrying throttled provisioned
-            // capacity first would only make the caller wait.
-            request
-                .customize()
-                .config_override(
-                    aws_sdk_bedrockruntime::config::Builder::default()
-                        .retry_config(RetryConfig::standard().with_max_attempts(1)),
-                )
-                .send()
-                .await
-        } else {
-            request.send().await
-        };
+            )
+            .customize()
+            .config_override(call_config(target, timeout))
+            .send()
+            .await;
         from_output(output.map_err(from_sdk_error)?)
     }
+}
+
+/// Per-call settings. Each model identifier has its own retry partition, so adaptive retry's
+/// rate limiter, slowed by one throttled model, does not slow the others. A provisioned call
+/// is tried once: spillover to on-demand is its retry, and retrying throttled capacity first
+/// would only make the caller wait. `timeout` bounds the call within the request's budget.
+fn call_config(
+    target: &Target,
+    timeout: Option<Duration>,
+) -> aws_sdk_bedrockruntime::config::Builder {
+    let mut config = aws_sdk_bedrockruntime::config::Builder::default().retry_partition(
+        RetryPartition::new(format!("bedrock-runtime/{}", target.invoke_id)),
+    );
+    if target.route == Route::Provisioned {
+        config = config.retry_config(RetryConfig::standard().with_max_attempts(1));
+    }
+    if let Some(timeout) = timeout {
+        config = config.timeout_config(TimeoutConfig::builder().operation_timeout(timeout).build());
+    }
+    config
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::domain::conversation::InferenceConfig;
-    use aws_sdk_bedrockruntime::types::error::{ThrottlingException, ValidationException};
+    use aws_sdk_bedrockruntime::config::{
+        ConfigBag, Credentials, Intercept, Region, RuntimeComponents,
+    };
+    use aws_sdk_bedrockruntime::types::error::{
+        AccessDeniedException, InternalServerException, ModelErrorException,
+        ResourceNotFoundException, ThrottlingException, ValidationException,
+    };
     use aws_sdk_bedrockruntime::types::{ConverseOutput as Output, StopReason, TokenUsage};
     use aws_smithy_mocks::{mock, mock_client, RuleMode};
+    use std::sync::{Arc, Mutex};
 
     const ARN: &str = "arn:aws:bedrock:us-east-1:123456789012:provisioned-model/pt1";
+    const HAIKU: &str = "anthropic.claude-3-haiku-20240307-v1:0";
+
+    fn provisioned() -> Target {
+        Target {
+            invoke_id: ARN.into(),
+            route: Route::Provisioned,
+            model: HAIKU.into(),
+        }
+    }
+
+    fn on_demand(id: &str) -> Target {
+        Target {
+            invoke_id: id.into(),
+            route: Route::OnDemand,
+            model: id.into(),
+        }
+    }
 
     fn conversation() -> Conversation {
         Conversation {
@@ -285,6 +354,28 @@ mod tests {
             },
             additional_model_request_fields: Some(serde_json::json!({"top_k": 5})),
         }
+    }
+
+    fn answer() -> ConverseOutput {
+        ConverseOutput::builder()
+            .output(Output::Message(
+                SdkMessage::builder()
+                    .role(ConversationRole::Assistant)
+                    .content(ContentBlock::Text("hi!".into()))
+                    .build()
+                    .unwrap(),
+            ))
+            .stop_reason(StopReason::EndTurn)
+            .usage(
+                TokenUsage::builder()
+                    .input_tokens(3)
+                    .output_tokens(2)
+                    .total_tokens(5)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap()
     }
 
     #[tokio::test]
@@ -310,30 +401,10 @@ mod tests {
                             Document::Number(Number::PosInt(5)),
                         )])))
             })
-            .then_output(|| {
-                ConverseOutput::builder()
-                    .output(Output::Message(
-                        SdkMessage::builder()
-                            .role(ConversationRole::Assistant)
-                            .content(ContentBlock::Text("hi!".into()))
-                            .build()
-                            .unwrap(),
-                    ))
-                    .stop_reason(StopReason::EndTurn)
-                    .usage(
-                        TokenUsage::builder()
-                            .input_tokens(3)
-                            .output_tokens(2)
-                            .total_tokens(5)
-                            .build()
-                            .unwrap(),
-                    )
-                    .build()
-                    .unwrap()
-            });
+            .then_output(answer);
         let client = mock_client!(aws_sdk_bedrockruntime, RuleMode::MatchAny, [&rule]);
         let answer = BedrockInvoker::from_client(client)
-            .converse(ARN, &conversation())
+            .converse(&provisioned(), &conversation(), None)
             .await
             .unwrap();
         assert_eq!(answer.text(), "hi!");
@@ -360,10 +431,13 @@ mod tests {
             )
         );
         let invoker = BedrockInvoker::from_client(client);
-        invoker.converse(ARN, &conversation()).await.unwrap_err();
+        invoker
+            .converse(&provisioned(), &conversation(), None)
+            .await
+            .unwrap_err();
         assert_eq!(throttled.num_calls(), 1, "a provisioned call is tried once");
         invoker
-            .converse("anthropic.claude-3-haiku-20240307-v1:0", &conversation())
+            .converse(&on_demand(HAIKU), &conversation(), None)
             .await
             .unwrap_err();
         assert_eq!(
@@ -374,40 +448,183 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn maps_service_errors_to_model_errors() {
-        let throttled = mock!(aws_sdk_bedrockruntime::Client::converse)
-            .match_requests(|req| req.model_id() == Some("throttled"))
-            .then_error(|| {
+    async fn maps_service_errors_to_model_errors_with_their_message() {
+        fn rule(model: &'static str, error: fn() -> ConverseError) -> aws_smithy_mocks::Rule {
+            mock!(aws_sdk_bedrockruntime::Client::converse)
+                .match_requests(move |req| req.model_id() == Some(model))
+                .then_error(error)
+        }
+        let rules = [
+            rule("throttled", || {
                 ConverseError::ThrottlingException(
                     ThrottlingException::builder().message("slow down").build(),
                 )
-            });
-        let invalid = mock!(aws_sdk_bedrockruntime::Client::converse)
-            .match_requests(|req| req.model_id() == Some("invalid"))
-            .then_error(|| {
+            }),
+            rule("invalid", || {
                 ConverseError::ValidationException(
                     ValidationException::builder()
                         .message("maxTokens too big")
                         .build(),
                 )
-            });
+            }),
+            rule("denied", || {
+                ConverseError::AccessDeniedException(
+                    AccessDeniedException::builder()
+                        .message("not authorized to perform bedrock:InvokeModel")
+                        .build(),
+                )
+            }),
+            rule("missing", || {
+                ConverseError::ResourceNotFoundException(
+                    ResourceNotFoundException::builder()
+                        .message("model not found")
+                        .build(),
+                )
+            }),
+            rule("failing", || {
+                ConverseError::ModelErrorException(
+                    ModelErrorException::builder()
+                        .message("model crashed")
+                        .build(),
+                )
+            }),
+            rule("internal", || {
+                ConverseError::InternalServerException(
+                    InternalServerException::builder().message("oops").build(),
+                )
+            }),
+        ];
         let client = mock_client!(
             aws_sdk_bedrockruntime,
             RuleMode::MatchAny,
-            [&throttled, &invalid]
+            [&rules[0], &rules[1], &rules[2], &rules[3], &rules[4], &rules[5]]
         );
         let invoker = BedrockInvoker::from_client(client);
-        let err = invoker
-            .converse("throttled", &conversation())
+        let expected = [
+            (
+                "throttled",
+                ModelErrorKind::Throttled,
+                "ThrottlingException: slow down",
+            ),
+            (
+                "invalid",
+                ModelErrorKind::Validation,
+                "ValidationException: maxTokens too big",
+            ),
+            (
+                "denied",
+                ModelErrorKind::AccessDenied,
+                "AccessDeniedException: not authorized to perform bedrock:InvokeModel",
+            ),
+            (
+                "missing",
+                ModelErrorKind::NotFound,
+                "ResourceNotFoundException: model not found",
+            ),
+            (
+                "failing",
+                ModelErrorKind::ModelFailure,
+                "ModelErrorException: model crashed",
+            ),
+            (
+                "internal",
+                ModelErrorKind::ModelFailure,
+                "InternalServerException: oops",
+            ),
+        ];
+        for (model, kind, message) in expected {
+            let err = invoker
+                .converse(&on_demand(model), &conversation(), None)
+                .await
+                .unwrap_err();
+            assert_eq!(err, ModelError::new(kind, message), "{model}");
+        }
+    }
+
+    fn client_at(endpoint: &str, credentials: bool) -> aws_sdk_bedrockruntime::Client {
+        let mut config = aws_sdk_bedrockruntime::Config::builder()
+            .behavior_version(aws_sdk_bedrockruntime::config::BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(endpoint)
+            .retry_config(RetryConfig::standard().with_max_attempts(1));
+        if credentials {
+            config =
+                config.credentials_provider(Credentials::new("AKID", "secret", None, None, "test"));
+        }
+        aws_sdk_bedrockruntime::Client::from_conf(config.build())
+    }
+
+    #[tokio::test]
+    async fn unreachable_bedrock_and_missing_credentials_have_their_own_kinds() {
+        // Nothing listens on port 1: the connection is refused.
+        let err = BedrockInvoker::from_client(client_at("http://127.0.0.1:1", true))
+            .converse(&on_demand(HAIKU), &conversation(), None)
             .await
             .unwrap_err();
-        assert_eq!(err, ModelError::Throttled);
-        assert!(err.spills_over());
-        let err = invoker
-            .converse("invalid", &conversation())
-            .await
-            .unwrap_err();
-        assert_eq!(err, ModelError::Validation("maxTokens too big".into()));
+        assert_eq!(err.kind, ModelErrorKind::Unreachable, "{err}");
         assert!(!err.spills_over());
+        let err = BedrockInvoker::from_client(client_at("http://127.0.0.1:1", false))
+            .converse(&provisioned(), &conversation(), None)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, ModelErrorKind::Credentials, "{err}");
+        assert!(!err.spills_over());
+    }
+
+    /// Records the retry partition each call ran in.
+    #[derive(Debug, Default, Clone)]
+    struct Partitions(Arc<Mutex<Vec<String>>>);
+
+    impl Intercept for Partitions {
+        fn name(&self) -> &'static str {
+            "Partitions"
+        }
+
+        fn read_before_attempt(
+            &self,
+            _: &aws_sdk_bedrockruntime::config::interceptors::BeforeTransmitInterceptorContextRef<
+                '_,
+            >,
+            _: &RuntimeComponents,
+            cfg: &mut ConfigBag,
+        ) -> Result<(), aws_sdk_bedrockruntime::error::BoxError> {
+            let name = cfg
+                .load::<RetryPartition>()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            self.0.lock().unwrap().push(name);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn each_model_has_its_own_retry_partition() {
+        let ok = mock!(aws_sdk_bedrockruntime::Client::converse).then_output(answer);
+        let partitions = Partitions::default();
+        let recorder = partitions.clone();
+        let client = mock_client!(
+            aws_sdk_bedrockruntime,
+            RuleMode::MatchAny,
+            [&ok],
+            |config| config.interceptor(recorder.clone())
+        );
+        let invoker = BedrockInvoker::from_client(client);
+        for target in [
+            on_demand(HAIKU),
+            on_demand("amazon.nova-lite-v1:0"),
+            on_demand(HAIKU),
+        ] {
+            invoker
+                .converse(&target, &conversation(), None)
+                .await
+                .unwrap();
+        }
+        let seen = partitions.0.lock().unwrap().clone();
+        assert_eq!(seen.len(), 3);
+        assert_ne!(
+            seen[0], seen[1],
+            "two models share a rate limiter: {seen:?}"
+        );
+        assert_eq!(seen[0], seen[2]);
     }
 }

@@ -10,7 +10,7 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::cache::{CacheEntry, CacheKey, CachedAnswer};
+use crate::domain::cache::{CacheEntry, CacheKey, CachedAnswer, Lease, StoredRecord};
 use crate::domain::error::CacheError;
 use crate::ports::CacheStore;
 
@@ -23,15 +23,31 @@ pub const COMPRESS_ABOVE_BYTES: usize = 32 * 1024;
 /// DynamoDB's item limit is 400 KB including attribute names; keep a margin.
 pub const MAX_PAYLOAD_BYTES: usize = 390 * 1024;
 
-#[derive(Debug, Serialize, Deserialize)]
+/// An answer (`payload` or `payloadGz`) or a lease (`leaseOwner`, `leaseUntil`), never both:
+/// storing the answer replaces the lease.
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct CacheItem {
     pk: String,
+    /// Epoch seconds; DynamoDB's TTL deletes the item some time after it.
     #[serde(rename = "expiresAt")]
     expires_at: i64,
     #[serde(rename = "createdAt")]
     created_at: i64,
-    #[serde(rename = "modelId")]
-    model_id: String,
+    #[serde(rename = "modelId", default, skip_serializing_if = "Option::is_none")]
+    model_id: Option<String>,
+    #[serde(
+        rename = "leaseOwner",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    lease_owner: Option<String>,
+    /// Epoch milliseconds.
+    #[serde(
+        rename = "leaseUntil",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    lease_until: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     payload: Option<String>,
     #[serde(
@@ -101,13 +117,26 @@ fn to_item(key: &CacheKey, entry: &CacheEntry) -> Result<CacheItem, CacheError> 
         pk: key.as_str().to_owned(),
         expires_at: entry.expires_at,
         created_at: entry.cached.created_at,
-        model_id: entry.cached.model_id.clone(),
+        model_id: Some(entry.cached.model_id.clone()),
         payload,
         payload_gz,
+        ..CacheItem::default()
     })
 }
 
-fn from_item(item: CacheItem) -> Result<CacheEntry, String> {
+fn lease_item(key: &CacheKey, lease: &Lease, now_ms: i64) -> CacheItem {
+    CacheItem {
+        pk: key.as_str().to_owned(),
+        // TTL removes a lease whose holder died, a little after it lapses.
+        expires_at: lease.until_ms.div_euclid(1000) + 1,
+        created_at: now_ms.div_euclid(1000),
+        lease_owner: Some(lease.owner.clone()),
+        lease_until: Some(lease.until_ms),
+        ..CacheItem::default()
+    }
+}
+
+fn from_item(item: CacheItem) -> Result<StoredRecord, String> {
     let json = match (item.payload, item.payload_gz) {
         (Some(json), _) => json,
         (None, Some(gz)) => {
@@ -117,17 +146,34 @@ fn from_item(item: CacheItem) -> Result<CacheEntry, String> {
                 .map_err(|e| format!("cannot decompress: {e}"))?;
             json
         }
-        (None, None) => return Err("no payload".to_owned()),
+        (None, None) => {
+            return match (item.lease_owner, item.lease_until) {
+                (Some(owner), Some(until_ms)) => Ok(StoredRecord::Lease(Lease { owner, until_ms })),
+                _ => Err("neither an answer nor a lease".to_owned()),
+            }
+        }
     };
     let cached: CachedAnswer = serde_json::from_str(&json).map_err(|e| e.to_string())?;
-    Ok(CacheEntry {
+    Ok(StoredRecord::Answer(CacheEntry {
         cached,
         expires_at: item.expires_at,
-    })
+    }))
+}
+
+/// Taken when nothing is there, the lease there has lapsed, or the answer there has expired.
+const LEASE_CONDITION: &str = "attribute_not_exists(pk) \
+     OR (attribute_not_exists(payload) AND attribute_not_exists(payloadGz) AND leaseUntil <= :nowMs) \
+     OR expiresAt <= :nowSeconds";
+/// Only the owner's lease, never an answer that replaced it.
+const RELEASE_CONDITION: &str =
+    "leaseOwner = :owner AND attribute_not_exists(payload) AND attribute_not_exists(payloadGz)";
+
+fn number(n: i64) -> AttributeValue {
+    AttributeValue::N(n.to_string())
 }
 
 impl CacheStore for DynamoDbCacheStore {
-    async fn get(&self, key: &CacheKey) -> Result<Option<CacheEntry>, CacheError> {
+    async fn get(&self, key: &CacheKey) -> Result<Option<StoredRecord>, CacheError> {
         let output = self
             .client
             .get_item()
@@ -163,6 +209,58 @@ impl CacheStore for DynamoDbCacheStore {
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+
+    async fn try_lease(
+        &self,
+        key: &CacheKey,
+        lease: &Lease,
+        now_ms: i64,
+    ) -> Result<bool, CacheError> {
+        let item = serde_dynamo::to_item(lease_item(key, lease, now_ms))
+            .map_err(|e| CacheError::Unavailable(format!("cannot encode lease: {e}")))?;
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(LEASE_CONDITION)
+            .expression_attribute_values(":nowMs", number(now_ms))
+            .expression_attribute_values(":nowSeconds", number(now_ms.div_euclid(1000)))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn release(&self, key: &CacheKey, owner: &str) -> Result<(), CacheError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key(KEY_ATTRIBUTE, AttributeValue::S(key.as_str().to_owned()))
+            .condition_expression(RELEASE_CONDITION)
+            .expression_attribute_values(":owner", AttributeValue::S(owner.to_owned()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(unavailable(e)),
+        }
     }
 }
 
@@ -209,7 +307,7 @@ mod tests {
         let large = to_item(&key, &large_entry).unwrap();
         assert!(large.payload.is_none());
         assert!(large.payload_gz.as_ref().unwrap().len() < COMPRESS_ABOVE_BYTES);
-        assert_eq!(from_item(large).unwrap(), large_entry);
+        assert_eq!(from_item(large).unwrap(), StoredRecord::Answer(large_entry));
 
         // Incompressible text over the limit.
         let noise: String = (0..20_000u32)
@@ -252,8 +350,82 @@ mod tests {
             .await
             .unwrap();
         let read = store.get(&CacheKey::from_hex("abc")).await.unwrap();
-        assert_eq!(read, Some(stored));
+        assert_eq!(read, Some(StoredRecord::Answer(stored)));
         assert_eq!(put.num_calls(), 1);
         assert_eq!(get.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_lease_is_a_conditional_put_and_its_release_a_conditional_delete() {
+        use aws_sdk_dynamodb::operation::delete_item::{DeleteItemError, DeleteItemOutput};
+        use aws_sdk_dynamodb::operation::put_item::PutItemError;
+        use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
+
+        let lease = Lease {
+            owner: "req-1".into(),
+            until_ms: 1_700_000_030_000,
+        };
+        let claim = mock!(aws_sdk_dynamodb::Client::put_item)
+            .match_requests(|req| {
+                let item = req.item().unwrap();
+                let values = req.expression_attribute_values().unwrap();
+                req.condition_expression() == Some(LEASE_CONDITION)
+                    && values.get(":nowMs") == Some(&AttributeValue::N("1700000000000".into()))
+                    && values.get(":nowSeconds") == Some(&AttributeValue::N("1700000000".into()))
+                    && item.get("leaseOwner") == Some(&AttributeValue::S("req-1".into()))
+                    && item.get("leaseUntil") == Some(&AttributeValue::N("1700000030000".into()))
+                    && item.get("expiresAt") == Some(&AttributeValue::N("1700000031".into()))
+                    && !item.contains_key("payload")
+            })
+            .sequence()
+            .output(|| PutItemOutput::builder().build())
+            .error(|| {
+                PutItemError::ConditionalCheckFailedException(
+                    ConditionalCheckFailedException::builder().build(),
+                )
+            })
+            .build();
+        let release = mock!(aws_sdk_dynamodb::Client::delete_item)
+            .match_requests(|req| {
+                req.condition_expression() == Some(RELEASE_CONDITION)
+                    && req
+                        .expression_attribute_values()
+                        .and_then(|v| v.get(":owner"))
+                        == Some(&AttributeValue::S("req-1".into()))
+            })
+            .sequence()
+            .output(|| DeleteItemOutput::builder().build())
+            .error(|| {
+                DeleteItemError::ConditionalCheckFailedException(
+                    ConditionalCheckFailedException::builder().build(),
+                )
+            })
+            .build();
+        let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&claim, &release]);
+        let store = DynamoDbCacheStore::new(client, "cache");
+        let key = CacheKey::from_hex("k");
+        assert!(store
+            .try_lease(&key, &lease, 1_700_000_000_000)
+            .await
+            .unwrap());
+        assert!(!store
+            .try_lease(&key, &lease, 1_700_000_000_000)
+            .await
+            .unwrap());
+        store.release(&key, "req-1").await.unwrap();
+        // Already replaced by an answer or taken over: nothing to do, no error.
+        store.release(&key, "req-1").await.unwrap();
+        assert_eq!((claim.num_calls(), release.num_calls()), (2, 2));
+    }
+
+    #[test]
+    fn a_lease_item_reads_back_as_a_lease_never_as_an_answer() {
+        let lease = Lease {
+            owner: "o".into(),
+            until_ms: 5_000,
+        };
+        let item = lease_item(&CacheKey::from_hex("k"), &lease, 1_000);
+        assert_eq!(from_item(item).unwrap(), StoredRecord::Lease(lease));
+        assert!(from_item(CacheItem::default()).is_err());
     }
 }

@@ -6,14 +6,38 @@ use std::io::Write;
 use chrono::Utc;
 use serde_json::{json, Value};
 
-use crate::domain::metrics::RequestMetrics;
+use crate::domain::cache::CacheState;
+use crate::domain::metrics::{Outcome, RequestMetrics};
 use crate::ports::MetricsSink;
 
 pub const DEFAULT_NAMESPACE: &str = "Custom/Bedrock";
 
+/// The dimension value of requests refused before a model was chosen.
+pub const NO_MODEL: &str = "none";
+
+/// Lambda's log levels, least severe first.
+const LEVELS: [&str; 6] = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"];
+
+/// The level metric lines carry: the function's application log level when it is above INFO,
+/// so that Lambda's log-level filter never drops them (a line without a level counts as INFO).
+pub fn metrics_level(log_level: Option<&str>) -> &'static str {
+    let wanted = log_level.unwrap_or("INFO").trim().to_ascii_uppercase();
+    let wanted = if wanted == "WARNING" {
+        "WARN".to_owned()
+    } else {
+        wanted
+    };
+    let index = LEVELS.iter().position(|l| *l == wanted).unwrap_or(2);
+    LEVELS[index.max(2)]
+}
+
+fn count(condition: bool) -> u8 {
+    u8::from(condition)
+}
+
 /// The EMF document for one request, by `ModelId`.
-pub fn render(namespace: &str, metrics: &RequestMetrics, timestamp_ms: i64) -> Value {
-    let cache_hit = u8::from(metrics.cache == crate::domain::cache::CacheState::Hit);
+pub fn render(namespace: &str, level: &str, metrics: &RequestMetrics, timestamp_ms: i64) -> Value {
+    let outcome = metrics.outcome;
     json!({
         "_aws": {
             "Timestamp": timestamp_ms,
@@ -21,6 +45,7 @@ pub fn render(namespace: &str, metrics: &RequestMetrics, timestamp_ms: i64) -> V
                 "Namespace": namespace,
                 "Dimensions": [["ModelId"]],
                 "Metrics": [
+                    {"Name": "Requests", "Unit": "Count"},
                     {"Name": "InferenceLatency", "Unit": "Milliseconds"},
                     {"Name": "InputTokens", "Unit": "Count"},
                     {"Name": "OutputTokens", "Unit": "Count"},
@@ -28,68 +53,96 @@ pub fn render(namespace: &str, metrics: &RequestMetrics, timestamp_ms: i64) -> V
                     {"Name": "CacheHit", "Unit": "Count"},
                     {"Name": "EstimatedCostUSD", "Unit": "None"},
                     {"Name": "EstimatedSavingsUSD", "Unit": "None"},
-                    {"Name": "CacheEntryTooLarge", "Unit": "Count"}
+                    {"Name": "OnDemandEquivalentUSD", "Unit": "None"},
+                    {"Name": "CacheEntryTooLarge", "Unit": "Count"},
+                    {"Name": "Throttles", "Unit": "Count"},
+                    {"Name": "ClientErrors", "Unit": "Count"},
+                    {"Name": "ServerErrors", "Unit": "Count"},
+                    {"Name": "Timeouts", "Unit": "Count"},
+                    {"Name": "Spillovers", "Unit": "Count"}
                 ]
             }]
         },
-        "ModelId": metrics.model_id,
+        "level": level,
+        "ModelId": metrics.model_id.as_deref().unwrap_or(NO_MODEL),
         "Route": metrics.route.map(|r| r.as_str()),
         "Tier": metrics.tier.map(|t| t.as_str()),
-        "CacheState": metrics.cache.as_str(),
+        "CacheState": metrics.cache.map(CacheState::as_str),
+        "Requests": 1,
         "InferenceLatency": metrics.latency_ms,
         "InputTokens": metrics.input_tokens,
         "OutputTokens": metrics.output_tokens,
         "TokensProcessed": metrics.input_tokens + metrics.output_tokens,
-        "CacheHit": cache_hit,
+        "CacheHit": count(metrics.cache == Some(CacheState::Hit)),
         "EstimatedCostUSD": metrics.cost_usd,
         "EstimatedSavingsUSD": metrics.saved_usd,
-        "CacheEntryTooLarge": u8::from(metrics.too_large_to_cache),
+        "OnDemandEquivalentUSD": metrics.on_demand_equivalent_usd,
+        "CacheEntryTooLarge": count(metrics.too_large_to_cache),
+        "Throttles": count(outcome == Outcome::Throttled),
+        "ClientErrors": count(outcome == Outcome::ClientError),
+        "ServerErrors": count(outcome == Outcome::ServerError),
+        "Timeouts": count(outcome == Outcome::Timeout),
+        "Spillovers": count(metrics.spilled_over),
     })
 }
 
-/// Writes EMF lines to stdout, where the Lambda runtime ships them to CloudWatch Logs.
+/// Writes EMF lines to stdout, where the Lambda runtime ships them to CloudWatch Logs. They do
+/// not go through `tracing`: the log filter must not decide whether metrics exist.
 #[derive(Debug, Clone)]
 pub struct EmfStdout {
     namespace: String,
+    level: &'static str,
 }
 
 impl EmfStdout {
-    pub fn new(namespace: impl Into<String>) -> Self {
+    /// `log_level` is the function's application log level (`AWS_LAMBDA_LOG_LEVEL`).
+    pub fn new(namespace: impl Into<String>, log_level: Option<&str>) -> Self {
         Self {
             namespace: namespace.into(),
+            level: metrics_level(log_level),
         }
+    }
+
+    pub fn line(&self, metrics: &RequestMetrics) -> String {
+        render(
+            &self.namespace,
+            self.level,
+            metrics,
+            Utc::now().timestamp_millis(),
+        )
+        .to_string()
     }
 }
 
 impl MetricsSink for EmfStdout {
     fn publish(&self, metrics: &RequestMetrics) {
-        let line = render(&self.namespace, metrics, Utc::now().timestamp_millis());
         // A metric that cannot be written must not fail the request.
-        let _ = writeln!(std::io::stdout().lock(), "{line}");
+        let _ = writeln!(std::io::stdout().lock(), "{}", self.line(metrics));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::cache::CacheState;
     use crate::domain::routing::Route;
 
-    #[test]
-    fn renders_every_declared_metric_by_model() {
-        let metrics = RequestMetrics {
-            model_id: "m".into(),
+    fn answered() -> RequestMetrics {
+        RequestMetrics {
+            model_id: Some("m".into()),
             route: Some(Route::Provisioned),
-            tier: None,
-            cache: CacheState::Miss,
+            cache: Some(CacheState::Miss),
             latency_ms: 12,
             input_tokens: 10,
             output_tokens: 5,
-            cost_usd: 0.5,
-            saved_usd: 0.0,
-            too_large_to_cache: false,
-        };
-        let doc = render("Custom/Bedrock", &metrics, 1_700_000_000_000);
+            on_demand_equivalent_usd: 0.5,
+            spilled_over: false,
+            ..RequestMetrics::refused(200, 12)
+        }
+    }
+
+    #[test]
+    fn renders_every_declared_metric_by_model() {
+        let doc = render("Custom/Bedrock", "INFO", &answered(), 1_700_000_000_000);
         let directive = &doc["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(directive["Namespace"], "Custom/Bedrock");
         assert_eq!(directive["Dimensions"][0][0], "ModelId");
@@ -100,5 +153,49 @@ mod tests {
         assert_eq!(doc["TokensProcessed"], 15);
         assert_eq!(doc["CacheHit"], 0);
         assert_eq!(doc["Route"], "provisioned");
+        assert_eq!(doc["OnDemandEquivalentUSD"], 0.5);
+        assert_eq!(doc["EstimatedCostUSD"], 0.0);
+    }
+
+    #[test]
+    fn refused_and_failed_requests_count_by_class() {
+        let throttled = render("n", "INFO", &RequestMetrics::refused(429, 3), 0);
+        assert_eq!(throttled["ModelId"], NO_MODEL);
+        assert_eq!(
+            (
+                throttled["Throttles"].as_u64(),
+                throttled["ServerErrors"].as_u64()
+            ),
+            (Some(1), Some(0))
+        );
+        let spilled = RequestMetrics {
+            spilled_over: true,
+            ..RequestMetrics::refused(504, 3)
+        };
+        let doc = render("n", "INFO", &spilled, 0);
+        assert_eq!(
+            (doc["Timeouts"].as_u64(), doc["Spillovers"].as_u64()),
+            (Some(1), Some(1))
+        );
+        assert_eq!(
+            render("n", "INFO", &RequestMetrics::refused(502, 1), 0)["ServerErrors"],
+            1
+        );
+        assert_eq!(
+            render("n", "INFO", &RequestMetrics::refused(400, 1), 0)["ClientErrors"],
+            1
+        );
+    }
+
+    #[test]
+    fn metric_lines_pass_lambdas_log_level_filter() {
+        assert_eq!(metrics_level(None), "INFO");
+        assert_eq!(metrics_level(Some("debug")), "INFO");
+        assert_eq!(metrics_level(Some("WARN")), "WARN");
+        assert_eq!(metrics_level(Some("error")), "ERROR");
+        assert_eq!(metrics_level(Some("nonsense")), "INFO");
+        let line = EmfStdout::new("n", Some("ERROR")).line(&answered());
+        let doc: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(doc["level"], "ERROR");
     }
 }

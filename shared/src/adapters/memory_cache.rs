@@ -5,7 +5,9 @@ use std::sync::Mutex;
 
 use lru::LruCache;
 
-use crate::domain::cache::{CacheEntry, CacheKey};
+use crate::domain::cache::{CacheEntry, CacheKey, Lease, StoredRecord};
+use crate::domain::error::CacheError;
+use crate::ports::{CacheStore, Clock};
 
 /// Bounded (least recently used entries go first) and honouring each entry's expiry. An entry
 /// is kept at most `max_age_seconds`, so that a `refresh` made through another instance reaches
@@ -53,6 +55,69 @@ impl MemoryCache {
                 .unwrap_or_else(|e| e.into_inner())
                 .put(key.clone(), kept);
         }
+    }
+}
+
+/// A [`CacheStore`] with a [`MemoryCache`] in front: live answers are served from memory, and
+/// what is read from or written to the store is remembered. Leases always go to the store,
+/// which is what instances share.
+#[derive(Debug)]
+pub struct MemoryFronted<S, C> {
+    store: S,
+    memory: MemoryCache,
+    clock: C,
+}
+
+impl<S: CacheStore, C: Clock> MemoryFronted<S, C> {
+    pub fn new(store: S, memory: MemoryCache, clock: C) -> Self {
+        Self {
+            store,
+            memory,
+            clock,
+        }
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    fn now_epoch(&self) -> i64 {
+        self.clock.now().timestamp()
+    }
+}
+
+impl<S: CacheStore, C: Clock> CacheStore for MemoryFronted<S, C> {
+    async fn get(&self, key: &CacheKey) -> Result<Option<StoredRecord>, CacheError> {
+        let now = self.now_epoch();
+        if let Some(entry) = self.memory.get(key, now) {
+            return Ok(Some(StoredRecord::Answer(entry)));
+        }
+        let record = self.store.get(key).await?;
+        if let Some(StoredRecord::Answer(entry)) = &record {
+            if entry.is_live(now) {
+                self.memory.put(key, entry, now);
+            }
+        }
+        Ok(record)
+    }
+
+    async fn put(&self, key: &CacheKey, entry: &CacheEntry) -> Result<(), CacheError> {
+        self.store.put(key, entry).await?;
+        self.memory.put(key, entry, self.now_epoch());
+        Ok(())
+    }
+
+    async fn try_lease(
+        &self,
+        key: &CacheKey,
+        lease: &Lease,
+        now_ms: i64,
+    ) -> Result<bool, CacheError> {
+        self.store.try_lease(key, lease, now_ms).await
+    }
+
+    async fn release(&self, key: &CacheKey, owner: &str) -> Result<(), CacheError> {
+        self.store.release(key, owner).await
     }
 }
 

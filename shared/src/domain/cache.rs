@@ -89,7 +89,7 @@ pub struct CachedAnswer {
     pub answer: ModelAnswer,
     /// The base model that produced it.
     pub model_id: String,
-    /// What the call cost, reported as `savedUsd` on every hit.
+    /// The on-demand price of the call's tokens, reported as `savedUsd` on every hit.
     pub cost_usd: f64,
     /// Epoch seconds.
     pub created_at: i64,
@@ -107,6 +107,94 @@ pub struct CacheEntry {
 impl CacheEntry {
     pub fn is_live(&self, now_epoch: i64) -> bool {
         now_epoch < self.expires_at
+    }
+}
+
+/// A claim on a key while its answer is being produced, so that identical misses arriving
+/// together cost one model call. Stored in the key's place; never served as an answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// Who holds it: unique per request.
+    pub owner: String,
+    /// Epoch milliseconds; after it anyone may take the key over.
+    pub until_ms: i64,
+}
+
+impl Lease {
+    pub fn is_live(&self, now_ms: i64) -> bool {
+        now_ms < self.until_ms
+    }
+}
+
+/// What the store holds for a key.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoredRecord {
+    Answer(CacheEntry),
+    Lease(Lease),
+}
+
+/// What to do with requests that sample (temperature above 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SampledRequests {
+    /// Cache them like any other: every caller gets the first sample.
+    Cache,
+    /// Neither read nor write the cache for them: every call samples anew.
+    Bypass,
+}
+
+impl std::str::FromStr for SampledRequests {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "cache" => Ok(Self::Cache),
+            "bypass" => Ok(Self::Bypass),
+            other => Err(format!("{other:?} is not cache or bypass")),
+        }
+    }
+}
+
+/// Which answers are worth repeating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CachePolicy {
+    /// Store answers cut by `maxTokens` (`stopReason: max_tokens`).
+    pub store_max_tokens: bool,
+    pub sampled: SampledRequests,
+}
+
+impl Default for CachePolicy {
+    fn default() -> Self {
+        Self {
+            store_max_tokens: false,
+            sampled: SampledRequests::Cache,
+        }
+    }
+}
+
+impl CachePolicy {
+    /// Whether the cache takes part in this request at all.
+    pub fn applies_to(&self, conversation: &Conversation) -> bool {
+        let sampled = conversation
+            .inference_config
+            .temperature
+            .is_some_and(|t| t > 0.0);
+        !(sampled && self.sampled == SampledRequests::Bypass)
+    }
+
+    /// Why an answer must not be stored, or `None` when it may: only a normal end with text.
+    pub fn refusal(&self, answer: &ModelAnswer) -> Option<&'static str> {
+        let normal_end = match answer.stop_reason.as_str() {
+            "end_turn" | "stop_sequence" => true,
+            "max_tokens" => self.store_max_tokens,
+            _ => false,
+        };
+        if !normal_end {
+            Some("the answer did not end normally")
+        } else if answer.text().trim().is_empty() {
+            Some("the answer is empty")
+        } else {
+            None
+        }
     }
 }
 
@@ -210,6 +298,54 @@ mod tests {
             CacheKey::for_request("s", "m", &a).unwrap(),
             CacheKey::for_request("s", "m", &b).unwrap()
         );
+    }
+
+    fn answer(stop_reason: &str, text: &str) -> ModelAnswer {
+        ModelAnswer {
+            message: Message {
+                role: Role::Assistant,
+                content: vec![TextBlock::new(text)],
+            },
+            stop_reason: stop_reason.into(),
+            usage: crate::domain::conversation::Usage::default(),
+        }
+    }
+
+    #[test]
+    fn only_normal_ends_with_text_are_stored() {
+        let policy = CachePolicy::default();
+        assert_eq!(policy.refusal(&answer("end_turn", "hi")), None);
+        assert_eq!(policy.refusal(&answer("stop_sequence", "hi")), None);
+        for refused in [
+            answer("max_tokens", "hi"),
+            answer("content_filtered", "hi"),
+            answer("guardrail_intervened", "hi"),
+            answer("tool_use", "hi"),
+            answer("end_turn", " \n "),
+        ] {
+            assert!(policy.refusal(&refused).is_some(), "{refused:?}");
+        }
+        let with_max_tokens = CachePolicy {
+            store_max_tokens: true,
+            ..policy
+        };
+        assert_eq!(with_max_tokens.refusal(&answer("max_tokens", "hi")), None);
+    }
+
+    #[test]
+    fn sampled_requests_follow_the_setting() {
+        let mut sampled = conversation();
+        sampled.inference_config.temperature = Some(0.7);
+        let mut greedy = conversation();
+        greedy.inference_config.temperature = Some(0.0);
+        let bypass = CachePolicy {
+            sampled: SampledRequests::Bypass,
+            ..CachePolicy::default()
+        };
+        assert!(CachePolicy::default().applies_to(&sampled));
+        assert!(!bypass.applies_to(&sampled));
+        assert!(bypass.applies_to(&greedy));
+        assert!("sometimes".parse::<SampledRequests>().is_err());
     }
 
     #[test]

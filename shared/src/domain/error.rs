@@ -1,34 +1,74 @@
 //! Errors of the model call, independent of the SDK that produced them.
 
-/// Why a model call failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ModelError {
-    #[error("the model is throttling requests")]
+/// What kind of failure a model call met; decides the HTTP answer, the metric class and
+/// whether a Provisioned Throughput call spills over to on-demand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelErrorKind {
+    /// Bedrock throttled the call (ThrottlingException).
     Throttled,
-    #[error("the model is not ready to serve requests")]
     ModelNotReady,
-    #[error("the model service is unavailable")]
     ServiceUnavailable,
-    #[error("the model did not answer in time")]
+    /// No answer within the time allowed (the client's timeout or ModelTimeoutException).
     Timeout,
-    #[error("access to the model was refused: {0}")]
-    AccessDenied(String),
-    #[error("the model refused the request: {0}")]
-    Validation(String),
-    #[error("the model or resource was not found: {0}")]
-    NotFound(String),
-    #[error("the model failed: {0}")]
-    ModelFailure(String),
-    #[error("unexpected failure calling the model: {0}")]
-    Unexpected(String),
+    AccessDenied,
+    /// Bedrock refused the request itself: the same request fails on any capacity.
+    Validation,
+    NotFound,
+    /// The model or Bedrock failed (ModelErrorException, InternalServerException, an
+    /// unreadable response).
+    ModelFailure,
+    /// Bedrock could not be reached: connection refused, DNS, TLS.
+    Unreachable,
+    /// The call could not be signed: no or invalid credentials.
+    Credentials,
+    Unexpected,
+}
+
+impl ModelErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Throttled => "Throttled",
+            Self::ModelNotReady => "ModelNotReady",
+            Self::ServiceUnavailable => "ServiceUnavailable",
+            Self::Timeout => "Timeout",
+            Self::AccessDenied => "AccessDenied",
+            Self::Validation => "Validation",
+            Self::NotFound => "NotFound",
+            Self::ModelFailure => "ModelFailure",
+            Self::Unreachable => "Unreachable",
+            Self::Credentials => "Credentials",
+            Self::Unexpected => "Unexpected",
+        }
+    }
+}
+
+/// Why a model call failed: the kind, and the underlying message (Bedrock's own, or the
+/// client's) for the log. Never holds prompt or answer text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {message}", kind.as_str())]
+pub struct ModelError {
+    pub kind: ModelErrorKind,
+    pub message: String,
 }
 
 impl ModelError {
-    /// Errors after which a Provisioned Throughput call is retried on-demand.
+    pub fn new(kind: ModelErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// Errors after which a Provisioned Throughput call is retried on-demand: every way the
+    /// capacity can be unusable. Not a refused request (it would be refused on-demand too),
+    /// nor a failure to reach or sign for Bedrock at all (on-demand shares it).
     pub fn spills_over(&self) -> bool {
-        matches!(
-            self,
-            Self::Throttled | Self::ModelNotReady | Self::ServiceUnavailable
+        !matches!(
+            self.kind,
+            ModelErrorKind::Validation
+                | ModelErrorKind::Unreachable
+                | ModelErrorKind::Credentials
+                | ModelErrorKind::Unexpected
         )
     }
 }
@@ -40,4 +80,32 @@ pub enum CacheError {
     Unavailable(String),
     #[error("cache entry too large to store: {0} bytes after compression")]
     TooLarge(usize),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ModelErrorKind::*;
+
+    #[test]
+    fn spillover_on_every_unusable_capacity_never_on_a_refused_request() {
+        for kind in [
+            Throttled,
+            ModelNotReady,
+            ServiceUnavailable,
+            Timeout,
+            AccessDenied,
+            NotFound,
+            ModelFailure,
+        ] {
+            assert!(ModelError::new(kind, "x").spills_over(), "{kind:?}");
+        }
+        for kind in [Validation, Unreachable, Credentials, Unexpected] {
+            assert!(!ModelError::new(kind, "x").spills_over(), "{kind:?}");
+        }
+        assert_eq!(
+            ModelError::new(AccessDenied, "no access").to_string(),
+            "AccessDenied: no access"
+        );
+    }
 }

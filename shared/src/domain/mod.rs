@@ -3,6 +3,7 @@
 pub mod cache;
 pub mod conversation;
 pub mod error;
+pub mod identity;
 pub mod metrics;
 pub mod pricing;
 pub mod prompt;

@@ -21,6 +21,12 @@ const DEFAULT_PRICES: &[(&str, f64, f64)] = &[
     ("anthropic.claude-3-5-sonnet-20240620-v1:0", 0.003, 0.015),
     ("anthropic.claude-3-5-sonnet-20241022-v2:0", 0.003, 0.015),
     ("anthropic.claude-3-7-sonnet-20250219-v1:0", 0.003, 0.015),
+    ("anthropic.claude-sonnet-4-20250514-v1:0", 0.003, 0.015),
+    ("anthropic.claude-sonnet-4-5-20250929-v1:0", 0.003, 0.015),
+    ("anthropic.claude-haiku-4-5-20251001-v1:0", 0.001, 0.005),
+    ("anthropic.claude-opus-4-20250514-v1:0", 0.015, 0.075),
+    ("anthropic.claude-opus-4-1-20250805-v1:0", 0.015, 0.075),
+    ("amazon.nova-premier-v1:0", 0.0025, 0.0125),
     ("amazon.nova-micro-v1:0", 0.000035, 0.00014),
     ("amazon.nova-lite-v1:0", 0.00006, 0.00024),
     ("amazon.nova-pro-v1:0", 0.0008, 0.0032),
@@ -50,12 +56,19 @@ impl Default for PriceTable {
     }
 }
 
-/// Cross-region inference profiles (`us.`, `eu.`…) cost what their model costs.
-fn base_model(model_id: &str) -> &str {
+/// The foundation model behind an identifier: cross-region inference profiles (`us.`, `eu.`,
+/// `apac.`, `global.`) and foundation-model or inference-profile ARNs cost what their model
+/// costs.
+pub fn underlying_model(model_id: &str) -> &str {
+    let id = if model_id.starts_with("arn:") {
+        model_id.rsplit_once('/').map_or(model_id, |(_, id)| id)
+    } else {
+        model_id
+    };
     ["us.", "eu.", "apac.", "global."]
         .iter()
-        .find_map(|p| model_id.strip_prefix(p))
-        .unwrap_or(model_id)
+        .find_map(|p| id.strip_prefix(p))
+        .unwrap_or(id)
 }
 
 impl PriceTable {
@@ -100,7 +113,7 @@ impl PriceTable {
     pub fn price(&self, model_id: &str) -> Option<Price> {
         self.prices
             .get(model_id)
-            .or_else(|| self.prices.get(base_model(model_id)))
+            .or_else(|| self.prices.get(underlying_model(model_id)))
             .copied()
     }
 
@@ -138,6 +151,8 @@ mod tests {
         assert_eq!(PriceTable::default().cost(HAIKU, &small), Some(0.0000155));
         let profile = PriceTable::default().cost(&format!("us.{HAIKU}"), &usage);
         assert_eq!(profile, Some(cost));
+        let arn = "arn:aws:bedrock:us-east-1:123456789012:inference-profile/global.anthropic.claude-3-haiku-20240307-v1:0";
+        assert_eq!(PriceTable::default().cost(arn, &usage), Some(cost));
         assert_eq!(PriceTable::default().cost("unknown", &usage), None);
     }
 

@@ -91,9 +91,10 @@ pub struct TierModels {
     pub complex: String,
 }
 
-pub const DEFAULT_SIMPLE_MODEL: &str = "anthropic.claude-3-haiku-20240307-v1:0";
-pub const DEFAULT_MODERATE_MODEL: &str = "anthropic.claude-3-sonnet-20240229-v1:0";
-pub const DEFAULT_COMPLEX_MODEL: &str = "anthropic.claude-3-opus-20240229-v1:0";
+// Current Claude models take on-demand calls only through a cross-region inference profile.
+pub const DEFAULT_SIMPLE_MODEL: &str = "us.anthropic.claude-haiku-4-5-20251001-v1:0";
+pub const DEFAULT_MODERATE_MODEL: &str = "us.anthropic.claude-sonnet-4-5-20250929-v1:0";
+pub const DEFAULT_COMPLEX_MODEL: &str = "us.anthropic.claude-opus-4-1-20250805-v1:0";
 
 impl TierModels {
     pub fn model(&self, tier: Tier) -> &str {

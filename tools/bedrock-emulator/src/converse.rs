@@ -13,7 +13,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::error::BedrockError;
-use crate::eventstream::event_frame;
+use crate::eventstream::{event_frame, exception_frame};
+use crate::fault::StreamError;
 use crate::generate::{generate, tokens_for, Generated};
 use crate::state::{Admission, EmulatorState};
 
@@ -72,10 +73,7 @@ pub fn check_value(
 ) -> Result<Checked, BedrockError> {
     let request: ConverseRequest = serde_json::from_value(value.clone())
         .map_err(|e| BedrockError::validation(format!("Malformed input request: {e}")))?;
-    let limit = state
-        .catalog
-        .max_output_tokens(model_id)
-        .ok_or_else(|| BedrockError::validation("The provided model identifier is invalid."))?;
+    let limit = state.catalog.max_output_tokens(model_id)?;
 
     let messages = request.messages.unwrap_or_default();
     if messages.is_empty() {
@@ -104,21 +102,15 @@ pub fn check_value(
                 "The content field in the Message object at messages.{i} is empty. Add a ContentBlock object to the content field and try again."
             )));
         }
-        if message
-            .content
-            .iter()
-            .any(|b| b.get("text").and_then(Value::as_str) == Some(""))
-        {
-            return Err(BedrockError::validation(format!(
-                "The text field in the ContentBlock object at messages.{i}.content is blank. Add text to the text field, and try again."
-            )));
-        }
+        check_message_text(i, &message.content)?;
         expected = if expected == "user" {
             "assistant"
         } else {
             "user"
         };
     }
+
+    check_system_text(&request.system)?;
 
     let config = &request.inference_config;
     let max_tokens = match config.max_tokens {
@@ -151,13 +143,84 @@ pub fn check_value(
             .flat_map(|m| m.content.iter())
             .map(characters_of)
             .sum::<usize>();
-    let mut fingerprint = model_id.as_bytes().to_vec();
-    fingerprint.push(0);
-    fingerprint.extend_from_slice(value.to_string().as_bytes());
     Ok(Checked {
         input_tokens: tokens_for(input_chars),
-        answer: generate(&fingerprint, max_tokens, &config.stop_sequences),
+        answer: generate(
+            &fingerprint(model_id, value),
+            max_tokens,
+            &config.stop_sequences,
+        ),
     })
+}
+
+fn text_of(block: &Value) -> Option<&str> {
+    block.get("text").and_then(Value::as_str)
+}
+
+/// Bedrock refuses an empty text block itself; the model refuses a whitespace-only one
+/// (Anthropic's wording, which Bedrock passes on).
+fn check_message_text(i: usize, content: &[Value]) -> Result<(), BedrockError> {
+    for (j, text) in content
+        .iter()
+        .enumerate()
+        .filter_map(|(j, b)| Some((j, text_of(b)?)))
+    {
+        if text.is_empty() {
+            return Err(BedrockError::validation(format!(
+                "The text field in the ContentBlock object at messages.{i}.content.{j} is blank. Add text to the text field, and try again."
+            )));
+        }
+        if text.trim().is_empty() {
+            return Err(BedrockError::validation(
+                "The model returned the following errors: messages: text content blocks must contain non-whitespace text",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// An empty system text fails the API's length constraint; a whitespace-only one the model.
+fn check_system_text(system: &[Value]) -> Result<(), BedrockError> {
+    for (i, text) in system
+        .iter()
+        .enumerate()
+        .filter_map(|(i, b)| Some((i, text_of(b)?)))
+    {
+        if text.is_empty() {
+            return Err(BedrockError::validation(format!(
+                "1 validation error detected: Value at 'system.{}.member.text' failed to satisfy constraint: Member must have length greater than or equal to 1",
+                i + 1
+            )));
+        }
+        if text.trim().is_empty() {
+            return Err(BedrockError::validation(
+                "The model returned the following errors: system: text content blocks must contain non-whitespace text",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What the answer's text derives from: the model and the request, but not `maxTokens` or
+/// `stopSequences`, which only cut the answer (as at temperature 0, a tighter limit gives a
+/// prefix of the same answer).
+fn fingerprint(model_id: &str, mut request: Value) -> Vec<u8> {
+    if let Some(request) = request.as_object_mut() {
+        let config = request
+            .get_mut("inferenceConfig")
+            .and_then(Value::as_object_mut);
+        if let Some(config) = config {
+            config.remove("maxTokens");
+            config.remove("stopSequences");
+            if config.is_empty() {
+                request.remove("inferenceConfig");
+            }
+        }
+    }
+    let mut fingerprint = model_id.as_bytes().to_vec();
+    fingerprint.push(0);
+    fingerprint.extend_from_slice(request.to_string().as_bytes());
+    fingerprint
 }
 
 /// Checks, counts and admits a call; a configured fault or a bad request ends it here.
@@ -166,7 +229,7 @@ pub fn admit_checked(
     model_id: &str,
     checked: impl FnOnce() -> Result<Checked, BedrockError>,
 ) -> Result<(Checked, Admission), BedrockError> {
-    let checked = match checked() {
+    let mut checked = match checked() {
         Ok(checked) => checked,
         Err(e) => {
             state.record_validation_error(model_id);
@@ -174,6 +237,9 @@ pub fn admit_checked(
         }
     };
     let admission = state.admit(model_id)?;
+    if let Some(reason) = admission.behaviour.stop_reason {
+        checked.answer = checked.answer.stopped_by(reason);
+    }
     Ok((checked, admission))
 }
 
@@ -225,6 +291,32 @@ fn deltas(text: &str) -> Vec<String> {
     out
 }
 
+/// The events of a streamed answer, each with the output tokens it carries. A stream error
+/// keeps `messageStart` and the first `afterDeltas` deltas only: its exception ends the stream.
+fn answer_events(
+    checked: &Checked,
+    stream_error: Option<StreamError>,
+) -> Vec<(&'static str, Value, u32)> {
+    let mut events = vec![("messageStart", json!({"role": "assistant"}), 0)];
+    let deltas = deltas(&checked.answer.text).into_iter().map(|delta| {
+        let tokens = tokens_for(delta.len());
+        let payload = json!({"contentBlockIndex": 0, "delta": {"text": delta}});
+        ("contentBlockDelta", payload, tokens)
+    });
+    match stream_error {
+        Some(error) => {
+            events.extend(deltas.take(usize::try_from(error.after_deltas).unwrap_or(usize::MAX)))
+        }
+        None => {
+            events.extend(deltas);
+            events.push(("contentBlockStop", json!({"contentBlockIndex": 0}), 0));
+            let stop = json!({"stopReason": checked.answer.stop_reason});
+            events.push(("messageStop", stop, 0));
+        }
+    }
+    events
+}
+
 pub async fn converse_stream(
     State(state): State<Arc<EmulatorState>>,
     Path(model_id): Path<String>,
@@ -233,26 +325,15 @@ pub async fn converse_stream(
     let started = Instant::now();
     let (checked, admission) =
         admit_checked(&state, &model_id, || check(&state, &model_id, &body))?;
-    state.record_served(&model_id);
-
-    let mut events: Vec<(&'static str, Value, u32)> =
-        vec![("messageStart", json!({"role": "assistant"}), 0)];
-    for delta in deltas(&checked.answer.text) {
-        let tokens = tokens_for(delta.len());
-        events.push((
-            "contentBlockDelta",
-            json!({"contentBlockIndex": 0, "delta": {"text": delta}}),
-            tokens,
-        ));
+    let stream_error = admission.behaviour.stream_error;
+    if stream_error.is_some() {
+        state.record_stream_error(&model_id);
+    } else {
+        state.record_served(&model_id);
     }
-    events.push(("contentBlockStop", json!({"contentBlockIndex": 0}), 0));
-    events.push((
-        "messageStop",
-        json!({"stopReason": checked.answer.stop_reason}),
-        0,
-    ));
-    let usage = usage(&checked);
 
+    let events = answer_events(&checked, stream_error);
+    let usage = usage(&checked);
     let first_token = admission.first_token_delay();
     let per_token = admission.per_token_delay();
     let frames = stream::iter(events.into_iter().enumerate())
@@ -268,11 +349,19 @@ pub async fn converse_stream(
             event_frame(event_type, &payload)
         })
         .chain(stream::once(async move {
-            let metadata = json!({
-                "usage": usage,
-                "metrics": {"latencyMs": started.elapsed().as_millis() as u64},
-            });
-            event_frame("metadata", &metadata)
+            match stream_error {
+                Some(error) => {
+                    let exception = error.exception;
+                    exception_frame(exception.event_type(), &exception.payload())
+                }
+                None => {
+                    let metadata = json!({
+                        "usage": usage,
+                        "metrics": {"latencyMs": started.elapsed().as_millis() as u64},
+                    });
+                    event_frame("metadata", &metadata)
+                }
+            }
         }));
 
     Ok((
@@ -287,6 +376,8 @@ pub async fn converse_stream(
 mod tests {
     use super::*;
     use crate::catalog::Catalog;
+    use crate::fault::StreamException;
+    use crate::generate::StopReason;
     use crate::state::RuntimeConfig;
 
     const HAIKU: &str = "anthropic.claude-3-haiku-20240307-v1:0";
@@ -317,6 +408,10 @@ mod tests {
             json!({"messages": [{"role": "system", "content": [{"text": "hi"}]}]}),
             json!({"messages": [{"role": "user", "content": []}]}),
             json!({"messages": [user("")]}),
+            json!({"messages": [user("   \n")]}),
+            json!({"messages": [{"role": "user", "content": [{"text": "a"}, {"text": "\t "}]}]}),
+            json!({"messages": [user("a")], "system": [{"text": ""}]}),
+            json!({"messages": [user("a")], "system": [{"text": " \n "}]}),
             json!({"messages": [user("a")], "inferenceConfig": {"maxTokens": 0}}),
             json!({"messages": [user("a")], "inferenceConfig": {"maxTokens": 4097}}),
             json!({"messages": [user("a")], "inferenceConfig": {"temperature": 1.5}}),
@@ -329,6 +424,82 @@ mod tests {
                 .unwrap_or_else(|| panic!("accepted {case}"));
             assert_eq!(err.error_type, "ValidationException", "{case}");
         }
+    }
+
+    #[test]
+    fn whitespace_only_text_gets_the_models_refusal() {
+        let message = run(json!({"messages": [user("   \n")]}))
+            .err()
+            .unwrap()
+            .message;
+        assert!(message.contains("messages: text content blocks must contain non-whitespace text"));
+        let system = run(json!({"messages": [user("a")], "system": [{"text": "  "}]}))
+            .err()
+            .unwrap()
+            .message;
+        assert!(system.contains("system: text content blocks must contain non-whitespace text"));
+    }
+
+    #[test]
+    fn limits_cut_the_same_answer() {
+        let full = run(json!({"messages": [user("Tell me more")]}))
+            .unwrap()
+            .answer;
+        let capped = run(json!({
+            "messages": [user("Tell me more")],
+            "inferenceConfig": {"maxTokens": 3, "stopSequences": ["never-said"]},
+        }))
+        .unwrap()
+        .answer;
+        assert_eq!(capped.stop_reason, StopReason::MaxTokens);
+        assert!(full.text.starts_with(&capped.text), "{capped:?} {full:?}");
+    }
+
+    #[test]
+    fn a_profile_only_model_needs_a_profile() {
+        let state = EmulatorState::new(Catalog::default(), RuntimeConfig::default());
+        let body = json!({"messages": [user("hi")]}).to_string();
+        let bare = "anthropic.claude-haiku-4-5-20251001-v1:0";
+        let error = check(&state, bare, body.as_bytes()).err().unwrap();
+        assert!(error
+            .message
+            .contains("with on-demand throughput isn't supported"));
+        assert!(check(&state, &format!("global.{bare}"), body.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn a_chosen_stop_reason_applies_to_admitted_calls() {
+        let state = EmulatorState::new(Catalog::default(), RuntimeConfig::default());
+        let patch = serde_json::from_str(r#"{"stopReason":"content_filtered"}"#).unwrap();
+        state.apply(&patch).unwrap();
+        let body = json!({"messages": [user("hi")]}).to_string();
+        let (checked, _) =
+            admit_checked(&state, HAIKU, || check(&state, HAIKU, body.as_bytes())).unwrap();
+        assert_eq!(checked.answer.stop_reason, StopReason::ContentFiltered);
+        assert_eq!(checked.answer.text, "");
+    }
+
+    #[test]
+    fn a_stream_error_keeps_message_start_and_the_first_deltas_only() {
+        let checked = run(json!({"messages": [user("Stream me")]})).unwrap();
+        let complete: Vec<_> = answer_events(&checked, None)
+            .into_iter()
+            .map(|e| e.0)
+            .collect();
+        assert!(complete.len() > 4, "{complete:?}");
+        assert_eq!(complete.last(), Some(&"messageStop"));
+        let error = StreamError {
+            exception: StreamException::ThrottlingException,
+            after_deltas: 2,
+        };
+        let cut: Vec<_> = answer_events(&checked, Some(error))
+            .into_iter()
+            .map(|e| e.0)
+            .collect();
+        assert_eq!(
+            cut,
+            ["messageStart", "contentBlockDelta", "contentBlockDelta"]
+        );
     }
 
     #[test]

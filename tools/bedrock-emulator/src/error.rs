@@ -13,7 +13,11 @@ pub struct BedrockError {
 }
 
 impl BedrockError {
-    fn new(status: StatusCode, error_type: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(
+        status: StatusCode,
+        error_type: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
             status,
             error_type,
@@ -23,30 +27,6 @@ impl BedrockError {
 
     pub fn validation(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "ValidationException", message)
-    }
-
-    pub fn throttling() -> Self {
-        Self::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "ThrottlingException",
-            "Too many requests, please wait before trying again.",
-        )
-    }
-
-    pub fn model_not_ready() -> Self {
-        Self::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "ModelNotReadyException",
-            "Model is not ready to serve inference requests. Try again later.",
-        )
-    }
-
-    pub fn service_unavailable() -> Self {
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "ServiceUnavailableException",
-            "Bedrock is unable to process your request.",
-        )
     }
 
     pub fn unknown_operation() -> Self {

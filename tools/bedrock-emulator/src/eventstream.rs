@@ -7,14 +7,31 @@ use serde_json::Value;
 
 /// One `event` frame whose payload is the event's members as JSON.
 pub fn event_frame(event_type: &'static str, payload: &Value) -> Result<Bytes, std::io::Error> {
+    frame(("event", ":event-type"), event_type, payload)
+}
+
+/// One `exception` frame: the SDKs turn it into the stream's typed error (`:exception-type`
+/// names the member of the output union, e.g. `throttlingException`).
+pub fn exception_frame(
+    exception_type: &'static str,
+    payload: &Value,
+) -> Result<Bytes, std::io::Error> {
+    frame(("exception", ":exception-type"), exception_type, payload)
+}
+
+fn frame(
+    (message_type, type_header): (&'static str, &'static str),
+    type_name: &'static str,
+    payload: &Value,
+) -> Result<Bytes, std::io::Error> {
     let message = Message::new(payload.to_string())
         .add_header(Header::new(
             ":message-type",
-            HeaderValue::String("event".into()),
+            HeaderValue::String(message_type.into()),
         ))
         .add_header(Header::new(
-            ":event-type",
-            HeaderValue::String(event_type.into()),
+            type_header,
+            HeaderValue::String(type_name.into()),
         ))
         .add_header(Header::new(
             ":content-type",
@@ -29,6 +46,34 @@ pub fn event_frame(event_type: &'static str, payload: &Value) -> Result<Bytes, s
 mod tests {
     use super::*;
     use aws_smithy_eventstream::frame::read_message_from;
+
+    fn header(message: &Message, name: &str) -> Option<String> {
+        message
+            .headers()
+            .iter()
+            .find(|h| h.name().as_str() == name)
+            .and_then(|h| h.value().as_string().ok().map(|s| s.as_str().to_owned()))
+    }
+
+    #[test]
+    fn exception_frames_carry_the_exception_type() {
+        let frame = exception_frame(
+            "throttlingException",
+            &serde_json::json!({"message": "slow"}),
+        )
+        .unwrap();
+        let message = read_message_from(frame.as_ref()).unwrap();
+        assert_eq!(
+            header(&message, ":message-type").as_deref(),
+            Some("exception")
+        );
+        assert_eq!(
+            header(&message, ":exception-type").as_deref(),
+            Some("throttlingException")
+        );
+        assert_eq!(header(&message, ":event-type"), None);
+        assert_eq!(message.payload().as_ref(), br#"{"message":"slow"}"#);
+    }
 
     #[test]
     fn frames_round_trip() {

@@ -1,6 +1,7 @@
 //! Deterministic answers: the text is derived from a fingerprint of the request, and token
 //! counts follow the rule of thumb of about four characters a token.
 
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 const VOCABULARY: &[&str] = &[
@@ -75,14 +76,73 @@ pub fn tokens_for(chars: usize) -> u32 {
     u32::try_from(chars.div_ceil(4).max(1)).unwrap_or(u32::MAX)
 }
 
+/// Converse's stop reasons (botocore's `StopReason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    EndTurn,
+    ToolUse,
+    MaxTokens,
+    StopSequence,
+    GuardrailIntervened,
+    ContentFiltered,
+    MalformedModelOutput,
+    MalformedToolUse,
+    ModelContextWindowExceeded,
+}
+
+/// What Bedrock answers in place of the text when a guardrail blocks it (its default
+/// blocked-output message).
+pub const GUARDRAIL_BLOCKED_MESSAGE: &str = "Sorry, the model cannot answer this question.";
+
+impl StopReason {
+    /// The closest `stop_reason` of the Anthropic Messages API (InvokeModel).
+    pub const fn anthropic(self) -> &'static str {
+        match self {
+            StopReason::EndTurn
+            | StopReason::GuardrailIntervened
+            | StopReason::MalformedModelOutput => "end_turn",
+            StopReason::ToolUse | StopReason::MalformedToolUse => "tool_use",
+            StopReason::MaxTokens => "max_tokens",
+            StopReason::StopSequence => "stop_sequence",
+            StopReason::ContentFiltered => "refusal",
+            StopReason::ModelContextWindowExceeded => "model_context_window_exceeded",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Generated {
     pub text: String,
     pub output_tokens: u32,
-    /// Converse's stop reason: `end_turn`, `max_tokens` or `stop_sequence`.
-    pub stop_reason: &'static str,
+    pub stop_reason: StopReason,
     /// The stop sequence that ended the answer, if one did.
     pub stop_sequence: Option<String>,
+}
+
+impl Generated {
+    /// The answer as the model gives it when it stops for `reason`: a content filter leaves
+    /// no text, a guardrail replaces it with its blocked message, any other reason keeps it.
+    pub fn stopped_by(self, reason: StopReason) -> Generated {
+        let text = match reason {
+            StopReason::ContentFiltered => String::new(),
+            StopReason::GuardrailIntervened => GUARDRAIL_BLOCKED_MESSAGE.to_owned(),
+            _ => self.text,
+        };
+        let stop_sequence = self
+            .stop_sequence
+            .filter(|_| reason == StopReason::StopSequence);
+        Generated {
+            output_tokens: if text.is_empty() {
+                0
+            } else {
+                tokens_for(text.len())
+            },
+            text,
+            stop_reason: reason,
+            stop_sequence,
+        }
+    }
 }
 
 /// A small xorshift generator seeded from the request fingerprint.
@@ -99,18 +159,14 @@ impl WordStream {
     }
 }
 
-/// Generates the answer for a request fingerprint (any bytes that identify the request).
-pub fn generate(fingerprint: &[u8], max_tokens: u32, stop_sequences: &[String]) -> Generated {
+/// The text the model wants to say for a fingerprint, before any limit cuts it.
+fn full_text(fingerprint: &[u8]) -> String {
     let digest = Sha256::digest(fingerprint);
     let mut seed = [0u8; 8];
     seed.copy_from_slice(&digest[..8]);
     let seed = u64::from_le_bytes(seed) | 1;
     // Between 12 and 75 tokens when nothing caps the answer.
     let wanted_tokens = 12 + usize::from(digest[8]) % 64;
-    let budget_chars = usize::try_from(max_tokens)
-        .unwrap_or(usize::MAX)
-        .saturating_mul(4);
-
     // Room for the closing full stop within the wanted length.
     let wanted_chars = wanted_tokens * 4 - 1;
     // Whole words up to the wanted length, so an answer that ends on its own ends on a word.
@@ -127,31 +183,44 @@ pub fn generate(fingerprint: &[u8], max_tokens: u32, stop_sequences: &[String]) 
         }
         text.push_str(word);
     }
-    let mut text = text[..1].to_uppercase() + &text[1..];
+    text[..1].to_uppercase() + &text[1..] + "."
+}
 
-    let mut stop_reason = "end_turn";
-    let mut stop_sequence = None;
-    if let Some((at, sequence)) = stop_sequences
+/// The first stop sequence the model would write whole within its budget, and where.
+fn first_stop<'a>(
+    text: &str,
+    stop_sequences: &'a [String],
+    budget_chars: usize,
+) -> Option<(usize, &'a String)> {
+    stop_sequences
         .iter()
         .filter(|s| !s.is_empty())
         .filter_map(|s| text.find(s.as_str()).map(|at| (at, s)))
+        // A sequence that would end past the budget is never written: max_tokens stops first.
+        .filter(|(at, s)| at + s.len() <= budget_chars)
         .min_by_key(|(at, _)| *at)
-    {
-        text.truncate(at);
-        stop_reason = "stop_sequence";
-        stop_sequence = Some(sequence.clone());
-    }
-    if text.len() + 1 > budget_chars {
-        text.truncate(budget_chars);
-        stop_reason = "max_tokens";
-        stop_sequence = None;
-    } else if stop_sequence.is_none() {
-        text.push('.');
-    }
-    let output_tokens = tokens_for(text.len());
+}
+
+/// Generates the answer for a request fingerprint (any bytes that identify the request).
+pub fn generate(fingerprint: &[u8], max_tokens: u32, stop_sequences: &[String]) -> Generated {
+    let mut text = full_text(fingerprint);
+    let budget_chars = usize::try_from(max_tokens)
+        .unwrap_or(usize::MAX)
+        .saturating_mul(4);
+    let (stop_reason, stop_sequence) = match first_stop(&text, stop_sequences, budget_chars) {
+        Some((at, sequence)) => {
+            text.truncate(at);
+            (StopReason::StopSequence, Some(sequence.clone()))
+        }
+        None if text.len() > budget_chars => {
+            text.truncate(budget_chars);
+            (StopReason::MaxTokens, None)
+        }
+        None => (StopReason::EndTurn, None),
+    };
     Generated {
+        output_tokens: tokens_for(text.len()),
         text,
-        output_tokens,
         stop_reason,
         stop_sequence,
     }
@@ -166,14 +235,14 @@ mod tests {
         let a = generate(b"request one", 1000, &[]);
         assert_eq!(a, generate(b"request one", 1000, &[]));
         assert_ne!(a.text, generate(b"request two", 1000, &[]).text);
-        assert_eq!(a.stop_reason, "end_turn");
+        assert_eq!(a.stop_reason, StopReason::EndTurn);
     }
 
     #[test]
     fn max_tokens_caps_the_answer() {
         let capped = generate(b"request", 3, &[]);
         assert!(capped.output_tokens <= 3, "{capped:?}");
-        assert_eq!(capped.stop_reason, "max_tokens");
+        assert_eq!(capped.stop_reason, StopReason::MaxTokens);
         for fingerprint in 0u32..200 {
             let answer = generate(&fingerprint.to_le_bytes(), 40, &[]);
             assert!(answer.output_tokens <= 40, "{answer:?}");
@@ -185,9 +254,57 @@ mod tests {
         let full = generate(b"request", 1000, &[]);
         let word = full.text.split(' ').nth(2).unwrap().to_owned();
         let cut = generate(b"request", 1000, std::slice::from_ref(&word));
-        assert_eq!(cut.stop_reason, "stop_sequence");
+        assert_eq!(cut.stop_reason, StopReason::StopSequence);
         assert_eq!(cut.stop_sequence, Some(word));
         assert!(cut.text.len() < full.text.len());
+    }
+
+    #[test]
+    fn a_stop_sequence_counts_only_when_it_cuts_the_answer() {
+        let full = generate(b"request", 1000, &[]);
+        let absent = generate(b"request", 1000, &["never-said".to_owned()]);
+        assert_eq!(
+            (absent.stop_reason, absent.stop_sequence),
+            (StopReason::EndTurn, None)
+        );
+        assert_eq!(absent.text, full.text);
+
+        // A word that starts within a budget of whole tokens but would end past it.
+        let (budget, word) = full
+            .text
+            .split(' ')
+            .scan(0, |at, word| {
+                let start = *at;
+                *at += word.len() + 1;
+                Some((start, word))
+            })
+            .find_map(|(start, word)| {
+                let budget = start / 4 + 1;
+                let first = full.text.find(word) == Some(start);
+                (first && budget * 4 < start + word.len()).then(|| (budget, word.to_owned()))
+            })
+            .unwrap();
+        let capped = generate(b"request", u32::try_from(budget).unwrap(), &[word]);
+        assert_eq!(
+            (capped.stop_reason, capped.stop_sequence),
+            (StopReason::MaxTokens, None)
+        );
+        assert_eq!(capped.text, full.text[..budget * 4]);
+    }
+
+    #[test]
+    fn a_chosen_stop_reason_shapes_the_answer() {
+        let answer = generate(b"request", 1000, &[]);
+        let filtered = answer.clone().stopped_by(StopReason::ContentFiltered);
+        assert_eq!((filtered.text.as_str(), filtered.output_tokens), ("", 0));
+        let blocked = answer.clone().stopped_by(StopReason::GuardrailIntervened);
+        assert_eq!(blocked.text, GUARDRAIL_BLOCKED_MESSAGE);
+        let tool = answer.clone().stopped_by(StopReason::ToolUse);
+        assert_eq!(
+            (tool.text, tool.stop_reason),
+            (answer.text, StopReason::ToolUse)
+        );
+        assert_eq!(StopReason::ContentFiltered.anthropic(), "refusal");
     }
 
     #[test]

@@ -13,6 +13,7 @@ use serde_json::{json, Map, Value};
 
 use crate::converse::{admit_checked, check_value};
 use crate::error::BedrockError;
+use crate::generate::StopReason;
 use crate::state::EmulatorState;
 
 enum Dialect {
@@ -143,23 +144,27 @@ pub async fn invoke_model(
     state.record_served(&model_id);
 
     let answer = &checked.answer;
-    let body = match dialect {
+    let mut body = match dialect {
         Dialect::Messages => json!({
             "id": format!("msg_emulator_{:016x}", answer.text.len() as u64 * 7919 + u64::from(checked.input_tokens)),
             "type": "message",
             "role": "assistant",
             "model": model_id,
             "content": [{"type": "text", "text": answer.text}],
-            "stop_reason": answer.stop_reason,
+            "stop_reason": answer.stop_reason.anthropic(),
             "stop_sequence": answer.stop_sequence,
             "usage": {"input_tokens": checked.input_tokens, "output_tokens": answer.output_tokens},
         }),
         Dialect::Completion => json!({
             "completion": format!(" {}", answer.text),
-            "stop_reason": if answer.stop_reason == "max_tokens" { "max_tokens" } else { "stop_sequence" },
+            "stop_reason": if answer.stop_reason == StopReason::MaxTokens { "max_tokens" } else { "stop_sequence" },
             "stop": answer.stop_sequence.clone().unwrap_or_else(|| "\n\nHuman:".to_owned()),
         }),
     };
+    if answer.stop_reason == StopReason::GuardrailIntervened {
+        // Bedrock marks an InvokeModel answer its guardrail replaced.
+        body["amazon-bedrock-guardrailAction"] = json!("INTERVENED");
+    }
     let mut response = Json(body).into_response();
     let headers = response.headers_mut();
     for (name, value) in [

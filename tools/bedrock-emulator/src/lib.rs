@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod converse;
 pub mod error;
 pub mod eventstream;
+pub mod fault;
 pub mod generate;
 pub mod invoke;
 pub mod state;

@@ -1,6 +1,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use bedrock_emulator::fault::{Fault, FaultRates};
 use bedrock_emulator::state::Behaviour;
 use bedrock_emulator::{router, Catalog, EmulatorState, RuntimeConfig};
 use clap::Parser;
@@ -30,16 +31,48 @@ struct Args {
     /// Share of calls answered with ServiceUnavailableException (0..=1).
     #[arg(long, env = "EMULATOR_SERVICE_UNAVAILABLE_RATE", default_value_t = 0.0)]
     service_unavailable_rate: f64,
+    /// Share of calls answered with AccessDeniedException (0..=1).
+    #[arg(long, env = "EMULATOR_ACCESS_DENIED_RATE", default_value_t = 0.0)]
+    access_denied_rate: f64,
+    /// Share of calls answered with ResourceNotFoundException (0..=1).
+    #[arg(long, env = "EMULATOR_RESOURCE_NOT_FOUND_RATE", default_value_t = 0.0)]
+    resource_not_found_rate: f64,
+    /// Share of calls answered with ModelTimeoutException (0..=1).
+    #[arg(long, env = "EMULATOR_MODEL_TIMEOUT_RATE", default_value_t = 0.0)]
+    model_timeout_rate: f64,
+    /// Share of calls answered with ModelErrorException (0..=1).
+    #[arg(long, env = "EMULATOR_MODEL_ERROR_RATE", default_value_t = 0.0)]
+    model_error_rate: f64,
+    /// Share of calls answered with InternalServerException (0..=1).
+    #[arg(long, env = "EMULATOR_INTERNAL_SERVER_RATE", default_value_t = 0.0)]
+    internal_server_rate: f64,
     /// Extra model ids to accept, comma-separated.
     #[arg(long, env = "EMULATOR_EXTRA_MODELS", value_delimiter = ',')]
     extra_models: Vec<String>,
 }
 
-fn rate(name: &str, value: f64) -> Result<f64, String> {
-    if (0.0..=1.0).contains(&value) {
-        Ok(value)
-    } else {
-        Err(format!("{name} must be between 0 and 1, got {value}"))
+impl Args {
+    /// The fault rates given at start, each checked to lie in 0..=1.
+    fn fault_rates(&self) -> Result<FaultRates, String> {
+        let given = [
+            (Fault::Throttling, self.throttle_rate),
+            (Fault::ModelNotReady, self.model_not_ready_rate),
+            (Fault::ServiceUnavailable, self.service_unavailable_rate),
+            (Fault::AccessDenied, self.access_denied_rate),
+            (Fault::ResourceNotFound, self.resource_not_found_rate),
+            (Fault::ModelTimeout, self.model_timeout_rate),
+            (Fault::ModelError, self.model_error_rate),
+            (Fault::InternalServer, self.internal_server_rate),
+        ];
+        let mut rates = FaultRates::default();
+        for (fault, rate) in given {
+            if !(0.0..=1.0).contains(&rate) {
+                let name = fault.spec().rate_field;
+                return Err(format!("{name} must be between 0 and 1, got {rate}"));
+            }
+            rates.set(fault, rate);
+        }
+        Ok(rates)
     }
 }
 
@@ -51,12 +84,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         global: Behaviour {
             ttft_ms: args.ttft_ms,
             ms_per_token: args.ms_per_token,
-            throttle_rate: rate("EMULATOR_THROTTLE_RATE", args.throttle_rate)?,
-            model_not_ready_rate: rate("EMULATOR_MODEL_NOT_READY_RATE", args.model_not_ready_rate)?,
-            service_unavailable_rate: rate(
-                "EMULATOR_SERVICE_UNAVAILABLE_RATE",
-                args.service_unavailable_rate,
-            )?,
+            fault_rates: args.fault_rates()?,
+            ..Behaviour::default()
         },
         models: Default::default(),
     };

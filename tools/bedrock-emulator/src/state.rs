@@ -1,78 +1,76 @@
-//! Run-time behaviour (latencies and fault rates), fault scheduling and call counters.
+//! Run-time behaviour (latencies, fault rates, stop reason, stream errors), fault scheduling
+//! and call counters.
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::catalog::Catalog;
 use crate::error::BedrockError;
+use crate::fault::{Fault, FaultCounts, FaultRates, StreamError};
+use crate::generate::StopReason;
 
-/// Latencies and fault rates, globally or for one model identifier.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+/// What the emulated model does, globally or for one model identifier.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Behaviour {
     /// Time to first token, in milliseconds.
     pub ttft_ms: u64,
     /// Time per output token, in milliseconds.
     pub ms_per_token: u64,
-    /// Share of calls (0..=1) answered with ThrottlingException.
-    pub throttle_rate: f64,
-    /// Share of calls (0..=1) answered with ModelNotReadyException.
-    pub model_not_ready_rate: f64,
-    /// Share of calls (0..=1) answered with ServiceUnavailableException.
-    pub service_unavailable_rate: f64,
+    /// Share of calls (0..=1) answered with each fault's exception.
+    #[serde(flatten)]
+    pub fault_rates: FaultRates,
+    /// Every answer stops for this reason instead of its own.
+    pub stop_reason: Option<StopReason>,
+    /// Every ConverseStream answer is cut by this exception.
+    pub stream_error: Option<StreamError>,
 }
 
-/// A partial update of [`Behaviour`]: absent fields keep their value.
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+/// A partial update of [`Behaviour`]: absent fields keep their value, `null` clears the
+/// optional ones.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct BehaviourPatch {
     pub ttft_ms: Option<u64>,
     pub ms_per_token: Option<u64>,
-    pub throttle_rate: Option<f64>,
-    pub model_not_ready_rate: Option<f64>,
-    pub service_unavailable_rate: Option<f64>,
+    #[serde(default, deserialize_with = "set_or_clear")]
+    pub stop_reason: Option<Option<StopReason>>,
+    #[serde(default, deserialize_with = "set_or_clear")]
+    pub stream_error: Option<Option<StreamError>>,
+    /// Every other field must be a fault rate (`throttleRate`…): an unknown name is refused.
+    #[serde(flatten)]
+    pub fault_rates: BTreeMap<Fault, f64>,
+}
+
+/// Tells a `null` (clear: `Some(None)`) from an absent field (keep: `None`).
+fn set_or_clear<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 /// Body of `POST /_emulator/config`: the global fields, and per-model overrides keyed by the
 /// model identifier as sent (id or ARN); `null` removes an override.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct ConfigPatch {
-    pub ttft_ms: Option<u64>,
-    pub ms_per_token: Option<u64>,
-    pub throttle_rate: Option<f64>,
-    pub model_not_ready_rate: Option<f64>,
-    pub service_unavailable_rate: Option<f64>,
+    #[serde(flatten)]
+    pub global: BehaviourPatch,
     #[serde(default)]
     pub models: BTreeMap<String, Option<BehaviourPatch>>,
 }
 
-impl ConfigPatch {
-    fn global(&self) -> BehaviourPatch {
-        BehaviourPatch {
-            ttft_ms: self.ttft_ms,
-            ms_per_token: self.ms_per_token,
-            throttle_rate: self.throttle_rate,
-            model_not_ready_rate: self.model_not_ready_rate,
-            service_unavailable_rate: self.service_unavailable_rate,
-        }
-    }
-}
-
 impl BehaviourPatch {
     fn validate(&self) -> Result<(), String> {
-        for (name, rate) in [
-            ("throttleRate", self.throttle_rate),
-            ("modelNotReadyRate", self.model_not_ready_rate),
-            ("serviceUnavailableRate", self.service_unavailable_rate),
-        ] {
-            if let Some(rate) = rate {
-                if !(0.0..=1.0).contains(&rate) {
-                    return Err(format!("{name} must be between 0 and 1, got {rate}"));
-                }
+        for (fault, rate) in &self.fault_rates {
+            if !(0.0..=1.0).contains(rate) {
+                let name = fault.spec().rate_field;
+                return Err(format!("{name} must be between 0 and 1, got {rate}"));
             }
         }
         Ok(())
@@ -85,14 +83,14 @@ impl BehaviourPatch {
         if let Some(v) = self.ms_per_token {
             to.ms_per_token = v;
         }
-        if let Some(v) = self.throttle_rate {
-            to.throttle_rate = v;
+        if let Some(v) = self.stop_reason {
+            to.stop_reason = v;
         }
-        if let Some(v) = self.model_not_ready_rate {
-            to.model_not_ready_rate = v;
+        if let Some(v) = self.stream_error {
+            to.stream_error = v;
         }
-        if let Some(v) = self.service_unavailable_rate {
-            to.service_unavailable_rate = v;
+        for (&fault, &rate) in &self.fault_rates {
+            to.fault_rates.set(fault, rate);
         }
     }
 }
@@ -112,7 +110,7 @@ impl RuntimeConfig {
     }
 
     pub fn apply(&mut self, patch: &ConfigPatch) -> Result<(), String> {
-        let global = patch.global();
+        let global = &patch.global;
         global.validate()?;
         for model_patch in patch.models.values().flatten() {
             model_patch.validate()?;
@@ -141,10 +139,12 @@ pub struct ModelStats {
     pub calls: u64,
     /// Calls answered with a generated message.
     pub served: u64,
-    pub throttled: u64,
-    pub model_not_ready: u64,
-    pub service_unavailable: u64,
+    /// Calls answered with each fault's exception.
+    #[serde(flatten)]
+    pub faults: FaultCounts,
     pub validation_errors: u64,
+    /// ConverseStream answers cut by a configured stream error.
+    pub stream_errors: u64,
 }
 
 #[derive(Debug, Default)]
@@ -153,7 +153,7 @@ struct Mutable {
     stats: BTreeMap<String, ModelStats>,
     /// Error-diffusion accumulators: a rate r fires on exactly r of the calls, evenly spread,
     /// so tests are reproducible.
-    accumulators: BTreeMap<(String, u8), f64>,
+    accumulators: BTreeMap<(String, Fault), f64>,
 }
 
 #[derive(Debug)]
@@ -162,8 +162,6 @@ pub struct EmulatorState {
     initial: RuntimeConfig,
     inner: Mutex<Mutable>,
 }
-
-type FaultMaker = fn() -> BedrockError;
 
 /// What a call that passed validation does.
 pub struct Admission {
@@ -233,55 +231,47 @@ impl EmulatorState {
         let mut inner = self.lock();
         let behaviour = inner.config.behaviour_for(model_id);
         inner.stats.entry(model_id.to_owned()).or_default().calls += 1;
-        let faults: [(u8, f64, FaultMaker); 3] = [
-            (0, behaviour.throttle_rate, BedrockError::throttling),
-            (
-                1,
-                behaviour.model_not_ready_rate,
-                BedrockError::model_not_ready,
-            ),
-            (
-                2,
-                behaviour.service_unavailable_rate,
-                BedrockError::service_unavailable,
-            ),
-        ];
-        for (kind, rate, make_error) in faults {
+        for fault in Fault::ALL {
+            let rate = behaviour.fault_rates.get(fault);
             if rate <= 0.0 {
                 continue;
             }
             let acc = inner
                 .accumulators
-                .entry((model_id.to_owned(), kind))
+                .entry((model_id.to_owned(), fault))
                 .or_insert(0.0);
             *acc += rate;
             if *acc >= 1.0 - 1e-9 {
                 *acc -= 1.0;
-                let stats = inner.stats.entry(model_id.to_owned()).or_default();
-                match kind {
-                    0 => stats.throttled += 1,
-                    1 => stats.model_not_ready += 1,
-                    _ => stats.service_unavailable += 1,
-                }
-                return Err(make_error());
+                inner
+                    .stats
+                    .entry(model_id.to_owned())
+                    .or_default()
+                    .faults
+                    .count(fault);
+                return Err(fault.error());
             }
         }
         Ok(Admission { behaviour })
     }
 
     pub fn record_validation_error(&self, model_id: &str) {
-        let mut inner = self.lock();
-        let stats = inner.stats.entry(model_id.to_owned()).or_default();
-        stats.calls += 1;
-        stats.validation_errors += 1;
+        self.stats_of(model_id, |stats| {
+            stats.calls += 1;
+            stats.validation_errors += 1;
+        });
     }
 
     pub fn record_served(&self, model_id: &str) {
-        self.lock()
-            .stats
-            .entry(model_id.to_owned())
-            .or_default()
-            .served += 1;
+        self.stats_of(model_id, |stats| stats.served += 1);
+    }
+
+    pub fn record_stream_error(&self, model_id: &str) {
+        self.stats_of(model_id, |stats| stats.stream_errors += 1);
+    }
+
+    fn stats_of(&self, model_id: &str, update: impl FnOnce(&mut ModelStats)) {
+        update(self.lock().stats.entry(model_id.to_owned()).or_default());
     }
 }
 
@@ -318,9 +308,101 @@ mod tests {
     }
 
     #[test]
-    fn rates_out_of_range_are_refused() {
+    fn rates_out_of_range_and_unknown_fields_are_refused() {
         let state = EmulatorState::new(Catalog::default(), RuntimeConfig::default());
         assert!(state.apply(&patch(r#"{"throttleRate":1.5}"#)).is_err());
-        assert!(serde_json::from_str::<ConfigPatch>(r#"{"bogus":1}"#).is_err());
+        assert!(state.apply(&patch(r#"{"throttleRate":1}"#)).is_ok());
+        assert!(state
+            .apply(&patch(r#"{"models":{"m":{"modelErrorRate":-0.1}}}"#))
+            .is_err());
+        for bogus in [
+            r#"{"bogus":1}"#,
+            r#"{"models":{"m":{"bogus":1}}}"#,
+            r#"{"models":{"m":{"models":{}}}}"#,
+            r#"{"stopReason":"tired"}"#,
+            r#"{"streamError":{"exception":"throttlingException","after":1}}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<ConfigPatch>(bogus).is_err(),
+                "{bogus}"
+            );
+        }
+    }
+
+    #[test]
+    fn each_new_fault_answers_its_exception_for_its_model_and_is_counted() {
+        let state = EmulatorState::new(Catalog::default(), RuntimeConfig::default());
+        let expected = [
+            (
+                "accessDeniedRate",
+                "AccessDeniedException",
+                403,
+                "accessDenied",
+            ),
+            (
+                "resourceNotFoundRate",
+                "ResourceNotFoundException",
+                404,
+                "resourceNotFound",
+            ),
+            (
+                "modelTimeoutRate",
+                "ModelTimeoutException",
+                408,
+                "modelTimeout",
+            ),
+            ("modelErrorRate", "ModelErrorException", 424, "modelError"),
+            (
+                "internalServerRate",
+                "InternalServerException",
+                500,
+                "internalServer",
+            ),
+        ];
+        for (field, error_type, status, stat) in expected {
+            state.reset();
+            state
+                .apply(&patch(&format!(
+                    r#"{{"models":{{"pt":{{"{field}":0.5}}}}}}"#
+                )))
+                .unwrap();
+            let errors: Vec<_> = (0..4).filter_map(|_| state.admit("pt").err()).collect();
+            assert_eq!(errors.len(), 2, "{field}");
+            assert_eq!(
+                (errors[0].error_type, errors[0].status.as_u16()),
+                (error_type, status)
+            );
+            assert!(state.admit("other").is_ok(), "{field} applies to pt only");
+            let stats = serde_json::to_value(&state.stats()["pt"]).unwrap();
+            assert_eq!(stats[stat], 2, "{stats}");
+            assert_eq!(stats["calls"], 4, "{stats}");
+        }
+    }
+
+    #[test]
+    fn stop_reason_and_stream_error_are_set_and_cleared() {
+        let state = EmulatorState::new(Catalog::default(), RuntimeConfig::default());
+        let config = state
+            .apply(&patch(
+                r#"{"stopReason":"content_filtered","streamError":{"exception":"throttlingException","afterDeltas":2}}"#,
+            ))
+            .unwrap();
+        assert_eq!(config.global.stop_reason, Some(StopReason::ContentFiltered));
+        let shown = serde_json::to_value(&config).unwrap();
+        assert_eq!(shown["stopReason"], "content_filtered");
+        assert_eq!(
+            shown["streamError"],
+            serde_json::json!({"exception": "throttlingException", "afterDeltas": 2})
+        );
+        // Absent keeps, null clears.
+        let kept = state.apply(&patch(r#"{"ttftMs":1}"#)).unwrap();
+        assert_eq!(kept.global.stop_reason, Some(StopReason::ContentFiltered));
+        let cleared = state
+            .apply(&patch(r#"{"stopReason":null,"streamError":null}"#))
+            .unwrap();
+        assert_eq!(
+            (cleared.global.stop_reason, cleared.global.stream_error),
+            (None, None)
+        );
     }
 }

@@ -3,92 +3,202 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 use invoke_with_cache::{App, InvokeConfig};
 use lambda_http::{Body, Request, Response};
 use serde_json::Value;
 use shared::adapters::clock::ManualClock;
+use shared::adapters::memory_cache::{MemoryCache, MemoryFronted};
 use shared::config::Env;
-use shared::domain::cache::{CacheEntry, CacheKey};
+use shared::domain::cache::{CacheEntry, CacheKey, Lease, StoredRecord};
 use shared::domain::conversation::{Conversation, Message, ModelAnswer, Role, TextBlock, Usage};
-use shared::domain::error::{CacheError, ModelError};
+use shared::domain::error::{CacheError, ModelError, ModelErrorKind};
 use shared::domain::metrics::RequestMetrics;
+use shared::domain::routing::Target;
 use shared::ports::{CacheStore, MetricsSink, ModelInvoker};
 
 pub const V2_EVENT: &str = include_str!("../fixtures/apigw-v2-iam.json");
 pub const V1_EVENT: &str = include_str!("../fixtures/apigw-rest-v1.json");
+pub const HAIKU: &str = "anthropic.claude-3-haiku-20240307-v1:0";
+pub const ARN: &str = "arn:aws:bedrock:us-east-1:123456789012:provisioned-model/pt1";
 
-#[derive(Default)]
+/// A store with DynamoDB's semantics (conditional lease, owner-only release); clones share
+/// their items.
+#[derive(Default, Clone)]
 pub struct MemoryStore {
-    pub items: Mutex<HashMap<CacheKey, CacheEntry>>,
+    pub items: Arc<Mutex<HashMap<CacheKey, StoredRecord>>>,
     pub broken: bool,
     /// Refuses every entry as too large for an item.
     pub refuses_as_too_large: bool,
 }
 
-impl CacheStore for MemoryStore {
-    async fn get(&self, key: &CacheKey) -> Result<Option<CacheEntry>, CacheError> {
+impl MemoryStore {
+    fn check(&self) -> Result<(), CacheError> {
         if self.broken {
-            return Err(CacheError::Unavailable("table not found".into()));
+            Err(CacheError::Unavailable("table not found".into()))
+        } else {
+            Ok(())
         }
+    }
+
+    pub fn leases(&self) -> usize {
+        self.items
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|r| matches!(r, StoredRecord::Lease(_)))
+            .count()
+    }
+
+    pub fn answers(&self) -> usize {
+        let total = self.items.lock().unwrap().len();
+        total - self.leases()
+    }
+}
+
+impl CacheStore for MemoryStore {
+    async fn get(&self, key: &CacheKey) -> Result<Option<StoredRecord>, CacheError> {
+        self.check()?;
         Ok(self.items.lock().unwrap().get(key).cloned())
     }
 
     async fn put(&self, key: &CacheKey, entry: &CacheEntry) -> Result<(), CacheError> {
-        if self.broken {
-            return Err(CacheError::Unavailable("table not found".into()));
-        }
+        self.check()?;
         if self.refuses_as_too_large {
             return Err(CacheError::TooLarge(500_000));
         }
         self.items
             .lock()
             .unwrap()
-            .insert(key.clone(), entry.clone());
+            .insert(key.clone(), StoredRecord::Answer(entry.clone()));
+        Ok(())
+    }
+
+    async fn try_lease(
+        &self,
+        key: &CacheKey,
+        lease: &Lease,
+        now_ms: i64,
+    ) -> Result<bool, CacheError> {
+        self.check()?;
+        let mut items = self.items.lock().unwrap();
+        let free = match items.get(key) {
+            None => true,
+            Some(StoredRecord::Lease(held)) => !held.is_live(now_ms),
+            Some(StoredRecord::Answer(entry)) => !entry.is_live(now_ms.div_euclid(1000)),
+        };
+        if free {
+            items.insert(key.clone(), StoredRecord::Lease(lease.clone()));
+        }
+        Ok(free)
+    }
+
+    async fn release(&self, key: &CacheKey, owner: &str) -> Result<(), CacheError> {
+        self.check()?;
+        let mut items = self.items.lock().unwrap();
+        if matches!(items.get(key), Some(StoredRecord::Lease(l)) if l.owner == owner) {
+            items.remove(key);
+        }
         Ok(())
     }
 }
 
-/// Clones share their call log, so a test keeps one while the app owns another.
+/// A call the fake received: the identifier and the time it was given.
+type Call = (String, Option<Duration>);
+
+/// A model whose answer or failure is set per identifier; clones share their call log.
 #[derive(Clone)]
 pub struct FakeModel {
-    calls: Arc<Mutex<Vec<String>>>,
+    calls: Arc<Mutex<Vec<Call>>>,
+    failures: HashMap<String, ModelError>,
     failure: Option<ModelError>,
+    stop_reason: String,
+    text: String,
+    delay: Duration,
 }
 
 impl FakeModel {
     pub fn answering() -> Self {
         Self {
             calls: Arc::default(),
+            failures: HashMap::new(),
             failure: None,
+            stop_reason: "end_turn".into(),
+            text: "secret answer text".into(),
+            delay: Duration::ZERO,
         }
     }
 
-    pub fn failing(error: ModelError) -> Self {
+    pub fn failing(kind: ModelErrorKind) -> Self {
         Self {
-            calls: Arc::default(),
-            failure: Some(error),
+            failure: Some(ModelError::new(kind, format!("{kind:?} from the fake"))),
+            ..Self::answering()
         }
+    }
+
+    /// Fails calls to one identifier (a Provisioned Throughput ARN, say) only.
+    pub fn failing_on(mut self, invoke_id: &str, kind: ModelErrorKind) -> Self {
+        self.failures.insert(
+            invoke_id.to_owned(),
+            ModelError::new(kind, "fake failure on this id"),
+        );
+        self
+    }
+
+    pub fn ending(mut self, stop_reason: &str, text: &str) -> Self {
+        self.stop_reason = stop_reason.into();
+        self.text = text.into();
+        self
+    }
+
+    pub fn taking(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
     }
 
     pub fn calls(&self) -> Vec<String> {
-        self.calls.lock().unwrap().clone()
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    pub fn timeouts(&self) -> Vec<Option<Duration>> {
+        self.calls.lock().unwrap().iter().map(|(_, t)| *t).collect()
     }
 }
 
 impl ModelInvoker for FakeModel {
-    async fn converse(&self, model_id: &str, _: &Conversation) -> Result<ModelAnswer, ModelError> {
-        self.calls.lock().unwrap().push(model_id.to_owned());
-        if let Some(error) = &self.failure {
+    async fn converse(
+        &self,
+        target: &Target,
+        _: &Conversation,
+        timeout: Option<Duration>,
+    ) -> Result<ModelAnswer, ModelError> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push((target.invoke_id.clone(), timeout));
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        if let Some(error) = self
+            .failures
+            .get(&target.invoke_id)
+            .or(self.failure.as_ref())
+        {
             return Err(error.clone());
         }
         Ok(ModelAnswer {
             message: Message {
                 role: Role::Assistant,
-                content: vec![TextBlock::new("secret answer text")],
+                content: vec![TextBlock::new(self.text.clone())],
             },
-            stop_reason: "end_turn".into(),
+            stop_reason: self.stop_reason.clone(),
             usage: Usage {
                 input_tokens: 1000,
                 output_tokens: 1000,
@@ -107,12 +217,40 @@ impl MetricsSink for Recorder {
     }
 }
 
-pub type TestApp = App<MemoryStore, FakeModel, ManualClock, Recorder>;
+impl Recorder {
+    pub fn last(&self) -> RequestMetrics {
+        self.0.lock().unwrap().last().cloned().unwrap()
+    }
+}
 
-pub fn build(vars: &[(&str, &str)], store: MemoryStore, model: FakeModel) -> (TestApp, Recorder) {
-    let env = Env::from_pairs(vars.iter().copied().chain([("CACHE_TABLE_NAME", "cache")]));
-    let config = InvokeConfig::from_env(&env).unwrap();
-    let clock = ManualClock::at(Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap());
+pub type Store = MemoryFronted<MemoryStore, Arc<ManualClock>>;
+pub type TestApp = App<Store, FakeModel, Arc<ManualClock>, Recorder>;
+
+/// Noon UTC on a Monday.
+pub fn clock() -> Arc<ManualClock> {
+    Arc::new(ManualClock::at(
+        Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap(),
+    ))
+}
+
+/// The function as `main` builds it (the in-memory cache in front of the store), with the
+/// tier models of the tests unless `vars` set them.
+pub fn build_with_clock(
+    vars: &[(&str, &str)],
+    store: MemoryStore,
+    model: FakeModel,
+    clock: Arc<ManualClock>,
+) -> (TestApp, Recorder) {
+    let defaults = [("CACHE_TABLE_NAME", "cache"), ("MODEL_SIMPLE", HAIKU)];
+    let mut pairs: Vec<(&str, &str)> = vars.to_vec();
+    pairs.extend(
+        defaults
+            .iter()
+            .filter(|(k, _)| !vars.iter().any(|(v, _)| v == k)),
+    );
+    let config = InvokeConfig::from_env(&Env::from_pairs(pairs)).unwrap();
+    let memory = MemoryCache::new(config.memory_cache_entries, config.memory_cache_ttl_seconds);
+    let store = MemoryFronted::new(store, memory, clock.clone());
     let recorder = Recorder::default();
     (
         App::new(config, store, model, clock, recorder.clone()),
@@ -120,8 +258,20 @@ pub fn build(vars: &[(&str, &str)], store: MemoryStore, model: FakeModel) -> (Te
     )
 }
 
+pub fn build(vars: &[(&str, &str)], store: MemoryStore, model: FakeModel) -> (TestApp, Recorder) {
+    build_with_clock(vars, store, model, clock())
+}
+
 pub fn event(fixture: &str, body: &Value) -> Request {
     let mut event: Value = serde_json::from_str(fixture).unwrap();
+    event["body"] = Value::String(body.to_string());
+    lambda_http::request::from_str(&event.to_string()).unwrap()
+}
+
+/// The HTTP API fixture with another authorizer context.
+pub fn event_with_authorizer(authorizer: Value, body: &Value) -> Request {
+    let mut event: Value = serde_json::from_str(V2_EVENT).unwrap();
+    event["requestContext"]["authorizer"] = authorizer;
     event["body"] = Value::String(body.to_string());
     lambda_http::request::from_str(&event.to_string()).unwrap()
 }
