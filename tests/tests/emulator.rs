@@ -271,26 +271,31 @@ async fn bad_requests_get_bedrocks_error_shape() {
         ),
     ];
     for (url, body, status, error_type) in cases {
-        let response = emulator
-            .http()
-            .post(&url)
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .expect("answer, not a hang");
-        assert_eq!(response.status().as_u16(), status, "{url} {body}");
-        assert_eq!(
-            response
-                .headers()
-                .get("x-amzn-errortype")
-                .and_then(|v| v.to_str().ok()),
-            Some(error_type),
-            "{url} {body}"
-        );
-        let body: Value = response.json().await.expect("json error body");
-        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+        let (got, got_type, answer) = post_raw(&emulator, &url, body).await;
+        assert_eq!(got, status, "{url} {body}");
+        assert_eq!(got_type.as_deref(), Some(error_type), "{url} {body}");
+        assert!(answer["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
+}
+
+/// A raw JSON POST: the status, the `x-amzn-errortype` header and the JSON body.
+async fn post_raw(emulator: &Emulator, url: &str, body: &str) -> (u16, Option<String>, Value) {
+    let response = emulator
+        .http()
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .expect("answer, not a hang");
+    let status = response.status().as_u16();
+    let error_type = response
+        .headers()
+        .get("x-amzn-errortype")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = response.json().await.unwrap_or(Value::Null);
+    (status, error_type, body)
 }
 
 async fn converse_error(client: &Client, model_id: &str, message: Message) -> ConverseError {
@@ -348,23 +353,10 @@ async fn per_model_faults_answer_bedrocks_exceptions() {
             .await;
         let error = converse_error(&client, HAIKU, user("fault me")).await;
         assert!(is_fault(&error), "{field}: {error:?}");
-        let response = emulator
-            .http()
-            .post(&raw)
-            .header("content-type", "application/json")
-            .body(r#"{"messages":[{"role":"user","content":[{"text":"hi"}]}]}"#)
-            .send()
-            .await
-            .expect("answer");
-        assert_eq!(response.status().as_u16(), status, "{field}");
-        assert_eq!(
-            response
-                .headers()
-                .get("x-amzn-errortype")
-                .and_then(|v| v.to_str().ok()),
-            Some(error_type),
-            "{field}"
-        );
+        let body = r#"{"messages":[{"role":"user","content":[{"text":"hi"}]}]}"#;
+        let (got, got_type, _) = post_raw(&emulator, &raw, body).await;
+        assert_eq!(got, status, "{field}");
+        assert_eq!(got_type.as_deref(), Some(error_type), "{field}");
         // Other models are untouched.
         let sonnet = client
             .converse()

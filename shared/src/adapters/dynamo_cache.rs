@@ -3,7 +3,9 @@
 
 use std::io::{Read, Write};
 
-use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
@@ -168,6 +170,21 @@ const LEASE_CONDITION: &str = "attribute_not_exists(pk) \
 const RELEASE_CONDITION: &str =
     "leaseOwner = :owner AND attribute_not_exists(payload) AND attribute_not_exists(payloadGz)";
 
+/// `Ok(true)` when a conditional write happened, `Ok(false)` when its condition did not hold.
+fn conditional<T, E>(
+    result: Result<T, SdkError<E>>,
+    condition_failed: fn(&E) -> bool,
+) -> Result<bool, CacheError>
+where
+    E: std::error::Error + 'static,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(e) if e.as_service_error().is_some_and(condition_failed) => Ok(false),
+        Err(e) => Err(unavailable(e)),
+    }
+}
+
 fn number(n: i64) -> AttributeValue {
     AttributeValue::N(n.to_string())
 }
@@ -229,16 +246,7 @@ impl CacheStore for DynamoDbCacheStore {
             .expression_attribute_values(":nowSeconds", number(now_ms.div_euclid(1000)))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(unavailable(e)),
-        }
+        conditional(result, PutItemError::is_conditional_check_failed_exception)
     }
 
     async fn release(&self, key: &CacheKey, owner: &str) -> Result<(), CacheError> {
@@ -251,16 +259,12 @@ impl CacheStore for DynamoDbCacheStore {
             .expression_attribute_values(":owner", AttributeValue::S(owner.to_owned()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(unavailable(e)),
-        }
+        // Not the owner's any more (answered, or taken over): nothing to give back.
+        conditional(
+            result,
+            DeleteItemError::is_conditional_check_failed_exception,
+        )
+        .map(drop)
     }
 }
 
@@ -357,8 +361,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_lease_is_a_conditional_put_and_its_release_a_conditional_delete() {
-        use aws_sdk_dynamodb::operation::delete_item::{DeleteItemError, DeleteItemOutput};
-        use aws_sdk_dynamodb::operation::put_item::PutItemError;
+        use aws_sdk_dynamodb::operation::delete_item::DeleteItemOutput;
         use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
 
         let lease = Lease {
