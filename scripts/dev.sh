@@ -9,6 +9,8 @@ DEV_PORT=${DEV_PORT:-9000}
 source "$STACK_DIR/env"
 export PATH="$PWD/.venv/bin:$PATH"
 export CACHE_SCOPE=${CACHE_SCOPE:-shared}
+# The emulator checks the role's shape only; on AWS the template passes its batch service role.
+export BATCH_ROLE_ARN=${BATCH_ROLE_ARN:-arn:aws:iam::123456789012:role/local-bedrock-batch}
 
 cat <<MSG
 

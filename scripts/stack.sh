@@ -46,7 +46,10 @@ up() {
     echo "bedrock-emulator already running (pid $(cat "$STACK_DIR/emulator.pid"))"
   else
     [ -x "$EMULATOR_BIN" ] || cargo build -q -p bedrock-emulator
-    "$EMULATOR_BIN" --host 127.0.0.1 --port "$EMULATOR_PORT" >"$STACK_DIR/emulator.log" 2>&1 &
+    # Batch jobs read and write S3 through the SDK's own variables: moto, dummy credentials.
+    env AWS_ENDPOINT_URL_S3="http://127.0.0.1:$MOTO_PORT" AWS_REGION="$REGION" \
+      AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_EC2_METADATA_DISABLED=true \
+      "$EMULATOR_BIN" --host 127.0.0.1 --port "$EMULATOR_PORT" >"$STACK_DIR/emulator.log" 2>&1 &
     echo $! >"$STACK_DIR/emulator.pid"
   fi
   wait_for moto "http://127.0.0.1:$MOTO_PORT/moto-api/" "$STACK_DIR/moto.log"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The Bedrock emulator through the AWS CLI, by endpoint alone (AWS_ENDPOINT_URL_BEDROCK_RUNTIME
-# from the stack's environment): an answer with usage, then a typed error.
+# and AWS_ENDPOINT_URL_BEDROCK from the stack's environment): an answer with usage, a typed
+# error, then batch inference jobs: create, list, and a typed error for an unknown job.
 set -euo pipefail
 aws=.venv/bin/aws
 answer=$($aws bedrock-runtime converse --model-id anthropic.claude-3-haiku-20240307-v1:0 \
@@ -16,4 +17,24 @@ case "$error" in
   *ValidationException*) ;;
   *) echo "AWS CLI smoke: FAILED: expected ValidationException, got: $error" >&2; exit 1 ;;
 esac
-echo "AWS CLI smoke: 2 passed, 0 failed"
+
+curl -fsS -o /dev/null "$EMULATOR_URL/_emulator/config" -d '{"batchStepMs": 60000}'
+arn=$($aws bedrock create-model-invocation-job --job-name cli-smoke \
+  --role-arn arn:aws:iam::123456789012:role/BedrockBatchRole \
+  --model-id anthropic.claude-3-haiku-20240307-v1:0 \
+  --input-data-config '{"s3InputDataConfig":{"s3Uri":"s3://cli-smoke/in.jsonl"}}' \
+  --output-data-config '{"s3OutputDataConfig":{"s3Uri":"s3://cli-smoke/out/"}}' \
+  --query jobArn --output text)
+jobs=$($aws bedrock list-model-invocation-jobs --name-contains cli-smoke --output json)
+.venv/bin/python -c 'import json,sys; j=json.loads(sys.argv[1])["invocationJobSummaries"]; assert [x["jobArn"] for x in j] == [sys.argv[2]] and j[0]["status"] == "Submitted", j' "$jobs" "$arn"
+$aws bedrock stop-model-invocation-job --job-identifier "$arn"
+if error=$($aws bedrock get-model-invocation-job --job-identifier abcdefghijkl 2>&1); then
+  echo "AWS CLI smoke: FAILED: an unknown job was found" >&2
+  exit 1
+fi
+case "$error" in
+  *ResourceNotFoundException*) ;;
+  *) echo "AWS CLI smoke: FAILED: expected ResourceNotFoundException, got: $error" >&2; exit 1 ;;
+esac
+curl -fsS -o /dev/null -X POST "$EMULATOR_URL/_emulator/reset"
+echo "AWS CLI smoke: 4 passed, 0 failed"

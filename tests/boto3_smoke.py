@@ -1,6 +1,8 @@
 """The Bedrock emulator through boto3 (the AWS CLI uses the same botocore), unchanged but for
 the endpoint: Converse, ConverseStream, InvokeModel, a typed error and a typed mid-stream
-error. Run by scripts/integration.sh against the stack in the environment."""
+error; batch inference jobs (create, get, list, stop, a typed error) through the `bedrock`
+client, whose endpoint comes from AWS_ENDPOINT_URL_BEDROCK alone. Run by
+scripts/integration.sh against the stack in the environment."""
 
 import json
 import os
@@ -62,6 +64,45 @@ try:
 except EventStreamError as error:
     check(deltas == 2, f"converse_stream sends 2 deltas before its error, got {deltas}")
     check(error.response["Error"]["Code"] == "modelStreamErrorException", f"typed stream error: {error}")
+finally:
+    configure_emulator("/_emulator/reset")
+
+# Batch inference: the `bedrock` control plane, endpoint from AWS_ENDPOINT_URL_BEDROCK.
+batch = boto3.client("bedrock")
+check(batch.meta.endpoint_url == os.environ["AWS_ENDPOINT_URL_BEDROCK"], "bedrock endpoint from the environment")
+configure_emulator("/_emulator/config", {"batchStepMs": 60000})
+try:
+    created = batch.create_model_invocation_job(
+        jobName="boto3-smoke",
+        roleArn="arn:aws:iam::123456789012:role/BedrockBatchRole",
+        modelId=HAIKU,
+        modelInvocationType="Converse",
+        inputDataConfig={"s3InputDataConfig": {"s3Uri": "s3://boto3-smoke/in.jsonl", "s3InputFormat": "JSONL"}},
+        outputDataConfig={"s3OutputDataConfig": {"s3Uri": "s3://boto3-smoke/out/"}},
+        clientRequestToken="boto3-smoke-token",
+    )
+    arn = created["jobArn"]
+    again = batch.create_model_invocation_job(
+        jobName="boto3-smoke",
+        roleArn="arn:aws:iam::123456789012:role/BedrockBatchRole",
+        modelId=HAIKU,
+        inputDataConfig={"s3InputDataConfig": {"s3Uri": "s3://boto3-smoke/in.jsonl"}},
+        outputDataConfig={"s3OutputDataConfig": {"s3Uri": "s3://boto3-smoke/out/"}},
+        clientRequestToken="boto3-smoke-token",
+    )
+    check(again["jobArn"] == arn, "the same clientRequestToken gives the same job")
+    job = batch.get_model_invocation_job(jobIdentifier=arn)
+    check(job["status"] == "Submitted" and job["jobName"] == "boto3-smoke", f"get_model_invocation_job: {job}")
+    check(job["submitTime"].tzinfo is not None and job["modelInvocationType"] == "Converse", "timestamps parse")
+    listed = batch.list_model_invocation_jobs(nameContains="boto3", sortOrder="Ascending")
+    check([j["jobArn"] for j in listed["invocationJobSummaries"]] == [arn], f"list_model_invocation_jobs: {listed}")
+    batch.stop_model_invocation_job(jobIdentifier=arn.rsplit("/", 1)[1])
+    check(batch.get_model_invocation_job(jobIdentifier=arn)["status"] == "Stopping", "stop_model_invocation_job")
+    try:
+        batch.get_model_invocation_job(jobIdentifier="abcdefghijkl")
+        check(False, "an unknown job must fail")
+    except batch.exceptions.ResourceNotFoundException:
+        checks += 1
 finally:
     configure_emulator("/_emulator/reset")
 

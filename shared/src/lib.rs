@@ -5,6 +5,8 @@
 //! - [`adapters`]: DynamoDB, Bedrock, the in-process cache, EMF metrics, the system clock.
 
 pub mod adapters;
+pub mod api;
+pub mod batch;
 pub mod config;
 pub mod domain;
 pub mod ports;

@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::domain::batch::Batch;
 use crate::domain::cache::{CacheEntry, CacheKey, Lease, StoredRecord};
 use crate::domain::conversation::{Conversation, ModelAnswer};
-use crate::domain::error::{CacheError, ModelError};
+use crate::domain::error::{CacheError, JobError, ModelError, RegistryError, StoreError};
 use crate::domain::metrics::RequestMetrics;
 use crate::domain::routing::Target;
 
@@ -65,4 +66,73 @@ pub trait Clock: Send + Sync {
 /// Where per-request metrics go (CloudWatch Embedded Metric Format on stdout in Lambda).
 pub trait MetricsSink: Send + Sync {
     fn publish(&self, metrics: &RequestMetrics);
+}
+
+/// The objects of one bucket (the batch bucket on S3).
+pub trait ObjectStore: Send + Sync {
+    fn put(&self, key: &str, body: Vec<u8>) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The object's bytes, or `None` when there is none.
+    fn get(&self, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send;
+
+    /// The object's user metadata (`x-amz-meta-*`, names without the prefix), or `None` when
+    /// there is no object.
+    fn metadata(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<std::collections::HashMap<String, String>>, StoreError>> + Send;
+
+    /// Keys under a prefix, in key order.
+    fn list(&self, prefix: &str) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+
+    /// `s3://bucket/key`, as Bedrock is given it.
+    fn uri(&self, key: &str) -> String;
+}
+
+/// What a batch job is created with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRequest {
+    pub name: String,
+    pub model_id: String,
+    pub role_arn: String,
+    pub input_uri: String,
+    pub output_uri: String,
+    /// Derived from the input, so a retried submission never makes a second job.
+    pub client_request_token: String,
+    pub timeout_hours: i32,
+}
+
+/// What Bedrock reports of a job.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobState {
+    pub status: String,
+    pub message: Option<String>,
+    pub processed: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+}
+
+/// Bedrock's batch inference API.
+pub trait BatchJobs: Send + Sync {
+    /// The job's ARN.
+    fn create(&self, request: &JobRequest)
+        -> impl Future<Output = Result<String, JobError>> + Send;
+    fn get(&self, arn: &str) -> impl Future<Output = Result<JobState, JobError>> + Send;
+    fn stop(&self, arn: &str) -> impl Future<Output = Result<(), JobError>> + Send;
+}
+
+/// Where batches are kept. Writes are conditional on the version read, so concurrent events
+/// and polls never replace a newer state with an older one.
+pub trait BatchRegistry: Send + Sync {
+    /// Stores a new batch; `false` when one with its id exists already.
+    fn create(&self, batch: &Batch) -> impl Future<Output = Result<bool, RegistryError>> + Send;
+    fn get(
+        &self,
+        batch_id: &str,
+    ) -> impl Future<Output = Result<Option<Batch>, RegistryError>> + Send;
+    /// Stores `batch` (whose `version` is one more than the stored one) if the stored version is
+    /// still `batch.version - 1`.
+    fn update(&self, batch: &Batch) -> impl Future<Output = Result<(), RegistryError>> + Send;
+    /// Batches not yet ended, for the schedule.
+    fn unfinished(&self) -> impl Future<Output = Result<Vec<Batch>, RegistryError>> + Send;
 }

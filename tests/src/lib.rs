@@ -248,3 +248,212 @@ pub mod invoke {
         )
     }
 }
+
+/// batch-submit and batch-status wired to the local stack: the batch bucket and registry on
+/// moto, Bedrock's batch API on the emulator.
+pub mod batch {
+    use std::time::Duration;
+
+    use batch_status::StatusApp;
+    use batch_submit::SubmitApp;
+    use serde_json::Value;
+    use shared::adapters::batch_registry::DynamoDbBatchRegistry;
+    use shared::adapters::bedrock::{BedrockInvoker, BedrockSettings};
+    use shared::adapters::bedrock_batch::BedrockBatchJobs;
+    use shared::adapters::clock::SystemClock;
+    use shared::adapters::s3_store::S3Store;
+    use shared::batch::BatchSettings;
+    use shared::config::Env;
+    use shared::domain::batch::Batch;
+    use shared::ports::{BatchRegistry, ObjectStore};
+
+    pub const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/bedrock-batch";
+
+    pub struct BatchHarness {
+        pub submit: SubmitApp<
+            S3Store,
+            DynamoDbBatchRegistry,
+            BedrockBatchJobs,
+            BedrockInvoker,
+            SystemClock,
+        >,
+        pub status: StatusApp<S3Store, DynamoDbBatchRegistry, BedrockBatchJobs, SystemClock>,
+    }
+
+    pub struct Reply {
+        pub status: u16,
+        pub body: Value,
+    }
+
+    impl BatchHarness {
+        /// Both functions as their `main`s build them, from the stack's variables plus
+        /// `overrides`.
+        pub async fn new(overrides: &[(&str, &str)]) -> Self {
+            let bucket = super::stack_var("BATCH_BUCKET_NAME");
+            let table = super::stack_var("BATCH_TABLE_NAME");
+            let mut vars = vec![("BATCH_ROLE_ARN", ROLE_ARN)];
+            vars.extend_from_slice(overrides);
+            let env = Env::from_pairs(vars);
+            let settings = BatchSettings::from_env(&env).expect("batch settings");
+            let sdk = super::sdk_config().await;
+            let store = || S3Store::from_sdk_config(&sdk, &bucket);
+            let registry =
+                || DynamoDbBatchRegistry::new(aws_sdk_dynamodb::Client::new(&sdk), &table);
+            Self {
+                submit: SubmitApp {
+                    settings: settings.clone(),
+                    default_model: env.get("BATCH_DEFAULT_MODEL").map(str::to_owned),
+                    store: store(),
+                    registry: registry(),
+                    jobs: BedrockBatchJobs::new(&sdk),
+                    model: BedrockInvoker::new(&sdk, &BedrockSettings::default()),
+                    clock: SystemClock,
+                },
+                status: StatusApp {
+                    settings,
+                    store: store(),
+                    registry: registry(),
+                    jobs: BedrockBatchJobs::new(&sdk),
+                    clock: SystemClock,
+                },
+            }
+        }
+
+        /// `POST /v1/batches` through batch-submit, as API Gateway delivers it.
+        pub async fn submit(&self, body: &Value) -> Reply {
+            let request = super::http_event("POST", "/v1/batches", &body.to_string());
+            let response = self.submit.handle(request).await;
+            Reply {
+                status: response.status().as_u16(),
+                body: serde_json::from_slice(response.body().as_ref()).expect("JSON body"),
+            }
+        }
+
+        /// `GET /v1/batches/{batchId}` through batch-status.
+        pub async fn get(&self, batch_id: &str) -> Reply {
+            self.call("GET", batch_id).await
+        }
+
+        /// `DELETE /v1/batches/{batchId}` through batch-status.
+        pub async fn stop(&self, batch_id: &str) -> Reply {
+            self.call("DELETE", batch_id).await
+        }
+
+        async fn call(&self, method: &str, batch_id: &str) -> Reply {
+            let request = super::http_event(method, &format!("/v1/batches/{batch_id}"), "");
+            let (status, body) = self.status.answer(&request).await;
+            Reply {
+                status: status.as_u16(),
+                body,
+            }
+        }
+
+        pub async fn batch(&self, batch_id: &str) -> Batch {
+            self.status
+                .registry
+                .get(batch_id)
+                .await
+                .expect("registry")
+                .expect("the batch is registered")
+        }
+
+        /// Runs the schedule until the batch has ended (bounded: the emulator's jobs move every
+        /// few milliseconds in tests).
+        pub async fn schedule_until_ended(&self, batch_id: &str) -> Batch {
+            for _ in 0..600 {
+                self.status.on_schedule().await.expect("schedule run");
+                let batch = self.batch(batch_id).await;
+                if batch.status.is_final() {
+                    return batch;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            panic!(
+                "batch {batch_id} did not end: {:?}",
+                self.batch(batch_id).await
+            );
+        }
+
+        /// Uploads a file to the batch bucket and delivers its `ObjectCreated` event to
+        /// batch-submit `times` times, as S3 may; the batch ids it answered.
+        pub async fn upload(
+            &self,
+            key: &str,
+            body: Vec<u8>,
+            model: Option<&str>,
+            times: usize,
+        ) -> Vec<String> {
+            let bucket = super::stack_var("BATCH_BUCKET_NAME");
+            let s3 = aws_sdk_s3::Client::from_conf(
+                aws_sdk_s3::config::Builder::from(&super::sdk_config().await)
+                    .force_path_style(true)
+                    .build(),
+            );
+            let size = body.len();
+            let put = s3
+                .put_object()
+                .bucket(&bucket)
+                .key(key)
+                .set_metadata(model.map(|m| [("model-id".to_owned(), m.to_owned())].into()))
+                .body(body.into())
+                .send()
+                .await
+                .expect("upload");
+            let event = serde_json::json!({"Records": [{
+                "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+                "eventTime": "2026-11-24T00:00:00.000Z", "eventName": "ObjectCreated:Put",
+                "userIdentity": {"principalId": "AWS:AIDAEXAMPLE"},
+                "requestParameters": {"sourceIPAddress": "127.0.0.1"},
+                "responseElements": {"x-amz-request-id": "0", "x-amz-id-2": "0"},
+                "s3": {"s3SchemaVersion": "1.0", "configurationId": "batch-upload",
+                    "bucket": {"name": bucket, "ownerIdentity": {"principalId": "A"}, "arn": format!("arn:aws:s3:::{bucket}")},
+                    "object": {"key": key.replace(' ', "+"), "size": size, "eTag": put.e_tag().unwrap_or_default().trim_matches('"'), "sequencer": "0"}}
+            }]});
+            let mut ids = Vec::new();
+            for _ in 0..times {
+                let answer = self
+                    .submit
+                    .on_event(event.clone())
+                    .await
+                    .expect("S3 event handled");
+                ids.push(
+                    answer["batches"][0]["batchId"]
+                        .as_str()
+                        .expect("a batch")
+                        .to_owned(),
+                );
+            }
+            ids
+        }
+
+        /// The merged results, one JSON value a line.
+        pub async fn results(&self, batch: &Batch) -> Vec<Value> {
+            let key = batch.results_key.as_deref().expect("results written");
+            let bytes = self
+                .status
+                .store
+                .get(key)
+                .await
+                .expect("S3")
+                .expect("results object");
+            bytes
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.is_empty())
+                .map(|l| serde_json::from_slice(l).expect("a JSON line"))
+                .collect()
+        }
+    }
+}
+
+/// An HTTP API (payload 2.0) event with IAM authorization, for any route.
+pub fn http_event(method: &str, path: &str, body: &str) -> lambda_http::Request {
+    const V2_EVENT: &str =
+        include_str!("../../functions/invoke-with-cache/tests/fixtures/apigw-v2-iam.json");
+    let mut event: Value = serde_json::from_str(V2_EVENT).expect("fixture");
+    event["body"] = Value::String(body.to_owned());
+    event["rawPath"] = Value::String(path.to_owned());
+    event["routeKey"] = Value::String(format!("{method} {path}"));
+    event["requestContext"]["http"]["method"] = Value::String(method.to_owned());
+    event["requestContext"]["http"]["path"] = Value::String(path.to_owned());
+    lambda_http::request::from_str(&event.to_string()).expect("event")
+}

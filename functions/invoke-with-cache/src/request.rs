@@ -4,12 +4,13 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use shared::domain::cache::CacheMode;
-use shared::domain::conversation::{Conversation, InferenceConfig, Message, Role, TextBlock};
+use shared::domain::conversation::{
+    check_inference, check_messages, check_texts, Conversation, InferenceConfig, Invalid, Message,
+    Role, TextBlock,
+};
 use shared::domain::prompt::{collapse_whitespace, limit_chars};
 
-/// Upper bound for `inferenceConfig.maxTokens`; each model's own limit is Bedrock's to check.
-pub const MAX_TOKENS_LIMIT: i64 = 200_000;
-const MAX_STOP_SEQUENCES: usize = 64;
+pub use shared::domain::conversation::MAX_TOKENS_LIMIT;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -52,6 +53,12 @@ pub enum RequestError {
     Invalid { field: String, reason: String },
 }
 
+impl From<Invalid> for RequestError {
+    fn from(invalid: Invalid) -> Self {
+        Self::invalid(invalid.field, invalid.reason)
+    }
+}
+
 impl RequestError {
     fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
         Self::Invalid {
@@ -74,84 +81,6 @@ fn strip_position(message: &str) -> &str {
     message
         .rsplit_once(" at line ")
         .map_or(message, |(head, _)| head)
-}
-
-fn validate_texts(field: &str, blocks: &[TextBlock]) -> Result<(), RequestError> {
-    for (i, block) in blocks.iter().enumerate() {
-        if block.text.trim().is_empty() {
-            return Err(RequestError::invalid(
-                format!("{field}[{i}].text"),
-                "must not be empty or only whitespace",
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn validate_messages(messages: &[Message]) -> Result<(), RequestError> {
-    if messages.is_empty() {
-        return Err(RequestError::invalid(
-            "messages",
-            "must hold at least one message",
-        ));
-    }
-    for (i, message) in messages.iter().enumerate() {
-        let expected = if i % 2 == 0 {
-            Role::User
-        } else {
-            Role::Assistant
-        };
-        if message.role != expected {
-            let why = if i == 0 {
-                "the conversation must start with a user message"
-            } else {
-                "roles must alternate between user and assistant"
-            };
-            return Err(RequestError::invalid(format!("messages[{i}].role"), why));
-        }
-        if message.content.is_empty() {
-            return Err(RequestError::invalid(
-                format!("messages[{i}].content"),
-                "must hold at least one text block",
-            ));
-        }
-        validate_texts(&format!("messages[{i}].content"), &message.content)?;
-    }
-    Ok(())
-}
-
-fn validate_inference(config: &InferenceConfig) -> Result<(), RequestError> {
-    if let Some(n) = config.max_tokens {
-        if !(1..=MAX_TOKENS_LIMIT).contains(&n) {
-            return Err(RequestError::invalid(
-                "inferenceConfig.maxTokens",
-                format!("must be between 1 and {MAX_TOKENS_LIMIT}, got {n}"),
-            ));
-        }
-    }
-    for (name, value) in [("temperature", config.temperature), ("topP", config.top_p)] {
-        if let Some(v) = value {
-            if !(0.0..=1.0).contains(&v) {
-                return Err(RequestError::invalid(
-                    format!("inferenceConfig.{name}"),
-                    format!("must be between 0 and 1, got {v}"),
-                ));
-            }
-        }
-    }
-    if config.stop_sequences.len() > MAX_STOP_SEQUENCES {
-        return Err(RequestError::invalid(
-            "inferenceConfig.stopSequences",
-            format!("must hold at most {MAX_STOP_SEQUENCES} sequences"),
-        ));
-    }
-    if let Some(i) = config.stop_sequences.iter().position(String::is_empty) {
-        return Err(RequestError::invalid(
-            format!("inferenceConfig.stopSequences[{i}]"),
-            "must not be empty",
-        ));
-    }
-    Ok(())
 }
 
 /// Applies `optimizePrompt` and `contextLimitChars` to every text block.
@@ -224,14 +153,14 @@ pub fn parse(body: &[u8]) -> Result<InvokeRequest, RequestError> {
             }]
         }
         (Some(messages), None) => {
-            validate_messages(&messages)?;
+            check_messages(&messages)?;
             messages
         }
     };
     let mut system = parsed.system.unwrap_or_default();
-    validate_texts("system", &system)?;
+    check_texts("system", &system)?;
     let inference_config = parsed.inference_config.unwrap_or_default();
-    validate_inference(&inference_config)?;
+    check_inference(&inference_config)?;
 
     let model_id = match parsed.model_id {
         Some(id) if id.trim().is_empty() => {

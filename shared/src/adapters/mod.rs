@@ -1,7 +1,15 @@
 //! Implementations of the ports: AWS SDK adapters convert SDK types at this boundary.
 
+#[cfg(feature = "dynamodb")]
+pub mod batch_registry;
+#[cfg(feature = "bedrock-runtime")]
 pub mod bedrock;
+#[cfg(feature = "bedrock")]
+pub mod bedrock_batch;
 pub mod clock;
+#[cfg(feature = "dynamodb")]
 pub mod dynamo_cache;
 pub mod emf;
 pub mod memory_cache;
+#[cfg(feature = "s3")]
+pub mod s3_store;

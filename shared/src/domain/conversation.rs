@@ -63,6 +63,107 @@ impl Conversation {
     }
 }
 
+/// Upper bound for `inferenceConfig.maxTokens`; each model's own limit is Bedrock's to check.
+pub const MAX_TOKENS_LIMIT: i64 = 200_000;
+const MAX_STOP_SEQUENCES: usize = 64;
+
+/// A field of a conversation that Bedrock would refuse, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub field: String,
+    pub reason: String,
+}
+
+impl Invalid {
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.reason)
+    }
+}
+
+pub fn check_texts(field: &str, blocks: &[TextBlock]) -> Result<(), Invalid> {
+    for (i, block) in blocks.iter().enumerate() {
+        if block.text.trim().is_empty() {
+            return Err(Invalid::new(
+                format!("{field}[{i}].text"),
+                "must not be empty or only whitespace",
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub fn check_messages(messages: &[Message]) -> Result<(), Invalid> {
+    if messages.is_empty() {
+        return Err(Invalid::new("messages", "must hold at least one message"));
+    }
+    for (i, message) in messages.iter().enumerate() {
+        let expected = if i % 2 == 0 {
+            Role::User
+        } else {
+            Role::Assistant
+        };
+        if message.role != expected {
+            let why = if i == 0 {
+                "the conversation must start with a user message"
+            } else {
+                "roles must alternate between user and assistant"
+            };
+            return Err(Invalid::new(format!("messages[{i}].role"), why));
+        }
+        if message.content.is_empty() {
+            return Err(Invalid::new(
+                format!("messages[{i}].content"),
+                "must hold at least one text block",
+            ));
+        }
+        check_texts(&format!("messages[{i}].content"), &message.content)?;
+    }
+    Ok(())
+}
+
+pub fn check_inference(config: &InferenceConfig) -> Result<(), Invalid> {
+    if let Some(n) = config.max_tokens {
+        if !(1..=MAX_TOKENS_LIMIT).contains(&n) {
+            return Err(Invalid::new(
+                "inferenceConfig.maxTokens",
+                format!("must be between 1 and {MAX_TOKENS_LIMIT}, got {n}"),
+            ));
+        }
+    }
+    for (name, value) in [("temperature", config.temperature), ("topP", config.top_p)] {
+        if let Some(v) = value {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(Invalid::new(
+                    format!("inferenceConfig.{name}"),
+                    format!("must be between 0 and 1, got {v}"),
+                ));
+            }
+        }
+    }
+    if config.stop_sequences.len() > MAX_STOP_SEQUENCES {
+        return Err(Invalid::new(
+            "inferenceConfig.stopSequences",
+            format!("must hold at most {MAX_STOP_SEQUENCES} sequences"),
+        ));
+    }
+    if let Some(i) = config.stop_sequences.iter().position(String::is_empty) {
+        return Err(Invalid::new(
+            format!("inferenceConfig.stopSequences[{i}]"),
+            "must not be empty",
+        ));
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Usage {

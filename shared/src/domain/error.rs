@@ -109,3 +109,32 @@ mod tests {
         );
     }
 }
+
+/// Why an object could not be read or written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("object store: {0}")]
+pub struct StoreError(pub String);
+
+/// Why the batch registry refused or failed a write.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    /// Another writer got there first: read again and retry.
+    #[error("the batch changed since it was read")]
+    Conflict,
+    #[error("batch registry unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Why Bedrock's batch API refused or failed a call.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JobError {
+    /// ServiceQuotaExceededException: the job waits for a free slot.
+    #[error("concurrent batch jobs quota reached: {0}")]
+    QuotaExceeded(String),
+    /// A refusal the same request would meet again (validation, not found, access).
+    #[error("batch job refused: {0}")]
+    Refused(String),
+    /// Throttling, 5xx, network: worth another try later.
+    #[error("batch job call failed: {0}")]
+    Failed(String),
+}

@@ -1,5 +1,6 @@
 //! Pure domain types and rules: no AWS SDK type appears here.
 
+pub mod batch;
 pub mod cache;
 pub mod conversation;
 pub mod error;

@@ -263,16 +263,21 @@ pub async fn converse(
         .wait_for_answer(checked.answer.output_tokens)
         .await;
     state.record_served(&model_id);
+    Ok(Json(output(&checked, started.elapsed().as_millis() as u64)))
+}
+
+/// The Converse response body for a checked request (also a batch record's `modelOutput`).
+pub fn output(checked: &Checked, latency_ms: u64) -> Value {
     let mut output = json!({
         "output": {"message": {"role": "assistant", "content": [{"text": checked.answer.text}]}},
         "stopReason": checked.answer.stop_reason,
-        "usage": usage(&checked),
-        "metrics": {"latencyMs": started.elapsed().as_millis() as u64},
+        "usage": usage(checked),
+        "metrics": {"latencyMs": latency_ms},
     });
     if let Some(sequence) = &checked.answer.stop_sequence {
         output["additionalModelResponseFields"] = json!({ "stop_sequence": sequence });
     }
-    Ok(Json(output))
+    output
 }
 
 /// Splits the answer into deltas of a few words, as Bedrock streams them.

@@ -29,6 +29,24 @@ impl BedrockError {
         Self::new(StatusCode::BAD_REQUEST, "ValidationException", message)
     }
 
+    /// botocore's model gives ConflictException HTTP 400 for the `bedrock` control plane.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "ConflictException", message)
+    }
+
+    /// HTTP 400 as well, per botocore's model.
+    pub fn service_quota_exceeded(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "ServiceQuotaExceededException",
+            message,
+        )
+    }
+
+    pub fn resource_not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "ResourceNotFoundException", message)
+    }
+
     pub fn unknown_operation() -> Self {
         Self::new(
             StatusCode::NOT_FOUND,

@@ -11,12 +11,12 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Map, Value};
 
-use crate::converse::{admit_checked, check_value};
+use crate::converse::{admit_checked, check_value, Checked};
 use crate::error::BedrockError;
 use crate::generate::StopReason;
 use crate::state::EmulatorState;
 
-enum Dialect {
+pub(crate) enum Dialect {
     Messages,
     Completion,
 }
@@ -122,27 +122,22 @@ fn to_converse(body: &Map<String, Value>) -> Result<(Dialect, Value), BedrockErr
     Err(malformed("#: required key [messages] not found"))
 }
 
-pub async fn invoke_model(
-    State(state): State<Arc<EmulatorState>>,
-    Path(model_id): Path<String>,
-    body: Bytes,
-) -> Result<Response, BedrockError> {
-    let started = Instant::now();
-    let mut dialect = Dialect::Messages;
-    let (checked, admission) = admit_checked(&state, &model_id, || {
-        let value: Value = serde_json::from_slice(&body).map_err(|e| malformed(&e.to_string()))?;
-        let object = value
-            .as_object()
-            .ok_or_else(|| malformed("#: expected type: JSONObject"))?;
-        let (found, converse) = to_converse(object)?;
-        dialect = found;
-        check_value(&state, &model_id, converse)
-    })?;
-    admission
-        .wait_for_answer(checked.answer.output_tokens)
-        .await;
-    state.record_served(&model_id);
+/// Parses an InvokeModel body and checks it as Bedrock does (also a batch record's
+/// `modelInput` for `modelInvocationType: InvokeModel`).
+pub(crate) fn check_body(
+    state: &EmulatorState,
+    model_id: &str,
+    value: &Value,
+) -> Result<(Dialect, Checked), BedrockError> {
+    let object = value
+        .as_object()
+        .ok_or_else(|| malformed("#: expected type: JSONObject"))?;
+    let (dialect, converse) = to_converse(object)?;
+    Ok((dialect, check_value(state, model_id, converse)?))
+}
 
+/// The model's native answer, as InvokeModel returns it in its body.
+pub(crate) fn response_body(dialect: &Dialect, model_id: &str, checked: &Checked) -> Value {
     let answer = &checked.answer;
     let mut body = match dialect {
         Dialect::Messages => json!({
@@ -165,6 +160,29 @@ pub async fn invoke_model(
         // Bedrock marks an InvokeModel answer its guardrail replaced.
         body["amazon-bedrock-guardrailAction"] = json!("INTERVENED");
     }
+    body
+}
+
+pub async fn invoke_model(
+    State(state): State<Arc<EmulatorState>>,
+    Path(model_id): Path<String>,
+    body: Bytes,
+) -> Result<Response, BedrockError> {
+    let started = Instant::now();
+    let mut dialect = Dialect::Messages;
+    let (checked, admission) = admit_checked(&state, &model_id, || {
+        let value: Value = serde_json::from_slice(&body).map_err(|e| malformed(&e.to_string()))?;
+        let (found, checked) = check_body(&state, &model_id, &value)?;
+        dialect = found;
+        Ok(checked)
+    })?;
+    admission
+        .wait_for_answer(checked.answer.output_tokens)
+        .await;
+    state.record_served(&model_id);
+
+    let answer = &checked.answer;
+    let body = response_body(&dialect, &model_id, &checked);
     let mut response = Json(body).into_response();
     let headers = response.headers_mut();
     for (name, value) in [

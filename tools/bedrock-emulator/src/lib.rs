@@ -2,12 +2,17 @@
 //! event-stream), so unmodified SDKs and the AWS CLI work against it by endpoint alone.
 //!
 //! Runtime API: `POST /model/{modelId}/converse`, `/converse-stream`, `/invoke`.
+//! Batch inference (control plane): `POST /model-invocation-job`,
+//! `GET /model-invocation-job/{jobIdentifier}`, `POST /model-invocation-job/{jobIdentifier}/stop`,
+//! `GET /model-invocation-jobs`.
 //! Admin API: `GET|POST /_emulator/config`, `GET /_emulator/stats`, `POST /_emulator/reset`,
-//! `GET /_emulator/health`.
+//! `GET /_emulator/events`, `GET /_emulator/health`.
 
+pub mod batch;
 pub mod catalog;
 pub mod converse;
 pub mod error;
+pub mod events;
 pub mod eventstream;
 pub mod fault;
 pub mod generate;
@@ -41,7 +46,15 @@ pub fn router(state: Arc<EmulatorState>) -> Router {
             post(converse::converse_stream),
         )
         .route("/model/{model_id}/invoke", post(invoke::invoke_model))
+        .route("/model-invocation-job", post(batch::create))
+        .route("/model-invocation-job/{job_identifier}", get(batch::get))
+        .route(
+            "/model-invocation-job/{job_identifier}/stop",
+            post(batch::stop),
+        )
+        .route("/model-invocation-jobs", get(batch::list))
         .route("/_emulator/config", get(get_config).post(post_config))
+        .route("/_emulator/events", get(batch::events))
         .route("/_emulator/stats", get(get_stats))
         .route("/_emulator/reset", post(reset))
         .route(
@@ -85,7 +98,12 @@ async fn post_config(State(state): State<Arc<EmulatorState>>, body: Bytes) -> Re
 async fn get_stats(State(state): State<Arc<EmulatorState>>) -> Response {
     let models = state.stats();
     let total: u64 = models.values().map(|s| s.calls).sum();
-    Json(json!({ "totalCalls": total, "models": models })).into_response()
+    Json(json!({
+        "totalCalls": total,
+        "models": models,
+        "batchJobs": batch::stats(&state),
+    }))
+    .into_response()
 }
 
 async fn reset(State(state): State<Arc<EmulatorState>>) -> StatusCode {

@@ -1,8 +1,9 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use bedrock_emulator::batch::Identity;
 use bedrock_emulator::fault::{Fault, FaultRates};
-use bedrock_emulator::state::Behaviour;
+use bedrock_emulator::state::{BatchSettings, Behaviour};
 use bedrock_emulator::{router, Catalog, EmulatorState, RuntimeConfig};
 use clap::Parser;
 
@@ -46,6 +47,34 @@ struct Args {
     /// Share of calls answered with InternalServerException (0..=1).
     #[arg(long, env = "EMULATOR_INTERNAL_SERVER_RATE", default_value_t = 0.0)]
     internal_server_rate: f64,
+    /// Batch inference: milliseconds a job spends in each state (and each quarter of InProgress).
+    #[arg(long, env = "EMULATOR_BATCH_STEP_MS", default_value_t = 1000)]
+    batch_step_ms: u64,
+    /// Batch inference: fewer input records fail the job.
+    #[arg(long, env = "EMULATOR_BATCH_MIN_RECORDS", default_value_t = 100)]
+    batch_min_records: u64,
+    /// Batch inference: more input records fail the job.
+    #[arg(long, env = "EMULATOR_BATCH_MAX_RECORDS", default_value_t = 50_000)]
+    batch_max_records: u64,
+    /// Batch inference: share of records (0..=1) answered with an error line.
+    #[arg(long, env = "EMULATOR_BATCH_RECORD_ERROR_RATE", default_value_t = 0.0)]
+    batch_record_error_rate: f64,
+    /// Batch inference: jobs of one model that may be active at once.
+    #[arg(
+        long,
+        env = "EMULATOR_BATCH_CONCURRENT_JOB_QUOTA",
+        default_value_t = 20
+    )]
+    batch_concurrent_job_quota: u32,
+    /// URL each job-state event is POSTed to (JSON); none by default.
+    #[arg(long, env = "EMULATOR_EVENT_TARGET")]
+    event_target: Option<String>,
+    /// Account id of job ARNs and events.
+    #[arg(long, env = "EMULATOR_ACCOUNT_ID", default_value = "123456789012")]
+    account_id: String,
+    /// Region of job ARNs and events (the S3 client reads AWS_REGION itself).
+    #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
+    region: String,
     /// Extra model ids to accept, comma-separated.
     #[arg(long, env = "EMULATOR_EXTRA_MODELS", value_delimiter = ',')]
     extra_models: Vec<String>,
@@ -87,9 +116,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             fault_rates: args.fault_rates()?,
             ..Behaviour::default()
         },
+        batch: BatchSettings {
+            batch_step_ms: args.batch_step_ms,
+            batch_min_records: args.batch_min_records,
+            batch_max_records: args.batch_max_records,
+            batch_record_error_rate: args.batch_record_error_rate,
+            batch_concurrent_job_quota: args.batch_concurrent_job_quota,
+            event_target: args.event_target.clone().filter(|t| !t.is_empty()),
+            events_enabled: true,
+        },
         models: Default::default(),
     };
-    let state = Arc::new(EmulatorState::new(Catalog::new(args.extra_models), initial));
+    initial.batch.validate()?;
+    let identity = Identity {
+        account: args.account_id.clone(),
+        region: args.region.clone(),
+    };
+    let state = Arc::new(
+        EmulatorState::new(Catalog::new(args.extra_models), initial).with_identity(identity),
+    );
     let listener = tokio::net::TcpListener::bind(SocketAddr::new(args.host, args.port)).await?;
     tracing::info!(address = %listener.local_addr()?, "bedrock emulator listening");
     axum::serve(listener, router(state))

@@ -2,13 +2,16 @@
 //! and call counters.
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::batch::storage::{S3Storage, Storage};
+use crate::batch::{Identity, Jobs};
 use crate::catalog::Catalog;
 use crate::error::BedrockError;
+use crate::events::Events;
 use crate::fault::{Fault, FaultCounts, FaultRates, StreamError};
 use crate::generate::StopReason;
 
@@ -63,6 +66,101 @@ pub struct ConfigPatch {
     pub global: BehaviourPatch,
     #[serde(default)]
     pub models: BTreeMap<String, Option<BehaviourPatch>>,
+    pub batch_step_ms: Option<u64>,
+    pub batch_min_records: Option<u64>,
+    pub batch_max_records: Option<u64>,
+    pub batch_record_error_rate: Option<f64>,
+    pub batch_concurrent_job_quota: Option<u32>,
+    #[serde(default, deserialize_with = "set_or_clear")]
+    pub event_target: Option<Option<String>>,
+    pub events_enabled: Option<bool>,
+}
+
+/// Batch inference (`bedrock` control plane) and job-event settings; global only.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchSettings {
+    /// How long a job stays in each state (and each quarter of InProgress), in milliseconds.
+    pub batch_step_ms: u64,
+    /// Fewer records than this fail the job in Validating.
+    pub batch_min_records: u64,
+    /// More records than this fail the job in Validating.
+    pub batch_max_records: u64,
+    /// Share of records (0..=1) answered with an error line, evenly spread.
+    pub batch_record_error_rate: f64,
+    /// Jobs of one model that may be Submitted, Validating, Scheduled, InProgress or Stopping.
+    pub batch_concurrent_job_quota: u32,
+    /// Where each job-state event is POSTed (JSON); `None`: nowhere.
+    pub event_target: Option<String>,
+    /// `false`: events are neither recorded nor delivered.
+    pub events_enabled: bool,
+}
+
+impl Default for BatchSettings {
+    fn default() -> Self {
+        Self {
+            batch_step_ms: 1000,
+            batch_min_records: 100,
+            batch_max_records: 50_000,
+            batch_record_error_rate: 0.0,
+            batch_concurrent_job_quota: 20,
+            event_target: None,
+            events_enabled: true,
+        }
+    }
+}
+
+impl BatchSettings {
+    pub fn validate(&self) -> Result<(), String> {
+        if !(0.0..=1.0).contains(&self.batch_record_error_rate) {
+            return Err(format!(
+                "batchRecordErrorRate must be between 0 and 1, got {}",
+                self.batch_record_error_rate
+            ));
+        }
+        if self.batch_min_records > self.batch_max_records {
+            return Err(format!(
+                "batchMinRecords ({}) must not exceed batchMaxRecords ({})",
+                self.batch_min_records, self.batch_max_records
+            ));
+        }
+        if let Some(target) = &self.event_target {
+            let url = reqwest::Url::parse(target)
+                .map_err(|e| format!("eventTarget must be an http URL, got {target:?}: {e}"))?;
+            if url.scheme() != "http" {
+                return Err(format!(
+                    "eventTarget must be an http:// URL, got {target:?}"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn patched(&self, patch: &ConfigPatch) -> BatchSettings {
+        let mut next = self.clone();
+        if let Some(v) = patch.batch_step_ms {
+            next.batch_step_ms = v;
+        }
+        if let Some(v) = patch.batch_min_records {
+            next.batch_min_records = v;
+        }
+        if let Some(v) = patch.batch_max_records {
+            next.batch_max_records = v;
+        }
+        if let Some(v) = patch.batch_record_error_rate {
+            next.batch_record_error_rate = v;
+        }
+        if let Some(v) = patch.batch_concurrent_job_quota {
+            next.batch_concurrent_job_quota = v;
+        }
+        if let Some(v) = &patch.event_target {
+            next.event_target.clone_from(v);
+        }
+        if let Some(v) = patch.events_enabled {
+            next.events_enabled = v;
+        }
+        next
+    }
 }
 
 impl BehaviourPatch {
@@ -101,6 +199,8 @@ impl BehaviourPatch {
 pub struct RuntimeConfig {
     #[serde(flatten)]
     pub global: Behaviour,
+    #[serde(flatten)]
+    pub batch: BatchSettings,
     pub models: BTreeMap<String, Behaviour>,
 }
 
@@ -110,11 +210,14 @@ impl RuntimeConfig {
     }
 
     pub fn apply(&mut self, patch: &ConfigPatch) -> Result<(), String> {
+        let batch = self.batch.patched(patch);
+        batch.validate()?;
         let global = &patch.global;
         global.validate()?;
         for model_patch in patch.models.values().flatten() {
             model_patch.validate()?;
         }
+        self.batch = batch;
         global.apply(&mut self.global);
         for (model, model_patch) in &patch.models {
             match model_patch {
@@ -161,6 +264,14 @@ pub struct EmulatorState {
     pub catalog: Catalog,
     initial: RuntimeConfig,
     inner: Mutex<Mutable>,
+    /// The account and region of job ARNs and events.
+    pub identity: Identity,
+    /// Batch inference jobs.
+    pub jobs: Jobs,
+    /// Job-state events, kept and delivered.
+    pub events: Events,
+    /// Where batch jobs read and write (S3, or memory in unit tests).
+    pub storage: Arc<dyn Storage>,
 }
 
 /// What a call that passed validation does.
@@ -195,7 +306,23 @@ impl EmulatorState {
                 ..Mutable::default()
             }),
             initial,
+            identity: Identity::default(),
+            jobs: Jobs::default(),
+            events: Events::default(),
+            storage: Arc::new(S3Storage::default()),
         }
+    }
+
+    /// The same state with jobs and events under another account and region.
+    pub fn with_identity(mut self, identity: Identity) -> Self {
+        self.identity = identity;
+        self
+    }
+
+    /// The same state with batch jobs reading and writing elsewhere than S3.
+    pub fn with_storage(mut self, storage: Arc<dyn Storage>) -> Self {
+        self.storage = storage;
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, Mutable> {
@@ -220,6 +347,9 @@ impl EmulatorState {
         inner.config = self.initial.clone();
         inner.stats.clear();
         inner.accumulators.clear();
+        drop(inner);
+        self.jobs.clear();
+        self.events.clear();
     }
 
     pub fn stats(&self) -> BTreeMap<String, ModelStats> {

@@ -1,0 +1,266 @@
+//! batch-status: one function for three triggers. EventBridge's `Batch Inference Job State
+//! Change` events and a schedule both advance batches (poll jobs, submit queued ones, merge
+//! results when all ended), so a missed event never leaves a batch stuck; API Gateway's
+//! `GET /v1/batches/{batchId}` reads them.
+
+use http::StatusCode;
+use lambda_http::request::RequestContext;
+use lambda_http::{Request, RequestExt};
+use serde_json::{json, Value};
+
+use shared::api::ApiError;
+use shared::batch::{batch_id_of_job, refresh, stop_batch, BatchError, BatchSettings};
+use shared::domain::batch::Batch;
+use shared::ports::{BatchJobs, BatchRegistry, Clock, ObjectStore};
+
+/// What started an invocation.
+#[derive(Debug, PartialEq)]
+pub enum Trigger {
+    Schedule,
+    JobStateChange { job_name: String },
+    Http,
+    Unknown,
+}
+
+pub fn trigger_of(event: &Value) -> Trigger {
+    if event.get("requestContext").is_some() {
+        return Trigger::Http;
+    }
+    match event.get("detail-type").and_then(Value::as_str) {
+        Some("Scheduled Event") => Trigger::Schedule,
+        Some("Batch Inference Job State Change") => event
+            .pointer("/detail/batchJobName")
+            .and_then(Value::as_str)
+            .map_or(Trigger::Unknown, |name| Trigger::JobStateChange {
+                job_name: name.to_owned(),
+            }),
+        _ => Trigger::Unknown,
+    }
+}
+
+pub struct StatusApp<S, R, J, C> {
+    pub settings: BatchSettings,
+    pub store: S,
+    pub registry: R,
+    pub jobs: J,
+    pub clock: C,
+}
+
+impl<S, R, J, C> StatusApp<S, R, J, C>
+where
+    S: ObjectStore,
+    R: BatchRegistry,
+    J: BatchJobs,
+    C: Clock,
+{
+    /// Handles any of the three triggers. An HTTP request always gets a response; an event
+    /// that fails is an error, so EventBridge retries it (and then its dead-letter queue).
+    pub async fn on_event(&self, event: Value) -> Result<Value, BatchError> {
+        match trigger_of(&event) {
+            Trigger::Http => Ok(self.on_http(&event).await),
+            Trigger::Schedule => {
+                let advanced = self.on_schedule().await?;
+                Ok(json!({"advanced": advanced}))
+            }
+            Trigger::JobStateChange { job_name } => {
+                self.on_job_change(&job_name).await?;
+                Ok(json!({"ok": true}))
+            }
+            Trigger::Unknown => {
+                tracing::warn!("event of an unknown shape ignored");
+                Ok(json!({"ignored": true}))
+            }
+        }
+    }
+
+    /// Advances every unfinished batch; a batch that fails is logged and left for next time.
+    pub async fn on_schedule(&self) -> Result<usize, BatchError> {
+        let batches = self.registry.unfinished().await?;
+        let mut advanced = 0;
+        for batch in batches {
+            match self.advance(&batch.batch_id).await {
+                Ok(_) => advanced += 1,
+                Err(error) => {
+                    tracing::warn!(batch_id = batch.batch_id, %error, "batch not advanced")
+                }
+            }
+        }
+        Ok(advanced)
+    }
+
+    pub async fn on_job_change(&self, job_name: &str) -> Result<(), BatchError> {
+        let Some(batch_id) = batch_id_of_job(job_name) else {
+            tracing::info!(job_name, "a job this toolkit did not create; ignored");
+            return Ok(());
+        };
+        match self.advance(batch_id).await {
+            Err(BatchError::NotFound(_)) => {
+                tracing::info!(job_name, "no batch for the job; ignored");
+                Ok(())
+            }
+            other => other.map(drop),
+        }
+    }
+
+    pub async fn advance(&self, batch_id: &str) -> Result<Batch, BatchError> {
+        let now = self.clock.now().timestamp();
+        let batch = refresh(
+            &self.jobs,
+            &self.store,
+            &self.registry,
+            batch_id,
+            &self.settings,
+            now,
+        )
+        .await?;
+        tracing::info!(batch_id, status = ?batch.status, "batch advanced");
+        Ok(batch)
+    }
+
+    async fn on_http(&self, event: &Value) -> Value {
+        let (status, body) = match lambda_http::request::from_str(&event.to_string()) {
+            Ok(request) => self.answer(&request).await,
+            Err(error) => {
+                let api = ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidRequest",
+                    format!("not an API Gateway request: {error}"),
+                );
+                (api.status, api.body("unknown"))
+            }
+        };
+        json!({
+            "statusCode": status.as_u16(),
+            "headers": {"content-type": "application/json"},
+            "body": body.to_string(),
+            "isBase64Encoded": false,
+        })
+    }
+
+    /// `GET /v1/batches/{batchId}`; `DELETE` stops the batch's jobs.
+    pub async fn answer(&self, request: &Request) -> (StatusCode, Value) {
+        let request_id = request_id(request);
+        let path = request.uri().path().trim_end_matches('/');
+        let refused = |e: ApiError| (e.status, e.body(&request_id));
+        let method = request.method().clone();
+        if method != http::Method::GET && method != http::Method::DELETE {
+            return refused(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "MethodNotAllowed",
+                "send GET or DELETE /v1/batches/{batchId}",
+            ));
+        }
+        let Some(batch_id) = path
+            .rsplit_once("/v1/batches/")
+            .map(|(_, id)| id)
+            .filter(|id| !id.is_empty() && !id.contains('/'))
+        else {
+            return refused(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!("{path}: no such route; send GET /v1/batches/{{batchId}}"),
+            ));
+        };
+        let found = if method == http::Method::DELETE {
+            let now = self.clock.now().timestamp();
+            match stop_batch(&self.jobs, &self.registry, batch_id, now).await {
+                Ok(batch) => Ok(Some(batch)),
+                Err(BatchError::NotFound(_)) => Ok(None),
+                Err(BatchError::Registry(error)) => Err(error),
+                Err(other) => Err(shared::domain::error::RegistryError::Unavailable(
+                    other.to_string(),
+                )),
+            }
+        } else {
+            self.registry.get(batch_id).await
+        };
+        match found {
+            Ok(Some(batch)) => (StatusCode::OK, describe(&batch, &self.store)),
+            Ok(None) => refused(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "BatchNotFound",
+                format!("no batch {batch_id:?}; batches are kept 30 days"),
+            )),
+            Err(error) => {
+                tracing::warn!(%error, "batch registry unavailable");
+                refused(
+                    ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "RegistryUnavailable",
+                        "The batch registry did not answer; retry.",
+                    )
+                    .retry_after(5),
+                )
+            }
+        }
+    }
+}
+
+/// A batch as `GET /v1/batches/{batchId}` shows it.
+pub fn describe<S: ObjectStore>(batch: &Batch, store: &S) -> Value {
+    let sum =
+        |f: fn(&shared::domain::batch::JobEntry) -> u64| batch.jobs.iter().map(f).sum::<u64>();
+    let (processed, succeeded, failed) = match &batch.summary {
+        Some(s) => (s.total, s.succeeded, s.failed),
+        None => (
+            sum(|j| j.processed),
+            sum(|j| j.succeeded),
+            sum(|j| j.failed),
+        ),
+    };
+    json!({
+        "batchId": batch.batch_id,
+        "name": batch.name,
+        "status": batch.status,
+        "modelId": batch.model_id,
+        "source": batch.source,
+        "direct": batch.direct,
+        "records": {"total": batch.record_count, "processed": processed, "succeeded": succeeded, "failed": failed},
+        "tokens": batch.summary.as_ref().map(|s| json!({"input": s.input_tokens, "output": s.output_tokens})),
+        "costUsd": batch.summary.as_ref().map(|s| s.cost_usd),
+        "onDemandCostUsd": batch.summary.as_ref().map(|s| s.on_demand_cost_usd),
+        "jobs": batch.jobs.iter().map(|j| json!({
+            "name": j.name, "jobArn": j.arn, "status": j.status, "recordCount": j.record_count,
+            "processed": j.processed, "succeeded": j.succeeded, "failed": j.failed, "message": j.message,
+        })).collect::<Vec<_>>(),
+        "rejection": batch.rejection,
+        "results": batch.results_key.as_deref().map(|k| store.uri(k)),
+        "createdAt": batch.created_at,
+        "updatedAt": batch.updated_at,
+    })
+}
+
+fn request_id(request: &Request) -> String {
+    match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.request_id.clone(),
+        Some(RequestContext::ApiGatewayV1(ctx)) => ctx.request_id.clone(),
+        _ => None,
+    }
+    .unwrap_or_else(|| "unknown".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_told_apart() {
+        assert_eq!(
+            trigger_of(&json!({"detail-type": "Scheduled Event", "source": "aws.events"})),
+            Trigger::Schedule
+        );
+        assert_eq!(
+            trigger_of(
+                &json!({"detail-type": "Batch Inference Job State Change", "source": "aws.bedrock", "detail": {"batchJobName": "babc-0", "status": "Completed"}})
+            ),
+            Trigger::JobStateChange {
+                job_name: "babc-0".into()
+            }
+        );
+        assert_eq!(
+            trigger_of(&json!({"version": "2.0", "requestContext": {}})),
+            Trigger::Http
+        );
+        assert_eq!(trigger_of(&json!({"hello": 1})), Trigger::Unknown);
+    }
+}

@@ -1,0 +1,485 @@
+//! batch-submit: `POST /v1/batches` turns records into Bedrock batch-inference jobs (half the
+//! on-demand price), or answers a batch under the per-job minimum through on-demand Converse.
+
+use http::{header, HeaderValue, Method, StatusCode};
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde_json::{json, Map, Value};
+
+use aws_lambda_events::event::s3::S3Event;
+use shared::api::ApiError;
+use shared::batch::{
+    answer_directly, batch_id_for, prepare_jobs, submit_queued, BatchError, BatchSettings,
+    SmallPolicy,
+};
+use shared::domain::batch::{
+    Batch, BatchRecord, BatchStatus, RecordCollector, RecordProblem, Rejection,
+};
+use shared::domain::error::StoreError;
+use shared::ports::{BatchJobs, BatchRegistry, Clock, ModelInvoker, ObjectStore};
+
+/// The function with its adapters, built once per instance.
+pub struct SubmitApp<S, R, J, M, C> {
+    pub settings: BatchSettings,
+    /// The model of an upload whose object names none (`BATCH_DEFAULT_MODEL`).
+    pub default_model: Option<String>,
+    pub store: S,
+    pub registry: R,
+    pub jobs: J,
+    pub model: M,
+    pub clock: C,
+}
+
+impl<S, R, J, M, C> SubmitApp<S, R, J, M, C>
+where
+    S: ObjectStore,
+    R: BatchRegistry,
+    J: BatchJobs,
+    M: ModelInvoker,
+    C: Clock,
+{
+    /// One function for both triggers: S3 uploads and API Gateway requests.
+    pub async fn on_event(&self, event: Value) -> Result<Value, BatchError> {
+        if event
+            .pointer("/Records/0/eventSource")
+            .and_then(Value::as_str)
+            == Some("aws:s3")
+        {
+            let s3: S3Event = serde_json::from_value(event)
+                .map_err(|e| BatchError::Store(StoreError(format!("unreadable S3 event: {e}"))))?;
+            let batches = self.on_s3(s3).await?;
+            let started: Vec<Value> = batches
+                .iter()
+                .map(|b| json!({"batchId": b.batch_id, "status": b.status}))
+                .collect();
+            return Ok(json!({ "batches": started }));
+        }
+        let response = match lambda_http::request::from_str(&event.to_string()) {
+            Ok(request) => self.handle(request).await,
+            Err(error) => {
+                let refused = ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidRequest",
+                    format!("not an API Gateway request or an S3 event: {error}"),
+                );
+                json_response(refused.status, &refused.body("unknown"))
+            }
+        };
+        Ok(gateway_response(&response))
+    }
+}
+
+/// A response as API Gateway (REST or HTTP API) takes it from a Lambda function.
+pub fn gateway_response(response: &Response<Body>) -> Value {
+    let body = match response.body() {
+        Body::Text(text) => text.clone(),
+        Body::Binary(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+        _ => String::new(),
+    };
+    let headers: Map<String, Value> = response
+        .headers()
+        .iter()
+        .filter_map(|(k, v)| {
+            Some((
+                k.as_str().to_owned(),
+                Value::String(v.to_str().ok()?.to_owned()),
+            ))
+        })
+        .collect();
+    json!({
+        "statusCode": response.status().as_u16(),
+        "headers": headers,
+        "body": body,
+        "isBase64Encoded": false,
+    })
+}
+
+/// A request that passed validation.
+struct Submission {
+    model_id: String,
+    name: Option<String>,
+    collector: RecordCollector,
+}
+
+impl<S, R, J, M, C> SubmitApp<S, R, J, M, C>
+where
+    S: ObjectStore,
+    R: BatchRegistry,
+    J: BatchJobs,
+    M: ModelInvoker,
+    C: Clock,
+{
+    /// Answers every request with a response, never an error (API Gateway would make it a 502).
+    pub async fn handle(&self, request: Request) -> Response<Body> {
+        let request_id = request_id(&request);
+        match self.submit(&request).await {
+            Ok(batch) => json_response(StatusCode::ACCEPTED, &accepted(&batch)),
+            Err((error, extra)) => {
+                tracing::warn!(
+                    request_id,
+                    status = error.status.as_u16(),
+                    code = error.code,
+                    cause = error.cause.as_deref().unwrap_or("none"),
+                    "batch refused"
+                );
+                let mut body = error.body(&request_id);
+                if let (Some(target), Some(extra)) = (body["error"].as_object_mut(), extra) {
+                    target.extend(extra);
+                }
+                json_response(error.status, &body)
+            }
+        }
+    }
+
+    async fn submit(&self, request: &Request) -> Result<Batch, Refusal> {
+        let Submission {
+            model_id,
+            name,
+            collector,
+        } = parse(request).map_err(|e| (e, None))?;
+        if !collector.rejection.is_empty() {
+            return Err(rejected(&collector.rejection));
+        }
+        let records = collector.records;
+        if records.len() < self.settings.min_records
+            && self.settings.small_policy == SmallPolicy::Reject
+        {
+            return Err((too_few(records.len(), self.settings.min_records), None));
+        }
+        let canonical = serde_json::to_vec(&records).unwrap_or_default();
+        let batch_id = batch_id_for(&[
+            model_id.as_bytes(),
+            name.as_deref().unwrap_or("").as_bytes(),
+            &canonical,
+        ]);
+        let batch = self.new_batch(batch_id, model_id, name, "api".to_owned(), records.len());
+        self.start(batch, &records).await.map_err(unavailable)
+    }
+
+    fn new_batch(
+        &self,
+        batch_id: String,
+        model_id: String,
+        name: Option<String>,
+        source: String,
+        count: usize,
+    ) -> Batch {
+        let now = self.clock.now().timestamp();
+        Batch {
+            batch_id,
+            name,
+            model_id,
+            source,
+            status: BatchStatus::Queued,
+            jobs: Vec::new(),
+            record_count: count as u64,
+            direct: count < self.settings.min_records,
+            rejection: None,
+            results_key: None,
+            summary: None,
+            created_at: now,
+            updated_at: now,
+            version: 0,
+        }
+    }
+
+    /// Starts a valid batch once: answered directly when small, else job inputs written,
+    /// registered, and jobs submitted within the quota. A batch already registered (a retried
+    /// request, a redelivered event) is returned as it is.
+    async fn start(&self, mut batch: Batch, records: &[BatchRecord]) -> Result<Batch, BatchError> {
+        if let Some(existing) = self.registry.get(&batch.batch_id).await? {
+            return Ok(existing);
+        }
+        if batch.direct {
+            answer_directly(
+                &self.model,
+                &self.store,
+                &mut batch,
+                records,
+                &self.settings,
+            )
+            .await?;
+            self.registry.create(&batch).await?;
+            return Ok(batch);
+        }
+        prepare_jobs(&self.store, &mut batch, records, self.settings.max_records).await?;
+        if !self.registry.create(&batch).await? {
+            // Another instance registered the same batch meanwhile: it submits the jobs.
+            return self
+                .registry
+                .get(&batch.batch_id)
+                .await?
+                .ok_or_else(|| BatchError::NotFound(batch.batch_id.clone()));
+        }
+        submit_queued(&self.jobs, &self.store, &mut batch, &self.settings).await;
+        batch.status = batch.status_from_jobs();
+        batch.version += 1;
+        // The schedule submits whatever this write leaves queued, so a lost race loses nothing.
+        if let Err(error) = self.registry.update(&batch).await {
+            tracing::warn!(%error, batch_id = batch.batch_id, "batch registered, its job states not yet");
+        }
+        Ok(batch)
+    }
+
+    /// An S3 `ObjectCreated` event: each `batch-input/*.jsonl` object becomes a batch, once.
+    /// An error is returned only for what is worth a retry (the event is then redelivered).
+    pub async fn on_s3(&self, event: S3Event) -> Result<Vec<Batch>, BatchError> {
+        let mut batches = Vec::new();
+        for record in event.records {
+            let Some(key) = record.s3.object.key.as_deref().map(object_key) else {
+                continue;
+            };
+            if !key.starts_with(UPLOAD_PREFIX) || !key.ends_with(".jsonl") {
+                tracing::info!(key, "not a batch upload (batch-input/*.jsonl); ignored");
+                continue;
+            }
+            let bucket = record.s3.bucket.name.unwrap_or_default();
+            let version = record
+                .s3
+                .object
+                .version_id
+                .or(record.s3.object.e_tag)
+                .unwrap_or_default();
+            let batch_id = batch_id_for(&[bucket.as_bytes(), key.as_bytes(), version.as_bytes()]);
+            batches.push(self.upload(batch_id, &key).await?);
+        }
+        Ok(batches)
+    }
+
+    async fn upload(&self, batch_id: String, key: &str) -> Result<Batch, BatchError> {
+        if let Some(existing) = self.registry.get(&batch_id).await? {
+            tracing::info!(
+                batch_id,
+                "upload already a batch; redelivered event ignored"
+            );
+            return Ok(existing);
+        }
+        let metadata = self.store.metadata(key).await?.unwrap_or_default();
+        let model_id = metadata
+            .get("model-id")
+            .cloned()
+            .or_else(|| self.default_model.clone());
+        let bytes = self.store.get(key).await?.unwrap_or_default();
+        let mut collector = RecordCollector::default();
+        for (index, line) in bytes.split(|b| *b == b'\n').enumerate() {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let parsed =
+                serde_json::from_slice::<Value>(line).map_err(|e| format!("not JSON: {e}"));
+            collector.add(index + 1, parsed);
+        }
+        let source = self.store.uri(key);
+        let name = key.rsplit('/').next().map(str::to_owned);
+        let Some(model_id) = model_id else {
+            collector.rejection.add(RecordProblem {
+                position: 0,
+                record_id: None,
+                reason: "no model: set the object's x-amz-meta-model-id or BATCH_DEFAULT_MODEL"
+                    .to_owned(),
+            });
+            return self
+                .reject(batch_id, String::new(), name, source, collector)
+                .await;
+        };
+        let count = collector.records.len();
+        if collector.rejection.is_empty()
+            && count < self.settings.min_records
+            && self.settings.small_policy == SmallPolicy::Reject
+        {
+            collector.rejection.add(RecordProblem {
+                position: 0,
+                record_id: None,
+                reason: too_few(count, self.settings.min_records).message,
+            });
+        }
+        if !collector.rejection.is_empty() {
+            return self
+                .reject(batch_id, model_id, name, source, collector)
+                .await;
+        }
+        let batch = self.new_batch(batch_id, model_id, name, source, count);
+        self.start(batch, &collector.records).await
+    }
+
+    /// A refused upload is a `Rejected` batch carrying the report, readable like any batch.
+    async fn reject(
+        &self,
+        batch_id: String,
+        model_id: String,
+        name: Option<String>,
+        source: String,
+        collector: RecordCollector,
+    ) -> Result<Batch, BatchError> {
+        let count = collector.records.len() + collector.rejection.problem_count;
+        let mut batch = self.new_batch(batch_id, model_id, name, source, count);
+        batch.status = BatchStatus::Rejected;
+        batch.direct = false;
+        tracing::warn!(
+            batch_id = batch.batch_id,
+            problems = collector.rejection.problem_count,
+            "upload rejected; nothing submitted"
+        );
+        batch.rejection = Some(collector.rejection);
+        self.registry.create(&batch).await?;
+        Ok(batch)
+    }
+}
+
+/// Uploads under this prefix become batches.
+pub const UPLOAD_PREFIX: &str = "batch-input/";
+
+/// S3 event keys are URL-encoded, with `+` for spaces.
+fn object_key(raw: &str) -> String {
+    let spaced = raw.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+fn too_few(count: usize, min: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "TooFewRecords",
+        format!("{count} records is under Bedrock's minimum of {min} for a batch job, and BATCH_SMALL_POLICY is reject; send more records or use /v1/invoke"),
+    )
+}
+
+/// A refused request: the error, and fields to add to its body.
+type Refusal = (ApiError, Option<Map<String, Value>>);
+
+fn unavailable(error: BatchError) -> Refusal {
+    let mut api = ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "BatchUnavailable",
+        "The batch could not be stored or submitted; retry: the same request never makes a second batch.",
+    )
+    .retry_after(5);
+    api.cause = Some(error.to_string());
+    (api, None)
+}
+
+fn rejected(rejection: &Rejection) -> Refusal {
+    let listed: Vec<String> = rejection
+        .problems
+        .iter()
+        .take(3)
+        .map(|p| format!("records[{}]: {}", p.position, p.reason))
+        .collect();
+    let error = ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "InvalidRecords",
+        format!(
+            "{} record(s) are invalid, so nothing was submitted ({}); see problems",
+            rejection.problem_count,
+            listed.join("; ")
+        ),
+    );
+    let mut extra = Map::new();
+    extra.insert("problems".into(), json!(rejection.problems));
+    extra.insert("problemCount".into(), json!(rejection.problem_count));
+    (error, Some(extra))
+}
+
+fn invalid(field: &str, reason: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "ValidationError",
+        format!("{field}: {reason}"),
+    )
+}
+
+fn parse(request: &Request) -> Result<Submission, ApiError> {
+    if request.method() != Method::POST {
+        return Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            format!("{} is not allowed; send POST /v1/batches", request.method()),
+        ));
+    }
+    let body: Value = serde_json::from_slice(request.body().as_ref()).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidJson",
+            format!("the request body is not valid JSON: {e}"),
+        )
+    })?;
+    let Value::Object(mut body) = body else {
+        return Err(invalid(
+            "body",
+            "must be a JSON object with modelId and records",
+        ));
+    };
+    if let Some(extra) = body
+        .keys()
+        .find(|k| !["modelId", "records", "name"].contains(&k.as_str()))
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "UnknownField",
+            format!("{extra}: unknown field; expected modelId, records, name"),
+        ));
+    }
+    let model_id = match body.remove("modelId") {
+        Some(Value::String(id)) if !id.trim().is_empty() => id,
+        _ => {
+            return Err(invalid(
+                "modelId",
+                "is required: the model id or inference profile the batch runs on",
+            ))
+        }
+    };
+    let name = match body.remove("name") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(name)) => Some(name),
+        Some(_) => return Err(invalid("name", "must be a string")),
+    };
+    let Some(Value::Array(records)) = body.remove("records") else {
+        return Err(invalid("records", "is required: an array of records"));
+    };
+    if records.is_empty() {
+        return Err(invalid("records", "must hold at least one record"));
+    }
+    let mut collector = RecordCollector::default();
+    for (index, record) in records.into_iter().enumerate() {
+        collector.add(index, Ok(record));
+    }
+    Ok(Submission {
+        model_id,
+        name,
+        collector,
+    })
+}
+
+fn accepted(batch: &Batch) -> Value {
+    json!({
+        "batchId": batch.batch_id,
+        "status": batch.status,
+        "recordCount": batch.record_count,
+        "direct": batch.direct,
+        "jobs": batch.jobs.iter().map(|j| json!({
+            "name": j.name, "jobArn": j.arn, "status": j.status, "recordCount": j.record_count,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn request_id(request: &Request) -> String {
+    let from_gateway = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.request_id.clone(),
+        Some(RequestContext::ApiGatewayV1(ctx)) => ctx.request_id.clone(),
+        _ => None,
+    };
+    from_gateway
+        .or_else(|| request.lambda_context_ref().map(|c| c.request_id.clone()))
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
+    let mut response = Response::new(Body::from(body.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}

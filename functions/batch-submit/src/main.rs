@@ -1,0 +1,35 @@
+use aws_config::BehaviorVersion;
+use batch_submit::SubmitApp;
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use serde_json::Value;
+use shared::adapters::batch_registry::DynamoDbBatchRegistry;
+use shared::adapters::bedrock::{BedrockInvoker, BedrockSettings};
+use shared::adapters::bedrock_batch::BedrockBatchJobs;
+use shared::adapters::clock::SystemClock;
+use shared::adapters::s3_store::S3Store;
+use shared::batch::BatchSettings;
+use shared::config::Env;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init_tracing();
+    let env = Env::from_process();
+    let settings = BatchSettings::from_env(&env)?;
+    let bucket = env.required("BATCH_BUCKET_NAME")?;
+    let table = env.required("BATCH_TABLE_NAME")?;
+    let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    let app = SubmitApp {
+        settings,
+        default_model: env.get("BATCH_DEFAULT_MODEL").map(str::to_owned),
+        store: S3Store::from_sdk_config(&sdk, bucket),
+        registry: DynamoDbBatchRegistry::new(aws_sdk_dynamodb::Client::new(&sdk), table),
+        jobs: BedrockBatchJobs::new(&sdk),
+        model: BedrockInvoker::new(&sdk, &BedrockSettings::default()),
+        clock: SystemClock,
+    };
+    let app = &app;
+    run(service_fn(move |event: LambdaEvent<Value>| async move {
+        app.on_event(event.payload).await.map_err(Error::from)
+    }))
+    .await
+}

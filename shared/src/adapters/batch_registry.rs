@@ -1,0 +1,152 @@
+//! The batch registry on DynamoDB: one item per batch, the batch as JSON beside the attributes
+//! that conditions and the schedule read (`status`, `version`), and a TTL.
+
+use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use crate::domain::batch::{Batch, BatchStatus};
+use crate::domain::error::RegistryError;
+use crate::ports::BatchRegistry;
+
+/// Partition key attribute, as in infra/template.yaml.
+pub const KEY_ATTRIBUTE: &str = "batchId";
+/// A batch is kept this long after its last change.
+pub const RETENTION_SECONDS: i64 = 30 * 24 * 3600;
+
+#[derive(Debug, Clone)]
+pub struct DynamoDbBatchRegistry {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl DynamoDbBatchRegistry {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+}
+
+fn unavailable(error: impl std::error::Error) -> RegistryError {
+    RegistryError::Unavailable(DisplayErrorContext(error).to_string())
+}
+
+fn status_name(status: BatchStatus) -> String {
+    serde_json::to_value(status)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+fn item(batch: &Batch) -> Result<std::collections::HashMap<String, AttributeValue>, RegistryError> {
+    let payload = serde_json::to_string(batch)
+        .map_err(|e| RegistryError::Unavailable(format!("cannot encode batch: {e}")))?;
+    Ok([
+        (KEY_ATTRIBUTE, AttributeValue::S(batch.batch_id.clone())),
+        ("status", AttributeValue::S(status_name(batch.status))),
+        ("version", AttributeValue::N(batch.version.to_string())),
+        (
+            "expiresAt",
+            AttributeValue::N((batch.updated_at + RETENTION_SECONDS).to_string()),
+        ),
+        ("payload", AttributeValue::S(payload)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect())
+}
+
+fn from_item(
+    item: &std::collections::HashMap<String, AttributeValue>,
+) -> Result<Batch, RegistryError> {
+    let payload = item
+        .get("payload")
+        .and_then(|v| v.as_s().ok())
+        .ok_or_else(|| RegistryError::Unavailable("a batch item without payload".into()))?;
+    serde_json::from_str(payload)
+        .map_err(|e| RegistryError::Unavailable(format!("unreadable batch item: {e}")))
+}
+
+impl BatchRegistry for DynamoDbBatchRegistry {
+    async fn create(&self, batch: &Batch) -> Result<bool, RegistryError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item(batch)?))
+            .condition_expression("attribute_not_exists(batchId)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn get(&self, batch_id: &str) -> Result<Option<Batch>, RegistryError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(KEY_ATTRIBUTE, AttributeValue::S(batch_id.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        output.item.as_ref().map(from_item).transpose()
+    }
+
+    async fn update(&self, batch: &Batch) -> Result<(), RegistryError> {
+        let previous = batch.version.saturating_sub(1);
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item(batch)?))
+            .condition_expression("version = :previous")
+            .expression_attribute_values(":previous", AttributeValue::N(previous.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Err(RegistryError::Conflict)
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn unfinished(&self) -> Result<Vec<Batch>, RegistryError> {
+        let open = [
+            BatchStatus::Queued,
+            BatchStatus::InProgress,
+            BatchStatus::Stopping,
+        ];
+        let mut scan = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .filter_expression("#s IN (:a, :b, :c)")
+            .expression_attribute_names("#s", "status");
+        for (name, status) in [":a", ":b", ":c"].iter().zip(open) {
+            scan = scan.expression_attribute_values(*name, AttributeValue::S(status_name(status)));
+        }
+        let mut pages = scan.into_paginator().items().send();
+        let mut batches = Vec::new();
+        while let Some(item) = pages.next().await {
+            batches.push(from_item(&item.map_err(unavailable)?)?);
+        }
+        Ok(batches)
+    }
+}

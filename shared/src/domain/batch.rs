@@ -1,0 +1,550 @@
+//! Batch inference: the records a user hands in, their validation, the batch and its jobs in
+//! the registry, and the merge of Bedrock's out-of-order output back into input order.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use super::conversation::{
+    check_inference, check_messages, check_texts, InferenceConfig, Message, Role, TextBlock, Usage,
+};
+
+/// Problems listed in a rejection report; the rest are only counted.
+pub const MAX_LISTED_PROBLEMS: usize = 20;
+
+/// One line of Bedrock's batch input: a record id and a Converse request body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchRecord {
+    pub record_id: String,
+    pub model_input: Value,
+}
+
+/// A record that was refused: its position (index from 0 in an API call, line from 1 in a
+/// file), its id if it had one, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordProblem {
+    pub position: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record_id: Option<String>,
+    pub reason: String,
+}
+
+/// Why a batch was refused as a whole: a capped list of problems and their count.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rejection {
+    pub problems: Vec<RecordProblem>,
+    pub problem_count: usize,
+}
+
+impl Rejection {
+    pub fn add(&mut self, problem: RecordProblem) {
+        if self.problems.len() < MAX_LISTED_PROBLEMS {
+            self.problems.push(problem);
+        }
+        self.problem_count += 1;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.problem_count == 0
+    }
+}
+
+/// The invoke form: what `POST /v1/invoke` takes, with an optional record id.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct InvokeForm {
+    record_id: Option<String>,
+    messages: Option<Vec<Message>>,
+    prompt: Option<String>,
+    system: Option<Vec<TextBlock>>,
+    inference_config: Option<InferenceConfig>,
+}
+
+/// The parts of a Converse body that are checked; the rest passes through as given.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ConverseBody {
+    messages: Vec<Message>,
+    #[serde(default)]
+    system: Vec<TextBlock>,
+    #[serde(default)]
+    inference_config: InferenceConfig,
+}
+
+fn record_id(value: &Value) -> Option<String> {
+    value
+        .get("recordId")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
+fn check_body(body: &ConverseBody) -> Result<(), String> {
+    check_messages(&body.messages)
+        .and_then(|()| check_texts("system", &body.system))
+        .and_then(|()| check_inference(&body.inference_config))
+        .map_err(|invalid| invalid.to_string())
+}
+
+/// A record in Bedrock's form (`recordId`, `modelInput`) or the invoke form (`messages` or
+/// `prompt`, `system`, `inferenceConfig`), as a batch line; the id is `None` when absent.
+pub fn parse_record(value: Value) -> Result<(Option<String>, Value), String> {
+    if !value.is_object() {
+        return Err("a record must be a JSON object".to_owned());
+    }
+    let id = record_id(&value);
+    if value.get("recordId").is_some_and(|v| !v.is_string()) {
+        return Err("recordId must be a string".to_owned());
+    }
+    if let Some(input) = value.get("modelInput") {
+        if let Some(extra) = value
+            .as_object()
+            .and_then(|o| o.keys().find(|k| *k != "recordId" && *k != "modelInput"))
+        {
+            return Err(format!("unknown field {extra:?} beside modelInput"));
+        }
+        let body: ConverseBody = serde_json::from_value(input.clone())
+            .map_err(|e| format!("modelInput is not a Converse request: {e}"))?;
+        check_body(&body).map_err(|e| format!("modelInput.{e}"))?;
+        return Ok((id, input.clone()));
+    }
+    let form: InvokeForm = serde_json::from_value(value).map_err(|e| e.to_string())?;
+    let messages = match (form.messages, form.prompt) {
+        (Some(_), Some(_)) => return Err("send either messages or prompt, not both".to_owned()),
+        (None, None) => return Err("messages or prompt is required".to_owned()),
+        (Some(messages), None) => messages,
+        (None, Some(prompt)) => vec![Message {
+            role: Role::User,
+            content: vec![TextBlock::new(prompt)],
+        }],
+    };
+    let body = ConverseBody {
+        messages,
+        system: form.system.unwrap_or_default(),
+        inference_config: form.inference_config.unwrap_or_default(),
+    };
+    check_body(&body)?;
+    let mut input = Map::new();
+    input.insert("messages".into(), json!(body.messages));
+    if !body.system.is_empty() {
+        input.insert("system".into(), json!(body.system));
+    }
+    if body.inference_config != InferenceConfig::default() {
+        input.insert("inferenceConfig".into(), json!(body.inference_config));
+    }
+    Ok((form.record_id, Value::Object(input)))
+}
+
+/// Collects records in order, assigning missing ids and refusing duplicates.
+#[derive(Debug, Default)]
+pub struct RecordCollector {
+    pub records: Vec<BatchRecord>,
+    pub rejection: Rejection,
+    seen: std::collections::HashSet<String>,
+}
+
+impl RecordCollector {
+    /// Adds the record at `position` (`index` is its place among all records, for the id).
+    pub fn add(&mut self, position: usize, value: Result<Value, String>) {
+        let index = self.records.len() + self.rejection.problem_count;
+        let parsed = value.and_then(|value| {
+            let id = record_id(&value);
+            parse_record(value).map_err(|reason| (id, reason).1)
+        });
+        match parsed {
+            Ok((id, model_input)) => {
+                let record_id = id.unwrap_or_else(|| format!("auto-{index:08}"));
+                if record_id.is_empty() || !self.seen.insert(record_id.clone()) {
+                    let reason = if record_id.is_empty() {
+                        "recordId must not be empty"
+                    } else {
+                        "duplicate recordId: ids must be unique within a batch"
+                    };
+                    self.rejection.add(RecordProblem {
+                        position,
+                        record_id: Some(record_id),
+                        reason: reason.to_owned(),
+                    });
+                    return;
+                }
+                self.records.push(BatchRecord {
+                    record_id,
+                    model_input,
+                });
+            }
+            Err(reason) => self.rejection.add(RecordProblem {
+                position,
+                record_id: None,
+                reason,
+            }),
+        }
+    }
+}
+
+/// A batch's life, across its jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BatchStatus {
+    /// Every job waits for a free slot under the concurrent-jobs quota.
+    Queued,
+    InProgress,
+    Completed,
+    PartiallyCompleted,
+    Failed,
+    Stopping,
+    Stopped,
+    /// Refused as a whole: nothing was submitted.
+    Rejected,
+}
+
+impl BatchStatus {
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            Self::Completed
+                | Self::PartiallyCompleted
+                | Self::Failed
+                | Self::Stopped
+                | Self::Rejected
+        )
+    }
+}
+
+/// Statuses Bedrock reports for a job, plus `Queued` for one not submitted yet.
+pub const JOB_QUEUED: &str = "Queued";
+
+pub fn job_has_ended(status: &str) -> bool {
+    matches!(
+        status,
+        "Completed" | "PartiallyCompleted" | "Failed" | "Stopped" | "Expired"
+    )
+}
+
+/// One Bedrock job of a batch, with the input it was given.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobEntry {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+    pub status: String,
+    /// S3 key of the job's input file.
+    pub input_key: String,
+    pub record_count: u64,
+    #[serde(default)]
+    pub processed: u64,
+    #[serde(default)]
+    pub succeeded: u64,
+    #[serde(default)]
+    pub failed: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl JobEntry {
+    /// The job id at the end of its ARN, which names its output folder.
+    pub fn job_id(&self) -> Option<&str> {
+        self.arn.as_deref().and_then(|a| a.rsplit('/').next())
+    }
+}
+
+/// A batch as the registry keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Batch {
+    pub batch_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub model_id: String,
+    /// `api`, or the `s3://` URI of the uploaded file.
+    pub source: String,
+    pub status: BatchStatus,
+    pub jobs: Vec<JobEntry>,
+    pub record_count: u64,
+    /// Answered through on-demand Converse because it was under the per-job minimum.
+    #[serde(default)]
+    pub direct: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejection: Option<Rejection>,
+    /// Key of the merged `results.jsonl`, once every job has ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub results_key: Option<String>,
+    #[serde(default)]
+    pub summary: Option<BatchSummary>,
+    /// Epoch seconds.
+    pub created_at: i64,
+    pub updated_at: i64,
+    /// Bumped by every update: a write is accepted only over the version it read.
+    pub version: u64,
+}
+
+impl Batch {
+    /// The status its jobs add up to (results not yet merged count as in progress).
+    pub fn status_from_jobs(&self) -> BatchStatus {
+        if self.status == BatchStatus::Rejected {
+            return BatchStatus::Rejected;
+        }
+        let statuses: Vec<&str> = self.jobs.iter().map(|j| j.status.as_str()).collect();
+        if statuses.iter().all(|s| *s == JOB_QUEUED) {
+            return BatchStatus::Queued;
+        }
+        if !statuses.iter().all(|s| job_has_ended(s)) {
+            return if statuses.contains(&"Stopping") {
+                BatchStatus::Stopping
+            } else {
+                BatchStatus::InProgress
+            };
+        }
+        if statuses.contains(&"Stopped") {
+            BatchStatus::Stopped
+        } else if statuses.iter().all(|s| *s == "Completed") {
+            BatchStatus::Completed
+        } else if statuses.iter().all(|s| *s == "Failed" || *s == "Expired") {
+            BatchStatus::Failed
+        } else {
+            BatchStatus::PartiallyCompleted
+        }
+    }
+
+    pub fn all_jobs_ended(&self) -> bool {
+        self.jobs.iter().all(|j| job_has_ended(&j.status))
+    }
+}
+
+/// Totals of a finished batch.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchSummary {
+    pub total: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// At the batch price (half of on-demand), or on-demand for a direct batch.
+    pub cost_usd: f64,
+    pub on_demand_cost_usd: f64,
+}
+
+/// One line of `results.jsonl`: the record's answer or its error, in input order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResultLine {
+    pub record_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ResultError>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResultError {
+    pub code: String,
+    pub message: String,
+}
+
+impl ResultLine {
+    /// A line of a job's `.out` file (`modelOutput` in Converse's shape, or `error`).
+    pub fn from_output_line(line: &Value) -> Option<Self> {
+        let record_id = line.get("recordId")?.as_str()?.to_owned();
+        if let Some(error) = line.get("error") {
+            let code = match error.get("errorCode") {
+                Some(Value::String(s)) => s.clone(),
+                Some(other) => other.to_string(),
+                None => "Error".to_owned(),
+            };
+            let message = error
+                .get("errorMessage")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            return Some(Self::failed(record_id, code, message));
+        }
+        let output = line.get("modelOutput")?;
+        let text = output
+            .pointer("/output/message/content")
+            .and_then(Value::as_array)
+            .map(|blocks| {
+                blocks
+                    .iter()
+                    .filter_map(|b| b.get("text").and_then(Value::as_str))
+                    .collect::<String>()
+            });
+        let usage = output
+            .get("usage")
+            .and_then(|u| serde_json::from_value(u.clone()).ok());
+        Some(Self {
+            record_id,
+            text,
+            stop_reason: output
+                .get("stopReason")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            usage,
+            error: None,
+        })
+    }
+
+    pub fn failed(record_id: String, code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            record_id,
+            text: None,
+            stop_reason: None,
+            usage: None,
+            error: Some(ResultError {
+                code: code.into(),
+                message: message.into(),
+            }),
+        }
+    }
+}
+
+/// Splits `count` records into the fewest jobs of at most `max` records, evenly, so that no
+/// job falls under `min` when the whole is at least `min`.
+pub fn job_sizes(count: usize, max: usize) -> Vec<usize> {
+    if count == 0 || max == 0 {
+        return Vec::new();
+    }
+    let jobs = count.div_ceil(max);
+    let base = count / jobs;
+    let extra = count % jobs;
+    (0..jobs).map(|i| base + usize::from(i < extra)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_record_forms_become_converse_bodies() {
+        let (id, input) = parse_record(json!({"recordId": "a", "prompt": "hi"})).unwrap();
+        assert_eq!(id.as_deref(), Some("a"));
+        assert_eq!(
+            input,
+            json!({"messages": [{"role": "user", "content": [{"text": "hi"}]}]})
+        );
+        let bedrock = json!({"recordId": "b", "modelInput": {"messages": [{"role": "user", "content": [{"text": "x"}]}], "inferenceConfig": {"maxTokens": 5}}});
+        let (id, input) = parse_record(bedrock.clone()).unwrap();
+        assert_eq!((id.as_deref(), &input), (Some("b"), &bedrock["modelInput"]));
+        let with_system = parse_record(json!({"prompt": "x", "system": [{"text": "be brief"}], "inferenceConfig": {"maxTokens": 9}})).unwrap();
+        assert_eq!(with_system.0, None);
+        assert_eq!(with_system.1["inferenceConfig"]["maxTokens"], 9);
+    }
+
+    #[test]
+    fn bad_records_say_why() {
+        for (record, why) in [
+            (json!("text"), "JSON object"),
+            (json!({"prompt": ""}), "whitespace"),
+            (
+                json!({"messages": [{"role": "assistant", "content": [{"text": "x"}]}]}),
+                "user",
+            ),
+            (json!({"prompt": "x", "colour": 1}), "colour"),
+            (
+                json!({"modelInput": {"messages": []}}),
+                "modelInput.messages",
+            ),
+            (json!({"recordId": 5, "prompt": "x"}), "recordId"),
+            (json!({}), "messages or prompt"),
+        ] {
+            let err = parse_record(record.clone()).unwrap_err();
+            assert!(err.contains(why), "{record}: {err}");
+        }
+    }
+
+    #[test]
+    fn ids_are_assigned_and_must_be_unique() {
+        let mut collector = RecordCollector::default();
+        collector.add(0, Ok(json!({"recordId": "x", "prompt": "a"})));
+        collector.add(1, Ok(json!({"prompt": "b"})));
+        collector.add(2, Ok(json!({"recordId": "x", "prompt": "c"})));
+        collector.add(3, Err("not JSON".into()));
+        assert_eq!(collector.records.len(), 2);
+        assert_eq!(collector.records[1].record_id, "auto-00000001");
+        assert_eq!(collector.rejection.problem_count, 2);
+        assert_eq!(collector.rejection.problems[0].position, 2);
+        assert!(collector.rejection.problems[0].reason.contains("duplicate"));
+        let mut many = Rejection::default();
+        for i in 0..50 {
+            many.add(RecordProblem {
+                position: i,
+                record_id: None,
+                reason: "bad".into(),
+            });
+        }
+        assert_eq!(
+            (many.problems.len(), many.problem_count),
+            (MAX_LISTED_PROBLEMS, 50)
+        );
+    }
+
+    #[test]
+    fn jobs_are_split_evenly_under_the_maximum() {
+        assert_eq!(job_sizes(250, 50_000), vec![250]);
+        assert_eq!(job_sizes(120_000, 50_000), vec![40_000, 40_000, 40_000]);
+        assert_eq!(job_sizes(100_001, 50_000), vec![33_334, 33_334, 33_333]);
+        assert!(job_sizes(0, 10).is_empty());
+    }
+
+    #[test]
+    fn output_lines_become_result_lines() {
+        let ok = json!({"recordId": "r1", "modelInput": {}, "modelOutput": {"output": {"message": {"role": "assistant", "content": [{"text": "hi"}]}}, "stopReason": "end_turn", "usage": {"inputTokens": 1, "outputTokens": 2, "totalTokens": 3}}});
+        let line = ResultLine::from_output_line(&ok).unwrap();
+        assert_eq!(
+            (line.text.as_deref(), line.usage.unwrap().total_tokens),
+            (Some("hi"), 3)
+        );
+        let failed = json!({"recordId": "r2", "modelInput": {}, "error": {"errorCode": 400, "errorMessage": "bad"}});
+        let line = ResultLine::from_output_line(&failed).unwrap();
+        assert_eq!(line.error.unwrap().code, "400");
+    }
+
+    fn job(status: &str) -> JobEntry {
+        JobEntry {
+            name: "j".into(),
+            arn: None,
+            status: status.into(),
+            input_key: "k".into(),
+            record_count: 1,
+            processed: 0,
+            succeeded: 0,
+            failed: 0,
+            message: None,
+        }
+    }
+
+    #[test]
+    fn a_batch_status_adds_up_its_jobs() {
+        let mut batch = Batch {
+            batch_id: "b".into(),
+            name: None,
+            model_id: "m".into(),
+            source: "api".into(),
+            status: BatchStatus::Queued,
+            jobs: vec![job(JOB_QUEUED), job(JOB_QUEUED)],
+            record_count: 2,
+            direct: false,
+            rejection: None,
+            results_key: None,
+            summary: None,
+            created_at: 0,
+            updated_at: 0,
+            version: 0,
+        };
+        assert_eq!(batch.status_from_jobs(), BatchStatus::Queued);
+        batch.jobs[0].status = "InProgress".into();
+        assert_eq!(batch.status_from_jobs(), BatchStatus::InProgress);
+        batch.jobs[0].status = "Completed".into();
+        batch.jobs[1].status = "Completed".into();
+        assert_eq!(batch.status_from_jobs(), BatchStatus::Completed);
+        batch.jobs[1].status = "Failed".into();
+        assert_eq!(batch.status_from_jobs(), BatchStatus::PartiallyCompleted);
+        batch.jobs[1].status = "Stopped".into();
+        assert_eq!(batch.status_from_jobs(), BatchStatus::Stopped);
+    }
+}

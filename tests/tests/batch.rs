@@ -1,0 +1,371 @@
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+//! batch-submit and batch-status against the local stack: the batch bucket and registry on
+//! moto, Bedrock's batch API on the emulator.
+
+use integration_tests::batch::BatchHarness;
+use integration_tests::invoke::{unique, HAIKU};
+use integration_tests::Emulator;
+use serde_json::{json, Value};
+use shared::domain::batch::BatchStatus;
+
+/// Emulator jobs that move every few milliseconds.
+async fn fast_emulator() -> Emulator {
+    let emulator = Emulator::reset().await;
+    emulator.configure(json!({"batchStepMs": 10})).await;
+    emulator
+}
+
+fn records(count: usize, label: &str) -> Vec<Value> {
+    let run = unique(label);
+    (0..count)
+        .map(|i| json!({"recordId": format!("rec-{i:05}"), "prompt": format!("{run}: question {i}")}))
+        .collect()
+}
+
+fn ids(lines: &[Value]) -> Vec<String> {
+    lines
+        .iter()
+        .map(|l| l["recordId"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn two_hundred_fifty_records_become_one_job_and_come_back_in_input_order() {
+    let emulator = fast_emulator().await;
+    // No state-change events at all: the schedule alone brings the batch to its end.
+    emulator.configure(json!({"eventsEnabled": false})).await;
+    let harness = BatchHarness::new(&[]).await;
+    let input = records(250, "api batch");
+    let reply = harness
+        .submit(&json!({"modelId": HAIKU, "records": input}))
+        .await;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    assert_eq!(reply.body["jobs"].as_array().unwrap().len(), 1);
+    assert_eq!(reply.body["jobs"][0]["status"], "Submitted");
+    let batch_id = reply.body["batchId"].as_str().unwrap().to_owned();
+
+    let batch = harness.schedule_until_ended(&batch_id).await;
+    assert_eq!(batch.status, BatchStatus::Completed);
+    let lines = harness.results(&batch).await;
+    assert_eq!(
+        ids(&lines),
+        ids(&input),
+        "every record once, in input order"
+    );
+    assert!(lines
+        .iter()
+        .all(|l| l["text"].is_string() && l["usage"]["outputTokens"].as_u64() > Some(0)));
+    let summary = batch.summary.unwrap();
+    assert_eq!(
+        (summary.total, summary.succeeded, summary.failed),
+        (250, 250, 0)
+    );
+    assert!((summary.cost_usd - summary.on_demand_cost_usd * 0.5).abs() < 1e-9);
+
+    let status = harness.get(&batch_id).await;
+    assert_eq!(status.status, 200);
+    assert_eq!(status.body["status"], "Completed");
+    assert_eq!(status.body["records"]["succeeded"], 250);
+    assert!(status.body["results"]
+        .as_str()
+        .unwrap()
+        .ends_with("/results.jsonl"));
+}
+
+#[tokio::test]
+async fn a_batch_under_the_minimum_is_answered_directly_in_the_same_format() {
+    let emulator = fast_emulator().await;
+    let harness = BatchHarness::new(&[]).await;
+    let input = records(40, "direct batch");
+    let reply = harness
+        .submit(&json!({"modelId": HAIKU, "records": input}))
+        .await;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    assert_eq!(reply.body["direct"], true);
+    assert_eq!(reply.body["status"], "Completed");
+    let batch = harness.batch(reply.body["batchId"].as_str().unwrap()).await;
+    let lines = harness.results(&batch).await;
+    assert_eq!(ids(&lines), ids(&input));
+    assert!(lines
+        .iter()
+        .all(|l| l["text"].is_string() && l["stopReason"] == "end_turn"));
+    assert_eq!(
+        emulator.calls(HAIKU).await,
+        40,
+        "one on-demand call a record"
+    );
+
+    let refusing = BatchHarness::new(&[("BATCH_SMALL_POLICY", "reject")]).await;
+    let reply = refusing
+        .submit(&json!({"modelId": HAIKU, "records": records(40, "refused")}))
+        .await;
+    assert_eq!(reply.status, 400);
+    assert_eq!(reply.body["error"]["code"], "TooFewRecords");
+}
+
+#[tokio::test]
+async fn one_bad_record_refuses_the_whole_batch_naming_it() {
+    let emulator = fast_emulator().await;
+    let harness = BatchHarness::new(&[]).await;
+    let mut input = records(150, "bad batch");
+    input[7] = json!({"recordId": "rec-00007", "messages": [{"role": "assistant", "content": [{"text": "hi"}]}]});
+    input[9] = json!({"recordId": "rec-00001", "prompt": "a duplicate id"});
+    let reply = harness
+        .submit(&json!({"modelId": HAIKU, "records": input}))
+        .await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    let error = &reply.body["error"];
+    assert_eq!(error["code"], "InvalidRecords");
+    assert_eq!(error["problemCount"], 2);
+    assert_eq!(error["problems"][0]["position"], 7);
+    assert!(error["problems"][1]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("duplicate"));
+    assert!(error["message"].as_str().unwrap().contains("records[7]"));
+    assert_eq!(emulator.calls(HAIKU).await, 0, "nothing submitted");
+}
+
+#[tokio::test]
+async fn the_same_request_twice_makes_one_batch_and_one_job() {
+    fast_emulator().await;
+    let harness = BatchHarness::new(&[]).await;
+    let body = json!({"modelId": HAIKU, "records": records(120, "twice")});
+    let first = harness.submit(&body).await;
+    let second = harness.submit(&body).await;
+    assert_eq!((first.status, second.status), (202, 202));
+    assert_eq!(first.body["batchId"], second.body["batchId"]);
+    assert_eq!(
+        first.body["jobs"][0]["jobArn"],
+        second.body["jobs"][0]["jobArn"]
+    );
+}
+
+#[tokio::test]
+async fn per_record_failures_show_in_results_and_counts() {
+    let emulator = fast_emulator().await;
+    emulator
+        .configure(json!({"batchRecordErrorRate": 0.1}))
+        .await;
+    let harness = BatchHarness::new(&[]).await;
+    let input = records(200, "failing records");
+    let reply = harness
+        .submit(&json!({"modelId": HAIKU, "records": input}))
+        .await;
+    let batch_id = reply.body["batchId"].as_str().unwrap().to_owned();
+    let batch = harness.schedule_until_ended(&batch_id).await;
+    assert_eq!(batch.status, BatchStatus::PartiallyCompleted);
+    let lines = harness.results(&batch).await;
+    assert_eq!(ids(&lines), ids(&input));
+    let failed = lines.iter().filter(|l| l["error"].is_object()).count();
+    assert_eq!(failed, 20);
+    let summary = batch.summary.unwrap();
+    assert_eq!((summary.succeeded, summary.failed), (180, 20));
+    let status = harness.get(&batch_id).await;
+    assert_eq!(status.body["records"]["failed"], 20);
+}
+
+#[tokio::test]
+async fn a_batch_above_the_job_maximum_is_split_and_merged_back_in_order() {
+    let emulator = fast_emulator().await;
+    emulator.configure(json!({"batchMinRecords": 10})).await;
+    let harness =
+        BatchHarness::new(&[("BATCH_MIN_RECORDS", "10"), ("BATCH_MAX_RECORDS", "100")]).await;
+    let input = records(250, "split batch");
+    let reply = harness
+        .submit(&json!({"modelId": HAIKU, "records": input}))
+        .await;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    let sizes: Vec<u64> = reply.body["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["recordCount"].as_u64().unwrap())
+        .collect();
+    assert_eq!(sizes, vec![84, 83, 83]);
+    let batch = harness
+        .schedule_until_ended(reply.body["batchId"].as_str().unwrap())
+        .await;
+    assert_eq!(batch.status, BatchStatus::Completed);
+    assert_eq!(
+        ids(&harness.results(&batch).await),
+        ids(&input),
+        "one merged result, in order"
+    );
+}
+
+#[tokio::test]
+async fn with_the_quota_at_one_a_second_batch_waits_queued_then_runs() {
+    let emulator = fast_emulator().await;
+    emulator
+        .configure(json!({"batchConcurrentJobQuota": 1}))
+        .await;
+    let harness = BatchHarness::new(&[]).await;
+    let first = harness
+        .submit(&json!({"modelId": HAIKU, "records": records(120, "first")}))
+        .await;
+    let second = harness
+        .submit(&json!({"modelId": HAIKU, "records": records(120, "second")}))
+        .await;
+    assert_eq!(
+        first.body["jobs"][0]["status"], "Submitted",
+        "{}",
+        first.body
+    );
+    assert_eq!(second.status, 202, "{}", second.body);
+    assert_eq!(second.body["status"], "Queued");
+    assert_eq!(
+        second.body["jobs"][0]["jobArn"],
+        Value::Null,
+        "not submitted, not lost"
+    );
+
+    let first = harness
+        .schedule_until_ended(first.body["batchId"].as_str().unwrap())
+        .await;
+    assert_eq!(first.status, BatchStatus::Completed);
+    let second = harness
+        .schedule_until_ended(second.body["batchId"].as_str().unwrap())
+        .await;
+    assert_eq!(second.status, BatchStatus::Completed);
+    assert_eq!(harness.results(&second).await.len(), 120);
+}
+
+/// Bedrock's state-change events alone (as the EventBridge rule delivers them) bring a batch
+/// to its end.
+#[tokio::test]
+async fn job_state_change_events_advance_the_batch() {
+    let emulator = fast_emulator().await;
+    let harness = BatchHarness::new(&[]).await;
+    let reply = harness
+        .submit(&json!({"modelId": HAIKU, "records": records(150, "events")}))
+        .await;
+    let batch_id = reply.body["batchId"].as_str().unwrap().to_owned();
+    let mut delivered = 0;
+    for _ in 0..600 {
+        let events: Value = emulator
+            .http()
+            .get(emulator.url("/_emulator/events"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let events = events["events"].as_array().cloned().unwrap_or_default();
+        for event in &events[delivered.min(events.len())..] {
+            assert_eq!(event["detail-type"], "Batch Inference Job State Change");
+            harness.status.on_event(event.clone()).await.unwrap();
+        }
+        delivered = events.len();
+        if harness.batch(&batch_id).await.status.is_final() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let batch = harness.batch(&batch_id).await;
+    assert_eq!(batch.status, BatchStatus::Completed, "{batch:?}");
+    assert!(
+        delivered >= 4,
+        "Submitted, Validating, Scheduled, InProgress, Completed…"
+    );
+}
+
+fn jsonl(lines: &[Value]) -> Vec<u8> {
+    lines
+        .iter()
+        .map(|l| format!("{l}\n"))
+        .collect::<String>()
+        .into_bytes()
+}
+
+#[tokio::test]
+async fn the_same_upload_event_three_times_makes_one_batch() {
+    fast_emulator().await;
+    let harness = BatchHarness::new(&[]).await;
+    let input = records(130, "uploaded");
+    let key = format!(
+        "batch-input/{}.jsonl",
+        unique("upload").replace([' ', ':', '#'], "-")
+    );
+    let batch_ids = harness.upload(&key, jsonl(&input), Some(HAIKU), 3).await;
+    assert!(batch_ids.windows(2).all(|w| w[0] == w[1]), "{batch_ids:?}");
+    let batch = harness.schedule_until_ended(&batch_ids[0]).await;
+    assert_eq!(batch.status, BatchStatus::Completed);
+    assert_eq!(batch.jobs.len(), 1, "one job, not three");
+    assert!(batch.source.ends_with(&key));
+    assert_eq!(ids(&harness.results(&batch).await), ids(&input));
+}
+
+#[tokio::test]
+async fn an_upload_with_a_malformed_line_7_is_rejected_naming_line_7() {
+    let emulator = fast_emulator().await;
+    let harness = BatchHarness::new(&[("BATCH_DEFAULT_MODEL", HAIKU)]).await;
+    let mut body = jsonl(&records(150, "malformed"));
+    let lines: Vec<&[u8]> = body.split(|b| *b == b'\n').collect();
+    let mut broken = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if i == 6 {
+            broken.extend_from_slice(b"{\"recordId\": \"rec-00006\", \"prompt\": ");
+        } else {
+            broken.extend_from_slice(line);
+        }
+        broken.push(b'\n');
+    }
+    body = broken;
+    let key = format!(
+        "batch-input/{}.jsonl",
+        unique("malformed").replace([' ', ':', '#'], "-")
+    );
+    let batch_ids = harness.upload(&key, body, None, 1).await;
+    let batch = harness.batch(&batch_ids[0]).await;
+    assert_eq!(batch.status, BatchStatus::Rejected);
+    let rejection = batch.rejection.clone().unwrap();
+    assert_eq!(rejection.problem_count, 1);
+    assert_eq!(
+        rejection.problems[0].position, 7,
+        "line numbers count from 1"
+    );
+    assert!(rejection.problems[0].reason.contains("not JSON"));
+    assert!(batch.jobs.is_empty(), "nothing submitted");
+    let status = harness.get(&batch_ids[0]).await;
+    assert_eq!(status.body["status"], "Rejected");
+    assert_eq!(status.body["rejection"]["problems"][0]["position"], 7);
+    let stats: Value = emulator
+        .http()
+        .get(emulator.url("/_emulator/stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        stats["batchJobs"]
+            .as_object()
+            .is_none_or(|jobs| jobs.values().all(|n| n == 0)),
+        "{stats}"
+    );
+}
+
+#[tokio::test]
+async fn a_stopped_batch_says_so() {
+    let emulator = Emulator::reset().await;
+    // Slow enough that the job is still validating when the stop arrives.
+    emulator.configure(json!({"batchStepMs": 60000})).await;
+    let harness = BatchHarness::new(&[]).await;
+    let input = records(150, "stopped");
+    let reply = harness
+        .submit(&json!({"modelId": HAIKU, "records": input}))
+        .await;
+    let batch_id = reply.body["batchId"].as_str().unwrap().to_owned();
+    let stopped = harness.stop(&batch_id).await;
+    assert_eq!(stopped.status, 200, "{}", stopped.body);
+    emulator.configure(json!({"batchStepMs": 10})).await;
+    let batch = harness.schedule_until_ended(&batch_id).await;
+    assert_eq!(batch.status, BatchStatus::Stopped);
+    let lines = harness.results(&batch).await;
+    assert_eq!(ids(&lines), ids(&input), "every record still appears once");
+    assert!(lines.iter().all(|l| l["error"]["code"] == "NotProcessed"));
+    assert_eq!(harness.get(&batch_id).await.body["status"], "Stopped");
+}
