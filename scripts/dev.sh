@@ -12,6 +12,12 @@ export CACHE_SCOPE=${CACHE_SCOPE:-shared}
 # The emulator checks the role's shape only; on AWS the template passes its batch service role.
 export BATCH_ROLE_ARN=${BATCH_ROLE_ARN:-arn:aws:iam::123456789012:role/local-bedrock-batch}
 
+# Bedrock's job state-change events go to batch-status through cargo lambda's Invoke API, as
+# the EventBridge rule delivers them in AWS.
+curl -fsS -o /dev/null "$EMULATOR_URL/_emulator/config" \
+  -d "{\"eventTarget\": \"http://127.0.0.1:$DEV_PORT/2015-03-31/functions/batch-status/invocations\"}" \
+  || echo "warning: the emulator's batch events will not reach batch-status" >&2
+
 cat <<MSG
 
 Serving the functions on http://127.0.0.1:$DEV_PORT (Ctrl-C to stop; \`make stack-down\` stops the stack).

@@ -87,6 +87,13 @@ pub trait ObjectStore: Send + Sync {
 
     /// `s3://bucket/key`, as Bedrock is given it.
     fn uri(&self, key: &str) -> String;
+
+    /// A URL that lets its holder download the object until it expires.
+    fn presign_get(
+        &self,
+        key: &str,
+        expires_in: Duration,
+    ) -> impl Future<Output = Result<String, StoreError>> + Send;
 }
 
 /// What a batch job is created with.
@@ -135,4 +142,11 @@ pub trait BatchRegistry: Send + Sync {
     fn update(&self, batch: &Batch) -> impl Future<Output = Result<(), RegistryError>> + Send;
     /// Batches not yet ended, for the schedule.
     fn unfinished(&self) -> impl Future<Output = Result<Vec<Batch>, RegistryError>> + Send;
+
+    /// Batches, newest first: `limit` of them after `page_token`, and the token of the next page.
+    fn recent(
+        &self,
+        limit: usize,
+        page_token: Option<&str>,
+    ) -> impl Future<Output = Result<(Vec<Batch>, Option<String>), RegistryError>> + Send;
 }

@@ -339,6 +339,16 @@ pub mod batch {
             self.call("DELETE", batch_id).await
         }
 
+        /// Any batch-status route, e.g. `GET /v1/batches?limit=2` or `GET /v1/batches/{id}/results`.
+        pub async fn route(&self, method: &str, path_and_query: &str) -> Reply {
+            let request = super::http_event(method, path_and_query, "");
+            let (status, body) = self.status.answer(&request).await;
+            Reply {
+                status: status.as_u16(),
+                body,
+            }
+        }
+
         async fn call(&self, method: &str, batch_id: &str) -> Reply {
             let request = super::http_event(method, &format!("/v1/batches/{batch_id}"), "");
             let (status, body) = self.status.answer(&request).await;
@@ -450,8 +460,18 @@ pub fn http_event(method: &str, path: &str, body: &str) -> lambda_http::Request 
     const V2_EVENT: &str =
         include_str!("../../functions/invoke-with-cache/tests/fixtures/apigw-v2-iam.json");
     let mut event: Value = serde_json::from_str(V2_EVENT).expect("fixture");
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
     event["body"] = Value::String(body.to_owned());
     event["rawPath"] = Value::String(path.to_owned());
+    event["rawQueryString"] = Value::String(query.to_owned());
+    let parameters: serde_json::Map<String, Value> = query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (k.to_owned(), Value::String(v.to_owned())))
+        .collect();
+    if !parameters.is_empty() {
+        event["queryStringParameters"] = Value::Object(parameters);
+    }
     event["routeKey"] = Value::String(format!("{method} {path}"));
     event["requestContext"]["http"]["method"] = Value::String(method.to_owned());
     event["requestContext"]["http"]["path"] = Value::String(path.to_owned());

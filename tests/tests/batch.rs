@@ -369,3 +369,104 @@ async fn a_stopped_batch_says_so() {
     assert!(lines.iter().all(|l| l["error"]["code"] == "NotProcessed"));
     assert_eq!(harness.get(&batch_id).await.body["status"], "Stopped");
 }
+
+#[tokio::test]
+async fn batches_are_listed_newest_first_and_results_fetched_by_url() {
+    let emulator = fast_emulator().await;
+    let harness = BatchHarness::new(&[]).await;
+    let reply = harness
+        .submit(&json!({"modelId": HAIKU, "records": records(30, "listed")}))
+        .await;
+    let batch_id = reply.body["batchId"].as_str().unwrap().to_owned();
+    let page = harness.route("GET", "/v1/batches?limit=1").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(page.body["batches"].as_array().unwrap().len(), 1);
+    let next = page.body["nextToken"]
+        .as_str()
+        .expect("more pages")
+        .to_owned();
+    let second = harness
+        .route("GET", &format!("/v1/batches?limit=100&nextToken={next}"))
+        .await;
+    assert_eq!(second.status, 200);
+    assert_eq!(
+        harness.route("GET", "/v1/batches?limit=0").await.status,
+        400
+    );
+    assert_eq!(
+        harness
+            .route("GET", "/v1/batches?nextToken=bogus")
+            .await
+            .status,
+        400
+    );
+
+    let results = harness
+        .route("GET", &format!("/v1/batches/{batch_id}/results"))
+        .await;
+    assert_eq!(results.status, 200, "{}", results.body);
+    let url = results.body["url"].as_str().unwrap();
+    assert!(url.contains("X-Amz-Signature"), "{url}");
+    let text = emulator
+        .http()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(text.lines().count(), 30);
+
+    // A batch whose jobs are still running has no results yet.
+    emulator.configure(json!({"batchStepMs": 60000})).await;
+    let running = harness
+        .submit(&json!({"modelId": HAIKU, "records": records(120, "running")}))
+        .await;
+    let running_id = running.body["batchId"].as_str().unwrap();
+    let early = harness
+        .route("GET", &format!("/v1/batches/{running_id}/results"))
+        .await;
+    assert_eq!(
+        (early.status, early.body["error"]["code"].as_str()),
+        (409, Some("ResultsNotReady"))
+    );
+    assert_eq!(
+        harness
+            .route("GET", "/v1/batches/nope/elsewhere")
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        harness
+            .route("POST", &format!("/v1/batches/{running_id}"))
+            .await
+            .status,
+        405
+    );
+}
+
+/// 120,000 uploaded records: three jobs of 40,000 under the per-job maximum, one merged result.
+#[tokio::test]
+async fn a_120000_record_upload_becomes_three_jobs_and_one_result() {
+    fast_emulator().await;
+    let harness = BatchHarness::new(&[]).await;
+    let input = records(120_000, "large upload");
+    let key = format!(
+        "batch-input/{}.jsonl",
+        unique("large").replace([' ', ':', '#'], "-")
+    );
+    let batch_ids = harness.upload(&key, jsonl(&input), Some(HAIKU), 1).await;
+    let batch = harness.batch(&batch_ids[0]).await;
+    let sizes: Vec<u64> = batch.jobs.iter().map(|j| j.record_count).collect();
+    assert_eq!(sizes, vec![40_000, 40_000, 40_000]);
+    let batch = harness.schedule_until_ended(&batch_ids[0]).await;
+    assert_eq!(batch.status, BatchStatus::Completed);
+    let lines = harness.results(&batch).await;
+    assert_eq!(lines.len(), 120_000);
+    assert!(ids(&lines)
+        .iter()
+        .zip(&input)
+        .all(|(id, record)| record["recordId"] == id.as_str()));
+}

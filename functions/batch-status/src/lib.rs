@@ -137,61 +137,149 @@ where
         })
     }
 
-    /// `GET /v1/batches/{batchId}`; `DELETE` stops the batch's jobs.
+    /// `GET /v1/batches` (recent batches), `GET /v1/batches/{batchId}`, `DELETE` of it (stops
+    /// its jobs), and `GET /v1/batches/{batchId}/results` (a presigned URL).
     pub async fn answer(&self, request: &Request) -> (StatusCode, Value) {
         let request_id = request_id(request);
+        match self.route(request).await {
+            Ok(body) => (StatusCode::OK, body),
+            Err(error) => {
+                if error.status.is_server_error() {
+                    tracing::warn!(
+                        request_id,
+                        code = error.code,
+                        cause = error.cause.as_deref().unwrap_or("none"),
+                        "batch request failed"
+                    );
+                }
+                (error.status, error.body(&request_id))
+            }
+        }
+    }
+
+    async fn route(&self, request: &Request) -> Result<Value, ApiError> {
         let path = request.uri().path().trim_end_matches('/');
-        let refused = |e: ApiError| (e.status, e.body(&request_id));
-        let method = request.method().clone();
-        if method != http::Method::GET && method != http::Method::DELETE {
-            return refused(ApiError::new(
+        let rest = path
+            .split_once("/v1/batches")
+            .map(|(_, rest)| rest.trim_start_matches('/'))
+            .ok_or_else(|| not_found(path))?;
+        let parts: Vec<&str> = if rest.is_empty() {
+            Vec::new()
+        } else {
+            rest.split('/').collect()
+        };
+        let method = request.method();
+        match (method.as_str(), parts.as_slice()) {
+            ("GET", []) => self.list(request).await,
+            ("GET", [batch_id]) => Ok(describe(&self.batch(batch_id).await?, &self.store)),
+            ("DELETE", [batch_id]) => {
+                let now = self.clock.now().timestamp();
+                let batch = stop_batch(&self.jobs, &self.registry, batch_id, now)
+                    .await
+                    .map_err(|e| batch_error(batch_id, e))?;
+                Ok(describe(&batch, &self.store))
+            }
+            ("GET", [batch_id, "results"]) => self.results_url(batch_id).await,
+            (_, [] | [_] | [_, "results"]) => Err(ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "MethodNotAllowed",
-                "send GET or DELETE /v1/batches/{batchId}",
+                format!("{method} is not allowed on {path}"),
+            )),
+            _ => Err(not_found(path)),
+        }
+    }
+
+    async fn batch(&self, batch_id: &str) -> Result<Batch, ApiError> {
+        self.registry
+            .get(batch_id)
+            .await
+            .map_err(|e| batch_error(batch_id, e.into()))?
+            .ok_or_else(|| batch_error(batch_id, BatchError::NotFound(batch_id.to_owned())))
+    }
+
+    async fn list(&self, request: &Request) -> Result<Value, ApiError> {
+        let query = request.query_string_parameters();
+        let limit = match query.first("limit") {
+            None => 20,
+            Some(raw) => raw
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=100).contains(n))
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "ValidationError",
+                        format!("limit: {raw:?} is not a number from 1 to 100"),
+                    )
+                })?,
+        };
+        let token = query.first("nextToken");
+        if token.is_some_and(|t| t.parse::<usize>().is_err()) {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "ValidationError",
+                "nextToken: not a token this API gave; start without it",
             ));
         }
-        let Some(batch_id) = path
-            .rsplit_once("/v1/batches/")
-            .map(|(_, id)| id)
-            .filter(|id| !id.is_empty() && !id.contains('/'))
-        else {
-            return refused(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "NotFound",
-                format!("{path}: no such route; send GET /v1/batches/{{batchId}}"),
+        let (batches, next) = self
+            .registry
+            .recent(limit, token)
+            .await
+            .map_err(|e| batch_error("", e.into()))?;
+        let items: Vec<Value> = batches.iter().map(|b| describe(b, &self.store)).collect();
+        Ok(json!({"batches": items, "nextToken": next}))
+    }
+
+    async fn results_url(&self, batch_id: &str) -> Result<Value, ApiError> {
+        let batch = self.batch(batch_id).await?;
+        let Some(key) = batch.results_key.as_deref() else {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "ResultsNotReady",
+                format!(
+                    "batch {batch_id} is {:?}: results are written when every job has ended",
+                    batch.status
+                ),
             ));
         };
-        let found = if method == http::Method::DELETE {
-            let now = self.clock.now().timestamp();
-            match stop_batch(&self.jobs, &self.registry, batch_id, now).await {
-                Ok(batch) => Ok(Some(batch)),
-                Err(BatchError::NotFound(_)) => Ok(None),
-                Err(BatchError::Registry(error)) => Err(error),
-                Err(other) => Err(shared::domain::error::RegistryError::Unavailable(
-                    other.to_string(),
-                )),
-            }
-        } else {
-            self.registry.get(batch_id).await
-        };
-        match found {
-            Ok(Some(batch)) => (StatusCode::OK, describe(&batch, &self.store)),
-            Ok(None) => refused(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "BatchNotFound",
-                format!("no batch {batch_id:?}; batches are kept 30 days"),
-            )),
-            Err(error) => {
-                tracing::warn!(%error, "batch registry unavailable");
-                refused(
-                    ApiError::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "RegistryUnavailable",
-                        "The batch registry did not answer; retry.",
-                    )
-                    .retry_after(5),
-                )
-            }
+        let url = self
+            .store
+            .presign_get(key, RESULTS_URL_TTL)
+            .await
+            .map_err(|e| batch_error(batch_id, e.into()))?;
+        Ok(
+            json!({"url": url, "expiresInSeconds": RESULTS_URL_TTL.as_secs(), "results": self.store.uri(key)}),
+        )
+    }
+}
+
+/// How long a results URL works.
+pub const RESULTS_URL_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
+
+fn not_found(path: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        format!("{path}: no such route; see GET /v1/batches, GET|DELETE /v1/batches/{{batchId}}, GET /v1/batches/{{batchId}}/results"),
+    )
+}
+
+fn batch_error(batch_id: &str, error: BatchError) -> ApiError {
+    match error {
+        BatchError::NotFound(_) => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "BatchNotFound",
+            format!("no batch {batch_id:?}; batches are kept 30 days"),
+        ),
+        other => {
+            let mut api = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "BatchUnavailable",
+                "The batch registry or bucket did not answer; retry.",
+            )
+            .retry_after(5);
+            api.cause = Some(other.to_string());
+            api
         }
     }
 }

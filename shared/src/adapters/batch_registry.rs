@@ -126,6 +126,41 @@ impl BatchRegistry for DynamoDbBatchRegistry {
         }
     }
 
+    /// A scan sorted in memory, the page token an offset: enough for a registry whose items
+    /// expire after 30 days; a time-ordered index would serve a much larger one.
+    async fn recent(
+        &self,
+        limit: usize,
+        page_token: Option<&str>,
+    ) -> Result<(Vec<Batch>, Option<String>), RegistryError> {
+        let start = match page_token {
+            None => 0,
+            Some(token) => token.parse::<usize>().map_err(|_| {
+                RegistryError::Unavailable(format!("{token:?} is not a page token of this API"))
+            })?,
+        };
+        let mut pages = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .into_paginator()
+            .items()
+            .send();
+        let mut batches = Vec::new();
+        while let Some(item) = pages.next().await {
+            batches.push(from_item(&item.map_err(unavailable)?)?);
+        }
+        batches.sort_by(|a, b| {
+            b.created_at
+                .cmp(&a.created_at)
+                .then(a.batch_id.cmp(&b.batch_id))
+        });
+        let end = start.saturating_add(limit).min(batches.len());
+        let next = (end < batches.len()).then(|| end.to_string());
+        let page = batches.drain(start.min(end)..end).collect();
+        Ok((page, next))
+    }
+
     async fn unfinished(&self) -> Result<Vec<Batch>, RegistryError> {
         let open = [
             BatchStatus::Queued,

@@ -1,6 +1,7 @@
 //! The batch bucket on S3.
 
 use aws_sdk_s3::error::DisplayErrorContext;
+use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 
 use crate::domain::error::StoreError;
@@ -101,6 +102,24 @@ impl ObjectStore for S3Store {
         }
         keys.sort();
         Ok(keys)
+    }
+
+    async fn presign_get(
+        &self,
+        key: &str,
+        expires_in: std::time::Duration,
+    ) -> Result<String, StoreError> {
+        let config = PresigningConfig::expires_in(expires_in)
+            .map_err(|e| StoreError(format!("cannot presign for {expires_in:?}: {e}")))?;
+        let request = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .presigned(config)
+            .await
+            .map_err(failed)?;
+        Ok(request.uri().to_owned())
     }
 
     fn uri(&self, key: &str) -> String {
