@@ -73,7 +73,7 @@ stack-up: venv ## Start moto and the Bedrock emulator in the background; writes 
 stack-down: ## Stop what stack-up started
 	scripts/stack.sh down
 
-bench: venv ## Latency of the invoke paths and the cold start, against a private stack, with baselines
+bench: venv ## Latency of the invoke paths, the cold start, batch throughput and memory, against a private stack, with baselines
 	cargo build --profile bench -p invoke-with-cache
 	scripts/with-stack.sh cargo bench -p integration-tests
 
