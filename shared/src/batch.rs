@@ -17,7 +17,9 @@ use crate::domain::conversation::{Conversation, InferenceConfig, Message, TextBl
 use crate::domain::error::{JobError, RegistryError, StoreError};
 use crate::domain::pricing::PriceTable;
 use crate::domain::routing::{Route, Target};
-use crate::ports::{BatchJobs, BatchRegistry, JobRequest, ModelInvoker, ObjectStore};
+use crate::ports::{
+    BatchJobs, BatchRegistry, EventPublisher, JobRequest, ModelInvoker, ObjectStore,
+};
 
 /// What to do with a batch under the per-job minimum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -345,10 +347,11 @@ pub async fn advance<J: BatchJobs, S: ObjectStore>(
 }
 
 /// Reads, advances and writes a batch back, again if another writer got there first.
-pub async fn refresh<J: BatchJobs, S: ObjectStore, R: BatchRegistry>(
+pub async fn refresh<J: BatchJobs, S: ObjectStore, R: BatchRegistry, E: EventPublisher>(
     jobs: &J,
     store: &S,
     registry: &R,
+    events: &E,
     batch_id: &str,
     settings: &BatchSettings,
     now_epoch: i64,
@@ -365,6 +368,11 @@ pub async fn refresh<J: BatchJobs, S: ObjectStore, R: BatchRegistry>(
         advance(jobs, store, &mut batch, settings).await?;
         if batch == before {
             return Ok(batch);
+        }
+        if batch.status.is_final() {
+            // Announced before the final state is written: if the write fails, the next run
+            // merges and announces again (at least once, as EventBridge consumers expect).
+            events.batch_ended(&batch).await?;
         }
         batch.version += 1;
         batch.updated_at = now_epoch;

@@ -150,3 +150,9 @@ pub trait BatchRegistry: Send + Sync {
         page_token: Option<&str>,
     ) -> impl Future<Output = Result<(Vec<Batch>, Option<String>), RegistryError>> + Send;
 }
+
+/// Where a batch's end is announced, so users can subscribe (EventBridge).
+pub trait EventPublisher: Send + Sync {
+    /// Publishes that the batch ended (its status is final and its results are written).
+    fn batch_ended(&self, batch: &Batch) -> impl Future<Output = Result<(), StoreError>> + Send;
+}

@@ -261,11 +261,13 @@ pub mod batch {
     use shared::adapters::bedrock::{BedrockInvoker, BedrockSettings};
     use shared::adapters::bedrock_batch::BedrockBatchJobs;
     use shared::adapters::clock::SystemClock;
+    use shared::adapters::eventbridge::detail;
     use shared::adapters::s3_store::S3Store;
     use shared::batch::BatchSettings;
     use shared::config::Env;
     use shared::domain::batch::Batch;
-    use shared::ports::{BatchRegistry, ObjectStore};
+    use shared::domain::error::StoreError;
+    use shared::ports::{BatchRegistry, EventPublisher, ObjectStore};
 
     pub const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/bedrock-batch";
 
@@ -277,7 +279,30 @@ pub mod batch {
             BedrockInvoker,
             SystemClock,
         >,
-        pub status: StatusApp<S3Store, DynamoDbBatchRegistry, BedrockBatchJobs, SystemClock>,
+        pub status:
+            StatusApp<S3Store, DynamoDbBatchRegistry, BedrockBatchJobs, SystemClock, Announced>,
+    }
+
+    /// The batch-end events batch-status published, as EventBridge would carry their detail.
+    #[derive(Default, Clone)]
+    pub struct Announced(pub std::sync::Arc<std::sync::Mutex<Vec<Value>>>);
+
+    impl EventPublisher for Announced {
+        async fn batch_ended(&self, batch: &Batch) -> Result<(), StoreError> {
+            self.0.lock().expect("events").push(detail(batch));
+            Ok(())
+        }
+    }
+
+    impl Announced {
+        pub fn for_batch(&self, batch_id: &str) -> Vec<Value> {
+            let events = self.0.lock().expect("events");
+            events
+                .iter()
+                .filter(|e| e["batchId"] == batch_id)
+                .cloned()
+                .collect()
+        }
     }
 
     pub struct Reply {
@@ -315,6 +340,7 @@ pub mod batch {
                     registry: registry(),
                     jobs: BedrockBatchJobs::new(&sdk),
                     clock: SystemClock,
+                    events: Announced::default(),
                 },
             }
         }

@@ -62,6 +62,15 @@ async fn two_hundred_fifty_records_become_one_job_and_come_back_in_input_order()
     );
     assert!((summary.cost_usd - summary.on_demand_cost_usd * 0.5).abs() < 1e-9);
 
+    // Its end was announced once, for subscribers.
+    let announced = harness.status.events.for_batch(&batch_id);
+    assert_eq!(announced.len(), 1, "{announced:?}");
+    assert_eq!(announced[0]["status"], "Completed");
+    assert!(announced[0]["resultsKey"]
+        .as_str()
+        .unwrap()
+        .ends_with("results.jsonl"));
+
     let status = harness.get(&batch_id).await;
     assert_eq!(status.status, 200);
     assert_eq!(status.body["status"], "Completed");

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use shared::api::ApiError;
 use shared::batch::{batch_id_of_job, refresh, stop_batch, BatchError, BatchSettings};
 use shared::domain::batch::Batch;
-use shared::ports::{BatchJobs, BatchRegistry, Clock, ObjectStore};
+use shared::ports::{BatchJobs, BatchRegistry, Clock, EventPublisher, ObjectStore};
 
 /// What started an invocation.
 #[derive(Debug, PartialEq)]
@@ -38,20 +38,23 @@ pub fn trigger_of(event: &Value) -> Trigger {
     }
 }
 
-pub struct StatusApp<S, R, J, C> {
+pub struct StatusApp<S, R, J, C, E> {
     pub settings: BatchSettings,
     pub store: S,
     pub registry: R,
     pub jobs: J,
     pub clock: C,
+    /// Announces each batch's end.
+    pub events: E,
 }
 
-impl<S, R, J, C> StatusApp<S, R, J, C>
+impl<S, R, J, C, E> StatusApp<S, R, J, C, E>
 where
     S: ObjectStore,
     R: BatchRegistry,
     J: BatchJobs,
     C: Clock,
+    E: EventPublisher,
 {
     /// Handles any of the three triggers. An HTTP request always gets a response; an event
     /// that fails is an error, so EventBridge retries it (and then its dead-letter queue).
@@ -108,6 +111,7 @@ where
             &self.jobs,
             &self.store,
             &self.registry,
+            &self.events,
             batch_id,
             &self.settings,
             now,

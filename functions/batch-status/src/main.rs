@@ -1,3 +1,6 @@
+// The handler's future nests the SDK clients' futures deeply enough to pass the default limit.
+#![recursion_limit = "256"]
+
 use aws_config::BehaviorVersion;
 use batch_status::StatusApp;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
@@ -5,6 +8,7 @@ use serde_json::Value;
 use shared::adapters::batch_registry::DynamoDbBatchRegistry;
 use shared::adapters::bedrock_batch::BedrockBatchJobs;
 use shared::adapters::clock::SystemClock;
+use shared::adapters::eventbridge::EventBridgePublisher;
 use shared::adapters::s3_store::S3Store;
 use shared::batch::BatchSettings;
 use shared::config::Env;
@@ -23,6 +27,10 @@ async fn main() -> Result<(), Error> {
         registry: DynamoDbBatchRegistry::new(aws_sdk_dynamodb::Client::new(&sdk), table),
         jobs: BedrockBatchJobs::new(&sdk),
         clock: SystemClock,
+        events: EventBridgePublisher::new(
+            aws_sdk_eventbridge::Client::new(&sdk),
+            env.string_or("BATCH_EVENT_BUS", "default"),
+        ),
     };
     let app = &app;
     run(service_fn(move |event: LambdaEvent<Value>| async move {

@@ -10,6 +10,8 @@ pub mod clock;
 #[cfg(feature = "dynamodb")]
 pub mod dynamo_cache;
 pub mod emf;
+#[cfg(feature = "eventbridge")]
+pub mod eventbridge;
 pub mod memory_cache;
 #[cfg(feature = "s3")]
 pub mod s3_store;
