@@ -68,6 +68,14 @@ pub trait MetricsSink: Send + Sync {
     fn publish(&self, metrics: &RequestMetrics);
 }
 
+/// What [`ObjectStore::info`] tells of an object.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub size: u64,
+    /// User metadata (`x-amz-meta-*` on S3), names without the prefix.
+    pub metadata: std::collections::HashMap<String, String>,
+}
+
 /// The objects of one bucket (the batch bucket on S3).
 pub trait ObjectStore: Send + Sync {
     fn put(&self, key: &str, body: Vec<u8>) -> impl Future<Output = Result<(), StoreError>> + Send;
@@ -75,12 +83,19 @@ pub trait ObjectStore: Send + Sync {
     /// The object's bytes, or `None` when there is none.
     fn get(&self, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send;
 
-    /// The object's user metadata (`x-amz-meta-*`, names without the prefix), or `None` when
-    /// there is no object.
-    fn metadata(
+    /// The object's size and user metadata, or `None` when there is no object.
+    fn info(
         &self,
         key: &str,
-    ) -> impl Future<Output = Result<Option<std::collections::HashMap<String, String>>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<ObjectInfo>, StoreError>> + Send;
+
+    /// Bytes `start..end` of the object (end excluded).
+    fn get_range(
+        &self,
+        key: &str,
+        start: u64,
+        end: u64,
+    ) -> impl Future<Output = Result<Vec<u8>, StoreError>> + Send;
 
     /// Keys under a prefix, in key order.
     fn list(&self, prefix: &str) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;

@@ -479,3 +479,19 @@ async fn a_120000_record_upload_becomes_three_jobs_and_one_result() {
         .zip(&input)
         .all(|(id, record)| record["recordId"] == id.as_str()));
 }
+
+#[tokio::test]
+async fn a_small_upload_is_answered_directly() {
+    let emulator = fast_emulator().await;
+    let harness = BatchHarness::new(&[("BATCH_DEFAULT_MODEL", HAIKU)]).await;
+    let input = records(20, "small upload");
+    let key = format!(
+        "batch-input/{}.jsonl",
+        unique("small").replace([' ', ':', '#'], "-")
+    );
+    let batch_ids = harness.upload(&key, jsonl(&input), None, 1).await;
+    let batch = harness.batch(&batch_ids[0]).await;
+    assert_eq!((batch.status, batch.direct), (BatchStatus::Completed, true));
+    assert_eq!(ids(&harness.results(&batch).await), ids(&input));
+    assert_eq!(emulator.calls(HAIKU).await, 20);
+}

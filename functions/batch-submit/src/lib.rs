@@ -9,8 +9,8 @@ use serde_json::{json, Map, Value};
 use aws_lambda_events::event::s3::S3Event;
 use shared::api::ApiError;
 use shared::batch::{
-    answer_directly, batch_id_for, prepare_jobs, submit_queued, BatchError, BatchSettings,
-    SmallPolicy,
+    answer_directly, batch_id_for, parse_line, prepare_jobs, prepare_jobs_from_upload,
+    submit_queued, BatchError, BatchSettings, LineReader, SmallPolicy,
 };
 use shared::domain::batch::{
     Batch, BatchRecord, BatchStatus, RecordCollector, RecordProblem, Rejection,
@@ -98,6 +98,7 @@ pub fn gateway_response(response: &Response<Body>) -> Value {
 struct Submission {
     model_id: String,
     name: Option<String>,
+    records: Vec<BatchRecord>,
     collector: RecordCollector,
 }
 
@@ -135,12 +136,12 @@ where
         let Submission {
             model_id,
             name,
+            records,
             collector,
         } = parse(request).map_err(|e| (e, None))?;
         if !collector.rejection.is_empty() {
             return Err(rejected(&collector.rejection));
         }
-        let records = collector.records;
         if records.len() < self.settings.min_records
             && self.settings.small_policy == SmallPolicy::Reject
         {
@@ -203,6 +204,11 @@ where
             return Ok(batch);
         }
         prepare_jobs(&self.store, &mut batch, records, self.settings.max_records).await?;
+        self.register_and_submit(batch).await
+    }
+
+    /// Registers a batch whose job inputs are written, then submits its jobs within the quota.
+    async fn register_and_submit(&self, mut batch: Batch) -> Result<Batch, BatchError> {
         if !self.registry.create(&batch).await? {
             // Another instance registered the same batch meanwhile: it submits the jobs.
             return self
@@ -241,11 +247,21 @@ where
                 .or(record.s3.object.e_tag)
                 .unwrap_or_default();
             let batch_id = batch_id_for(&[bucket.as_bytes(), key.as_bytes(), version.as_bytes()]);
-            batches.push(self.upload(batch_id, &key).await?);
+            match self.upload(batch_id, &key).await {
+                Ok(batch) => batches.push(batch),
+                // Deleted before the event arrived: nothing to read, nothing to retry.
+                Err(BatchError::NotFound(_)) => {
+                    tracing::info!(key, "uploaded object gone; ignored");
+                }
+                Err(error) => return Err(error),
+            }
         }
         Ok(batches)
     }
 
+    /// Checks the whole upload first, a chunk at a time, keeping only ids; nothing is written
+    /// unless every line is valid. Then the job inputs are written in a second read. Memory
+    /// holds a chunk, the ids and one job's input, whatever the file's size.
     async fn upload(&self, batch_id: String, key: &str) -> Result<Batch, BatchError> {
         if let Some(existing) = self.registry.get(&batch_id).await? {
             tracing::info!(
@@ -254,52 +270,82 @@ where
             );
             return Ok(existing);
         }
-        let metadata = self.store.metadata(key).await?.unwrap_or_default();
-        let model_id = metadata
+        let Some(info) = self.store.info(key).await? else {
+            return Err(BatchError::NotFound(key.to_owned()));
+        };
+        let model_id = info
+            .metadata
             .get("model-id")
             .cloned()
             .or_else(|| self.default_model.clone());
-        let bytes = self.store.get(key).await?.unwrap_or_default();
-        let mut collector = RecordCollector::default();
-        for (index, line) in bytes.split(|b| *b == b'\n').enumerate() {
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
+        let mut checker = RecordCollector::default();
+        let mut reader = LineReader::new(&self.store, key, info.size);
+        while let Some(lines) = reader.next_lines().await? {
+            for (number, line) in lines {
+                if let Some(value) = parse_line(&line) {
+                    checker.add(number, value);
+                }
             }
-            let parsed =
-                serde_json::from_slice::<Value>(line).map_err(|e| format!("not JSON: {e}"));
-            collector.add(index + 1, parsed);
         }
         let source = self.store.uri(key);
         let name = key.rsplit('/').next().map(str::to_owned);
         let Some(model_id) = model_id else {
-            collector.rejection.add(RecordProblem {
+            checker.rejection.add(RecordProblem {
                 position: 0,
                 record_id: None,
                 reason: "no model: set the object's x-amz-meta-model-id or BATCH_DEFAULT_MODEL"
                     .to_owned(),
             });
             return self
-                .reject(batch_id, String::new(), name, source, collector)
+                .reject(batch_id, String::new(), name, source, checker)
                 .await;
         };
-        let count = collector.records.len();
-        if collector.rejection.is_empty()
+        let count = checker.accepted;
+        if checker.rejection.is_empty()
             && count < self.settings.min_records
             && self.settings.small_policy == SmallPolicy::Reject
         {
-            collector.rejection.add(RecordProblem {
+            checker.rejection.add(RecordProblem {
                 position: 0,
                 record_id: None,
                 reason: too_few(count, self.settings.min_records).message,
             });
         }
-        if !collector.rejection.is_empty() {
-            return self
-                .reject(batch_id, model_id, name, source, collector)
-                .await;
+        if !checker.rejection.is_empty() {
+            return self.reject(batch_id, model_id, name, source, checker).await;
         }
-        let batch = self.new_batch(batch_id, model_id, name, source, count);
-        self.start(batch, &collector.records).await
+        let mut batch = self.new_batch(batch_id, model_id, name, source, count);
+        if batch.direct {
+            let records = self.read_small_upload(key, info.size).await?;
+            return self.start(batch, &records).await;
+        }
+        prepare_jobs_from_upload(
+            &self.store,
+            &mut batch,
+            key,
+            info.size,
+            count,
+            self.settings.max_records,
+        )
+        .await?;
+        self.register_and_submit(batch).await
+    }
+
+    /// An upload under the per-job minimum, whole: it is small by definition.
+    async fn read_small_upload(
+        &self,
+        key: &str,
+        size: u64,
+    ) -> Result<Vec<BatchRecord>, BatchError> {
+        let mut collector = RecordCollector::default();
+        let mut records = Vec::new();
+        let mut reader = LineReader::new(&self.store, key, size);
+        while let Some(lines) = reader.next_lines().await? {
+            records.extend(lines.into_iter().filter_map(|(number, line)| {
+                parse_line(&line).and_then(|v| collector.add(number, v))
+            }));
+        }
+        Ok(records)
     }
 
     /// A refused upload is a `Rejected` batch carrying the report, readable like any batch.
@@ -311,7 +357,7 @@ where
         source: String,
         collector: RecordCollector,
     ) -> Result<Batch, BatchError> {
-        let count = collector.records.len() + collector.rejection.problem_count;
+        let count = collector.accepted + collector.rejection.problem_count;
         let mut batch = self.new_batch(batch_id, model_id, name, source, count);
         batch.status = BatchStatus::Rejected;
         batch.direct = false;
@@ -441,12 +487,15 @@ fn parse(request: &Request) -> Result<Submission, ApiError> {
         return Err(invalid("records", "must hold at least one record"));
     }
     let mut collector = RecordCollector::default();
-    for (index, record) in records.into_iter().enumerate() {
-        collector.add(index, Ok(record));
-    }
+    let records = records
+        .into_iter()
+        .enumerate()
+        .filter_map(|(index, record)| collector.add(index, Ok(record)))
+        .collect();
     Ok(Submission {
         model_id,
         name,
+        records,
         collector,
     })
 }

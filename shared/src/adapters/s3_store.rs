@@ -5,7 +5,7 @@ use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 
 use crate::domain::error::StoreError;
-use crate::ports::ObjectStore;
+use crate::ports::{ObjectInfo, ObjectStore};
 
 #[derive(Debug, Clone)]
 pub struct S3Store {
@@ -65,10 +65,7 @@ impl ObjectStore for S3Store {
         Ok(Some(bytes.into_bytes().to_vec()))
     }
 
-    async fn metadata(
-        &self,
-        key: &str,
-    ) -> Result<Option<std::collections::HashMap<String, String>>, StoreError> {
+    async fn info(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError> {
         match self
             .client
             .head_object()
@@ -77,10 +74,33 @@ impl ObjectStore for S3Store {
             .send()
             .await
         {
-            Ok(head) => Ok(Some(head.metadata().cloned().unwrap_or_default())),
+            Ok(head) => Ok(Some(ObjectInfo {
+                size: head
+                    .content_length()
+                    .and_then(|n| u64::try_from(n).ok())
+                    .unwrap_or(0),
+                metadata: head.metadata().cloned().unwrap_or_default(),
+            })),
             Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(None),
             Err(e) => Err(failed(e)),
         }
+    }
+
+    async fn get_range(&self, key: &str, start: u64, end: u64) -> Result<Vec<u8>, StoreError> {
+        if end <= start {
+            return Ok(Vec::new());
+        }
+        let output = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .range(format!("bytes={start}-{}", end - 1))
+            .send()
+            .await
+            .map_err(failed)?;
+        let bytes = output.body.collect().await.map_err(failed)?;
+        Ok(bytes.into_bytes().to_vec())
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {

@@ -136,49 +136,52 @@ pub fn parse_record(value: Value) -> Result<(Option<String>, Value), String> {
     Ok((form.record_id, Value::Object(input)))
 }
 
-/// Collects records in order, assigning missing ids and refusing duplicates.
+/// Checks records in order, assigning missing ids and refusing duplicates. It keeps only the
+/// ids it has seen, so a file can be checked a chunk at a time and its records kept or not.
 #[derive(Debug, Default)]
 pub struct RecordCollector {
-    pub records: Vec<BatchRecord>,
+    /// Records accepted so far.
+    pub accepted: usize,
     pub rejection: Rejection,
     seen: std::collections::HashSet<String>,
 }
 
 impl RecordCollector {
-    /// Adds the record at `position` (`index` is its place among all records, for the id).
-    pub fn add(&mut self, position: usize, value: Result<Value, String>) {
-        let index = self.records.len() + self.rejection.problem_count;
-        let parsed = value.and_then(|value| {
-            let id = record_id(&value);
-            parse_record(value).map_err(|reason| (id, reason).1)
-        });
-        match parsed {
-            Ok((id, model_input)) => {
-                let record_id = id.unwrap_or_else(|| format!("auto-{index:08}"));
-                if record_id.is_empty() || !self.seen.insert(record_id.clone()) {
-                    let reason = if record_id.is_empty() {
-                        "recordId must not be empty"
-                    } else {
-                        "duplicate recordId: ids must be unique within a batch"
-                    };
-                    self.rejection.add(RecordProblem {
-                        position,
-                        record_id: Some(record_id),
-                        reason: reason.to_owned(),
-                    });
-                    return;
-                }
-                self.records.push(BatchRecord {
-                    record_id,
-                    model_input,
+    /// Checks the record at `position` (index from 0, or line from 1); the record as a batch
+    /// line when it is valid. Missing ids are assigned by the record's place among all.
+    pub fn add(&mut self, position: usize, value: Result<Value, String>) -> Option<BatchRecord> {
+        let index = self.accepted + self.rejection.problem_count;
+        let id = value.as_ref().ok().and_then(record_id);
+        let model_input = match value.and_then(parse_record) {
+            Ok((_, model_input)) => model_input,
+            Err(reason) => {
+                self.rejection.add(RecordProblem {
+                    position,
+                    record_id: id,
+                    reason,
                 });
+                return None;
             }
-            Err(reason) => self.rejection.add(RecordProblem {
+        };
+        let record_id = id.unwrap_or_else(|| format!("auto-{index:08}"));
+        if record_id.is_empty() || !self.seen.insert(record_id.clone()) {
+            let reason = if record_id.is_empty() {
+                "recordId must not be empty"
+            } else {
+                "duplicate recordId: ids must be unique within a batch"
+            };
+            self.rejection.add(RecordProblem {
                 position,
-                record_id: None,
-                reason,
-            }),
+                record_id: Some(record_id),
+                reason: reason.to_owned(),
+            });
+            return None;
         }
+        self.accepted += 1;
+        Some(BatchRecord {
+            record_id,
+            model_input,
+        })
     }
 }
 
@@ -460,12 +463,18 @@ mod tests {
     #[test]
     fn ids_are_assigned_and_must_be_unique() {
         let mut collector = RecordCollector::default();
-        collector.add(0, Ok(json!({"recordId": "x", "prompt": "a"})));
-        collector.add(1, Ok(json!({"prompt": "b"})));
-        collector.add(2, Ok(json!({"recordId": "x", "prompt": "c"})));
-        collector.add(3, Err("not JSON".into()));
-        assert_eq!(collector.records.len(), 2);
-        assert_eq!(collector.records[1].record_id, "auto-00000001");
+        let kept: Vec<BatchRecord> = [
+            Ok(json!({"recordId": "x", "prompt": "a"})),
+            Ok(json!({"prompt": "b"})),
+            Ok(json!({"recordId": "x", "prompt": "c"})),
+            Err("not JSON".to_owned()),
+        ]
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, v)| collector.add(i, v))
+        .collect();
+        assert_eq!((kept.len(), collector.accepted), (2, 2));
+        assert_eq!(kept[1].record_id, "auto-00000001");
         assert_eq!(collector.rejection.problem_count, 2);
         assert_eq!(collector.rejection.problems[0].position, 2);
         assert!(collector.rejection.problems[0].reason.contains("duplicate"));
