@@ -456,33 +456,31 @@ pub async fn advance<J: BatchJobs, S: ObjectStore>(
     Ok(())
 }
 
-/// Reads, advances and writes a batch back, again if another writer got there first.
-pub async fn refresh<J: BatchJobs, S: ObjectStore, R: BatchRegistry, E: EventPublisher>(
-    jobs: &J,
-    store: &S,
+/// Reads an unfinished batch, lets `change` change it (answering whether it did), and writes
+/// it back over the version it read; again, from a fresh read, when another writer got there
+/// first. A finished batch is returned as it is.
+async fn update_batch<R, F, Fut>(
     registry: &R,
-    events: &E,
     batch_id: &str,
-    settings: &BatchSettings,
     now_epoch: i64,
-) -> Result<Batch, BatchError> {
+    mut change: F,
+) -> Result<Batch, BatchError>
+where
+    R: BatchRegistry,
+    F: FnMut(Batch) -> Fut,
+    Fut: std::future::Future<Output = Result<(Batch, bool), BatchError>>,
+{
     for _ in 0..3 {
-        let mut batch = registry
+        let batch = registry
             .get(batch_id)
             .await?
             .ok_or_else(|| BatchError::NotFound(batch_id.to_owned()))?;
         if batch.status.is_final() {
             return Ok(batch);
         }
-        let before = batch.clone();
-        advance(jobs, store, &mut batch, settings).await?;
-        if batch == before {
+        let (mut batch, changed) = change(batch).await?;
+        if !changed {
             return Ok(batch);
-        }
-        if batch.status.is_final() {
-            // Announced before the final state is written: if the write fails, the next run
-            // merges and announces again (at least once, as EventBridge consumers expect).
-            events.batch_ended(&batch).await?;
         }
         batch.version += 1;
         batch.updated_at = now_epoch;
@@ -495,6 +493,30 @@ pub async fn refresh<J: BatchJobs, S: ObjectStore, R: BatchRegistry, E: EventPub
     Err(RegistryError::Conflict.into())
 }
 
+/// Advances a batch and writes it back; announces its end when this run ended it.
+pub async fn refresh<J: BatchJobs, S: ObjectStore, R: BatchRegistry, E: EventPublisher>(
+    jobs: &J,
+    store: &S,
+    registry: &R,
+    events: &E,
+    batch_id: &str,
+    settings: &BatchSettings,
+    now_epoch: i64,
+) -> Result<Batch, BatchError> {
+    update_batch(registry, batch_id, now_epoch, |mut batch| async move {
+        let before = batch.clone();
+        advance(jobs, store, &mut batch, settings).await?;
+        let changed = batch != before;
+        if changed && batch.status.is_final() {
+            // Announced before the final state is written: if the write fails, the next run
+            // merges and announces again (at least once, as EventBridge consumers expect).
+            events.batch_ended(&batch).await?;
+        }
+        Ok((batch, changed))
+    })
+    .await
+}
+
 /// Stops a batch: queued jobs never start, running ones are asked to stop. The schedule and
 /// events then follow them to `Stopped` and merge what was answered.
 pub async fn stop_batch<J: BatchJobs, R: BatchRegistry>(
@@ -503,14 +525,7 @@ pub async fn stop_batch<J: BatchJobs, R: BatchRegistry>(
     batch_id: &str,
     now_epoch: i64,
 ) -> Result<Batch, BatchError> {
-    for _ in 0..3 {
-        let mut batch = registry
-            .get(batch_id)
-            .await?
-            .ok_or_else(|| BatchError::NotFound(batch_id.to_owned()))?;
-        if batch.status.is_final() {
-            return Ok(batch);
-        }
+    update_batch(registry, batch_id, now_epoch, |mut batch| async move {
         for job in batch.jobs.iter_mut().filter(|j| !job_has_ended(&j.status)) {
             match job.arn.as_deref() {
                 None => job.status = "Stopped".to_owned(),
@@ -522,15 +537,9 @@ pub async fn stop_batch<J: BatchJobs, R: BatchRegistry>(
             }
         }
         batch.status = batch.status_from_jobs();
-        batch.version += 1;
-        batch.updated_at = now_epoch;
-        match registry.update(&batch).await {
-            Ok(()) => return Ok(batch),
-            Err(RegistryError::Conflict) => continue,
-            Err(error) => return Err(error.into()),
-        }
-    }
-    Err(RegistryError::Conflict.into())
+        Ok((batch, true))
+    })
+    .await
 }
 
 /// A Converse body (already validated) as the conversation the model port takes.
