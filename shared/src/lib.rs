@@ -9,5 +9,7 @@ pub mod api;
 pub mod batch;
 pub mod config;
 pub mod domain;
+#[cfg(feature = "lambda-http")]
+pub mod http;
 pub mod ports;
 pub mod telemetry;

@@ -280,6 +280,14 @@ async fn job_state_change_events_advance_the_batch() {
     );
 }
 
+/// A key under the upload prefix that no other test uses.
+fn upload_key(label: &str) -> String {
+    format!(
+        "batch-input/{}.jsonl",
+        unique(label).replace([' ', ':', '#'], "-")
+    )
+}
+
 fn jsonl(lines: &[Value]) -> Vec<u8> {
     lines
         .iter()
@@ -293,10 +301,7 @@ async fn the_same_upload_event_three_times_makes_one_batch() {
     fast_emulator().await;
     let harness = BatchHarness::new(&[]).await;
     let input = records(130, "uploaded");
-    let key = format!(
-        "batch-input/{}.jsonl",
-        unique("upload").replace([' ', ':', '#'], "-")
-    );
+    let key = upload_key("upload");
     let batch_ids = harness.upload(&key, jsonl(&input), Some(HAIKU), 3).await;
     assert!(batch_ids.windows(2).all(|w| w[0] == w[1]), "{batch_ids:?}");
     let batch = harness.schedule_until_ended(&batch_ids[0]).await;
@@ -322,10 +327,7 @@ async fn an_upload_with_a_malformed_line_7_is_rejected_naming_line_7() {
         broken.push(b'\n');
     }
     body = broken;
-    let key = format!(
-        "batch-input/{}.jsonl",
-        unique("malformed").replace([' ', ':', '#'], "-")
-    );
+    let key = upload_key("malformed");
     let batch_ids = harness.upload(&key, body, None, 1).await;
     let batch = harness.batch(&batch_ids[0]).await;
     assert_eq!(batch.status, BatchStatus::Rejected);
@@ -462,10 +464,7 @@ async fn a_120000_record_upload_becomes_three_jobs_and_one_result() {
     fast_emulator().await;
     let harness = BatchHarness::new(&[]).await;
     let input = records(120_000, "large upload");
-    let key = format!(
-        "batch-input/{}.jsonl",
-        unique("large").replace([' ', ':', '#'], "-")
-    );
+    let key = upload_key("large");
     let batch_ids = harness.upload(&key, jsonl(&input), Some(HAIKU), 1).await;
     let batch = harness.batch(&batch_ids[0]).await;
     let sizes: Vec<u64> = batch.jobs.iter().map(|j| j.record_count).collect();
@@ -485,10 +484,7 @@ async fn a_small_upload_is_answered_directly() {
     let emulator = fast_emulator().await;
     let harness = BatchHarness::new(&[("BATCH_DEFAULT_MODEL", HAIKU)]).await;
     let input = records(20, "small upload");
-    let key = format!(
-        "batch-input/{}.jsonl",
-        unique("small").replace([' ', ':', '#'], "-")
-    );
+    let key = upload_key("small");
     let batch_ids = harness.upload(&key, jsonl(&input), None, 1).await;
     let batch = harness.batch(&batch_ids[0]).await;
     assert_eq!((batch.status, batch.direct), (BatchStatus::Completed, true));

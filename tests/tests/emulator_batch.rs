@@ -127,6 +127,16 @@ impl Stack {
     }
 
     /// Polls the job's own status until it ends.
+    /// Creates the job and answers its ARN.
+    async fn start(&self, name: &str, key: &str) -> String {
+        self.create(name, key)
+            .send()
+            .await
+            .unwrap()
+            .job_arn()
+            .to_owned()
+    }
+
     async fn ended(&self, arn: &str) -> GetModelInvocationJobOutput {
         let started = Instant::now();
         loop {
@@ -171,13 +181,7 @@ async fn a_converse_batch_of_150_records_completes_with_shuffled_output_and_mani
     stack
         .upload("input/records.jsonl", jsonl((0..150).map(converse_record)))
         .await;
-    let arn = stack
-        .create("converse-150", "input/records.jsonl")
-        .send()
-        .await
-        .unwrap()
-        .job_arn()
-        .to_owned();
+    let arn = stack.start("converse-150", "input/records.jsonl").await;
     assert!(arn.starts_with("arn:aws:bedrock:us-east-1:123456789012:model-invocation-job/"));
     assert_eq!(job_id(&arn).len(), 12);
 
@@ -355,13 +359,7 @@ async fn too_few_records_fail_the_job_with_a_message() {
     stack
         .upload("few.jsonl", jsonl((0..10).map(converse_record)))
         .await;
-    let arn = stack
-        .create("too-few", "few.jsonl")
-        .send()
-        .await
-        .unwrap()
-        .job_arn()
-        .to_owned();
+    let arn = stack.start("too-few", "few.jsonl").await;
     let job = stack.ended(&arn).await;
     assert_eq!(job.status(), Some(&ModelInvocationJobStatus::Failed));
     assert!(
@@ -386,13 +384,7 @@ async fn a_record_error_rate_partially_completes_the_job_with_error_lines() {
     stack
         .upload("in.jsonl", jsonl((0..150).map(converse_record)))
         .await;
-    let arn = stack
-        .create("partial", "in.jsonl")
-        .send()
-        .await
-        .unwrap()
-        .job_arn()
-        .to_owned();
+    let arn = stack.start("partial", "in.jsonl").await;
     let job = stack.ended(&arn).await;
     assert_eq!(
         job.status(),
@@ -424,13 +416,7 @@ async fn a_stopped_job_ends_stopped() {
     stack
         .upload("in.jsonl", jsonl((0..150).map(converse_record)))
         .await;
-    let arn = stack
-        .create("to-stop", "in.jsonl")
-        .send()
-        .await
-        .unwrap()
-        .job_arn()
-        .to_owned();
+    let arn = stack.start("to-stop", "in.jsonl").await;
     stack
         .bedrock
         .stop_model_invocation_job()
@@ -613,13 +599,7 @@ async fn with_events_off_a_batch_finishes_by_polling_alone() {
     stack
         .upload("in.jsonl", jsonl((0..5).map(converse_record)))
         .await;
-    let arn = stack
-        .create("quiet", "in.jsonl")
-        .send()
-        .await
-        .unwrap()
-        .job_arn()
-        .to_owned();
+    let arn = stack.start("quiet", "in.jsonl").await;
     let job = stack.ended(&arn).await;
     assert_eq!(job.status(), Some(&ModelInvocationJobStatus::Completed));
     assert!(stack.events().await.is_empty());

@@ -4,13 +4,13 @@
 //! `GET /v1/batches/{batchId}` reads them.
 
 use http::StatusCode;
-use lambda_http::request::RequestContext;
 use lambda_http::{Request, RequestExt};
 use serde_json::{json, Value};
 
 use shared::api::ApiError;
 use shared::batch::{batch_id_of_job, refresh, stop_batch, BatchError, BatchSettings};
 use shared::domain::batch::Batch;
+use shared::http::request_id;
 use shared::ports::{BatchJobs, BatchRegistry, Clock, EventPublisher, ObjectStore};
 
 /// What started an invocation.
@@ -320,15 +320,6 @@ pub fn describe<S: ObjectStore>(batch: &Batch, store: &S) -> Value {
         "createdAt": batch.created_at,
         "updatedAt": batch.updated_at,
     })
-}
-
-fn request_id(request: &Request) -> String {
-    match request.request_context_ref() {
-        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.request_id.clone(),
-        Some(RequestContext::ApiGatewayV1(ctx)) => ctx.request_id.clone(),
-        _ => None,
-    }
-    .unwrap_or_else(|| "unknown".to_owned())
 }
 
 #[cfg(test)]

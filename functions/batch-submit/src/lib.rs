@@ -1,9 +1,8 @@
 //! batch-submit: `POST /v1/batches` turns records into Bedrock batch-inference jobs (half the
 //! on-demand price), or answers a batch under the per-job minimum through on-demand Converse.
 
-use http::{header, HeaderValue, Method, StatusCode};
-use lambda_http::request::RequestContext;
-use lambda_http::{Body, Request, RequestExt, Response};
+use http::{Method, StatusCode};
+use lambda_http::{Body, Request, Response};
 use serde_json::{json, Map, Value};
 
 use aws_lambda_events::event::s3::S3Event;
@@ -16,6 +15,7 @@ use shared::domain::batch::{
     Batch, BatchRecord, BatchStatus, RecordCollector, RecordProblem, Rejection,
 };
 use shared::domain::error::StoreError;
+use shared::http::{json_response, request_id};
 use shared::ports::{BatchJobs, BatchRegistry, Clock, ModelInvoker, ObjectStore};
 
 /// The function with its adapters, built once per instance.
@@ -510,25 +510,4 @@ fn accepted(batch: &Batch) -> Value {
             "name": j.name, "jobArn": j.arn, "status": j.status, "recordCount": j.record_count,
         })).collect::<Vec<_>>(),
     })
-}
-
-fn request_id(request: &Request) -> String {
-    let from_gateway = match request.request_context_ref() {
-        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.request_id.clone(),
-        Some(RequestContext::ApiGatewayV1(ctx)) => ctx.request_id.clone(),
-        _ => None,
-    };
-    from_gateway
-        .or_else(|| request.lambda_context_ref().map(|c| c.request_id.clone()))
-        .unwrap_or_else(|| "unknown".to_owned())
-}
-
-fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
-    let mut response = Response::new(Body::from(body.to_string()));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
 }

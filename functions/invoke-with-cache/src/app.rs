@@ -19,6 +19,7 @@ use shared::domain::identity::{CallerClaims, Principal};
 use shared::domain::metrics::{Outcome, RequestMetrics};
 use shared::domain::routing::{Plan, Route, Target};
 use shared::domain::tiers::Tier;
+use shared::http::{json_response, request_id};
 use shared::ports::{CacheStore, Clock, MetricsSink, ModelInvoker};
 
 use crate::config::{CacheScope, InvokeConfig};
@@ -572,18 +573,6 @@ fn hit(entry: CacheEntry, trace: &mut Trace) -> Answer {
     }
 }
 
-/// API Gateway's request id when there is one, else the Lambda request id.
-fn request_id(request: &Request) -> String {
-    let from_gateway = match request.request_context_ref() {
-        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.request_id.clone(),
-        Some(RequestContext::ApiGatewayV1(ctx)) => ctx.request_id.clone(),
-        _ => None,
-    };
-    from_gateway
-        .or_else(|| request.lambda_context_ref().map(|c| c.request_id.clone()))
-        .unwrap_or_else(|| "unknown".to_owned())
-}
-
 /// What API Gateway's authorizer says about the caller (HTTP API or REST API event).
 pub fn caller_claims(request: &Request) -> CallerClaims {
     let claim = |claims: Option<&std::collections::HashMap<String, String>>, name: &str| {
@@ -625,16 +614,6 @@ pub fn caller_claims(request: &Request) -> CallerClaims {
         }
         _ => CallerClaims::default(),
     }
-}
-
-fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
-    let mut response = Response::new(Body::from(body.to_string()));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
 }
 
 fn success_response(answer: &Answer, trace: &Trace, latency_ms: u64) -> Response<Body> {
