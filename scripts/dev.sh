@@ -27,5 +27,26 @@ Paste this twice: the first answer is a MISS, the second a HIT.
     -d '{"prompt": "What does a cache TTL do?"}'
 
 MSG
-exec cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$DEV_PORT" \
-  --env-var "CACHE_TABLE_NAME=$CACHE_TABLE_NAME" --env-var "CACHE_SCOPE=$CACHE_SCOPE"
+
+# The functions print one EMF line per request, which CloudWatch Logs turns into metrics in AWS.
+# Here every line of the output still reaches the terminal, and the EMF ones are also posted to
+# the emulator's CloudWatch (POST /_emulator/emf), so `aws cloudwatch get-metric-data` reads a
+# session's metrics back.
+feed_emf() {
+  local line report
+  while IFS= read -r line || [ -n "$line" ]; do
+    printf '%s\n' "$line"
+    case "$line" in
+      *'"CloudWatchMetrics"'*)
+        if ! report=$(printf '%s\n' "$line" | curl -fs --max-time 2 --data-binary @- \
+          "$EMULATOR_URL/_emulator/emf"); then
+          echo "warning: an EMF line did not reach the emulator's CloudWatch" >&2
+        elif [[ $report != *'"errors":[]'* ]]; then
+          echo "warning: CloudWatch would extract no metrics from that EMF line: $report" >&2
+        fi ;;
+    esac
+  done
+}
+
+cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$DEV_PORT" \
+  --env-var "CACHE_TABLE_NAME=$CACHE_TABLE_NAME" --env-var "CACHE_SCOPE=$CACHE_SCOPE" 2>&1 | feed_emf

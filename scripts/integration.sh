@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # One test at a time: they share the emulator's counters and fault settings.
-exec scripts/with-stack.sh bash -c 'cargo test -p integration-tests "$@" -- --test-threads=1 && .venv/bin/python tests/boto3_smoke.py && tests/awscli_smoke.sh' integration "$@"
+exec scripts/with-stack.sh bash -c 'cargo test -p integration-tests "$@" -- --test-threads=1 && .venv/bin/python tests/boto3_smoke.py && .venv/bin/python tests/boto3_provisioned.py && .venv/bin/python tests/boto3_cloudwatch.py && tests/awscli_smoke.sh' integration "$@"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The local AWS stack: moto (DynamoDB, S3) and the Bedrock emulator, on loopback.
+# The local AWS stack: moto (DynamoDB, S3) and the Bedrock emulator (Bedrock, CloudWatch), on
+# loopback.
 #
 #   scripts/stack.sh up     start both (if not already running), create the template's
 #                           resources, write $STACK_DIR/env
@@ -66,6 +67,7 @@ export AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:$MOTO_PORT
 export AWS_ENDPOINT_URL_S3=http://127.0.0.1:$MOTO_PORT
 export AWS_ENDPOINT_URL_BEDROCK_RUNTIME=http://127.0.0.1:$EMULATOR_PORT
 export AWS_ENDPOINT_URL_BEDROCK=http://127.0.0.1:$EMULATOR_PORT
+export AWS_ENDPOINT_URL_CLOUDWATCH=http://127.0.0.1:$EMULATOR_PORT
 export EMULATOR_URL=http://127.0.0.1:$EMULATOR_PORT
 ENV
 )

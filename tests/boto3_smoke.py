@@ -1,6 +1,6 @@
 """The Bedrock emulator through boto3 (the AWS CLI uses the same botocore), unchanged but for
 the endpoint: Converse, ConverseStream, InvokeModel, a typed error and a typed mid-stream
-error; batch inference jobs (create, get, list, stop, a typed error) through the `bedrock`
+error; tool use (a call and its result, buffered and streamed); batch inference jobs (create, get, list, stop, a typed error) through the `bedrock`
 client, whose endpoint comes from AWS_ENDPOINT_URL_BEDROCK alone. Run by
 scripts/integration.sh against the stack in the environment."""
 
@@ -66,6 +66,43 @@ except EventStreamError as error:
     check(error.response["Error"]["Code"] == "modelStreamErrorException", f"typed stream error: {error}")
 finally:
     configure_emulator("/_emulator/reset")
+
+# Tool use: the model calls the tool the prompt names, with input shaped by its schema; the
+# client sends the result and the model concludes with text. Streamed, the input arrives as
+# JSON fragments that rebuild the same input.
+tool_config = {
+    "tools": [{"toolSpec": {
+        "name": "get_weather",
+        "description": "The current weather in a city",
+        "inputSchema": {"json": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
+            "required": ["city"],
+        }},
+    }}],
+    "toolChoice": {"auto": {}},
+}
+ask = [{"role": "user", "content": [{"text": "What is the weather in Paris? Use get_weather."}]}]
+called = client.converse(modelId=HAIKU, messages=ask, toolConfig=tool_config)
+call = called["output"]["message"]["content"][0].get("toolUse", {})
+check(called["stopReason"] == "tool_use" and call.get("name") == "get_weather", f"converse calls the tool: {called}")
+check(call["input"]["unit"] == "celsius" and isinstance(call["input"]["city"], str), f"schema-shaped input: {call}")
+result = {"toolResult": {"toolUseId": call["toolUseId"], "content": [{"json": {"sky": "sunny"}}], "status": "success"}}
+followed = ask + [called["output"]["message"], {"role": "user", "content": [result]}]
+concluded = client.converse(modelId=HAIKU, messages=followed, toolConfig=tool_config)
+check(concluded["stopReason"] == "end_turn" and concluded["output"]["message"]["content"][0]["text"], "the result is concluded with text")
+fragments, start, stop = "", None, None
+for event in client.converse_stream(modelId=HAIKU, messages=ask, toolConfig=tool_config)["stream"]:
+    start = event.get("contentBlockStart", {}).get("start", {}).get("toolUse", start)
+    fragments += event.get("contentBlockDelta", {}).get("delta", {}).get("toolUse", {}).get("input", "")
+    stop = event.get("messageStop", {}).get("stopReason", stop)
+check(start == {"toolUseId": call["toolUseId"], "name": "get_weather"}, f"contentBlockStart names the call: {start}")
+check(json.loads(fragments) == call["input"] and stop == "tool_use", "converse_stream rebuilds the same input")
+try:
+    client.converse(modelId=HAIKU, messages=followed)
+    check(False, "tool blocks without toolConfig must fail")
+except client.exceptions.ValidationException as error:
+    check("toolConfig field must be defined" in str(error), f"typed tool error: {error}")
 
 # Batch inference: the `bedrock` control plane, endpoint from AWS_ENDPOINT_URL_BEDROCK.
 batch = boto3.client("bedrock")

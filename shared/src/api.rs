@@ -16,6 +16,8 @@ pub struct ApiError {
     pub retry_after: Option<u32>,
     /// The underlying failure, for the log only: what the operator needs, never the caller.
     pub cause: Option<String>,
+    /// The request field at fault, for APIs that report it (OpenAI's `param`).
+    pub param: Option<String>,
 }
 
 impl ApiError {
@@ -26,7 +28,13 @@ impl ApiError {
             message: message.into(),
             retry_after: None,
             cause: None,
+            param: None,
         }
+    }
+
+    pub fn with_param(mut self, param: impl Into<String>) -> Self {
+        self.param = Some(param.into());
+        self
     }
 
     pub fn caused_by(mut self, error: &ModelError) -> Self {

@@ -551,6 +551,7 @@ fn conversation_of(input: &Value) -> Conversation {
         inference_config: serde_json::from_value::<InferenceConfig>(field("inferenceConfig"))
             .unwrap_or_default(),
         additional_model_request_fields: input.get("additionalModelRequestFields").cloned(),
+        tool_config: None,
     }
 }
 

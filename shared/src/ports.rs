@@ -2,16 +2,26 @@
 //! them in memory.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
+
+use futures_util::Stream;
 
 use chrono::{DateTime, Utc};
 
 use crate::domain::batch::Batch;
 use crate::domain::cache::{CacheEntry, CacheKey, Lease, StoredRecord};
 use crate::domain::conversation::{Conversation, ModelAnswer};
-use crate::domain::error::{CacheError, JobError, ModelError, RegistryError, StoreError};
+use crate::domain::error::{
+    CacheError, JobError, ModelError, RegistryError, StoreError, TenancyError,
+};
 use crate::domain::metrics::RequestMetrics;
 use crate::domain::routing::Target;
+use crate::domain::stream::StreamEvent;
+use crate::domain::tenancy::TenantKey;
+
+/// A model's answer as it is produced; an error ends it.
+pub type ModelStream = Pin<Box<dyn Stream<Item = Result<StreamEvent, ModelError>> + Send>>;
 
 /// A shared store of answers with a time to live, and of the leases that keep identical misses
 /// from all calling the model.
@@ -56,6 +66,15 @@ pub trait ModelInvoker: Send + Sync {
         conversation: &Conversation,
         timeout: Option<Duration>,
     ) -> impl Future<Output = Result<ModelAnswer, ModelError>> + Send;
+
+    /// Starts a streamed answer (Bedrock ConverseStream). `first_event_timeout` bounds the
+    /// wait for the model's first event, so an unusable capacity can still spill over.
+    fn converse_stream(
+        &self,
+        target: &Target,
+        conversation: &Conversation,
+        first_event_timeout: Option<Duration>,
+    ) -> impl Future<Output = Result<ModelStream, ModelError>> + Send;
 }
 
 /// The time, injected so that expiry and schedules are tested without waiting.
@@ -170,4 +189,76 @@ pub trait BatchRegistry: Send + Sync {
 pub trait EventPublisher: Send + Sync {
     /// Publishes that the batch ended (its status is final and its results are written).
     fn batch_ended(&self, batch: &Batch) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Where tenant keys are kept (their hashes, never the keys).
+pub trait TenantKeyStore: Send + Sync {
+    fn get(
+        &self,
+        key_id: &str,
+    ) -> impl Future<Output = Result<Option<TenantKey>, TenancyError>> + Send;
+
+    /// Stores a new key; [`TenancyError::KeyExists`] if its id is taken.
+    fn create(&self, key: &TenantKey) -> impl Future<Output = Result<(), TenancyError>> + Send;
+
+    fn list(&self) -> impl Future<Output = Result<Vec<TenantKey>, TenancyError>> + Send;
+
+    /// Marks the key revoked at `at` (epoch seconds); [`TenancyError::NoSuchKey`] if unknown.
+    fn revoke(
+        &self,
+        key_id: &str,
+        at: i64,
+    ) -> impl Future<Output = Result<(), TenancyError>> + Send;
+
+    /// Sets or removes the key's monthly budget; [`TenancyError::NoSuchKey`] if unknown.
+    fn set_budget(
+        &self,
+        key_id: &str,
+        monthly_budget_usd: Option<f64>,
+    ) -> impl Future<Output = Result<(), TenancyError>> + Send;
+}
+
+/// Spend per tenant and month, added to atomically by every instance.
+pub trait SpendLedger: Send + Sync {
+    fn spent(
+        &self,
+        tenant: &str,
+        month: &str,
+    ) -> impl Future<Output = Result<f64, TenancyError>> + Send;
+
+    /// Adds `usd` and returns the new total.
+    fn add(
+        &self,
+        tenant: &str,
+        month: &str,
+        usd: f64,
+    ) -> impl Future<Output = Result<f64, TenancyError>> + Send;
+}
+
+/// One store shared by several owners (a test and the handler it drives).
+impl<T: TenantKeyStore> TenantKeyStore for std::sync::Arc<T> {
+    async fn get(&self, key_id: &str) -> Result<Option<TenantKey>, TenancyError> {
+        (**self).get(key_id).await
+    }
+    async fn create(&self, key: &TenantKey) -> Result<(), TenancyError> {
+        (**self).create(key).await
+    }
+    async fn list(&self) -> Result<Vec<TenantKey>, TenancyError> {
+        (**self).list().await
+    }
+    async fn revoke(&self, key_id: &str, at: i64) -> Result<(), TenancyError> {
+        (**self).revoke(key_id, at).await
+    }
+    async fn set_budget(&self, key_id: &str, budget: Option<f64>) -> Result<(), TenancyError> {
+        (**self).set_budget(key_id, budget).await
+    }
+}
+
+impl<T: SpendLedger> SpendLedger for std::sync::Arc<T> {
+    async fn spent(&self, tenant: &str, month: &str) -> Result<f64, TenancyError> {
+        (**self).spent(tenant, month).await
+    }
+    async fn add(&self, tenant: &str, month: &str, usd: f64) -> Result<f64, TenancyError> {
+        (**self).add(tenant, month, usd).await
+    }
 }

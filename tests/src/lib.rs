@@ -76,6 +76,26 @@ impl Emulator {
         );
     }
 
+    /// Creates a Provisioned Throughput through the emulator's control plane (the AWS SDK for
+    /// Rust, by `AWS_ENDPOINT_URL_BEDROCK` alone) and returns its ARN once it is `InService`,
+    /// polling `GetProvisionedModelThroughput` (bounded: the emulator's `provisioned.createMs`,
+    /// 1000 by default, 0 in most tests). Panics if it fails or takes longer than 30 s.
+    pub async fn create_provisioned(&self, name: &str, model_id: &str, model_units: i32) -> String {
+        let bedrock = aws_sdk_bedrock::Client::new(&sdk_config().await);
+        let arn = bedrock
+            .create_provisioned_model_throughput()
+            .provisioned_model_name(name)
+            .model_id(model_id)
+            .model_units(model_units)
+            .send()
+            .await
+            .expect("CreateProvisionedModelThroughput")
+            .provisioned_model_arn
+            .clone();
+        wait_in_service(&bedrock, &arn).await;
+        arn
+    }
+
     /// Calls the emulator received for a model identifier, whatever their outcome.
     pub async fn calls(&self, model_id: &str) -> u64 {
         let stats: Value = self
@@ -88,6 +108,34 @@ impl Emulator {
             .await
             .expect("stats json");
         stats["models"][model_id]["calls"].as_u64().unwrap_or(0)
+    }
+}
+
+/// Polls `GetProvisionedModelThroughput` until the Provisioned Throughput is `InService`
+/// (every 10 ms, for at most 30 s); panics if it fails or does not get there.
+pub async fn wait_in_service(bedrock: &aws_sdk_bedrock::Client, identifier: &str) {
+    use aws_sdk_bedrock::types::ProvisionedModelStatus;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let pt = bedrock
+            .get_provisioned_model_throughput()
+            .provisioned_model_id(identifier)
+            .send()
+            .await
+            .expect("GetProvisionedModelThroughput");
+        match pt.status {
+            ProvisionedModelStatus::InService => return,
+            ProvisionedModelStatus::Failed => {
+                panic!("{identifier} failed: {:?}", pt.failure_message)
+            }
+            _ => {}
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{identifier} is still {:?} after 30 s",
+            pt.status
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -111,6 +159,9 @@ pub mod invoke {
     pub const HAIKU: &str = "anthropic.claude-3-haiku-20240307-v1:0";
     pub const SONNET: &str = "anthropic.claude-3-sonnet-20240229-v1:0";
     pub const OPUS: &str = "anthropic.claude-3-opus-20240229-v1:0";
+    /// A Provisioned Throughput ARN the emulator does not hold: only for tests where Bedrock
+    /// is unreachable. Tests that call the emulator create theirs
+    /// ([`super::Emulator::create_provisioned`]).
     pub const PT_ARN: &str = "arn:aws:bedrock:us-east-1:123456789012:provisioned-model/haiku-pt";
 
     const V2_EVENT: &str =
@@ -127,8 +178,10 @@ pub mod invoke {
 
     pub type Store = MemoryFronted<DynamoDbCacheStore, Arc<ManualClock>>;
 
+    pub type InvokeApp = App<Store, BedrockInvoker, Arc<ManualClock>, Recorder>;
+
     pub struct Harness {
-        pub app: App<Store, BedrockInvoker, Arc<ManualClock>, Recorder>,
+        pub app: Arc<InvokeApp>,
         pub clock: Arc<ManualClock>,
         pub metrics: Recorder,
     }
@@ -198,7 +251,7 @@ pub mod invoke {
             let store = MemoryFronted::new(table, memory, clock.clone());
             let metrics = Recorder::default();
             Self {
-                app: App::new(config, store, model, clock.clone(), metrics.clone()),
+                app: Arc::new(App::new(config, store, model, clock.clone(), metrics.clone())),
                 clock,
                 metrics,
             }
@@ -223,7 +276,11 @@ pub mod invoke {
             let response = self.app.handle(request).await;
             let status = response.status().as_u16();
             let headers = response.headers().clone();
-            let body = serde_json::from_slice(response.body().as_ref()).expect("JSON body");
+            let bytes = http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .expect("body")
+                .to_bytes();
+            let body = serde_json::from_slice(&bytes).expect("JSON body");
             Reply {
                 status,
                 headers,

@@ -200,42 +200,105 @@ async fn with_the_cache_table_gone_the_request_still_answers() {
     assert_eq!(emulator.calls(HAIKU).await, 1);
 }
 
+/// A Provisioned Throughput of Haiku, created through the emulator's control plane and in
+/// service (created at once: `provisioned.createMs` 0).
+async fn haiku_pt(emulator: &Emulator) -> String {
+    emulator
+        .configure(json!({"provisioned": {"createMs": 0}}))
+        .await;
+    emulator.create_provisioned("haiku-pt", HAIKU, 1).await
+}
+
 #[tokio::test]
 async fn a_throttled_provisioned_route_spills_over_to_on_demand() {
     let emulator = Emulator::reset().await;
-    let spec = format!("{HAIKU}={PT_ARN}");
+    let pt = haiku_pt(&emulator).await;
+    let spec = format!("{HAIKU}={pt}");
     let harness = Harness::new(&[("PROVISIONED_THROUGHPUT", spec.as_str())]).await;
 
     let served = harness
         .invoke(json!({"prompt": unique("Provisioned please")}))
         .await;
     assert_eq!(served.body["route"], "provisioned", "{}", served.body);
-    assert_eq!(emulator.calls(PT_ARN).await, 1);
+    assert_eq!(emulator.calls(&pt).await, 1);
     assert_eq!(emulator.calls(HAIKU).await, 0);
 
     emulator
-        .configure(json!({"models": {PT_ARN: {"throttleRate": 1.0}}}))
+        .configure(json!({"models": {pt.as_str(): {"throttleRate": 1.0}}}))
         .await;
     let full = json!({"prompt": unique("Provisioned is full")});
     let spilled = harness.invoke(full.clone()).await;
     assert_eq!(spilled.status, 200, "{}", spilled.body);
     assert_eq!(spilled.body["route"], "on-demand");
     assert_eq!(spilled.body["modelId"], HAIKU);
-    assert_eq!(emulator.calls(PT_ARN).await, 2);
+    assert_eq!(emulator.calls(&pt).await, 2);
     assert_eq!(emulator.calls(HAIKU).await, 1);
 
     // The cache key uses the base model: with the provisioned route back, the answer that
     // came on-demand is a hit.
-    emulator.configure(json!({"models": {PT_ARN: null}})).await;
+    emulator
+        .configure(json!({"models": {pt.as_str(): null}}))
+        .await;
     let cold = Harness::new(&[("PROVISIONED_THROUGHPUT", spec.as_str())]).await;
     assert_eq!(cold.invoke(full).await.cache(), "HIT");
-    assert_eq!(emulator.calls(PT_ARN).await, 2);
+    assert_eq!(emulator.calls(&pt).await, 2);
+}
+
+/// Load beyond the Provisioned Throughput's tokens per minute is throttled by the emulator and
+/// spills over to on-demand; what fits is served by the provisioned capacity.
+#[tokio::test]
+async fn load_beyond_the_provisioned_tokens_per_minute_spills_over_to_on_demand() {
+    let emulator = Emulator::reset().await;
+    emulator
+        .configure(json!({"provisioned": {"tokensPerMinuteByModel": {HAIKU: 300}}}))
+        .await;
+    let pt = haiku_pt(&emulator).await;
+    let spec = format!("{HAIKU}={pt}");
+    let harness = Harness::new(&[("PROVISIONED_THROUGHPUT", spec.as_str())]).await;
+    let mut provisioned = 0;
+    let mut spilled = 0;
+    for i in 0..15 {
+        let reply = harness
+            .invoke(json!({"prompt": unique(&format!("load {i}")), "cache": {"mode": "bypass"}}))
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        match reply.body["route"].as_str() {
+            Some("provisioned") => {
+                assert_eq!(reply.body["spilledOver"], false);
+                provisioned += 1;
+            }
+            _ => {
+                assert_eq!(reply.body["route"], "on-demand", "{}", reply.body);
+                assert_eq!(reply.body["spilledOver"], true, "{}", reply.body);
+                spilled += 1;
+            }
+        }
+    }
+    assert!(
+        provisioned > 0 && spilled > 0,
+        "{provisioned} provisioned, {spilled} spilled"
+    );
+    assert_eq!(emulator.calls(HAIKU).await, spilled);
+    let stats: Value = emulator
+        .http()
+        .get(emulator.url("/_emulator/stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let capacity = &stats["provisionedThroughputs"][&pt];
+    assert_eq!(capacity["capacityThrottled"], spilled);
+    assert_eq!(capacity["served"], provisioned);
+    assert!(capacity["tokensLastMinute"].as_u64().unwrap() <= 300);
 }
 
 #[tokio::test]
 async fn the_schedule_policy_routes_by_the_injected_clock() {
     let emulator = Emulator::reset().await;
-    let spec = format!("{HAIKU}={PT_ARN}");
+    let pt = haiku_pt(&emulator).await;
+    let spec = format!("{HAIKU}={pt}");
     let harness = Harness::new(&[
         ("PROVISIONED_THROUGHPUT", spec.as_str()),
         ("ROUTING_POLICY", "schedule"),
@@ -255,7 +318,7 @@ async fn the_schedule_policy_routes_by_the_injected_clock() {
     // 08:00 UTC is 17:00 in Tokyo: the end is excluded.
     harness.clock.set(noon() - Duration::hours(4));
     assert_eq!(harness.invoke(ask()).await.body["route"], "on-demand");
-    assert_eq!(emulator.calls(PT_ARN).await, 1);
+    assert_eq!(emulator.calls(&pt).await, 1);
     assert_eq!(emulator.calls(HAIKU).await, 2);
 }
 
@@ -668,7 +731,8 @@ async fn identical_misses_at_once_cost_one_bedrock_call() {
 #[tokio::test]
 async fn an_unusable_provisioned_throughput_spills_over_on_the_wire() {
     let emulator = Emulator::reset().await;
-    let spec = format!("{HAIKU}={PT_ARN}");
+    let pt = haiku_pt(&emulator).await;
+    let spec = format!("{HAIKU}={pt}");
     let harness = Harness::new(&[("PROVISIONED_THROUGHPUT", spec.as_str())]).await;
     let faults = [
         "accessDeniedRate",
@@ -681,13 +745,15 @@ async fn an_unusable_provisioned_throughput_spills_over_on_the_wire() {
     ];
     for fault in faults {
         emulator
-            .configure(json!({"models": {PT_ARN: {fault: 1.0}}}))
+            .configure(json!({"models": {pt.as_str(): {fault: 1.0}}}))
             .await;
         let reply = harness.invoke(json!({"prompt": unique(fault)})).await;
         assert_eq!(reply.status, 200, "{fault}: {}", reply.body);
         assert_eq!(reply.body["route"], "on-demand", "{fault}");
         assert_eq!(reply.body["spilledOver"], true, "{fault}");
-        emulator.configure(json!({"models": {PT_ARN: null}})).await;
+        emulator
+            .configure(json!({"models": {pt.as_str(): null}}))
+            .await;
     }
     assert_eq!(emulator.calls(HAIKU).await, faults.len() as u64);
     let spilled = harness
@@ -712,10 +778,11 @@ async fn an_unusable_provisioned_throughput_spills_over_on_the_wire() {
 #[tokio::test]
 async fn a_slow_provisioned_throughput_leaves_time_for_on_demand() {
     let emulator = Emulator::reset().await;
+    let pt = haiku_pt(&emulator).await;
     emulator
-        .configure(json!({"models": {PT_ARN: {"ttftMs": 5000}}}))
+        .configure(json!({"models": {pt.as_str(): {"ttftMs": 5000}}}))
         .await;
-    let spec = format!("{HAIKU}={PT_ARN}");
+    let spec = format!("{HAIKU}={pt}");
     let harness = Harness::new(&[
         ("PROVISIONED_THROUGHPUT", spec.as_str()),
         ("BEDROCK_OPERATION_TIMEOUT_MS", "3000"),

@@ -2,39 +2,59 @@
 //! Generic over the ports, so it runs against AWS, the local stack or in-memory fakes alike.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use chrono::{DateTime, Datelike, TimeZone, Utc};
+use futures_util::StreamExt;
 use http::{header, HeaderValue, Method, StatusCode};
 use lambda_http::request::RequestContext;
-use lambda_http::{Body, Request, RequestExt, Response};
-use serde_json::{json, Value};
+use lambda_http::{Request, RequestExt, Response};
+use serde_json::Value;
+use tokio::sync::mpsc;
 use tracing::Instrument;
 
+use shared::adapters::memory_tenancy::InMemoryTenancy;
 use shared::domain::cache::{
     CacheEntry, CacheKey, CacheMode, CacheState, CachedAnswer, Lease, StoredRecord,
 };
-use shared::domain::conversation::{Conversation, ModelAnswer, Usage};
+use shared::domain::conversation::{ModelAnswer, Usage};
 use shared::domain::error::{CacheError, ModelError};
 use shared::domain::identity::{CallerClaims, Principal};
 use shared::domain::metrics::{Outcome, RequestMetrics};
 use shared::domain::routing::{Plan, Route, Target};
+use shared::domain::stream::{replay, AnswerBuilder};
+use shared::domain::tenancy::{key_id_of, month_of, Tenant};
 use shared::domain::tiers::Tier;
-use shared::http::{json_response, request_id};
-use shared::ports::{CacheStore, Clock, MetricsSink, ModelInvoker};
+use shared::http::request_id;
+use shared::ports::{
+    CacheStore, Clock, MetricsSink, ModelInvoker, ModelStream, SpendLedger, TenantKeyStore,
+};
 
+use crate::body::{self, ResponseBody};
 use crate::config::{CacheScope, InvokeConfig};
 use crate::error::ApiError;
+use crate::openai::{self, OpenAiOptions};
 use crate::request::{self, InvokeRequest};
+use crate::wire::{Answered, StreamMeta, StreamWriter, Wire};
 
 /// The function with its adapters, built once per instance.
-pub struct App<S, M, C, K> {
+pub struct App<S, M, C, K, T = InMemoryTenancy, L = InMemoryTenancy> {
     config: InvokeConfig,
     store: S,
     model: M,
     clock: C,
     metrics: K,
+    tenancy: Option<Tenancy<T, L>>,
     /// Makes lease owners unique within the instance; the request id makes them unique across.
     lease_counter: AtomicU64,
+}
+
+/// Tenant keys and the spend ledger, when the deployment uses keys.
+pub struct Tenancy<T, L> {
+    pub keys: T,
+    pub ledger: L,
 }
 
 /// A successful answer, before it becomes HTTP.
@@ -48,12 +68,73 @@ struct Answer {
 }
 
 /// What is known of a request as it goes: the log line and metrics of a failure need it too.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Trace {
     model_id: Option<String>,
     tier: Option<Tier>,
     route: Option<Route>,
     spilled_over: bool,
+}
+
+/// One request's identity, clock and reporting, carried into a stream's task.
+#[derive(Debug, Clone)]
+struct Ctx {
+    request_id: String,
+    started: Instant,
+    trace: Trace,
+    wire: Wire,
+}
+
+/// The routes the function serves (matched on the path's end, whatever the stage prefix).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    Invoke,
+    ChatCompletions,
+    Models,
+}
+
+impl Endpoint {
+    fn of(request: &Request) -> Self {
+        let path = request.uri().path().trim_end_matches('/');
+        if path.ends_with("/chat/completions") {
+            Self::ChatCompletions
+        } else if path.ends_with("/openai/v1/models") || path.ends_with("/models") {
+            Self::Models
+        } else {
+            Self::Invoke
+        }
+    }
+
+    fn wire(self) -> Wire {
+        match self {
+            Self::Invoke => Wire::Native,
+            Self::ChatCompletions | Self::Models => Wire::OpenAi(OpenAiOptions::default()),
+        }
+    }
+}
+
+/// Who is asking: the cache namespace, and the tenant when a key was presented.
+struct Caller {
+    namespace: String,
+    tenant: Option<Tenant>,
+}
+
+/// A request past its checks, on its way to the model.
+struct Job {
+    invoke: InvokeRequest,
+    caller: Caller,
+    plan: Plan,
+    key: Option<CacheKey>,
+    state: CacheState,
+    lease_owner: Option<String>,
+    now: DateTime<Utc>,
+}
+
+enum Reply {
+    Answer(Answer),
+    /// A stream, reported by its own task when it ends.
+    Stream(Response<ResponseBody>),
+    Json(Value),
 }
 
 /// The outcome of looking a key up, with stampede protection.
@@ -70,10 +151,10 @@ enum Claim {
 
 impl<S, M, C, K> App<S, M, C, K>
 where
-    S: CacheStore,
-    M: ModelInvoker,
-    C: Clock,
-    K: MetricsSink,
+    S: CacheStore + 'static,
+    M: ModelInvoker + 'static,
+    C: Clock + 'static,
+    K: MetricsSink + 'static,
 {
     pub fn new(config: InvokeConfig, store: S, model: M, clock: C, metrics: K) -> Self {
         Self {
@@ -82,43 +163,74 @@ where
             model,
             clock,
             metrics,
+            tenancy: None,
             lease_counter: AtomicU64::new(0),
+        }
+    }
+}
+
+impl<S, M, C, K, T, L> App<S, M, C, K, T, L>
+where
+    S: CacheStore + 'static,
+    M: ModelInvoker + 'static,
+    C: Clock + 'static,
+    K: MetricsSink + 'static,
+    T: TenantKeyStore + 'static,
+    L: SpendLedger + 'static,
+{
+    /// Verifies bearer keys against the tenancy's keys and counts tenants' spend in its
+    /// ledger; `None` refuses every bearer key.
+    pub fn with_tenancy<T2, L2>(self, tenancy: Option<Tenancy<T2, L2>>) -> App<S, M, C, K, T2, L2> {
+        App {
+            config: self.config,
+            store: self.store,
+            model: self.model,
+            clock: self.clock,
+            metrics: self.metrics,
+            tenancy,
+            lease_counter: self.lease_counter,
         }
     }
 
     /// Answers every request with a response, never an error: API Gateway would turn an
-    /// error into a 502 without a body.
-    pub async fn handle(&self, request: Request) -> Response<Body> {
-        let started = Instant::now();
+    /// error into a 502 without a body. A stream's failures after its start end the stream
+    /// with an error event.
+    pub async fn handle(self: &Arc<Self>, request: Request) -> Response<ResponseBody> {
         let request_id = request_id(&request);
         // Warnings logged on the way (cache faults, spillover) carry the request id too.
         let span = tracing::info_span!("invoke", request_id = %request_id);
-        let mut trace = Trace::default();
-        let outcome = self
-            .process(&request, &request_id, started, &mut trace)
-            .instrument(span)
-            .await;
-        let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let mut ctx = Ctx {
+            request_id,
+            started: Instant::now(),
+            trace: Trace::default(),
+            wire: Endpoint::of(&request).wire(),
+        };
+        let outcome = self.process(&request, &mut ctx).instrument(span).await;
+        let latency_ms = elapsed_ms(ctx.started);
         match outcome {
-            Ok(answer) => {
-                self.report_answer(&request_id, &trace, &answer, latency_ms);
-                success_response(&answer, &trace, latency_ms)
+            Ok(Reply::Answer(answer)) => {
+                self.report_answer(&ctx, &answer, latency_ms);
+                let meta = meta(&ctx, answer.cache, self.clock.now().timestamp());
+                answer_response(&ctx.wire, &answered(&answer, &meta, latency_ms), &meta)
             }
+            Ok(Reply::Stream(response)) => response,
+            Ok(Reply::Json(body)) => json_body_response(StatusCode::OK, &body),
             Err(error) => {
-                self.report_failure(&request_id, &trace, &error, latency_ms);
-                error_response(&error, &request_id)
+                self.report_failure(&ctx, &error, latency_ms);
+                error_response(&ctx.wire, &error, &ctx.request_id)
             }
         }
     }
 
-    fn report_answer(&self, request_id: &str, trace: &Trace, answer: &Answer, latency_ms: u64) {
+    fn report_answer(&self, ctx: &Ctx, answer: &Answer, latency_ms: u64) {
+        let trace = &ctx.trace;
         let processed = if answer.cache == CacheState::Hit {
             Usage::default()
         } else {
             answer.answer.usage
         };
         tracing::info!(
-            request_id,
+            request_id = ctx.request_id,
             status = 200,
             route = trace.route.map(Route::as_str),
             spilled_over = trace.spilled_over,
@@ -151,11 +263,12 @@ where
     }
 
     /// A Bedrock 4xx and every 5xx reach the log with the underlying error, for the operator.
-    fn report_failure(&self, request_id: &str, trace: &Trace, error: &ApiError, latency_ms: u64) {
+    fn report_failure(&self, ctx: &Ctx, error: &ApiError, latency_ms: u64) {
+        let trace = &ctx.trace;
         let status = error.status.as_u16();
         if error.status.is_server_error() || error.cause.is_some() {
             tracing::error!(
-                request_id,
+                request_id = ctx.request_id,
                 status,
                 code = error.code,
                 cause = error.cause.as_deref().unwrap_or("none"),
@@ -167,7 +280,7 @@ where
             );
         } else {
             tracing::warn!(
-                request_id,
+                request_id = ctx.request_id,
                 status,
                 code = error.code,
                 latency_ms,
@@ -184,41 +297,200 @@ where
     }
 
     async fn process(
-        &self,
+        self: &Arc<Self>,
         request: &Request,
-        request_id: &str,
-        started: Instant,
-        trace: &mut Trace,
-    ) -> Result<Answer, ApiError> {
-        let invoke = self.read_request(request)?;
-        let namespace = self.namespace(request)?;
+        ctx: &mut Ctx,
+    ) -> Result<Reply, ApiError> {
+        let endpoint = Endpoint::of(request);
+        let caller = self.authenticate(request, endpoint).await?;
+        if endpoint == Endpoint::Models {
+            return self.list_models(request, &caller).map(Reply::Json);
+        }
+        let invoke = self.read_request(request, endpoint, ctx)?;
         self.check_cache_control(&invoke)?;
-        let model = self.choose_model(&invoke, trace);
+        let model = self.choose_model(&invoke, &mut ctx.trace);
+        self.admit(&caller, &model).await?;
         let now = self.clock.now();
         let plan = self.config.router.plan(&model, now);
-        let key = self.cache_key(&invoke, &namespace, &plan.primary.model);
+        let key = self.cache_key(&invoke, &caller.namespace, &plan.primary.model);
 
         let (state, lease_owner) = match (invoke.cache_mode, &key) {
             (CacheMode::Bypass, _) | (_, None) => (CacheState::Bypass, None),
             (CacheMode::Refresh, Some(_)) => (CacheState::Refresh, None),
-            (CacheMode::Use, Some(key)) => match self.claim(key, request_id).await {
-                Claim::Hit(entry) => return Ok(hit(entry, trace)),
+            (CacheMode::Use, Some(key)) => match self.claim(key, &ctx.request_id).await {
+                Claim::Hit(entry) => return Ok(self.answer_hit(entry, invoke.stream, ctx)),
                 Claim::Holder(owner) => (CacheState::Miss, Some(owner)),
                 Claim::Unclaimed => (CacheState::Miss, None),
                 Claim::StoreFailed => (CacheState::Bypass, None),
             },
         };
+        let job = Job {
+            invoke,
+            caller,
+            plan,
+            key,
+            state,
+            lease_owner,
+            now,
+        };
+        if job.invoke.stream {
+            self.stream_miss(job, ctx).await.map(Reply::Stream)
+        } else {
+            self.answer_miss(job, ctx).await.map(Reply::Answer)
+        }
+    }
 
+    /// A hit: whole, or replayed as the stream a miss would have written.
+    fn answer_hit(&self, entry: CacheEntry, stream: bool, ctx: &mut Ctx) -> Reply {
+        let answer = hit(entry, &mut ctx.trace);
+        if !stream {
+            return Reply::Answer(answer);
+        }
+        let meta = meta(ctx, CacheState::Hit, self.clock.now().timestamp());
+        let mut writer = ctx.wire.writer(&meta);
+        let mut frames = vec![writer.opening(&meta)];
+        frames.extend(
+            replay(&answer.answer)
+                .iter()
+                .filter_map(|event| writer.event(event)),
+        );
+        let latency_ms = elapsed_ms(ctx.started);
+        frames.push(writer.closing(&answered(&answer, &meta, latency_ms)));
+        self.report_answer(ctx, &answer, latency_ms);
+        Reply::Stream(stream_response(&meta, body::frames(frames)))
+    }
+
+    async fn answer_miss(&self, job: Job, ctx: &mut Ctx) -> Result<Answer, ApiError> {
+        let conversation = &job.invoke.conversation;
         let called = self
-            .call_model(&plan, &invoke.conversation, started, trace)
+            .with_spillover(&job.plan, ctx, |target, timeout| async move {
+                self.model.converse(&target, conversation, timeout).await
+            })
             .await;
-        let (answer, target) = match called {
-            Ok(called) => called,
+        match called {
+            Ok((answer, target)) => Ok(self.settle(&job, answer, &target).await),
             Err(error) => {
-                self.release(key.as_ref(), lease_owner.as_deref()).await;
+                self.release(job.key.as_ref(), job.lease_owner.as_deref())
+                    .await;
+                Err(error.into())
+            }
+        }
+    }
+
+    /// Starts the model's stream (spilling over before its first event if need be), answers
+    /// with the stream's headers, and leaves the rest to a task.
+    async fn stream_miss(
+        self: &Arc<Self>,
+        job: Job,
+        ctx: &mut Ctx,
+    ) -> Result<Response<ResponseBody>, ApiError> {
+        let conversation = &job.invoke.conversation;
+        let started = self
+            .with_spillover(&job.plan, ctx, |target, timeout| async move {
+                self.model
+                    .converse_stream(&target, conversation, timeout)
+                    .await
+            })
+            .await;
+        let (events, target) = match started {
+            Ok(started) => started,
+            Err(error) => {
+                self.release(job.key.as_ref(), job.lease_owner.as_deref())
+                    .await;
                 return Err(error.into());
             }
         };
+        let meta = meta(ctx, job.state, self.clock.now().timestamp());
+        let (sender, body) = body::channel();
+        let app = Arc::clone(self);
+        let task_ctx = ctx.clone();
+        let span = tracing::info_span!("invoke", request_id = %ctx.request_id);
+        let response = stream_response(&meta, body);
+        tokio::spawn(
+            async move {
+                app.pump(job, target, events, meta, sender, task_ctx).await;
+            }
+            .instrument(span),
+        );
+        Ok(response)
+    }
+
+    /// Writes the model's events to the client as they come, and settles the answer once the
+    /// model stopped. A client gone or a failed stream stores nothing.
+    async fn pump(
+        self: Arc<Self>,
+        job: Job,
+        target: Target,
+        mut events: ModelStream,
+        meta: StreamMeta,
+        sender: mpsc::Sender<Bytes>,
+        ctx: Ctx,
+    ) {
+        let mut writer = ctx.wire.writer(&meta);
+        if sender.send(writer.opening(&meta)).await.is_err() {
+            return self.abandon(&job, &ctx).await;
+        }
+        let mut builder = AnswerBuilder::default();
+        while let Some(item) = events.next().await {
+            match item {
+                Ok(event) => {
+                    builder.push(&event);
+                    if let Some(frame) = writer.event(&event) {
+                        if sender.send(frame).await.is_err() {
+                            return self.abandon(&job, &ctx).await;
+                        }
+                    }
+                }
+                Err(error) => return self.fail_stream(&job, &ctx, &writer, &sender, error).await,
+            }
+        }
+        let answer = match builder.finish() {
+            Ok(answer) => answer,
+            Err(error) => return self.fail_stream(&job, &ctx, &writer, &sender, error).await,
+        };
+        let settled = self.settle(&job, answer, &target).await;
+        let latency_ms = elapsed_ms(ctx.started);
+        let meta = StreamMeta {
+            cache: settled.cache,
+            ..meta
+        };
+        // The client may be gone by now; the answer is whole and stored all the same.
+        let _ = sender
+            .send(writer.closing(&answered(&settled, &meta, latency_ms)))
+            .await;
+        self.report_answer(&ctx, &settled, latency_ms);
+    }
+
+    async fn fail_stream(
+        &self,
+        job: &Job,
+        ctx: &Ctx,
+        writer: &StreamWriter,
+        sender: &mpsc::Sender<Bytes>,
+        error: ModelError,
+    ) {
+        let error = ApiError::from(error);
+        let _ = sender.send(writer.failure(&error, &ctx.request_id)).await;
+        self.release(job.key.as_ref(), job.lease_owner.as_deref())
+            .await;
+        self.report_failure(ctx, &error, elapsed_ms(ctx.started));
+    }
+
+    /// The client went away mid-stream: the model's stream is dropped (which ends the call),
+    /// nothing is stored and the key is given back.
+    async fn abandon(&self, job: &Job, ctx: &Ctx) {
+        self.release(job.key.as_ref(), job.lease_owner.as_deref())
+            .await;
+        let error = ApiError::new(
+            client_closed(),
+            "ClientClosedRequest",
+            "the client closed the stream before the answer ended",
+        );
+        self.report_failure(ctx, &error, elapsed_ms(ctx.started));
+    }
+
+    /// Cost, storage and spend of a whole answer from the model.
+    async fn settle(&self, job: &Job, answer: ModelAnswer, target: &Target) -> Answer {
         let price = self.config.prices.cost(&target.model, &answer.usage);
         if price.is_none() && target.route == Route::OnDemand {
             tracing::warn!(
@@ -232,40 +504,41 @@ where
             Route::OnDemand => (price, 0.0),
             Route::Provisioned => (0.0, price),
         };
-
         let mut answered = Answer {
             answer,
-            cache: state,
+            cache: job.state,
             cost_usd,
             saved_usd: 0.0,
             on_demand_equivalent_usd,
             too_large_to_cache: false,
         };
-        if let (Some(key), CacheState::Miss | CacheState::Refresh) = (&key, state) {
-            let stored_under = if target.model == plan.primary.model {
-                key.clone()
-            } else {
-                // A fallback's answer is the fallback model's, cached as that model's.
-                self.release(Some(key), lease_owner.as_deref()).await;
-                match self.cache_key(&invoke, &namespace, &target.model) {
-                    Some(key) => key,
-                    None => return Ok(answered),
-                }
-            };
-            self.store_answer(
-                &stored_under,
-                &invoke,
-                &target,
-                price,
-                &mut answered,
-                now.timestamp(),
-            )
-            .await;
-            if answered.cache == CacheState::Bypass || answered.too_large_to_cache {
-                self.release(Some(key), lease_owner.as_deref()).await;
+        self.record_spend(&job.caller, cost_usd).await;
+        let (Some(key), CacheState::Miss | CacheState::Refresh) = (&job.key, job.state) else {
+            return answered;
+        };
+        let stored_under = if target.model == job.plan.primary.model {
+            key.clone()
+        } else {
+            // A fallback's answer is the fallback model's, cached as that model's.
+            self.release(Some(key), job.lease_owner.as_deref()).await;
+            match self.cache_key(&job.invoke, &job.caller.namespace, &target.model) {
+                Some(key) => key,
+                None => return answered,
             }
+        };
+        self.store_answer(
+            &stored_under,
+            &job.invoke,
+            target,
+            price,
+            &mut answered,
+            job.now.timestamp(),
+        )
+        .await;
+        if answered.cache == CacheState::Bypass || answered.too_large_to_cache {
+            self.release(Some(key), job.lease_owner.as_deref()).await;
         }
-        Ok(answered)
+        answered
     }
 
     /// The model asked for, or the one of the conversation's complexity tier.
@@ -295,14 +568,19 @@ where
     }
 
     /// Calls the plan's primary target within the request's budget, and the spillover target
-    /// with what is left when the primary is unusable.
-    async fn call_model(
+    /// with what is left when the primary is unusable. For a stream, the call ends at the
+    /// model's first event: after it, there is no going back.
+    async fn with_spillover<R, F, Fut>(
         &self,
         plan: &Plan,
-        conversation: &Conversation,
-        started: Instant,
-        trace: &mut Trace,
-    ) -> Result<(ModelAnswer, Target), ModelError> {
+        ctx: &mut Ctx,
+        call: F,
+    ) -> Result<(R, Target), ModelError>
+    where
+        F: Fn(Target, Option<Duration>) -> Fut,
+        Fut: std::future::Future<Output = Result<R, ModelError>>,
+    {
+        let started = ctx.started;
         let remaining = || {
             self.config
                 .bedrock
@@ -317,12 +595,8 @@ where
             }
             Route::OnDemand => remaining(),
         };
-        trace.route = Some(primary.route);
-        let error = match self
-            .model
-            .converse(primary, conversation, first_timeout)
-            .await
-        {
+        ctx.trace.route = Some(primary.route);
+        let error = match call(primary.clone(), first_timeout).await {
             Ok(answer) => return Ok((answer, primary.clone())),
             Err(error) => error,
         };
@@ -335,13 +609,10 @@ where
             cause = %error,
             "provisioned throughput unusable; spilling over to on-demand"
         );
-        trace.spilled_over = true;
-        trace.route = Some(spillover.route);
-        trace.model_id = Some(spillover.model.clone());
-        let answer = self
-            .model
-            .converse(spillover, conversation, remaining())
-            .await?;
+        ctx.trace.spilled_over = true;
+        ctx.trace.route = Some(spillover.route);
+        ctx.trace.model_id = Some(spillover.model.clone());
+        let answer = call(spillover.clone(), remaining()).await?;
         Ok((answer, spillover.clone()))
     }
 
@@ -461,12 +732,17 @@ where
         }
     }
 
-    fn read_request(&self, request: &Request) -> Result<InvokeRequest, ApiError> {
+    fn read_request(
+        &self,
+        request: &Request,
+        endpoint: Endpoint,
+        ctx: &mut Ctx,
+    ) -> Result<InvokeRequest, ApiError> {
         if request.method() != Method::POST {
             return Err(ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "MethodNotAllowed",
-                format!("{} is not allowed; send POST /v1/invoke", request.method()),
+                format!("{} is not allowed here; send POST", request.method()),
             ));
         }
         if let Some(content_type) = request.headers().get(header::CONTENT_TYPE) {
@@ -495,25 +771,173 @@ where
                 ),
             ));
         }
-        let invoke = request::parse(body)?;
-        if let Some(model) = &invoke.model_id {
-            if !self.config.allowed_models.contains(model) {
-                let allowed: Vec<_> = self
-                    .config
-                    .allowed_models
-                    .iter()
-                    .map(String::as_str)
-                    .collect();
-                return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "ValidationError",
-                    format!(
-                        "modelId: {model:?} is not enabled here; use one of {allowed:?} or omit it"
-                    ),
-                ));
+        match endpoint {
+            Endpoint::ChatCompletions => {
+                let (mut invoke, model, options) = openai::parse(body)?;
+                ctx.wire = Wire::OpenAi(options);
+                invoke.model_id = self.openai_model(&model)?;
+                Ok(invoke)
+            }
+            _ => {
+                let invoke = request::parse(body)?;
+                if let Some(model) = &invoke.model_id {
+                    if !self.config.allowed_models.contains(model) {
+                        return Err(ApiError::new(
+                            StatusCode::BAD_REQUEST,
+                            "ValidationError",
+                            format!(
+                                "modelId: {model:?} is not enabled here; use one of {:?} or omit it",
+                                self.config.allowed_models
+                            ),
+                        ));
+                    }
+                }
+                Ok(invoke)
             }
         }
-        Ok(invoke)
+    }
+
+    /// `auto` chooses by tier; any other name must be a model this deployment serves.
+    fn openai_model(&self, model: &str) -> Result<Option<String>, ApiError> {
+        if model == openai::AUTO_MODEL {
+            return Ok(None);
+        }
+        if self.config.allowed_models.contains(model) {
+            return Ok(Some(model.to_owned()));
+        }
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "model_not_found",
+            format!(
+                "the model {model:?} does not exist here; use \"auto\" or one of GET /openai/v1/models"
+            ),
+        )
+        .with_param("model"))
+    }
+
+    fn list_models(&self, request: &Request, caller: &Caller) -> Result<Value, ApiError> {
+        if request.method() != Method::GET {
+            return Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "MethodNotAllowed",
+                format!("{} is not allowed here; send GET", request.method()),
+            ));
+        }
+        let names = self
+            .config
+            .allowed_models
+            .iter()
+            .map(String::as_str)
+            .filter(|name| caller.tenant.as_ref().is_none_or(|t| t.allows_model(name)));
+        Ok(openai::models(names, self.clock.now().timestamp()))
+    }
+
+    /// A bearer key names a tenant; without one, `/v1/invoke` callers are who API Gateway's
+    /// authorizer says they are. Unknown, malformed and revoked keys never reach a model.
+    async fn authenticate(
+        &self,
+        request: &Request,
+        endpoint: Endpoint,
+    ) -> Result<Caller, ApiError> {
+        match (bearer_key(request), endpoint) {
+            (Some(key), _) => self.tenant_caller(key).await,
+            (None, Endpoint::Invoke) => Ok(Caller {
+                namespace: self.namespace(request)?,
+                tenant: None,
+            }),
+            (None, _) => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_api_key",
+                "no API key: send your tenant key as Authorization: Bearer <key>",
+            )),
+        }
+    }
+
+    async fn tenant_caller(&self, key: &str) -> Result<Caller, ApiError> {
+        let Some(tenancy) = &self.tenancy else {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_api_key",
+                "this deployment does not use tenant keys (TENANT_KEYS_TABLE_NAME is unset); call /v1/invoke with IAM",
+            ));
+        };
+        let invalid = || {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_api_key",
+                "the API key is unknown, malformed or revoked; ask your operator for a key",
+            )
+        };
+        let key_id = key_id_of(key).ok_or_else(invalid)?;
+        let record = tenancy.keys.get(key_id).await.map_err(|error| {
+            tracing::error!(error = %error, "tenant key lookup failed");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "KeyStoreUnavailable",
+                "the API key could not be verified just now; retry in a few seconds",
+            )
+            .retry_after(2)
+        })?;
+        match record {
+            Some(record) if record.accepts(key) => Ok(Caller {
+                namespace: format!("tenant:{}", Value::String(record.tenant.clone())),
+                tenant: Some(Tenant::from(&record)),
+            }),
+            _ => Err(invalid()),
+        }
+    }
+
+    /// A tenant may use its models, within its monthly budget. The spend is read from the
+    /// instance's cache of it; a ledger fault lets the request through (fail open).
+    async fn admit(&self, caller: &Caller, model: &str) -> Result<(), ApiError> {
+        let (Some(tenant), Some(tenancy)) = (&caller.tenant, &self.tenancy) else {
+            return Ok(());
+        };
+        if !tenant.allows_model(model) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "ModelNotAllowed",
+                format!(
+                    "this key may not use {model:?}; it may use {:?}",
+                    tenant.models
+                ),
+            )
+            .with_param("model"));
+        }
+        let Some(budget) = tenant.monthly_budget_usd else {
+            return Ok(());
+        };
+        let now = self.clock.now();
+        match tenancy.ledger.spent(&tenant.name, &month_of(now)).await {
+            Ok(spent) if spent >= budget => Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "BudgetExceeded",
+                format!(
+                    "tenant {:?} has spent ${spent:.4} of its ${budget:.2} budget for {}; it renews on the 1st (UTC) or when the operator raises it",
+                    tenant.name,
+                    month_of(now)
+                ),
+            )
+            .retry_after(seconds_to_next_month(now))),
+            Ok(_) => Ok(()),
+            Err(error) => {
+                tracing::warn!(error = %error, "spend read failed; admitting the request");
+                Ok(())
+            }
+        }
+    }
+
+    async fn record_spend(&self, caller: &Caller, cost_usd: f64) {
+        let (Some(tenant), Some(tenancy)) = (&caller.tenant, &self.tenancy) else {
+            return;
+        };
+        if cost_usd <= 0.0 {
+            return;
+        }
+        let month = month_of(self.clock.now());
+        if let Err(error) = tenancy.ledger.add(&tenant.name, &month, cost_usd).await {
+            tracing::error!(error = %error, tenant = tenant.name, cost_usd, "spend not recorded");
+        }
     }
 
     /// Under the shared scope, replacing or stretching an entry everyone shares is the
@@ -616,40 +1040,129 @@ pub fn caller_claims(request: &Request) -> CallerClaims {
     }
 }
 
-fn success_response(answer: &Answer, trace: &Trace, latency_ms: u64) -> Response<Body> {
-    let route = (answer.cache != CacheState::Hit)
-        .then_some(trace.route)
-        .flatten();
-    let body = json!({
-        "text": answer.answer.text(),
-        "message": answer.answer.message,
-        "stopReason": answer.answer.stop_reason,
-        "modelId": trace.model_id,
-        "route": route,
-        "spilledOver": trace.spilled_over,
-        "tier": trace.tier,
-        "cache": answer.cache,
-        "usage": answer.answer.usage,
-        "costUsd": answer.cost_usd,
-        "onDemandEquivalentUsd": answer.on_demand_equivalent_usd,
-        "savedUsd": answer.saved_usd,
-        "latencyMs": latency_ms,
-    });
-    let mut response = json_response(StatusCode::OK, &body);
-    response
-        .headers_mut()
-        .insert("x-cache", HeaderValue::from_static(answer.cache.as_str()));
+fn elapsed_ms(started: Instant) -> u64 {
+    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// 499, as proxies log a client that closed the connection first.
+fn client_closed() -> StatusCode {
+    StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST)
+}
+
+/// Seconds until the next calendar month in UTC, when budgets renew.
+fn seconds_to_next_month(now: DateTime<Utc>) -> u32 {
+    let (year, month) = if now.month() == 12 {
+        (now.year() + 1, 1)
+    } else {
+        (now.year(), now.month() + 1)
+    };
+    Utc.with_ymd_and_hms(year, month, 1, 0, 0, 0)
+        .single()
+        .map_or(3600, |next| {
+            u32::try_from((next - now).num_seconds().max(1)).unwrap_or(u32::MAX)
+        })
+}
+
+/// The presented key of `Authorization: Bearer <key>`, or `None`.
+fn bearer_key(request: &Request) -> Option<&str> {
+    let value = request
+        .headers()
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, key) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| key.trim())
+        .filter(|key| !key.is_empty())
+}
+
+fn meta(ctx: &Ctx, cache: CacheState, created: i64) -> StreamMeta {
+    StreamMeta {
+        request_id: ctx.request_id.clone(),
+        created,
+        cache,
+        model_id: ctx.trace.model_id.clone(),
+        // A hit did not go to any capacity.
+        route: (cache != CacheState::Hit)
+            .then_some(ctx.trace.route)
+            .flatten(),
+        tier: ctx.trace.tier,
+        spilled_over: ctx.trace.spilled_over,
+    }
+}
+
+fn answered<'a>(answer: &'a Answer, meta: &'a StreamMeta, latency_ms: u64) -> Answered<'a> {
+    Answered {
+        answer: &answer.answer,
+        meta,
+        cost_usd: answer.cost_usd,
+        saved_usd: answer.saved_usd,
+        on_demand_equivalent_usd: answer.on_demand_equivalent_usd,
+        latency_ms,
+    }
+}
+
+fn insert_header(headers: &mut http::HeaderMap, name: &'static str, value: &str) {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        headers.insert(name, value);
+    }
+}
+
+/// `x-cache`, the model and the route, on every answer.
+fn meta_headers(headers: &mut http::HeaderMap, meta: &StreamMeta) {
+    insert_header(headers, "x-cache", meta.cache.as_str());
+    if let Some(model) = &meta.model_id {
+        insert_header(headers, "x-model-id", model);
+    }
+    if let Some(route) = meta.route {
+        insert_header(headers, "x-route", route.as_str());
+    }
+}
+
+fn json_body_response(status: StatusCode, body: &Value) -> Response<ResponseBody> {
+    let mut response = Response::new(body::full(body.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
 }
 
-fn error_response(error: &ApiError, request_id: &str) -> Response<Body> {
-    let mut response = json_response(error.status, &error.body(request_id));
+fn answer_response(
+    wire: &Wire,
+    answered: &Answered<'_>,
+    meta: &StreamMeta,
+) -> Response<ResponseBody> {
+    let mut response = json_body_response(StatusCode::OK, &wire.answer_body(answered));
+    let headers = response.headers_mut();
+    meta_headers(headers, meta);
+    insert_header(headers, "x-cost-usd", &answered.cost_usd.to_string());
+    insert_header(headers, "x-saved-usd", &answered.saved_usd.to_string());
+    response
+}
+
+fn stream_response(meta: &StreamMeta, body: ResponseBody) -> Response<ResponseBody> {
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream; charset=utf-8"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    meta_headers(headers, meta);
+    response
+}
+
+fn error_response(wire: &Wire, error: &ApiError, request_id: &str) -> Response<ResponseBody> {
+    let mut response = json_body_response(error.status, &wire.error_body(error, request_id));
     let headers = response.headers_mut();
     if let Some(seconds) = error.retry_after {
         headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
     if error.status == StatusCode::METHOD_NOT_ALLOWED {
-        headers.insert(header::ALLOW, HeaderValue::from_static("POST"));
+        headers.insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
     }
     response
 }

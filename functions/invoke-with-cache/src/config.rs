@@ -51,6 +51,18 @@ pub struct InvokeConfig {
     /// The function's application log level, which metric lines must pass.
     pub log_level: Option<String>,
     pub max_body_bytes: usize,
+    /// Tenant keys and budgets; `None` when TENANT_KEYS_TABLE_NAME is unset.
+    pub tenancy: Option<TenancySettings>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenancySettings {
+    pub keys_table: String,
+    pub spend_table: String,
+    /// How long an instance trusts a key lookup: a revoked key works at most this long.
+    pub key_cache: Duration,
+    /// How long an instance trusts a tenant's spend before reading it again.
+    pub spend_cache: Duration,
 }
 
 /// Stampede protection: the first of identical misses leases the key, the others wait for its
@@ -233,7 +245,18 @@ impl InvokeConfig {
             sampled: env.parse_or("CACHE_SAMPLED_REQUESTS", SampledRequests::Cache)?,
         };
 
+        let tenancy = match env.get("TENANT_KEYS_TABLE_NAME") {
+            None => None,
+            Some(keys_table) => Some(TenancySettings {
+                keys_table: keys_table.to_owned(),
+                spend_table: env.required("SPEND_TABLE_NAME")?,
+                key_cache: Duration::from_secs(env.parse_or("TENANT_KEY_CACHE_SECONDS", 60u64)?),
+                spend_cache: Duration::from_secs(env.parse_or("SPEND_CACHE_SECONDS", 10u64)?),
+            }),
+        };
+
         Ok(Self {
+            tenancy,
             cache_table: env.required("CACHE_TABLE_NAME")?,
             cache_ttl_seconds,
             cache_max_ttl_seconds,

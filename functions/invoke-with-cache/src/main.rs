@@ -1,11 +1,17 @@
+#![recursion_limit = "256"]
+
+use std::sync::Arc;
+
 use aws_config::BehaviorVersion;
-use invoke_with_cache::{App, InvokeConfig};
-use lambda_http::{run, service_fn, Error, Request};
+use invoke_with_cache::{App, InvokeConfig, Tenancy};
+use lambda_http::{run_with_streaming_response, service_fn, Error, Request};
 use shared::adapters::bedrock::BedrockInvoker;
 use shared::adapters::clock::SystemClock;
-use shared::adapters::dynamo_cache::DynamoDbCacheStore;
+use shared::adapters::dynamo_cache::{client_with_timeout, DynamoDbCacheStore};
+use shared::adapters::dynamo_tenancy::{DynamoDbSpendLedger, DynamoDbTenantKeys};
 use shared::adapters::emf::EmfStdout;
 use shared::adapters::memory_cache::{MemoryCache, MemoryFronted};
+use shared::adapters::memory_tenancy::{CachedKeys, CachedSpend};
 use shared::config::Env;
 
 #[tokio::main]
@@ -13,16 +19,28 @@ async fn main() -> Result<(), Error> {
     shared::telemetry::init_tracing();
     let config = InvokeConfig::from_env(&Env::from_process())?;
     let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
-    let table =
-        DynamoDbCacheStore::from_sdk_config(&sdk, &config.cache_table, config.cache_timeout);
+    let dynamodb = client_with_timeout(&sdk, config.cache_timeout);
+    let table = DynamoDbCacheStore::new(dynamodb.clone(), &config.cache_table);
     let memory = MemoryCache::new(config.memory_cache_entries, config.memory_cache_ttl_seconds);
     let store = MemoryFronted::new(table, memory, SystemClock);
+    let tenancy = config.tenancy.as_ref().map(|settings| Tenancy {
+        keys: CachedKeys::new(
+            DynamoDbTenantKeys::new(dynamodb.clone(), &settings.keys_table),
+            settings.key_cache,
+        ),
+        ledger: CachedSpend::new(
+            DynamoDbSpendLedger::new(dynamodb.clone(), &settings.spend_table),
+            settings.spend_cache,
+        ),
+    });
     let model = BedrockInvoker::new(&sdk, &config.bedrock);
     let metrics = EmfStdout::new(&config.metrics_namespace, config.log_level.as_deref());
-    let app = App::new(config, store, model, SystemClock, metrics);
-    let app = &app;
-    run(service_fn(move |request: Request| async move {
-        Ok::<_, Error>(app.handle(request).await)
+    let app = Arc::new(App::new(config, store, model, SystemClock, metrics).with_tenancy(tenancy));
+    // Every answer is written as a stream (whole for buffered answers), so API Gateway's
+    // response streaming and `cargo lambda watch` pass server-sent events on as they come.
+    run_with_streaming_response(service_fn(move |request: Request| {
+        let app = Arc::clone(&app);
+        async move { Ok::<_, Error>(app.handle(request).await) }
     }))
     .await
 }

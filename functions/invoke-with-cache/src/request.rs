@@ -5,8 +5,8 @@ use serde_json::Value;
 
 use shared::domain::cache::CacheMode;
 use shared::domain::conversation::{
-    check_inference, check_messages, check_texts, Conversation, InferenceConfig, Invalid, Message,
-    Role, TextBlock,
+    check_inference, check_messages, check_texts, check_tools, ContentBlock, Conversation,
+    InferenceConfig, Invalid, Message, TextBlock, ToolConfig,
 };
 use shared::domain::prompt::{collapse_whitespace, limit_chars};
 
@@ -24,6 +24,8 @@ struct InvokeBody {
     optimize_prompt: Option<bool>,
     context_limit_chars: Option<usize>,
     additional_model_request_fields: Option<Value>,
+    tool_config: Option<ToolConfig>,
+    stream: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -42,6 +44,8 @@ pub struct InvokeRequest {
     pub model_id: Option<String>,
     pub cache_mode: CacheMode,
     pub ttl_seconds: Option<u64>,
+    /// Answer as server-sent events while the model writes.
+    pub stream: bool,
 }
 
 /// Why a body was refused.
@@ -83,15 +87,13 @@ fn strip_position(message: &str) -> &str {
         .map_or(message, |(head, _)| head)
 }
 
-/// Applies `optimizePrompt` and `contextLimitChars` to every text block.
-fn optimise(blocks: &mut [TextBlock], collapse: bool, limit: Option<usize>) {
-    for block in blocks {
-        if collapse {
-            block.text = collapse_whitespace(&block.text);
-        }
-        if let Some(limit) = limit {
-            block.text = limit_chars(&block.text, limit);
-        }
+/// Applies `optimizePrompt` and `contextLimitChars` to a text.
+fn optimise(text: &mut String, collapse: bool, limit: Option<usize>) {
+    if collapse {
+        *text = collapse_whitespace(text);
+    }
+    if let Some(limit) = limit {
+        *text = limit_chars(text, limit);
     }
 }
 
@@ -147,10 +149,7 @@ pub fn parse(body: &[u8]) -> Result<InvokeRequest, RequestError> {
                     "must not be empty or only whitespace",
                 ));
             }
-            vec![Message {
-                role: Role::User,
-                content: vec![TextBlock::new(prompt)],
-            }]
+            vec![Message::user_text(prompt)]
         }
         (Some(messages), None) => {
             check_messages(&messages)?;
@@ -197,10 +196,17 @@ pub fn parse(body: &[u8]) -> Result<InvokeRequest, RequestError> {
         }
     }
 
+    check_tools(parsed.tool_config.as_ref(), &messages)?;
+
+    // Tool calls and results are passed as they are: cutting them would change their meaning.
     let collapse = parsed.optimize_prompt.unwrap_or(false);
-    optimise(&mut system, collapse, parsed.context_limit_chars);
-    for message in &mut messages {
-        optimise(&mut message.content, collapse, parsed.context_limit_chars);
+    for block in &mut system {
+        optimise(&mut block.text, collapse, parsed.context_limit_chars);
+    }
+    for block in messages.iter_mut().flat_map(|m| m.content.iter_mut()) {
+        if let ContentBlock::Text(text) = block {
+            optimise(text, collapse, parsed.context_limit_chars);
+        }
     }
 
     Ok(InvokeRequest {
@@ -209,10 +215,12 @@ pub fn parse(body: &[u8]) -> Result<InvokeRequest, RequestError> {
             messages,
             inference_config,
             additional_model_request_fields: parsed.additional_model_request_fields,
+            tool_config: parsed.tool_config,
         },
         model_id,
         cache_mode: cache.mode,
         ttl_seconds,
+        stream: parsed.stream.unwrap_or(false),
     })
 }
 
@@ -220,6 +228,24 @@ pub fn parse(body: &[u8]) -> Result<InvokeRequest, RequestError> {
 mod tests {
     use super::*;
     use shared::domain::prompt::CUT_MARKER;
+
+    #[test]
+    fn tools_and_stream_are_read_and_checked() {
+        let request = parse(
+            br#"{"prompt": "weather in Paris?", "stream": true, "toolConfig": {"tools": [{"toolSpec": {"name": "get_weather", "inputSchema": {"json": {"type": "object"}}}}], "toolChoice": {"auto": {}}}}"#,
+        )
+        .unwrap();
+        assert!(request.stream);
+        assert!(request.conversation.tool_config.is_some());
+        let err = parse(
+            br#"{"messages": [{"role": "user", "content": [{"toolResult": {"toolUseId": "t", "content": [{"text": "21C"}]}}]}]}"#,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, RequestError::Invalid { field, .. } if field == "toolConfig"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn prompt_is_shorthand_for_one_user_message() {
@@ -236,8 +262,8 @@ mod tests {
             br#"{"prompt": "a   lot \n\n of   space", "system": [{"text": "  be\tbrief "}], "optimizePrompt": true, "contextLimitChars": 8}"#,
         )
         .unwrap();
-        let text = &request.conversation.messages[0].content[0].text;
-        assert_eq!(text, &format!("a lot of{CUT_MARKER}"));
+        let text = request.conversation.messages[0].content[0].as_text();
+        assert_eq!(text, Some(format!("a lot of{CUT_MARKER}").as_str()));
         assert_eq!(request.conversation.system[0].text, "be brief");
     }
 

@@ -9,17 +9,29 @@ use aws_config::SdkConfig;
 use aws_sdk_bedrockruntime::config::retry::RetryPartition;
 use aws_sdk_bedrockruntime::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_bedrockruntime::operation::converse::{ConverseError, ConverseOutput};
+use aws_sdk_bedrockruntime::operation::converse_stream::ConverseStreamError;
+use aws_sdk_bedrockruntime::primitives::event_stream::EventReceiver;
+use aws_sdk_bedrockruntime::types::error::ConverseStreamOutputError;
 use aws_sdk_bedrockruntime::types::{
-    ContentBlock, ConversationRole, InferenceConfiguration, Message as SdkMessage,
-    SystemContentBlock,
+    AnyToolChoice, AutoToolChoice, ContentBlock as SdkContentBlock, ContentBlockDelta,
+    ContentBlockStart, ConversationRole, ConverseStreamOutput, InferenceConfiguration,
+    Message as SdkMessage, SpecificToolChoice, SystemContentBlock, TokenUsage, Tool as SdkTool,
+    ToolChoice as SdkToolChoice, ToolConfiguration, ToolInputSchema, ToolResultBlock,
+    ToolResultContentBlock, ToolResultStatus as SdkToolResultStatus, ToolSpecification,
+    ToolUseBlock,
 };
 use aws_smithy_types::{Document, Number};
+use futures_util::StreamExt;
 use serde_json::Value;
 
-use crate::domain::conversation::{Conversation, Message, ModelAnswer, Role, TextBlock, Usage};
+use crate::domain::conversation::{
+    ContentBlock, Conversation, Message, ModelAnswer, Role, ToolChoice, ToolConfig,
+    ToolResultContent, ToolResultStatus, ToolUse, Usage,
+};
 use crate::domain::error::{ModelError, ModelErrorKind};
 use crate::domain::routing::{Route, Target};
-use crate::ports::ModelInvoker;
+use crate::domain::stream::StreamEvent;
+use crate::ports::{ModelInvoker, ModelStream};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RetryMode {
@@ -117,132 +129,125 @@ fn to_document(value: &Value) -> Document {
     }
 }
 
+fn to_sdk_block(block: &ContentBlock) -> Result<SdkContentBlock, ModelError> {
+    Ok(match block {
+        ContentBlock::Text(text) => SdkContentBlock::Text(text.clone()),
+        ContentBlock::ToolUse(tool_use) => SdkContentBlock::ToolUse(
+            ToolUseBlock::builder()
+                .tool_use_id(&tool_use.tool_use_id)
+                .name(&tool_use.name)
+                .input(to_document(&tool_use.input))
+                .build()
+                .map_err(unexpected)?,
+        ),
+        ContentBlock::ToolResult(result) => {
+            let content = result
+                .content
+                .iter()
+                .map(|part| match part {
+                    ToolResultContent::Text(text) => ToolResultContentBlock::Text(text.clone()),
+                    ToolResultContent::Json(value) => {
+                        ToolResultContentBlock::Json(to_document(value))
+                    }
+                })
+                .collect();
+            SdkContentBlock::ToolResult(
+                ToolResultBlock::builder()
+                    .tool_use_id(&result.tool_use_id)
+                    .set_content(Some(content))
+                    .set_status(result.status.map(|status| match status {
+                        ToolResultStatus::Success => SdkToolResultStatus::Success,
+                        ToolResultStatus::Error => SdkToolResultStatus::Error,
+                    }))
+                    .build()
+                    .map_err(unexpected)?,
+            )
+        }
+    })
+}
+
+fn unexpected(error: impl std::fmt::Display) -> ModelError {
+    ModelError::new(ModelErrorKind::Unexpected, error.to_string())
+}
+
 fn to_sdk_message(message: &Message) -> Result<SdkMessage, ModelError> {
     let role = match message.role {
         Role::User => ConversationRole::User,
         Role::Assistant => ConversationRole::Assistant,
     };
+    let content = message
+        .content
+        .iter()
+        .map(to_sdk_block)
+        .collect::<Result<Vec<_>, _>>()?;
     SdkMessage::builder()
         .role(role)
-        .set_content(Some(
-            message
-                .content
-                .iter()
-                .map(|b| ContentBlock::Text(b.text.clone()))
-                .collect(),
-        ))
+        .set_content(Some(content))
         .build()
-        .map_err(|e| ModelError::new(ModelErrorKind::Unexpected, e.to_string()))
+        .map_err(unexpected)
 }
 
-fn from_output(output: ConverseOutput) -> Result<ModelAnswer, ModelError> {
-    let message = output
-        .output()
-        .and_then(|o| o.as_message().ok())
-        .ok_or_else(|| {
-            ModelError::new(ModelErrorKind::ModelFailure, "the answer holds no message")
-        })?;
-    // Only text is kept: the request offers no tools, and reasoning blocks are not answers.
-    let content = message
-        .content()
+fn to_sdk_tools(config: &ToolConfig) -> Result<ToolConfiguration, ModelError> {
+    let tools = config
+        .tools
         .iter()
-        .filter_map(|block| block.as_text().ok())
-        .map(|text| TextBlock::new(text.clone()))
-        .collect();
-    let usage = output.usage().map_or_else(Usage::default, |u| Usage {
-        input_tokens: u32::try_from(u.input_tokens()).unwrap_or(0),
-        output_tokens: u32::try_from(u.output_tokens()).unwrap_or(0),
-        total_tokens: u32::try_from(u.total_tokens()).unwrap_or(0),
-    });
-    Ok(ModelAnswer {
-        message: Message {
-            role: Role::Assistant,
-            content,
-        },
-        stop_reason: output.stop_reason().as_str().to_owned(),
-        usage,
-    })
+        .map(|tool| {
+            let spec = tool.spec();
+            ToolSpecification::builder()
+                .name(&spec.name)
+                .set_description(spec.description.clone())
+                .input_schema(ToolInputSchema::Json(to_document(&spec.input_schema.json)))
+                .build()
+                .map(SdkTool::ToolSpec)
+                .map_err(unexpected)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let choice = match &config.tool_choice {
+        None => None,
+        Some(ToolChoice::Auto {}) => Some(SdkToolChoice::Auto(AutoToolChoice::builder().build())),
+        Some(ToolChoice::Any {}) => Some(SdkToolChoice::Any(AnyToolChoice::builder().build())),
+        Some(ToolChoice::Tool { name }) => Some(SdkToolChoice::Tool(
+            SpecificToolChoice::builder()
+                .name(name)
+                .build()
+                .map_err(unexpected)?,
+        )),
+    };
+    ToolConfiguration::builder()
+        .set_tools(Some(tools))
+        .set_tool_choice(choice)
+        .build()
+        .map_err(unexpected)
 }
 
-/// The modelled message of a service error, else the one in its metadata.
-fn service_message(error: &ConverseError) -> String {
-    match error {
-        ConverseError::AccessDeniedException(e) => e.message(),
-        ConverseError::ValidationException(e) => e.message(),
-        ConverseError::ResourceNotFoundException(e) => e.message(),
-        ConverseError::ModelErrorException(e) => e.message(),
-        ConverseError::InternalServerException(e) => e.message(),
-        ConverseError::ThrottlingException(e) => e.message(),
-        ConverseError::ServiceUnavailableException(e) => e.message(),
-        ConverseError::ModelNotReadyException(e) => e.message(),
-        ConverseError::ModelTimeoutException(e) => e.message(),
-        other => other.message(),
+fn from_document(document: &Document) -> Value {
+    match document {
+        Document::Null => Value::Null,
+        Document::Bool(b) => Value::Bool(*b),
+        Document::Number(Number::PosInt(u)) => Value::from(*u),
+        Document::Number(Number::NegInt(i)) => Value::from(*i),
+        Document::Number(Number::Float(f)) => Value::from(*f),
+        Document::String(s) => Value::String(s.clone()),
+        Document::Array(items) => Value::Array(items.iter().map(from_document).collect()),
+        Document::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), from_document(v)))
+                .collect(),
+        ),
     }
-    .unwrap_or_default()
-    .to_owned()
 }
 
-/// The kind of a service error and the exception's name.
-fn service_kind(error: &ConverseError) -> (ModelErrorKind, &str) {
-    use ModelErrorKind as Kind;
-    let (kind, name) = match error {
-        ConverseError::ThrottlingException(_) => (Kind::Throttled, "ThrottlingException"),
-        ConverseError::ModelNotReadyException(_) => (Kind::ModelNotReady, "ModelNotReadyException"),
-        ConverseError::ServiceUnavailableException(_) => {
-            (Kind::ServiceUnavailable, "ServiceUnavailableException")
-        }
-        ConverseError::ModelTimeoutException(_) => (Kind::Timeout, "ModelTimeoutException"),
-        ConverseError::AccessDeniedException(_) => (Kind::AccessDenied, "AccessDeniedException"),
-        ConverseError::ValidationException(_) => (Kind::Validation, "ValidationException"),
-        ConverseError::ResourceNotFoundException(_) => {
-            (Kind::NotFound, "ResourceNotFoundException")
-        }
-        ConverseError::ModelErrorException(_) => (Kind::ModelFailure, "ModelErrorException"),
-        ConverseError::InternalServerException(_) => {
-            (Kind::ModelFailure, "InternalServerException")
-        }
-        other => (Kind::ModelFailure, other.code().unwrap_or("UnknownError")),
-    };
-    (kind, name)
+/// Everything of a conversation that Converse and ConverseStream are sent alike.
+struct Parts {
+    messages: Vec<SdkMessage>,
+    system: Option<Vec<SystemContentBlock>>,
+    inference: InferenceConfiguration,
+    tools: Option<ToolConfiguration>,
+    additional: Option<Document>,
 }
 
-/// A request that was never sent because it could not be signed: no credentials, or none
-/// that load. The SDK reports these as dispatch failures, like a refused connection.
-fn is_signing_failure(detail: &str) -> bool {
-    let detail = detail.to_ascii_lowercase();
-    ["auth scheme", "identity resolver", "credentials", "signing"]
-        .iter()
-        .any(|needle| detail.contains(needle))
-}
-
-fn from_sdk_error(error: SdkError<ConverseError>) -> ModelError {
-    use ModelErrorKind as Kind;
-    let detail = DisplayErrorContext(&error).to_string();
-    let kind = match &error {
-        SdkError::ServiceError(service) => {
-            let (kind, name) = service_kind(service.err());
-            return ModelError::new(kind, format!("{name}: {}", service_message(service.err())));
-        }
-        SdkError::TimeoutError(_) => Kind::Timeout,
-        SdkError::DispatchFailure(failure) if failure.is_timeout() => Kind::Timeout,
-        // Connection refused, DNS, TLS: nowhere to send the call, on any capacity.
-        SdkError::DispatchFailure(failure) if failure.is_io() => Kind::Unreachable,
-        SdkError::DispatchFailure(_) if is_signing_failure(&detail) => Kind::Credentials,
-        SdkError::DispatchFailure(_) => Kind::Unreachable,
-        // A response that could not be read or parsed: Bedrock's answer was unusable.
-        SdkError::ResponseError(_) => Kind::ModelFailure,
-        _ => Kind::Unexpected,
-    };
-    ModelError::new(kind, detail)
-}
-
-impl ModelInvoker for BedrockInvoker {
-    async fn converse(
-        &self,
-        target: &Target,
-        conversation: &Conversation,
-        timeout: Option<Duration>,
-    ) -> Result<ModelAnswer, ModelError> {
+impl Parts {
+    fn of(conversation: &Conversation) -> Result<Self, ModelError> {
         let messages = conversation
             .messages
             .iter()
@@ -264,24 +269,323 @@ impl ModelInvoker for BedrockInvoker {
                 .map(|b| SystemContentBlock::Text(b.text.clone()))
                 .collect()
         });
+        let tools = conversation
+            .tool_config
+            .as_ref()
+            .map(to_sdk_tools)
+            .transpose()?;
+        Ok(Self {
+            messages,
+            system,
+            inference,
+            tools,
+            additional: conversation
+                .additional_model_request_fields
+                .as_ref()
+                .map(to_document),
+        })
+    }
+}
+
+fn from_usage(usage: Option<&TokenUsage>) -> Usage {
+    usage.map_or_else(Usage::default, |u| Usage {
+        input_tokens: u32::try_from(u.input_tokens()).unwrap_or(0),
+        output_tokens: u32::try_from(u.output_tokens()).unwrap_or(0),
+        total_tokens: u32::try_from(u.total_tokens()).unwrap_or(0),
+    })
+}
+
+fn from_output(output: ConverseOutput) -> Result<ModelAnswer, ModelError> {
+    let message = output
+        .output()
+        .and_then(|o| o.as_message().ok())
+        .ok_or_else(|| {
+            ModelError::new(ModelErrorKind::ModelFailure, "the answer holds no message")
+        })?;
+    // Text and tool calls are kept; reasoning blocks are not answers.
+    let content = message
+        .content()
+        .iter()
+        .filter_map(|block| match block {
+            SdkContentBlock::Text(text) => Some(ContentBlock::Text(text.clone())),
+            SdkContentBlock::ToolUse(tool_use) => Some(ContentBlock::ToolUse(ToolUse {
+                tool_use_id: tool_use.tool_use_id().to_owned(),
+                name: tool_use.name().to_owned(),
+                input: from_document(tool_use.input()),
+            })),
+            _ => None,
+        })
+        .collect();
+    Ok(ModelAnswer {
+        message: Message {
+            role: Role::Assistant,
+            content,
+        },
+        stop_reason: output.stop_reason().as_str().to_owned(),
+        usage: from_usage(output.usage()),
+    })
+}
+
+/// The kind of a service error and the exception's name and message.
+fn converse_failure(error: &ConverseError) -> (ModelErrorKind, &'static str, Option<&str>) {
+    use ModelErrorKind as Kind;
+    match error {
+        ConverseError::ThrottlingException(e) => {
+            (Kind::Throttled, "ThrottlingException", e.message())
+        }
+        ConverseError::ModelNotReadyException(e) => {
+            (Kind::ModelNotReady, "ModelNotReadyException", e.message())
+        }
+        ConverseError::ServiceUnavailableException(e) => (
+            Kind::ServiceUnavailable,
+            "ServiceUnavailableException",
+            e.message(),
+        ),
+        ConverseError::ModelTimeoutException(e) => {
+            (Kind::Timeout, "ModelTimeoutException", e.message())
+        }
+        ConverseError::AccessDeniedException(e) => {
+            (Kind::AccessDenied, "AccessDeniedException", e.message())
+        }
+        ConverseError::ValidationException(e) => {
+            (Kind::Validation, "ValidationException", e.message())
+        }
+        ConverseError::ResourceNotFoundException(e) => {
+            (Kind::NotFound, "ResourceNotFoundException", e.message())
+        }
+        ConverseError::ModelErrorException(e) => {
+            (Kind::ModelFailure, "ModelErrorException", e.message())
+        }
+        ConverseError::InternalServerException(e) => {
+            (Kind::ModelFailure, "InternalServerException", e.message())
+        }
+        other => (Kind::ModelFailure, "UnknownError", other.message()),
+    }
+}
+
+/// As [`converse_failure`], for the errors ConverseStream answers before its stream.
+fn stream_failure(error: &ConverseStreamError) -> (ModelErrorKind, &'static str, Option<&str>) {
+    use ModelErrorKind as Kind;
+    match error {
+        ConverseStreamError::ThrottlingException(e) => {
+            (Kind::Throttled, "ThrottlingException", e.message())
+        }
+        ConverseStreamError::ModelNotReadyException(e) => {
+            (Kind::ModelNotReady, "ModelNotReadyException", e.message())
+        }
+        ConverseStreamError::ServiceUnavailableException(e) => (
+            Kind::ServiceUnavailable,
+            "ServiceUnavailableException",
+            e.message(),
+        ),
+        ConverseStreamError::ModelTimeoutException(e) => {
+            (Kind::Timeout, "ModelTimeoutException", e.message())
+        }
+        ConverseStreamError::AccessDeniedException(e) => {
+            (Kind::AccessDenied, "AccessDeniedException", e.message())
+        }
+        ConverseStreamError::ValidationException(e) => {
+            (Kind::Validation, "ValidationException", e.message())
+        }
+        ConverseStreamError::ResourceNotFoundException(e) => {
+            (Kind::NotFound, "ResourceNotFoundException", e.message())
+        }
+        ConverseStreamError::ModelErrorException(e) => {
+            (Kind::ModelFailure, "ModelErrorException", e.message())
+        }
+        ConverseStreamError::ModelStreamErrorException(e) => {
+            (Kind::ModelFailure, "ModelStreamErrorException", e.message())
+        }
+        ConverseStreamError::InternalServerException(e) => {
+            (Kind::ModelFailure, "InternalServerException", e.message())
+        }
+        other => (Kind::ModelFailure, "UnknownError", other.message()),
+    }
+}
+
+/// As [`converse_failure`], for the exceptions that arrive inside a stream.
+fn event_failure(
+    error: &ConverseStreamOutputError,
+) -> (ModelErrorKind, &'static str, Option<&str>) {
+    use ModelErrorKind as Kind;
+    match error {
+        ConverseStreamOutputError::ThrottlingException(e) => {
+            (Kind::Throttled, "ThrottlingException", e.message())
+        }
+        ConverseStreamOutputError::ServiceUnavailableException(e) => (
+            Kind::ServiceUnavailable,
+            "ServiceUnavailableException",
+            e.message(),
+        ),
+        ConverseStreamOutputError::ValidationException(e) => {
+            (Kind::Validation, "ValidationException", e.message())
+        }
+        ConverseStreamOutputError::ModelStreamErrorException(e) => {
+            (Kind::ModelFailure, "ModelStreamErrorException", e.message())
+        }
+        ConverseStreamOutputError::InternalServerException(e) => {
+            (Kind::ModelFailure, "InternalServerException", e.message())
+        }
+        other => (Kind::ModelFailure, "UnknownError", other.message()),
+    }
+}
+
+/// A request that was never sent because it could not be signed: no credentials, or none
+/// that load. The SDK reports these as dispatch failures, like a refused connection.
+fn is_signing_failure(detail: &str) -> bool {
+    let detail = detail.to_ascii_lowercase();
+    ["auth scheme", "identity resolver", "credentials", "signing"]
+        .iter()
+        .any(|needle| detail.contains(needle))
+}
+
+fn from_sdk_error<E, R>(
+    error: SdkError<E, R>,
+    classify: impl Fn(&E) -> (ModelErrorKind, &'static str, Option<&str>),
+) -> ModelError
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    use ModelErrorKind as Kind;
+    let detail = DisplayErrorContext(&error).to_string();
+    let kind = match &error {
+        SdkError::ServiceError(service) => {
+            let (kind, name, message) = classify(service.err());
+            return ModelError::new(kind, format!("{name}: {}", message.unwrap_or_default()));
+        }
+        SdkError::TimeoutError(_) => Kind::Timeout,
+        SdkError::DispatchFailure(failure) if failure.is_timeout() => Kind::Timeout,
+        // Connection refused, DNS, TLS: nowhere to send the call, on any capacity.
+        SdkError::DispatchFailure(failure) if failure.is_io() => Kind::Unreachable,
+        SdkError::DispatchFailure(_) if is_signing_failure(&detail) => Kind::Credentials,
+        SdkError::DispatchFailure(_) => Kind::Unreachable,
+        // A response that could not be read or parsed: Bedrock's answer was unusable.
+        SdkError::ResponseError(_) => Kind::ModelFailure,
+        _ => Kind::Unexpected,
+    };
+    ModelError::new(kind, detail)
+}
+
+/// The domain event of a stream event; `None` for those that carry nothing the answer needs.
+fn from_stream_event(event: ConverseStreamOutput) -> Option<StreamEvent> {
+    match event {
+        ConverseStreamOutput::MessageStart(_) => Some(StreamEvent::Started),
+        ConverseStreamOutput::ContentBlockStart(start) => match start.start() {
+            Some(ContentBlockStart::ToolUse(tool_use)) => Some(StreamEvent::ToolUseStart {
+                index: u32::try_from(start.content_block_index()).unwrap_or(0),
+                tool_use_id: tool_use.tool_use_id().to_owned(),
+                name: tool_use.name().to_owned(),
+            }),
+            _ => None,
+        },
+        ConverseStreamOutput::ContentBlockDelta(delta) => {
+            let index = u32::try_from(delta.content_block_index()).unwrap_or(0);
+            match delta.delta() {
+                Some(ContentBlockDelta::Text(text)) => Some(StreamEvent::Text {
+                    index,
+                    text: text.clone(),
+                }),
+                Some(ContentBlockDelta::ToolUse(tool_use)) => Some(StreamEvent::ToolInput {
+                    index,
+                    input: tool_use.input().to_owned(),
+                }),
+                _ => None,
+            }
+        }
+        ConverseStreamOutput::MessageStop(stop) => Some(StreamEvent::Stopped {
+            stop_reason: stop.stop_reason().as_str().to_owned(),
+        }),
+        ConverseStreamOutput::Metadata(metadata) => {
+            Some(StreamEvent::Usage(from_usage(metadata.usage())))
+        }
+        _ => None,
+    }
+}
+
+type Receiver = EventReceiver<ConverseStreamOutput, ConverseStreamOutputError>;
+
+/// The next domain event of the receiver, skipping those that carry nothing.
+async fn next_event(receiver: &mut Receiver) -> Option<Result<StreamEvent, ModelError>> {
+    loop {
+        match receiver.recv().await {
+            Ok(Some(event)) => {
+                if let Some(event) = from_stream_event(event) {
+                    return Some(Ok(event));
+                }
+            }
+            Ok(None) => return None,
+            Err(error) => return Some(Err(from_sdk_error(error, event_failure))),
+        }
+    }
+}
+
+impl ModelInvoker for BedrockInvoker {
+    async fn converse(
+        &self,
+        target: &Target,
+        conversation: &Conversation,
+        timeout: Option<Duration>,
+    ) -> Result<ModelAnswer, ModelError> {
+        let parts = Parts::of(conversation)?;
         let output = self
             .client
             .converse()
             .model_id(&target.invoke_id)
-            .set_messages(Some(messages))
-            .set_system(system)
-            .inference_config(inference)
-            .set_additional_model_request_fields(
-                conversation
-                    .additional_model_request_fields
-                    .as_ref()
-                    .map(to_document),
-            )
+            .set_messages(Some(parts.messages))
+            .set_system(parts.system)
+            .inference_config(parts.inference)
+            .set_tool_config(parts.tools)
+            .set_additional_model_request_fields(parts.additional)
             .customize()
             .config_override(call_config(target, timeout))
             .send()
             .await;
-        from_output(output.map_err(from_sdk_error)?)
+        from_output(output.map_err(|e| from_sdk_error(e, converse_failure))?)
+    }
+
+    async fn converse_stream(
+        &self,
+        target: &Target,
+        conversation: &Conversation,
+        first_event_timeout: Option<Duration>,
+    ) -> Result<ModelStream, ModelError> {
+        let parts = Parts::of(conversation)?;
+        let started = async {
+            let output = self
+                .client
+                .converse_stream()
+                .model_id(&target.invoke_id)
+                .set_messages(Some(parts.messages))
+                .set_system(parts.system)
+                .inference_config(parts.inference)
+                .set_tool_config(parts.tools)
+                .set_additional_model_request_fields(parts.additional)
+                .customize()
+                .config_override(call_config(target, None))
+                .send()
+                .await
+                .map_err(|e| from_sdk_error(e, stream_failure))?;
+            let mut receiver = output.stream;
+            // The first event is awaited here: until it arrives, a failure can still spill over.
+            let first = next_event(&mut receiver).await.transpose()?;
+            Ok::<_, ModelError>((first, receiver))
+        };
+        let (first, receiver) = match first_event_timeout {
+            Some(limit) => tokio::time::timeout(limit, started).await.map_err(|_| {
+                ModelError::new(
+                    ModelErrorKind::Timeout,
+                    format!("no first event within {} ms", limit.as_millis()),
+                )
+            })??,
+            None => started.await?,
+        };
+        let rest = futures_util::stream::unfold(receiver, |mut receiver| async move {
+            next_event(&mut receiver).await.map(|item| (item, receiver))
+        });
+        Ok(Box::pin(
+            futures_util::stream::iter(first.map(Ok)).chain(rest),
+        ))
     }
 }
 
@@ -308,7 +612,7 @@ fn call_config(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::conversation::InferenceConfig;
+    use crate::domain::conversation::{InferenceConfig, TextBlock};
     use aws_sdk_bedrockruntime::config::{
         ConfigBag, Credentials, Intercept, Region, RuntimeComponents,
     };
@@ -344,7 +648,7 @@ mod tests {
             system: vec![TextBlock::new("be brief")],
             messages: vec![Message {
                 role: Role::User,
-                content: vec![TextBlock::new("hello")],
+                content: vec![ContentBlock::text("hello")],
             }],
             inference_config: InferenceConfig {
                 max_tokens: Some(64),
@@ -353,6 +657,7 @@ mod tests {
                 stop_sequences: vec!["END".into()],
             },
             additional_model_request_fields: Some(serde_json::json!({"top_k": 5})),
+            tool_config: None,
         }
     }
 
@@ -361,7 +666,7 @@ mod tests {
             .output(Output::Message(
                 SdkMessage::builder()
                     .role(ConversationRole::Assistant)
-                    .content(ContentBlock::Text("hi!".into()))
+                    .content(SdkContentBlock::Text("hi!".into()))
                     .build()
                     .unwrap(),
             ))

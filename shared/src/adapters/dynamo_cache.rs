@@ -67,6 +67,22 @@ pub struct DynamoDbCacheStore {
     table: String,
 }
 
+/// A DynamoDB client whose every call, retries included, ends within `operation_timeout`, so
+/// a slow table costs a request that long at most.
+pub fn client_with_timeout(
+    sdk: &aws_config::SdkConfig,
+    operation_timeout: std::time::Duration,
+) -> aws_sdk_dynamodb::Client {
+    let config = aws_sdk_dynamodb::config::Builder::from(sdk)
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .operation_timeout(operation_timeout)
+                .build(),
+        )
+        .build();
+    aws_sdk_dynamodb::Client::from_conf(config)
+}
+
 impl DynamoDbCacheStore {
     /// A client of its own whose calls, retries included, end after `operation_timeout`: a slow
     /// table must not hold a request that can be answered without it.
@@ -75,14 +91,7 @@ impl DynamoDbCacheStore {
         table: impl Into<String>,
         operation_timeout: std::time::Duration,
     ) -> Self {
-        let config = aws_sdk_dynamodb::config::Builder::from(sdk)
-            .timeout_config(
-                aws_config::timeout::TimeoutConfig::builder()
-                    .operation_timeout(operation_timeout)
-                    .build(),
-            )
-            .build();
-        Self::new(aws_sdk_dynamodb::Client::from_conf(config), table)
+        Self::new(client_with_timeout(sdk, operation_timeout), table)
     }
 
     pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
@@ -271,7 +280,7 @@ impl CacheStore for DynamoDbCacheStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::conversation::{Message, ModelAnswer, Role, TextBlock, Usage};
+    use crate::domain::conversation::{ContentBlock, Message, ModelAnswer, Role, Usage};
     use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
     use aws_sdk_dynamodb::operation::put_item::PutItemOutput;
     use aws_smithy_mocks::{mock, mock_client, RuleMode};
@@ -284,7 +293,7 @@ mod tests {
                 answer: ModelAnswer {
                     message: Message {
                         role: Role::Assistant,
-                        content: vec![TextBlock::new(text)],
+                        content: vec![ContentBlock::text(text)],
                     },
                     stop_reason: "end_turn".into(),
                     usage: Usage {

@@ -125,7 +125,7 @@ impl<S: CacheStore, C: Clock> CacheStore for MemoryFronted<S, C> {
 mod tests {
     use super::*;
     use crate::domain::cache::CachedAnswer;
-    use crate::domain::conversation::{Message, ModelAnswer, Role, TextBlock, Usage};
+    use crate::domain::conversation::{ContentBlock, Message, ModelAnswer, Role, Usage};
 
     fn entry(expires_at: i64) -> CacheEntry {
         CacheEntry {
@@ -133,7 +133,7 @@ mod tests {
                 answer: ModelAnswer {
                     message: Message {
                         role: Role::Assistant,
-                        content: vec![TextBlock::new("hi")],
+                        content: vec![ContentBlock::text("hi")],
                     },
                     stop_reason: "end_turn".into(),
                     usage: Usage::default(),

@@ -9,9 +9,12 @@ pub mod bedrock_batch;
 pub mod clock;
 #[cfg(feature = "dynamodb")]
 pub mod dynamo_cache;
+#[cfg(feature = "dynamodb")]
+pub mod dynamo_tenancy;
 pub mod emf;
 #[cfg(feature = "eventbridge")]
 pub mod eventbridge;
 pub mod memory_cache;
+pub mod memory_tenancy;
 #[cfg(feature = "s3")]
 pub mod s3_store;

@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use super::conversation::{
-    check_inference, check_messages, check_texts, InferenceConfig, Message, Role, TextBlock, Usage,
+    check_inference, check_messages, check_texts, check_tools, InferenceConfig, Message, TextBlock,
+    Usage,
 };
 
 /// Problems listed in a rejection report; the rest are only counted.
@@ -81,7 +82,9 @@ fn record_id(value: &Value) -> Option<String> {
 }
 
 fn check_body(body: &ConverseBody) -> Result<(), String> {
+    // Batch records are text: tool calls need a caller to run the tools.
     check_messages(&body.messages)
+        .and_then(|()| check_tools(None, &body.messages))
         .and_then(|()| check_texts("system", &body.system))
         .and_then(|()| check_inference(&body.inference_config))
         .map_err(|invalid| invalid.to_string())
@@ -114,10 +117,7 @@ pub fn parse_record(value: Value) -> Result<(Option<String>, Value), String> {
         (Some(_), Some(_)) => return Err("send either messages or prompt, not both".to_owned()),
         (None, None) => return Err("messages or prompt is required".to_owned()),
         (Some(messages), None) => messages,
-        (None, Some(prompt)) => vec![Message {
-            role: Role::User,
-            content: vec![TextBlock::new(prompt)],
-        }],
+        (None, Some(prompt)) => vec![Message::user_text(prompt)],
     };
     let body = ConverseBody {
         messages,

@@ -181,16 +181,18 @@ impl CachePolicy {
         !(sampled && self.sampled == SampledRequests::Bypass)
     }
 
-    /// Why an answer must not be stored, or `None` when it may: only a normal end with text.
+    /// Why an answer must not be stored, or `None` when it may: only a normal end with text,
+    /// or a call for a tool (the same conversation with the same tools asks for the same call).
     pub fn refusal(&self, answer: &ModelAnswer) -> Option<&'static str> {
         let normal_end = match answer.stop_reason.as_str() {
             "end_turn" | "stop_sequence" => true,
+            "tool_use" => answer.tool_uses().next().is_some(),
             "max_tokens" => self.store_max_tokens,
             _ => false,
         };
         if !normal_end {
             Some("the answer did not end normally")
-        } else if answer.text().trim().is_empty() {
+        } else if answer.text().trim().is_empty() && answer.tool_uses().next().is_none() {
             Some("the answer is empty")
         } else {
             None
@@ -235,14 +237,17 @@ impl CacheState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::conversation::{InferenceConfig, Message, Role, TextBlock};
+    use crate::domain::conversation::{
+        ContentBlock, InferenceConfig, InputSchema, Message, Role, TextBlock, Tool, ToolChoice,
+        ToolConfig, ToolSpec, ToolUse,
+    };
 
     fn conversation() -> Conversation {
         Conversation {
             system: vec![TextBlock::new("be brief")],
             messages: vec![Message {
                 role: Role::User,
-                content: vec![TextBlock::new("hello")],
+                content: vec![ContentBlock::text("hello")],
             }],
             inference_config: InferenceConfig {
                 max_tokens: Some(100),
@@ -251,6 +256,7 @@ mod tests {
             additional_model_request_fields: Some(
                 serde_json::json!({"top_k": 5, "a": [1, {"y": 1, "x": 2}]}),
             ),
+            tool_config: None,
         }
     }
 
@@ -274,16 +280,48 @@ mod tests {
         c.inference_config.temperature = Some(0.5);
         changed.push(CacheKey::for_request("shared", "m", &c).unwrap());
         let mut c = conversation();
-        c.messages[0].content[0].text = "hello ".into();
+        c.messages[0].content[0] = ContentBlock::text("hello ");
         changed.push(CacheKey::for_request("shared", "m", &c).unwrap());
         let mut c = conversation();
         c.additional_model_request_fields = None;
+        changed.push(CacheKey::for_request("shared", "m", &c).unwrap());
+        let mut c = conversation();
+        c.tool_config = Some(weather_tool(None));
+        changed.push(CacheKey::for_request("shared", "m", &c).unwrap());
+        let mut c = conversation();
+        c.tool_config = Some(weather_tool(Some(ToolChoice::Any {})));
         changed.push(CacheKey::for_request("shared", "m", &c).unwrap());
         changed.push(CacheKey::for_request("tenant-a", "m", &conversation()).unwrap());
         changed.push(CacheKey::for_request("shared", "other-model", &conversation()).unwrap());
         for key in &changed {
             assert_ne!(key, &base);
         }
+        let distinct: std::collections::HashSet<_> = changed.iter().collect();
+        assert_eq!(distinct.len(), changed.len());
+    }
+
+    fn weather_tool(choice: Option<ToolChoice>) -> ToolConfig {
+        ToolConfig {
+            tools: vec![Tool::ToolSpec(ToolSpec {
+                name: "get_weather".into(),
+                description: None,
+                input_schema: InputSchema {
+                    json: serde_json::json!({"type": "object"}),
+                },
+            })],
+            tool_choice: choice,
+        }
+    }
+
+    /// Text blocks keep the shape they had before tools, so keys stored then still match.
+    #[test]
+    fn text_blocks_serialise_as_before_tools() {
+        assert_eq!(
+            serde_json::to_value(ContentBlock::text("hi")).unwrap(),
+            serde_json::json!({"text": "hi"})
+        );
+        let without_tools = serde_json::to_value(conversation()).unwrap();
+        assert!(without_tools.get("toolConfig").is_none());
     }
 
     #[test]
@@ -304,7 +342,7 @@ mod tests {
         ModelAnswer {
             message: Message {
                 role: Role::Assistant,
-                content: vec![TextBlock::new(text)],
+                content: vec![ContentBlock::text(text)],
             },
             stop_reason: stop_reason.into(),
             usage: crate::domain::conversation::Usage::default(),
@@ -330,6 +368,15 @@ mod tests {
             ..policy
         };
         assert_eq!(with_max_tokens.refusal(&answer("max_tokens", "hi")), None);
+
+        // A tool call is a normal end of the turn, even without text.
+        let mut tool_call = answer("tool_use", "");
+        tool_call.message.content = vec![ContentBlock::ToolUse(ToolUse {
+            tool_use_id: "tooluse_1".into(),
+            name: "get_weather".into(),
+            input: serde_json::json!({"city": "Paris"}),
+        })];
+        assert_eq!(policy.refusal(&tool_call), None);
     }
 
     #[test]

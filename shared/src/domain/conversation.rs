@@ -1,6 +1,7 @@
 //! The conversation sent to a model and the answer it gives, in Converse's shape.
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -22,11 +23,129 @@ impl TextBlock {
     }
 }
 
+/// A block of a message, in Converse's shape: `{"text"}`, `{"toolUse"}` or `{"toolResult"}`.
+/// A text block serialises exactly as a [`TextBlock`], so text-only cache keys are unchanged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ContentBlock {
+    Text(String),
+    ToolUse(ToolUse),
+    ToolResult(ToolResult),
+}
+
+impl ContentBlock {
+    pub fn text(text: impl Into<String>) -> Self {
+        Self::Text(text.into())
+    }
+
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            Self::Text(text) => Some(text),
+            _ => None,
+        }
+    }
+}
+
+/// The model asks for a tool to be run with `input`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ToolUse {
+    pub tool_use_id: String,
+    pub name: String,
+    pub input: Value,
+}
+
+/// The caller's answer to a [`ToolUse`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ToolResult {
+    pub tool_use_id: String,
+    pub content: Vec<ToolResultContent>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<ToolResultStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ToolResultContent {
+    Text(String),
+    Json(Value),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ToolResultStatus {
+    Success,
+    Error,
+}
+
+/// The tools a model may call (Converse `toolConfig`). Part of the cache key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ToolConfig {
+    pub tools: Vec<Tool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<ToolChoice>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Tool {
+    ToolSpec(ToolSpec),
+}
+
+impl Tool {
+    pub fn spec(&self) -> &ToolSpec {
+        match self {
+            Self::ToolSpec(spec) => spec,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ToolSpec {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub input_schema: InputSchema,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSchema {
+    pub json: Value,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ToolChoice {
+    Auto {},
+    Any {},
+    Tool { name: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Message {
     pub role: Role,
-    pub content: Vec<TextBlock>,
+    pub content: Vec<ContentBlock>,
+}
+
+impl Message {
+    pub fn user_text(text: impl Into<String>) -> Self {
+        Self {
+            role: Role::User,
+            content: vec![ContentBlock::text(text)],
+        }
+    }
+
+    pub fn assistant_text(text: impl Into<String>) -> Self {
+        Self {
+            role: Role::Assistant,
+            content: vec![ContentBlock::text(text)],
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -52,6 +171,9 @@ pub struct Conversation {
     /// Model-specific fields passed through to Bedrock (`additionalModelRequestFields`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub additional_model_request_fields: Option<serde_json::Value>,
+    /// Absent for text-only conversations, so their cache keys are those of before tools.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_config: Option<ToolConfig>,
 }
 
 impl Conversation {
@@ -59,7 +181,7 @@ impl Conversation {
     pub fn message_texts(&self) -> impl Iterator<Item = &str> {
         self.messages
             .iter()
-            .flat_map(|m| m.content.iter().map(|b| b.text.as_str()))
+            .flat_map(|m| m.content.iter().filter_map(ContentBlock::as_text))
     }
 }
 
@@ -122,10 +244,101 @@ pub fn check_messages(messages: &[Message]) -> Result<(), Invalid> {
         if message.content.is_empty() {
             return Err(Invalid::new(
                 format!("messages[{i}].content"),
-                "must hold at least one text block",
+                "must hold at least one content block",
             ));
         }
-        check_texts(&format!("messages[{i}].content"), &message.content)?;
+        check_blocks(i, message)?;
+    }
+    Ok(())
+}
+
+fn check_blocks(i: usize, message: &Message) -> Result<(), Invalid> {
+    for (j, block) in message.content.iter().enumerate() {
+        let field = format!("messages[{i}].content[{j}]");
+        match (block, message.role) {
+            (ContentBlock::Text(text), _) if text.trim().is_empty() => {
+                return Err(Invalid::new(
+                    format!("{field}.text"),
+                    "must not be empty or only whitespace",
+                ))
+            }
+            (ContentBlock::ToolUse(_), Role::User) => {
+                return Err(Invalid::new(
+                    format!("{field}.toolUse"),
+                    "only assistant messages hold toolUse blocks",
+                ))
+            }
+            (ContentBlock::ToolResult(_), Role::Assistant) => {
+                return Err(Invalid::new(
+                    format!("{field}.toolResult"),
+                    "only user messages hold toolResult blocks",
+                ))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn has_tool_blocks(messages: &[Message]) -> bool {
+    messages.iter().any(|m| {
+        m.content
+            .iter()
+            .any(|b| matches!(b, ContentBlock::ToolUse(_) | ContentBlock::ToolResult(_)))
+    })
+}
+
+/// Bedrock's rules for tools: names it accepts, a choice among them, and no tool blocks in a
+/// conversation without tools.
+pub fn check_tools(tool_config: Option<&ToolConfig>, messages: &[Message]) -> Result<(), Invalid> {
+    let Some(config) = tool_config else {
+        if has_tool_blocks(messages) {
+            return Err(Invalid::new(
+                "toolConfig",
+                "is required when messages hold toolUse or toolResult blocks",
+            ));
+        }
+        return Ok(());
+    };
+    if config.tools.is_empty() {
+        return Err(Invalid::new(
+            "toolConfig.tools",
+            "must hold at least one tool",
+        ));
+    }
+    let mut names = std::collections::HashSet::new();
+    for (i, tool) in config.tools.iter().enumerate() {
+        let name = &tool.spec().name;
+        let valid = (1..=64).contains(&name.len())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !valid {
+            return Err(Invalid::new(
+                format!("toolConfig.tools[{i}].toolSpec.name"),
+                "must be 1 to 64 letters, digits, '_' or '-'",
+            ));
+        }
+        if !names.insert(name.as_str()) {
+            return Err(Invalid::new(
+                format!("toolConfig.tools[{i}].toolSpec.name"),
+                format!("{name:?} is defined twice"),
+            ));
+        }
+        if !tool.spec().input_schema.json.is_object() {
+            return Err(Invalid::new(
+                format!("toolConfig.tools[{i}].toolSpec.inputSchema.json"),
+                "must be a JSON schema object",
+            ));
+        }
+    }
+    if let Some(ToolChoice::Tool { name }) = &config.tool_choice {
+        if !names.contains(name.as_str()) {
+            return Err(Invalid::new(
+                "toolConfig.toolChoice.tool.name",
+                format!("{name:?} is not one of the tools"),
+            ));
+        }
     }
     Ok(())
 }
@@ -173,7 +386,7 @@ pub struct Usage {
 }
 
 /// A model's answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ModelAnswer {
     /// The output message (role `assistant`, text blocks).
@@ -188,7 +401,113 @@ impl ModelAnswer {
         self.message
             .content
             .iter()
-            .map(|b| b.text.as_str())
+            .filter_map(ContentBlock::as_text)
             .collect()
+    }
+
+    /// The tools the model asks to be run, in order.
+    pub fn tool_uses(&self) -> impl Iterator<Item = &ToolUse> {
+        self.message.content.iter().filter_map(|b| match b {
+            ContentBlock::ToolUse(tool_use) => Some(tool_use),
+            _ => None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn tools(names: &[&str], choice: Option<ToolChoice>) -> ToolConfig {
+        ToolConfig {
+            tools: names
+                .iter()
+                .map(|name| {
+                    Tool::ToolSpec(ToolSpec {
+                        name: (*name).into(),
+                        description: None,
+                        input_schema: InputSchema {
+                            json: json!({"type": "object"}),
+                        },
+                    })
+                })
+                .collect(),
+            tool_choice: choice,
+        }
+    }
+
+    fn round_trip() -> Vec<Message> {
+        serde_json::from_value(json!([
+            {"role": "user", "content": [{"text": "weather in Paris?"}]},
+            {"role": "assistant", "content": [{"toolUse": {"toolUseId": "t1", "name": "get_weather", "input": {"city": "Paris"}}}]},
+            {"role": "user", "content": [{"toolResult": {"toolUseId": "t1", "content": [{"json": {"celsius": 21}}], "status": "success"}}]}
+        ]))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_tool_round_trip_is_a_valid_conversation() {
+        let messages = round_trip();
+        assert_eq!(check_messages(&messages), Ok(()));
+        assert_eq!(
+            check_tools(Some(&tools(&["get_weather"], None)), &messages),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn tool_blocks_need_tools_and_the_right_role() {
+        let messages = round_trip();
+        assert_eq!(
+            check_tools(None, &messages).unwrap_err().field,
+            "toolConfig"
+        );
+        let mut wrong = messages.clone();
+        let tool_use = wrong[1].content[0].clone();
+        wrong[0].content.push(tool_use);
+        assert_eq!(
+            check_messages(&wrong).unwrap_err().field,
+            "messages[0].content[1].toolUse"
+        );
+    }
+
+    #[test]
+    fn tool_definitions_are_checked_as_bedrock_does() {
+        let none: &[Message] = &[];
+        let cases = [
+            (tools(&[], None), "toolConfig.tools"),
+            (
+                tools(&["has space"], None),
+                "toolConfig.tools[0].toolSpec.name",
+            ),
+            (
+                tools(&["a", "a"], None),
+                "toolConfig.tools[1].toolSpec.name",
+            ),
+            (
+                tools(&["a"], Some(ToolChoice::Tool { name: "b".into() })),
+                "toolConfig.toolChoice.tool.name",
+            ),
+        ];
+        for (config, field) in cases {
+            assert_eq!(check_tools(Some(&config), none).unwrap_err().field, field);
+        }
+    }
+
+    #[test]
+    fn tool_choice_reads_converses_shapes() {
+        let choices: Vec<ToolChoice> =
+            serde_json::from_value(json!([{"auto": {}}, {"any": {}}, {"tool": {"name": "x"}}]))
+                .unwrap();
+        assert_eq!(
+            choices,
+            vec![
+                ToolChoice::Auto {},
+                ToolChoice::Any {},
+                ToolChoice::Tool { name: "x".into() }
+            ]
+        );
+        assert!(serde_json::from_value::<ContentBlock>(json!({"image": {}})).is_err());
     }
 }

@@ -138,3 +138,14 @@ pub enum JobError {
     #[error("batch job call failed: {0}")]
     Failed(String),
 }
+
+/// A failure of the tenant key or spend store.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TenancyError {
+    #[error("no key {0}")]
+    NoSuchKey(String),
+    #[error("a key {0} exists already")]
+    KeyExists(String),
+    #[error("tenant store failed: {0}")]
+    Store(String),
+}

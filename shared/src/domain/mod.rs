@@ -9,4 +9,6 @@ pub mod metrics;
 pub mod pricing;
 pub mod prompt;
 pub mod routing;
+pub mod stream;
+pub mod tenancy;
 pub mod tiers;

@@ -109,17 +109,18 @@ impl TierModels {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::conversation::{InferenceConfig, Message, Role, TextBlock};
+    use crate::domain::conversation::{ContentBlock, InferenceConfig, Message, Role};
 
     fn ask(text: &str) -> Conversation {
         Conversation {
             system: vec![],
             messages: vec![Message {
                 role: Role::User,
-                content: vec![TextBlock::new(text)],
+                content: vec![ContentBlock::text(text)],
             }],
             inference_config: InferenceConfig::default(),
             additional_model_request_fields: None,
+            tool_config: None,
         }
     }
 

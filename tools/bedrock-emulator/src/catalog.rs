@@ -2,7 +2,7 @@
 
 use crate::error::BedrockError;
 
-/// Output-token limit used for Provisioned Throughput ARNs and models added at start.
+/// Output-token limit of models added at start.
 pub const DEFAULT_MAX_OUTPUT_TOKENS: u32 = 4096;
 
 /// How Bedrock serves a foundation model to on-demand callers.
@@ -120,8 +120,52 @@ impl Catalog {
         match kind {
             "foundation-model" => self.foundation_limit(id, false),
             "inference-profile" => self.foundation_limit(profile_base(id).unwrap_or(id), true),
-            "provisioned-model" if !id.is_empty() => Some(Ok(DEFAULT_MAX_OUTPUT_TOKENS)),
+            // Provisioned Throughput ARNs are resolved by the emulator's registry
+            // (`EmulatorState::max_output_tokens`): an ARN it does not hold is not a model.
             _ => None,
+        }
+    }
+
+    /// The model a Provisioned Throughput may be bought for, as the catalog names it: a
+    /// foundation-model id or ARN (served on demand or only through profiles alike), optionally
+    /// with the context suffix of Bedrock's provisioning ids (`…-v1:0:200k`), or an extra model.
+    /// `None` for anything else (inference profiles, unknown models, other ARNs).
+    pub fn provisionable(&self, model_id: &str) -> Option<String> {
+        let id = match model_id.strip_prefix("arn:") {
+            Some(resource) => {
+                let mut parts = resource.splitn(5, ':');
+                let (partition, service) = (parts.next()?, parts.next()?);
+                let (_region, account, rest) = (parts.next()?, parts.next()?, parts.next()?);
+                if !partition.starts_with("aws") || service != "bedrock" || !account.is_empty() {
+                    return None;
+                }
+                rest.strip_prefix("foundation-model/")?
+            }
+            None => model_id,
+        };
+        let known = |id: &str| {
+            FOUNDATION_MODELS.iter().any(|(known, ..)| *known == id)
+                || self.extra.iter().any(|extra| extra == id)
+        };
+        if known(id) {
+            return Some(id.to_owned());
+        }
+        let (base, context) = id.rsplit_once(':')?;
+        let digits = context.strip_suffix('k')?;
+        (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) && known(base))
+            .then(|| base.to_owned())
+    }
+
+    /// The output-token limit of a model served through a Provisioned Throughput (a model
+    /// [`Catalog::provisionable`] named): on-demand restrictions do not apply.
+    pub fn provisioned_limit(&self, base: &str) -> Option<u32> {
+        match self.foundation_limit(base, true) {
+            Some(Ok(limit)) => Some(limit),
+            _ => self
+                .extra
+                .iter()
+                .any(|id| id == base)
+                .then_some(DEFAULT_MAX_OUTPUT_TOKENS),
         }
     }
 }
@@ -161,12 +205,10 @@ mod tests {
             ),
             Ok(4096)
         );
-        assert_eq!(
-            catalog.max_output_tokens(
-                "arn:aws:bedrock:us-east-1:123456789012:provisioned-model/abc123"
-            ),
-            Ok(DEFAULT_MAX_OUTPUT_TOKENS)
-        );
+        // A Provisioned Throughput ARN is the registry's to resolve, not the catalog's.
+        assert!(catalog
+            .max_output_tokens("arn:aws:bedrock:us-east-1:123456789012:provisioned-model/abc123")
+            .is_err());
         assert_eq!(catalog.max_output_tokens("custom.model-v1"), Ok(4096));
         assert!(catalog.max_output_tokens("openai.gpt-9").is_err());
         assert!(catalog
@@ -216,5 +258,49 @@ mod tests {
                 "{id}"
             );
         }
+    }
+
+    #[test]
+    fn provisionable_models_are_foundation_models_with_or_without_context() {
+        let catalog = Catalog::new(vec!["custom.model-v1".into()]);
+        const HAIKU: &str = "anthropic.claude-3-haiku-20240307-v1:0";
+        for id in [
+            HAIKU.to_owned(),
+            format!("{HAIKU}:200k"),
+            format!("arn:aws:bedrock:us-east-1::foundation-model/{HAIKU}"),
+            format!("arn:aws:bedrock:us-east-1::foundation-model/{HAIKU}:48k"),
+        ] {
+            assert_eq!(catalog.provisionable(&id).as_deref(), Some(HAIKU), "{id}");
+        }
+        assert_eq!(
+            catalog
+                .provisionable("anthropic.claude-sonnet-4-5-20250929-v1:0")
+                .as_deref(),
+            Some("anthropic.claude-sonnet-4-5-20250929-v1:0"),
+            "models served on demand only through profiles can be provisioned"
+        );
+        assert_eq!(
+            catalog.provisionable("custom.model-v1").as_deref(),
+            Some("custom.model-v1")
+        );
+        for refused in [
+            format!("us.{HAIKU}"),
+            format!("{HAIKU}:k"),
+            format!("{HAIKU}:12x"),
+            "vendor.unknown-v1".to_owned(),
+            format!("arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.{HAIKU}"),
+            "arn:aws:bedrock:us-east-1:123456789012:provisioned-model/abcdefabcdef".to_owned(),
+        ] {
+            assert_eq!(catalog.provisionable(&refused), None, "{refused}");
+        }
+        assert_eq!(
+            catalog.provisioned_limit("anthropic.claude-sonnet-4-5-20250929-v1:0"),
+            Some(64000)
+        );
+        assert_eq!(
+            catalog.provisioned_limit("custom.model-v1"),
+            Some(DEFAULT_MAX_OUTPUT_TOKENS)
+        );
+        assert_eq!(catalog.provisioned_limit("vendor.unknown-v1"), None);
     }
 }

@@ -1,4 +1,10 @@
 //! `Converse` and `ConverseStream`: request checks as Bedrock makes them, deterministic answers.
+//!
+//! Tool use (`toolConfig`, `toolUse` and `toolResult` blocks) is checked and answered as
+//! [`crate::tools`] describes: a tool call answers `[{toolUse: …}]` with `stopReason: tool_use`,
+//! and streams `contentBlockStart {start: {toolUse: {toolUseId, name}}}`, then
+//! `contentBlockDelta {delta: {toolUse: {input}}}` events whose inputs, concatenated, are the
+//! input's JSON text.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,6 +23,7 @@ use crate::eventstream::{event_frame, exception_frame};
 use crate::fault::StreamError;
 use crate::generate::{generate, tokens_for, Generated};
 use crate::state::{Admission, EmulatorState};
+use crate::tools::{self, ToolConfig};
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -26,6 +33,8 @@ struct ConverseRequest {
     system: Vec<Value>,
     #[serde(default)]
     inference_config: InferenceConfig,
+    #[serde(default)]
+    tool_config: Option<ToolConfig>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -73,7 +82,8 @@ pub fn check_value(
 ) -> Result<Checked, BedrockError> {
     let request: ConverseRequest = serde_json::from_value(value.clone())
         .map_err(|e| BedrockError::validation(format!("Malformed input request: {e}")))?;
-    let limit = state.catalog.max_output_tokens(model_id)?;
+    // A Provisioned Throughput ARN has its base model's limit.
+    let limit = state.max_output_tokens(model_id)?;
 
     let messages = request.messages.unwrap_or_default();
     if messages.is_empty() {
@@ -112,6 +122,15 @@ pub fn check_value(
 
     check_system_text(&request.system)?;
 
+    if let Some(tool_config) = &request.tool_config {
+        tool_config.check()?;
+    }
+    let conversation: Vec<(&str, &[Value])> = messages
+        .iter()
+        .map(|m| (m.role.as_str(), m.content.as_slice()))
+        .collect();
+    tools::check_messages(&conversation, request.tool_config.as_ref())?;
+
     let config = &request.inference_config;
     let max_tokens = match config.max_tokens {
         None => limit,
@@ -142,14 +161,24 @@ pub fn check_value(
             .iter()
             .flat_map(|m| m.content.iter())
             .map(characters_of)
-            .sum::<usize>();
+            .sum::<usize>()
+        + tools::definition_chars(&value);
+    let fingerprint = fingerprint(model_id, value);
+    let last_user = messages
+        .iter()
+        .rev()
+        .find(|m| m.role == "user")
+        .map_or(&[][..], |m| m.content.as_slice());
+    let tool_call = request
+        .tool_config
+        .as_ref()
+        .and_then(|tools| tools.call(last_user, &fingerprint));
     Ok(Checked {
         input_tokens: tokens_for(input_chars),
-        answer: generate(
-            &fingerprint(model_id, value),
-            max_tokens,
-            &config.stop_sequences,
-        ),
+        answer: match tool_call {
+            Some(call) => Generated::tool_call(call, max_tokens),
+            None => generate(&fingerprint, max_tokens, &config.stop_sequences),
+        },
     })
 }
 
@@ -229,6 +258,8 @@ pub fn admit_checked(
     model_id: &str,
     checked: impl FnOnce() -> Result<Checked, BedrockError>,
 ) -> Result<(Checked, Admission), BedrockError> {
+    // A Provisioned Throughput ARN is served only by one that exists and serves.
+    let provisioned = state.provisioned_gate(model_id)?;
     let mut checked = match checked() {
         Ok(checked) => checked,
         Err(e) => {
@@ -239,6 +270,10 @@ pub fn admit_checked(
     let admission = state.admit(model_id)?;
     if let Some(reason) = admission.behaviour.stop_reason {
         checked.answer = checked.answer.stopped_by(reason);
+    }
+    if let Some(arn) = provisioned {
+        let tokens = u64::from(checked.input_tokens) + u64::from(checked.answer.output_tokens);
+        state.charge_provisioned(&arn, tokens)?;
     }
     Ok((checked, admission))
 }
@@ -268,8 +303,12 @@ pub async fn converse(
 
 /// The Converse response body for a checked request (also a batch record's `modelOutput`).
 pub fn output(checked: &Checked, latency_ms: u64) -> Value {
+    let content = match &checked.answer.tool_use {
+        Some(call) => json!([{ "toolUse": call.block() }]),
+        None => json!([{ "text": checked.answer.text }]),
+    };
     let mut output = json!({
-        "output": {"message": {"role": "assistant", "content": [{"text": checked.answer.text}]}},
+        "output": {"message": {"role": "assistant", "content": content}},
         "stopReason": checked.answer.stop_reason,
         "usage": usage(checked),
         "metrics": {"latencyMs": latency_ms},
@@ -297,17 +336,40 @@ fn deltas(text: &str) -> Vec<String> {
 }
 
 /// The events of a streamed answer, each with the output tokens it carries. A stream error
-/// keeps `messageStart` and the first `afterDeltas` deltas only: its exception ends the stream.
+/// keeps `messageStart` (and a tool call's `contentBlockStart`) and the first `afterDeltas`
+/// deltas only: its exception ends the stream.
 fn answer_events(
     checked: &Checked,
     stream_error: Option<StreamError>,
 ) -> Vec<(&'static str, Value, u32)> {
     let mut events = vec![("messageStart", json!({"role": "assistant"}), 0)];
-    let deltas = deltas(&checked.answer.text).into_iter().map(|delta| {
-        let tokens = tokens_for(delta.len());
-        let payload = json!({"contentBlockIndex": 0, "delta": {"text": delta}});
-        ("contentBlockDelta", payload, tokens)
-    });
+    let deltas: Vec<(&'static str, Value, u32)> = match &checked.answer.tool_use {
+        Some(call) => {
+            let start = json!({
+                "contentBlockIndex": 0,
+                "start": {"toolUse": {"toolUseId": call.tool_use_id, "name": call.name}},
+            });
+            events.push(("contentBlockStart", start, 0));
+            call.input_fragments()
+                .into_iter()
+                .map(|fragment| {
+                    let tokens = tokens_for(fragment.len());
+                    let delta = json!({"toolUse": {"input": fragment}});
+                    let payload = json!({"contentBlockIndex": 0, "delta": delta});
+                    ("contentBlockDelta", payload, tokens)
+                })
+                .collect()
+        }
+        None => deltas(&checked.answer.text)
+            .into_iter()
+            .map(|delta| {
+                let tokens = tokens_for(delta.len());
+                let payload = json!({"contentBlockIndex": 0, "delta": {"text": delta}});
+                ("contentBlockDelta", payload, tokens)
+            })
+            .collect(),
+    };
+    let deltas = deltas.into_iter();
     match stream_error {
         Some(error) => {
             events.extend(deltas.take(usize::try_from(error.after_deltas).unwrap_or(usize::MAX)))
@@ -504,6 +566,205 @@ mod tests {
         assert_eq!(
             cut,
             ["messageStart", "contentBlockDelta", "contentBlockDelta"]
+        );
+    }
+
+    fn weather_tools(choice: Value) -> Value {
+        json!({
+            "tools": [{"toolSpec": {
+                "name": "get_weather",
+                "description": "Current weather",
+                "inputSchema": {"json": {
+                    "type": "object",
+                    "properties": {
+                        "city": {"type": "string"},
+                        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+                    },
+                    "required": ["city"],
+                }},
+            }}],
+            "toolChoice": choice,
+        })
+    }
+
+    /// The conversation after the model called the tool, with `result` as the tool's answer.
+    fn answered(call: &Value, result: Value) -> Value {
+        json!({
+            "messages": [
+                user("What is the weather in Paris? Use get_weather."),
+                {"role": "assistant", "content": [{"toolUse": call}]},
+                {"role": "user", "content": [{"toolResult": {
+                    "toolUseId": call["toolUseId"],
+                    "content": [{"json": result}],
+                    "status": "success",
+                }}]},
+            ],
+            "toolConfig": weather_tools(json!({"auto": {}})),
+        })
+    }
+
+    #[test]
+    fn a_tool_call_round_trip() {
+        let ask = json!({
+            "messages": [user("What is the weather in Paris? Use get_weather.")],
+            "toolConfig": weather_tools(json!({"auto": {}})),
+        });
+        let checked = run(ask.clone()).unwrap();
+        assert_eq!(checked.answer.stop_reason, StopReason::ToolUse);
+        let body = output(&checked, 0);
+        assert_eq!(body["stopReason"], "tool_use");
+        let call = &body["output"]["message"]["content"][0]["toolUse"];
+        assert_eq!(call["name"], "get_weather");
+        assert_eq!(call["input"]["unit"], "celsius");
+        assert!(call["input"]["city"]
+            .as_str()
+            .is_some_and(|c| !c.is_empty()));
+        assert!(call["toolUseId"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("tooluse_")));
+        assert_eq!(
+            body["output"]["message"]["content"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+
+        // Tool definitions count towards input tokens.
+        let plain =
+            run(json!({"messages": [user("What is the weather in Paris? Use get_weather.")]}))
+                .unwrap();
+        assert!(
+            checked.input_tokens > plain.input_tokens + 20,
+            "{} {}",
+            checked.input_tokens,
+            plain.input_tokens
+        );
+
+        // The result concludes with text, which depends on the result.
+        let sunny = run(answered(call, json!({"sky": "sunny"}))).unwrap();
+        assert_eq!(sunny.answer.stop_reason, StopReason::EndTurn);
+        assert!(sunny.answer.tool_use.is_none() && !sunny.answer.text.is_empty());
+        let rainy = run(answered(call, json!({"sky": "rainy"}))).unwrap();
+        assert_ne!(sunny.answer.text, rainy.answer.text);
+        let text = output(&sunny, 0);
+        assert_eq!(
+            text["output"]["message"]["content"][0]["text"],
+            sunny.answer.text.as_str()
+        );
+    }
+
+    #[test]
+    fn tools_change_the_fingerprint_and_auto_needs_a_mention() {
+        let without = run(json!({"messages": [user("Tell me a story")]})).unwrap();
+        let with = run(json!({
+            "messages": [user("Tell me a story")],
+            "toolConfig": weather_tools(json!({"auto": {}})),
+        }))
+        .unwrap();
+        assert!(with.answer.tool_use.is_none());
+        assert_eq!(with.answer.stop_reason, StopReason::EndTurn);
+        assert_ne!(with.answer.text, without.answer.text);
+        let forced = run(json!({
+            "messages": [user("Tell me a story")],
+            "toolConfig": weather_tools(json!({"tool": {"name": "get_weather"}})),
+        }))
+        .unwrap();
+        assert_eq!(forced.answer.tool_use.unwrap().name, "get_weather");
+    }
+
+    #[test]
+    fn refuses_bad_tool_use_requests() {
+        let call = json!({"toolUseId": "tooluse_a", "name": "get_weather", "input": {}});
+        let mut no_config = answered(&call, json!({"sky": "sunny"}));
+        no_config.as_object_mut().unwrap().remove("toolConfig");
+        let mut wrong_id = answered(&call, json!({"sky": "sunny"}));
+        wrong_id["messages"][2]["content"][0]["toolResult"]["toolUseId"] = json!("tooluse_b");
+        let mut unanswered = answered(&call, json!({}));
+        unanswered["messages"][2] = user("and tomorrow?");
+        let cases = [
+            no_config,
+            wrong_id,
+            unanswered,
+            json!({"messages": [user("a")], "toolConfig": {"tools": []}}),
+            json!({"messages": [user("a")], "toolConfig": weather_tools(json!({"tool": {"name": "nope"}}))}),
+        ];
+        for case in cases {
+            let err = run(case.clone())
+                .err()
+                .unwrap_or_else(|| panic!("accepted {case}"));
+            assert_eq!(err.error_type, "ValidationException", "{case}");
+        }
+    }
+
+    #[test]
+    fn a_tool_call_streams_its_input_in_fragments() {
+        let checked = run(json!({
+            "messages": [user("Weather, please")],
+            "toolConfig": weather_tools(json!({"any": {}})),
+        }))
+        .unwrap();
+        let call = checked.answer.tool_use.clone().unwrap();
+        let events = answer_events(&checked, None);
+        let names: Vec<_> = events.iter().map(|e| e.0).collect();
+        assert_eq!(&names[..2], ["messageStart", "contentBlockStart"]);
+        assert_eq!(
+            &names[names.len() - 2..],
+            ["contentBlockStop", "messageStop"]
+        );
+        assert!(
+            names.iter().filter(|n| **n == "contentBlockDelta").count() > 1,
+            "{names:?}"
+        );
+        assert_eq!(
+            events[1].1["start"]["toolUse"]["toolUseId"],
+            call.tool_use_id.as_str()
+        );
+        assert_eq!(events[1].1["start"]["toolUse"]["name"], "get_weather");
+        let input: String = events
+            .iter()
+            .filter(|e| e.0 == "contentBlockDelta")
+            .map(|e| {
+                e.1["delta"]["toolUse"]["input"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(serde_json::from_str::<Value>(&input).unwrap(), call.input);
+        assert_eq!(events.last().unwrap().1["stopReason"], "tool_use");
+
+        let error = StreamError {
+            exception: StreamException::ThrottlingException,
+            after_deltas: 1,
+        };
+        let cut: Vec<_> = answer_events(&checked, Some(error))
+            .into_iter()
+            .map(|e| e.0)
+            .collect();
+        assert_eq!(
+            cut,
+            ["messageStart", "contentBlockStart", "contentBlockDelta"]
+        );
+    }
+
+    #[test]
+    fn a_chosen_stop_reason_applies_to_tool_calls() {
+        let state = EmulatorState::new(Catalog::default(), RuntimeConfig::default());
+        let patch = serde_json::from_str(r#"{"stopReason":"content_filtered"}"#).unwrap();
+        state.apply(&patch).unwrap();
+        let body = json!({
+            "messages": [user("Weather, please")],
+            "toolConfig": weather_tools(json!({"any": {}})),
+        })
+        .to_string();
+        let (checked, _) =
+            admit_checked(&state, HAIKU, || check(&state, HAIKU, body.as_bytes())).unwrap();
+        assert_eq!(checked.answer.stop_reason, StopReason::ContentFiltered);
+        assert!(checked.answer.tool_use.is_none());
+        assert_eq!(
+            output(&checked, 0)["output"]["message"]["content"][0]["text"],
+            ""
         );
     }
 

@@ -1,8 +1,11 @@
 //! Deterministic answers: the text is derived from a fingerprint of the request, and token
-//! counts follow the rule of thumb of about four characters a token.
+//! counts follow the rule of thumb of about four characters a token. A tool call (see
+//! [`crate::tools`]) is an answer too: [`Generated::tool_call`].
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+use crate::tools::ToolCall;
 
 const VOCABULARY: &[&str] = &[
     "the",
@@ -118,31 +121,61 @@ pub struct Generated {
     pub stop_reason: StopReason,
     /// The stop sequence that ended the answer, if one did.
     pub stop_sequence: Option<String>,
+    /// The tool the model calls: the answer's content is this `toolUse` block alone.
+    pub tool_use: Option<ToolCall>,
 }
 
 impl Generated {
     /// The answer as the model gives it when it stops for `reason`: a content filter leaves
-    /// no text, a guardrail replaces it with its blocked message, any other reason keeps it.
+    /// no text (and no tool call), a guardrail replaces it with its blocked message, any other
+    /// reason keeps it, tool call included.
     pub fn stopped_by(self, reason: StopReason) -> Generated {
-        let text = match reason {
-            StopReason::ContentFiltered => String::new(),
-            StopReason::GuardrailIntervened => GUARDRAIL_BLOCKED_MESSAGE.to_owned(),
-            _ => self.text,
+        let (text, tool_use) = match reason {
+            StopReason::ContentFiltered => (String::new(), None),
+            StopReason::GuardrailIntervened => (GUARDRAIL_BLOCKED_MESSAGE.to_owned(), None),
+            _ => (self.text, self.tool_use),
         };
         let stop_sequence = self
             .stop_sequence
             .filter(|_| reason == StopReason::StopSequence);
         Generated {
-            output_tokens: if text.is_empty() {
-                0
-            } else {
-                tokens_for(text.len())
+            output_tokens: match &tool_use {
+                Some(_) => self.output_tokens,
+                None if text.is_empty() => 0,
+                None => tokens_for(text.len()),
             },
             text,
             stop_reason: reason,
             stop_sequence,
+            tool_use,
         }
     }
+
+    /// The answer that calls a tool: `stopReason` `tool_use`, output tokens for the serialised
+    /// `toolUse` block. Stop sequences do not cut a call; a call longer than `max_tokens`
+    /// keeps its block but stops with `max_tokens`, its output tokens capped at the limit.
+    pub fn tool_call(call: ToolCall, max_tokens: u32) -> Generated {
+        let tokens = tokens_for(call.block().to_string().len());
+        let (output_tokens, stop_reason) = if tokens > max_tokens {
+            (max_tokens, StopReason::MaxTokens)
+        } else {
+            (tokens, StopReason::ToolUse)
+        };
+        Generated {
+            text: String::new(),
+            output_tokens,
+            stop_reason,
+            stop_sequence: None,
+            tool_use: Some(call),
+        }
+    }
+}
+
+/// A word of the vocabulary derived from any bytes (a tool input's string values).
+pub fn word_for(seed: &[u8]) -> &'static str {
+    let digest = Sha256::digest(seed);
+    let index = (usize::from(digest[0]) << 8) | usize::from(digest[1]);
+    VOCABULARY[index % VOCABULARY.len()]
 }
 
 /// A small xorshift generator seeded from the request fingerprint.
@@ -223,6 +256,7 @@ pub fn generate(fingerprint: &[u8], max_tokens: u32, stop_sequences: &[String]) 
         text,
         stop_reason,
         stop_sequence,
+        tool_use: None,
     }
 }
 
@@ -305,6 +339,54 @@ mod tests {
             (answer.text, StopReason::ToolUse)
         );
         assert_eq!(StopReason::ContentFiltered.anthropic(), "refusal");
+    }
+
+    fn call() -> ToolCall {
+        ToolCall {
+            tool_use_id: "tooluse_0123456789abcdef012345".to_owned(),
+            name: "get_weather".to_owned(),
+            input: serde_json::json!({"city": "calm", "days": 1}),
+        }
+    }
+
+    #[test]
+    fn a_tool_call_stops_for_tool_use_unless_the_limit_is_too_small() {
+        let answer = Generated::tool_call(call(), 1000);
+        assert_eq!(answer.stop_reason, StopReason::ToolUse);
+        assert_eq!(answer.text, "");
+        assert_eq!(
+            answer.output_tokens,
+            tokens_for(call().block().to_string().len())
+        );
+        let capped = Generated::tool_call(call(), 3);
+        assert_eq!(
+            (capped.stop_reason, capped.output_tokens),
+            (StopReason::MaxTokens, 3)
+        );
+        assert_eq!(capped.tool_use, Some(call()));
+    }
+
+    #[test]
+    fn a_chosen_stop_reason_shapes_a_tool_call() {
+        let answer = Generated::tool_call(call(), 1000);
+        let filtered = answer.clone().stopped_by(StopReason::ContentFiltered);
+        assert_eq!((filtered.tool_use, filtered.output_tokens), (None, 0));
+        let blocked = answer.clone().stopped_by(StopReason::GuardrailIntervened);
+        assert_eq!(
+            (blocked.tool_use, blocked.text.as_str()),
+            (None, GUARDRAIL_BLOCKED_MESSAGE)
+        );
+        let ended = answer.clone().stopped_by(StopReason::EndTurn);
+        assert_eq!(ended.tool_use, answer.tool_use);
+        assert_eq!(ended.output_tokens, answer.output_tokens);
+    }
+
+    #[test]
+    fn words_are_derived_from_their_seed() {
+        assert_eq!(word_for(b"a"), word_for(b"a"));
+        assert!(VOCABULARY.contains(&word_for(b"b")));
+        let distinct: std::collections::HashSet<_> = (0u8..50).map(|i| word_for(&[i])).collect();
+        assert!(distinct.len() > 10);
     }
 
     #[test]

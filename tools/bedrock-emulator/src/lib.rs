@@ -5,11 +5,18 @@
 //! Batch inference (control plane): `POST /model-invocation-job`,
 //! `GET /model-invocation-job/{jobIdentifier}`, `POST /model-invocation-job/{jobIdentifier}/stop`,
 //! `GET /model-invocation-jobs`.
+//! Provisioned Throughput (control plane, see [`provisioned`]): `POST /provisioned-model-throughput`,
+//! `GET|PATCH|DELETE /provisioned-model-throughput/{provisionedModelId}`,
+//! `GET /provisioned-model-throughputs`, and `POST /listTagsForResource`, `/tagResource`,
+//! `/untagResource` for Provisioned Throughput ARNs.
+//! CloudWatch (see [`cloudwatch`]): PutMetricData, GetMetricData, ListMetrics in RPC v2 CBOR
+//! (`POST /service/GraniteServiceVersion20100801/operation/{Op}`) and awsJson1_0 (`POST /`).
 //! Admin API: `GET|POST /_emulator/config`, `GET /_emulator/stats`, `POST /_emulator/reset`,
-//! `GET /_emulator/events`, `GET /_emulator/health`.
+//! `GET /_emulator/events`, `GET /_emulator/health`, `POST /_emulator/emf` (EMF log lines).
 
 pub mod batch;
 pub mod catalog;
+pub mod cloudwatch;
 pub mod converse;
 pub mod error;
 pub mod events;
@@ -17,7 +24,9 @@ pub mod eventstream;
 pub mod fault;
 pub mod generate;
 pub mod invoke;
+pub mod provisioned;
 pub mod state;
+pub mod tools;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -53,6 +62,26 @@ pub fn router(state: Arc<EmulatorState>) -> Router {
             post(batch::stop),
         )
         .route("/model-invocation-jobs", get(batch::list))
+        .route(
+            "/provisioned-model-throughput",
+            post(provisioned::create),
+        )
+        .route(
+            "/provisioned-model-throughput/{provisioned_model_id}",
+            get(provisioned::get)
+                .patch(provisioned::update)
+                .delete(provisioned::delete),
+        )
+        .route("/provisioned-model-throughputs", get(provisioned::list))
+        .route("/listTagsForResource", post(provisioned::list_tags))
+        .route("/tagResource", post(provisioned::tag))
+        .route("/untagResource", post(provisioned::untag))
+        .route(
+            "/service/GraniteServiceVersion20100801/operation/{operation}",
+            post(cloudwatch::rpc_v2_cbor),
+        )
+        .route("/", post(cloudwatch::aws_json))
+        .route("/_emulator/emf", post(cloudwatch::emf))
         .route("/_emulator/config", get(get_config).post(post_config))
         .route("/_emulator/events", get(batch::events))
         .route("/_emulator/stats", get(get_stats))
@@ -102,6 +131,7 @@ async fn get_stats(State(state): State<Arc<EmulatorState>>) -> Response {
         "totalCalls": total,
         "models": models,
         "batchJobs": batch::stats(&state),
+        "provisionedThroughputs": provisioned::stats(&state),
     }))
     .into_response()
 }

@@ -126,6 +126,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             events_enabled: true,
         },
         models: Default::default(),
+        provisioned: Default::default(),
     };
     initial.batch.validate()?;
     let identity = Identity {

@@ -14,6 +14,7 @@ use crate::error::BedrockError;
 use crate::events::Events;
 use crate::fault::{Fault, FaultCounts, FaultRates, StreamError};
 use crate::generate::StopReason;
+use crate::provisioned::{ProvisionedPatch, ProvisionedSettings, Registry};
 
 /// What the emulated model does, globally or for one model identifier.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
@@ -74,6 +75,8 @@ pub struct ConfigPatch {
     #[serde(default, deserialize_with = "set_or_clear")]
     pub event_target: Option<Option<String>>,
     pub events_enabled: Option<bool>,
+    /// Provisioned Throughput settings (`"provisioned": {...}`).
+    pub provisioned: Option<ProvisionedPatch>,
 }
 
 /// Batch inference (`bedrock` control plane) and job-event settings; global only.
@@ -202,6 +205,8 @@ pub struct RuntimeConfig {
     #[serde(flatten)]
     pub batch: BatchSettings,
     pub models: BTreeMap<String, Behaviour>,
+    /// Provisioned Throughput settings, shown as `"provisioned": {...}`.
+    pub provisioned: ProvisionedSettings,
 }
 
 impl RuntimeConfig {
@@ -217,6 +222,11 @@ impl RuntimeConfig {
         for model_patch in patch.models.values().flatten() {
             model_patch.validate()?;
         }
+        let provisioned = match &patch.provisioned {
+            Some(p) => self.provisioned.patched(p)?,
+            None => self.provisioned.clone(),
+        };
+        self.provisioned = provisioned;
         self.batch = batch;
         global.apply(&mut self.global);
         for (model, model_patch) in &patch.models {
@@ -272,6 +282,10 @@ pub struct EmulatorState {
     pub events: Events,
     /// Where batch jobs read and write (S3, or memory in unit tests).
     pub storage: Arc<dyn Storage>,
+    /// Provisioned Throughputs.
+    pub provisioned: Registry,
+    /// CloudWatch metric data (PutMetricData and the EMF feed).
+    pub cloudwatch: crate::cloudwatch::Metrics,
 }
 
 /// What a call that passed validation does.
@@ -310,6 +324,8 @@ impl EmulatorState {
             jobs: Jobs::default(),
             events: Events::default(),
             storage: Arc::new(S3Storage::default()),
+            provisioned: Registry::default(),
+            cloudwatch: crate::cloudwatch::Metrics::default(),
         }
     }
 
@@ -350,6 +366,8 @@ impl EmulatorState {
         drop(inner);
         self.jobs.clear();
         self.events.clear();
+        self.provisioned.clear();
+        self.cloudwatch.clear();
     }
 
     pub fn stats(&self) -> BTreeMap<String, ModelStats> {
@@ -398,6 +416,17 @@ impl EmulatorState {
 
     pub fn record_stream_error(&self, model_id: &str) {
         self.stats_of(model_id, |stats| stats.stream_errors += 1);
+    }
+
+    /// Counts a call answered with a fault's exception by a check outside [`Self::admit`]
+    /// (`new_call`: the call was not counted yet).
+    pub(crate) fn record_fault(&self, model_id: &str, fault: Fault, new_call: bool) {
+        self.stats_of(model_id, |stats| {
+            if new_call {
+                stats.calls += 1;
+            }
+            stats.faults.count(fault);
+        });
     }
 
     fn stats_of(&self, model_id: &str, update: impl FnOnce(&mut ModelStats)) {

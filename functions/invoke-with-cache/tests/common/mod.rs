@@ -6,18 +6,22 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
-use invoke_with_cache::{App, InvokeConfig};
-use lambda_http::{Body, Request, Response};
+use futures_util::FutureExt;
+use http_body_util::BodyExt;
+use invoke_with_cache::{App, InvokeConfig, ResponseBody};
+use lambda_http::{Request, Response};
 use serde_json::Value;
 use shared::adapters::clock::ManualClock;
 use shared::adapters::memory_cache::{MemoryCache, MemoryFronted};
+use shared::adapters::memory_tenancy::InMemoryTenancy;
 use shared::config::Env;
 use shared::domain::cache::{CacheEntry, CacheKey, Lease, StoredRecord};
-use shared::domain::conversation::{Conversation, Message, ModelAnswer, Role, TextBlock, Usage};
+use shared::domain::conversation::{ContentBlock, Conversation, Message, ModelAnswer, Role, Usage};
 use shared::domain::error::{CacheError, ModelError, ModelErrorKind};
 use shared::domain::metrics::RequestMetrics;
 use shared::domain::routing::Target;
-use shared::ports::{CacheStore, MetricsSink, ModelInvoker};
+use shared::domain::stream::{replay, StreamEvent};
+use shared::ports::{CacheStore, MetricsSink, ModelInvoker, ModelStream};
 
 pub const V2_EVENT: &str = include_str!("../fixtures/apigw-v2-iam.json");
 pub const V1_EVENT: &str = include_str!("../fixtures/apigw-rest-v1.json");
@@ -117,6 +121,8 @@ pub struct FakeModel {
     stop_reason: String,
     text: String,
     delay: Duration,
+    /// A stream fails with this after its first events.
+    cut: Option<ModelError>,
 }
 
 impl FakeModel {
@@ -128,7 +134,14 @@ impl FakeModel {
             stop_reason: "end_turn".into(),
             text: "secret answer text".into(),
             delay: Duration::ZERO,
+            cut: None,
         }
+    }
+
+    /// Streams fail mid-way with `kind`, after the first text delta.
+    pub fn cutting_streams(mut self, kind: ModelErrorKind) -> Self {
+        self.cut = Some(ModelError::new(kind, "cut by the fake"));
+        self
     }
 
     pub fn failing(kind: ModelErrorKind) -> Self {
@@ -173,6 +186,26 @@ impl FakeModel {
 }
 
 impl ModelInvoker for FakeModel {
+    async fn converse_stream(
+        &self,
+        target: &Target,
+        conversation: &Conversation,
+        timeout: Option<Duration>,
+    ) -> Result<ModelStream, ModelError> {
+        let answer = self.converse(target, conversation, timeout).await?;
+        let mut events: Vec<Result<StreamEvent, ModelError>> =
+            replay(&answer).into_iter().map(Ok).collect();
+        if let Some(cut) = &self.cut {
+            let first_text = events
+                .iter()
+                .position(|e| matches!(e, Ok(StreamEvent::Text { .. })))
+                .unwrap_or(0);
+            events.truncate(first_text + 1);
+            events.push(Err(cut.clone()));
+        }
+        Ok(Box::pin(futures_util::stream::iter(events)))
+    }
+
     async fn converse(
         &self,
         target: &Target,
@@ -196,7 +229,7 @@ impl ModelInvoker for FakeModel {
         Ok(ModelAnswer {
             message: Message {
                 role: Role::Assistant,
-                content: vec![TextBlock::new(self.text.clone())],
+                content: vec![ContentBlock::text(self.text.clone())],
             },
             stop_reason: self.stop_reason.clone(),
             usage: Usage {
@@ -240,7 +273,7 @@ pub fn build_with_clock(
     store: MemoryStore,
     model: FakeModel,
     clock: Arc<ManualClock>,
-) -> (TestApp, Recorder) {
+) -> (Arc<TestApp>, Recorder) {
     let defaults = [("CACHE_TABLE_NAME", "cache"), ("MODEL_SIMPLE", HAIKU)];
     let mut pairs: Vec<(&str, &str)> = vars.to_vec();
     pairs.extend(
@@ -253,12 +286,16 @@ pub fn build_with_clock(
     let store = MemoryFronted::new(store, memory, clock.clone());
     let recorder = Recorder::default();
     (
-        App::new(config, store, model, clock, recorder.clone()),
+        Arc::new(App::new(config, store, model, clock, recorder.clone())),
         recorder,
     )
 }
 
-pub fn build(vars: &[(&str, &str)], store: MemoryStore, model: FakeModel) -> (TestApp, Recorder) {
+pub fn build(
+    vars: &[(&str, &str)],
+    store: MemoryStore,
+    model: FakeModel,
+) -> (Arc<TestApp>, Recorder) {
     build_with_clock(vars, store, model, clock())
 }
 
@@ -276,12 +313,129 @@ pub fn event_with_authorizer(authorizer: Value, body: &Value) -> Request {
     lambda_http::request::from_str(&event.to_string()).unwrap()
 }
 
-pub fn read(response: Response<Body>) -> (u16, Option<String>, Value) {
+/// The bytes of a whole (not streamed) body: they are there at once.
+pub fn bytes_of(response: Response<ResponseBody>) -> Vec<u8> {
+    response
+        .into_body()
+        .collect()
+        .now_or_never()
+        .expect("a buffered body is complete at once")
+        .unwrap()
+        .to_bytes()
+        .to_vec()
+}
+
+pub fn read(response: Response<ResponseBody>) -> (u16, Option<String>, Value) {
     let status = response.status().as_u16();
     let cache = response
         .headers()
         .get("x-cache")
         .map(|v| v.to_str().unwrap().to_owned());
-    let body = serde_json::from_slice(response.body().as_ref()).unwrap();
+    let body = serde_json::from_slice(&bytes_of(response)).unwrap();
     (status, cache, body)
+}
+
+/// One server-sent event: its name (`None` for OpenAI's unnamed ones) and data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sse {
+    pub event: Option<String>,
+    pub data: String,
+}
+
+impl Sse {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.data).unwrap()
+    }
+}
+
+pub fn parse_sse(text: &str) -> Vec<Sse> {
+    text.split("\n\n")
+        .filter(|block| !block.trim().is_empty())
+        .map(|block| {
+            let mut event = None;
+            let mut data = String::new();
+            for line in block.lines() {
+                if let Some(name) = line.strip_prefix("event: ") {
+                    event = Some(name.to_owned());
+                } else if let Some(line) = line.strip_prefix("data: ") {
+                    data.push_str(line);
+                }
+            }
+            Sse { event, data }
+        })
+        .collect()
+}
+
+/// Reads a streamed body to its end.
+pub async fn read_stream(response: Response<ResponseBody>) -> (u16, Option<String>, Vec<Sse>) {
+    let status = response.status().as_u16();
+    let cache = response
+        .headers()
+        .get("x-cache")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        cache,
+        parse_sse(std::str::from_utf8(&bytes).unwrap()),
+    )
+}
+
+pub type Keys = shared::adapters::memory_tenancy::CachedKeys<Arc<InMemoryTenancy>>;
+pub type Spend = shared::adapters::memory_tenancy::CachedSpend<Arc<InMemoryTenancy>>;
+pub type TenantApp<M> = App<Store, M, Arc<ManualClock>, Recorder, Keys, Spend>;
+
+/// The function with tenant keys on (in memory, behind the instance caches `main` puts in
+/// front of DynamoDB, with the TTLs of the configuration).
+pub fn build_with_tenancy<M: ModelInvoker + 'static>(
+    vars: &[(&str, &str)],
+    model: M,
+    tenancy: Arc<InMemoryTenancy>,
+) -> (Arc<TenantApp<M>>, Recorder) {
+    let mut vars = vars.to_vec();
+    vars.extend([
+        ("TENANT_KEYS_TABLE_NAME", "keys"),
+        ("SPEND_TABLE_NAME", "spend"),
+        ("CACHE_TABLE_NAME", "cache"),
+        ("MODEL_SIMPLE", HAIKU),
+    ]);
+    let config = InvokeConfig::from_env(&Env::from_pairs(vars)).unwrap();
+    let settings = config.tenancy.clone().unwrap();
+    let clock = clock();
+    let memory = MemoryCache::new(config.memory_cache_entries, config.memory_cache_ttl_seconds);
+    let store = MemoryFronted::new(MemoryStore::default(), memory, clock.clone());
+    let recorder = Recorder::default();
+    let app = App::new(config, store, model, clock, recorder.clone()).with_tenancy(Some(
+        invoke_with_cache::Tenancy {
+            keys: shared::adapters::memory_tenancy::CachedKeys::new(
+                tenancy.clone(),
+                settings.key_cache,
+            ),
+            ledger: shared::adapters::memory_tenancy::CachedSpend::new(
+                tenancy,
+                settings.spend_cache,
+            ),
+        },
+    ));
+    (Arc::new(app), recorder)
+}
+
+/// An HTTP API event for `method path`, with a bearer key when given.
+pub fn http_event(method: &str, path: &str, bearer: Option<&str>, body: &Value) -> Request {
+    let mut event: Value = serde_json::from_str(V2_EVENT).unwrap();
+    event["rawPath"] = Value::String(path.into());
+    event["requestContext"]["http"]["path"] = Value::String(path.into());
+    event["requestContext"]["http"]["method"] = Value::String(method.into());
+    event["routeKey"] = Value::String(format!("{method} {path}"));
+    if let Some(key) = bearer {
+        event["headers"]["authorization"] = Value::String(format!("Bearer {key}"));
+        // Key callers come through a route without IAM.
+        event["requestContext"]["authorizer"] = Value::Null;
+    }
+    event["body"] = if body.is_null() {
+        Value::Null
+    } else {
+        Value::String(body.to_string())
+    };
+    lambda_http::request::from_str(&event.to_string()).unwrap()
 }

@@ -1,0 +1,548 @@
+//! Streaming, the OpenAI-compatible API and tenant keys, through the handler with real
+//! API Gateway events and in-memory ports.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{
+    build, build_with_tenancy, bytes_of, http_event, read, read_stream, FakeModel, MemoryStore,
+    Sse, HAIKU,
+};
+use futures_util::StreamExt;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use shared::adapters::memory_tenancy::InMemoryTenancy;
+use shared::domain::conversation::{Conversation, ModelAnswer};
+use shared::domain::error::{ModelError, ModelErrorKind};
+use shared::domain::metrics::Outcome;
+use shared::domain::routing::Target;
+use shared::domain::stream::{replay, StreamEvent};
+use shared::domain::tenancy::{issue_key, month_of};
+use shared::ports::{Clock, ModelInvoker, ModelStream, SpendLedger, TenantKeyStore};
+use tokio::sync::Notify;
+
+fn texts(events: &[Sse]) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| e.event.as_deref() == Some("text"))
+        .map(|e| e.json()["text"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn names(events: &[Sse]) -> Vec<&str> {
+    let mut names: Vec<&str> = events.iter().filter_map(|e| e.event.as_deref()).collect();
+    names.dedup();
+    names
+}
+
+#[tokio::test]
+async fn a_streamed_miss_is_stored_and_replayed_as_several_deltas_on_a_hit() {
+    let model = FakeModel::answering().ending("end_turn", "a cache keeps answers for a while");
+    let store = MemoryStore::default();
+    let (app, metrics) = build(&[], store.clone(), model.clone());
+    let body = json!({"prompt": "What does a cache TTL do?", "stream": true});
+
+    let response = app
+        .handle(http_event("POST", "/v1/invoke", None, &body))
+        .await;
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/event-stream; charset=utf-8"
+    );
+    let (status, cache, events) = read_stream(response).await;
+    assert_eq!((status, cache.as_deref()), (200, Some("MISS")));
+    assert_eq!(names(&events), vec!["start", "text", "end"]);
+    let start = events[0].json();
+    assert_eq!(start["cache"], "MISS");
+    assert_eq!(start["modelId"], HAIKU);
+    assert_eq!(start["route"], "on-demand");
+    assert_eq!(start["tier"], "simple");
+    let miss_texts = texts(&events);
+    assert!(miss_texts.len() > 1);
+    assert_eq!(miss_texts.concat(), "a cache keeps answers for a while");
+    let end = events.last().unwrap().json();
+    assert_eq!(end["stopReason"], "end_turn");
+    assert_eq!(end["usage"]["totalTokens"], 2000);
+    assert!(
+        (end["costUsd"].as_f64().unwrap() - 0.0015).abs() < 1e-12,
+        "{end}"
+    );
+    assert_eq!(store.answers(), 1);
+    assert_eq!(metrics.last().outcome, Outcome::Answered);
+
+    let (_, cache, events) = read_stream(
+        app.handle(http_event("POST", "/v1/invoke", None, &body))
+            .await,
+    )
+    .await;
+    assert_eq!(cache.as_deref(), Some("HIT"));
+    assert_eq!(events[0].json()["cache"], "HIT");
+    assert_eq!(events[0].json()["route"], Value::Null);
+    assert_eq!(texts(&events), miss_texts, "a hit streams as the miss did");
+    let end = events.last().unwrap().json();
+    assert_eq!(end["costUsd"], 0.0);
+    assert!(end["savedUsd"].as_f64().unwrap() > 0.0);
+    assert_eq!(model.calls().len(), 1);
+}
+
+#[tokio::test]
+async fn a_stream_cut_by_bedrock_ends_with_an_error_event_and_stores_nothing() {
+    let model = FakeModel::answering()
+        .ending("end_turn", "one two three four five six seven")
+        .cutting_streams(ModelErrorKind::Throttled);
+    let store = MemoryStore::default();
+    let (app, metrics) = build(&[], store.clone(), model);
+    let body = json!({"prompt": "cut me", "stream": true});
+    let (status, _, events) = read_stream(
+        app.handle(http_event("POST", "/v1/invoke", None, &body))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 200, "the stream had begun");
+    assert_eq!(names(&events), vec!["start", "text", "error"]);
+    let error = events.last().unwrap().json();
+    assert_eq!(error["error"]["code"], "Throttled");
+    assert!(error["error"]["requestId"].is_string());
+    assert_eq!(store.answers(), 0);
+    assert_eq!(store.leases(), 0, "the key is given back");
+    assert_eq!(metrics.last().outcome, Outcome::Throttled);
+}
+
+#[tokio::test]
+async fn a_failure_before_the_first_event_is_a_plain_error_response() {
+    let (app, _) = build(
+        &[],
+        MemoryStore::default(),
+        FakeModel::failing(ModelErrorKind::Throttled),
+    );
+    let body = json!({"prompt": "x", "stream": true});
+    let response = app
+        .handle(http_event("POST", "/v1/invoke", None, &body))
+        .await;
+    assert_eq!(response.status(), 429);
+    assert_eq!(response.headers()["retry-after"], "2");
+    let body: Value = serde_json::from_slice(&bytes_of(response)).unwrap();
+    assert_eq!(body["error"]["code"], "Throttled");
+}
+
+/// A model whose stream gives its first events, then waits until released.
+#[derive(Clone)]
+struct GatedModel {
+    gate: Arc<Notify>,
+}
+
+impl ModelInvoker for GatedModel {
+    async fn converse(
+        &self,
+        target: &Target,
+        conversation: &Conversation,
+        timeout: Option<Duration>,
+    ) -> Result<ModelAnswer, ModelError> {
+        FakeModel::answering()
+            .converse(target, conversation, timeout)
+            .await
+    }
+
+    async fn converse_stream(
+        &self,
+        target: &Target,
+        conversation: &Conversation,
+        timeout: Option<Duration>,
+    ) -> Result<ModelStream, ModelError> {
+        let answer = FakeModel::answering()
+            .ending("end_turn", "one two three four five six seven eight nine")
+            .converse(target, conversation, timeout)
+            .await?;
+        let mut events = replay(&answer);
+        let rest = events.split_off(2);
+        let gate = self.gate.clone();
+        let later = futures_util::stream::once(async move { gate.notified().await })
+            .flat_map(move |()| futures_util::stream::iter(rest.clone().into_iter().map(Ok)));
+        Ok(Box::pin(
+            futures_util::stream::iter(events.into_iter().map(Ok)).chain(later),
+        ))
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_disconnects_mid_stream_stores_nothing() {
+    let gate = Arc::new(Notify::new());
+    let store = MemoryStore::default();
+    let config = invoke_with_cache::InvokeConfig::from_env(&shared::config::Env::from_pairs([
+        ("CACHE_TABLE_NAME", "cache"),
+        ("MODEL_SIMPLE", HAIKU),
+    ]))
+    .unwrap();
+    let clock = common::clock();
+    let memory = shared::adapters::memory_cache::MemoryCache::new(0, 60);
+    let fronted =
+        shared::adapters::memory_cache::MemoryFronted::new(store.clone(), memory, clock.clone());
+    let metrics = common::Recorder::default();
+    let app = Arc::new(invoke_with_cache::App::new(
+        config,
+        fronted,
+        GatedModel { gate: gate.clone() },
+        clock,
+        metrics.clone(),
+    ));
+    let body = json!({"prompt": "leave early", "stream": true});
+    let response = app
+        .handle(http_event("POST", "/v1/invoke", None, &body))
+        .await;
+    let mut body = response.into_body();
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert!(std::str::from_utf8(&first)
+        .unwrap()
+        .starts_with("event: start"));
+    assert_eq!(store.leases(), 1, "the miss holds the key while it streams");
+    drop(body);
+    gate.notify_one();
+    while metrics.0.lock().unwrap().is_empty() {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(metrics.last().outcome, Outcome::ClientError);
+    assert_eq!(store.answers(), 0);
+    assert_eq!(store.leases(), 0, "the key is given back");
+}
+
+// --- OpenAI-compatible API ---------------------------------------------------------------
+
+async fn tenant(tenancy: &InMemoryTenancy, models: Vec<String>, budget: Option<f64>) -> String {
+    let issued = issue_key("acme", models, budget, None, common::clock().now()).unwrap();
+    tenancy.create(&issued.record).await.unwrap();
+    issued.key
+}
+
+const COMPLETIONS: &str = "/openai/v1/chat/completions";
+
+fn chat(stream: bool) -> Value {
+    json!({
+        "model": "auto",
+        "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "What does a cache TTL do?"}],
+        "stream": stream,
+    })
+}
+
+#[tokio::test]
+async fn openai_buffered_answers_in_chat_completion_shape() {
+    let tenancy = Arc::new(InMemoryTenancy::default());
+    let key = tenant(&tenancy, vec![], None).await;
+    let (app, _) = build_with_tenancy(&[], FakeModel::answering(), tenancy);
+    let response = app
+        .handle(http_event("POST", COMPLETIONS, Some(&key), &chat(false)))
+        .await;
+    assert_eq!(response.headers()["x-cache"], "MISS");
+    assert_eq!(response.headers()["x-model-id"], HAIKU);
+    assert!(response.headers().contains_key("x-cost-usd"));
+    let (status, _, body) = read(response);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["object"], "chat.completion");
+    assert!(body["id"].as_str().unwrap().starts_with("chatcmpl-"));
+    assert_eq!(body["model"], HAIKU);
+    assert_eq!(body["choices"][0]["message"]["role"], "assistant");
+    assert_eq!(
+        body["choices"][0]["message"]["content"],
+        "secret answer text"
+    );
+    assert_eq!(body["choices"][0]["finish_reason"], "stop");
+    assert_eq!(body["usage"]["total_tokens"], 2000);
+
+    let (_, cache, again) = read(
+        app.handle(http_event("POST", COMPLETIONS, Some(&key), &chat(false)))
+            .await,
+    );
+    assert_eq!(cache.as_deref(), Some("HIT"));
+    assert_eq!(again["choices"], body["choices"]);
+}
+
+fn chunks(events: &[Sse]) -> Vec<Value> {
+    events
+        .iter()
+        .filter(|e| e.data != "[DONE]")
+        .map(Sse::json)
+        .collect()
+}
+
+#[tokio::test]
+async fn openai_streams_chunks_with_role_first_usage_last_and_done_on_a_miss_and_a_hit() {
+    let tenancy = Arc::new(InMemoryTenancy::default());
+    let key = tenant(&tenancy, vec![], None).await;
+    let model = FakeModel::answering().ending("end_turn", "a cache keeps answers for a while");
+    let (app, _) = build_with_tenancy(&[], model.clone(), tenancy);
+    let mut body = chat(true);
+    body["stream_options"] = json!({"include_usage": true});
+    for expected_cache in ["MISS", "HIT"] {
+        let (status, cache, events) = read_stream(
+            app.handle(http_event("POST", COMPLETIONS, Some(&key), &body))
+                .await,
+        )
+        .await;
+        assert_eq!((status, cache.as_deref()), (200, Some(expected_cache)));
+        assert_eq!(events.last().unwrap().data, "[DONE]");
+        let chunks = chunks(&events);
+        let ids: std::collections::HashSet<_> = chunks.iter().map(|c| c["id"].clone()).collect();
+        assert_eq!(ids.len(), 1, "one id per response");
+        assert_eq!(chunks[0]["object"], "chat.completion.chunk");
+        assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+        let text: String = chunks
+            .iter()
+            .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+            .collect();
+        assert_eq!(text, "a cache keeps answers for a while");
+        let content_chunks = chunks
+            .iter()
+            .filter(|c| {
+                c["choices"][0]["delta"]["content"]
+                    .as_str()
+                    .is_some_and(|t| !t.is_empty())
+            })
+            .count();
+        assert!(
+            content_chunks > 1,
+            "{expected_cache} streams several chunks"
+        );
+        let finish = &chunks[chunks.len() - 2];
+        assert_eq!(finish["choices"][0]["finish_reason"], "stop");
+        let usage = chunks.last().unwrap();
+        assert_eq!(usage["choices"], json!([]));
+        assert_eq!(usage["usage"]["total_tokens"], 2000);
+    }
+    assert_eq!(model.calls().len(), 1);
+}
+
+#[tokio::test]
+async fn openai_streams_tool_calls_with_their_index() {
+    let tenancy = Arc::new(InMemoryTenancy::default());
+    let key = tenant(&tenancy, vec![], None).await;
+    let (app, _) = build_with_tenancy(&[], ToolModel, tenancy);
+    let body = json!({
+        "model": "auto",
+        "messages": [{"role": "user", "content": "weather in Paris?"}],
+        "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}],
+        "stream": true,
+    });
+    let (_, _, events) = read_stream(
+        app.handle(http_event("POST", COMPLETIONS, Some(&key), &body))
+            .await,
+    )
+    .await;
+    let chunks = chunks(&events);
+    let calls: Vec<&Value> = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["tool_calls"].get(0))
+        .collect();
+    assert_eq!(calls[0]["index"], 0);
+    assert_eq!(calls[0]["id"], "tooluse_1");
+    assert_eq!(calls[0]["function"]["name"], "get_weather");
+    let arguments: String = calls
+        .iter()
+        .filter_map(|c| c["function"]["arguments"].as_str())
+        .collect();
+    assert_eq!(
+        serde_json::from_str::<Value>(&arguments).unwrap(),
+        json!({"city": "Paris"})
+    );
+    assert!(calls.iter().all(|c| c["index"] == 0));
+    let finish = chunks
+        .iter()
+        .find_map(|c| c["choices"][0]["finish_reason"].as_str());
+    assert_eq!(finish, Some("tool_calls"));
+}
+
+/// Asks for `get_weather` whatever it is told.
+#[derive(Clone)]
+struct ToolModel;
+
+impl ModelInvoker for ToolModel {
+    async fn converse(
+        &self,
+        _: &Target,
+        _: &Conversation,
+        _: Option<Duration>,
+    ) -> Result<ModelAnswer, ModelError> {
+        Ok(serde_json::from_value(json!({
+            "message": {"role": "assistant", "content": [{"toolUse": {"toolUseId": "tooluse_1", "name": "get_weather", "input": {"city": "Paris"}}}]},
+            "stopReason": "tool_use",
+            "usage": {"inputTokens": 10, "outputTokens": 5, "totalTokens": 15},
+        }))
+        .unwrap())
+    }
+
+    async fn converse_stream(
+        &self,
+        target: &Target,
+        conversation: &Conversation,
+        timeout: Option<Duration>,
+    ) -> Result<ModelStream, ModelError> {
+        let answer = self.converse(target, conversation, timeout).await?;
+        Ok(Box::pin(futures_util::stream::iter(
+            replay(&answer)
+                .into_iter()
+                .map(Ok::<StreamEvent, ModelError>),
+        )))
+    }
+}
+
+#[tokio::test]
+async fn openai_refusals_use_openais_error_shape_and_statuses() {
+    let tenancy = Arc::new(InMemoryTenancy::default());
+    let key = tenant(&tenancy, vec![HAIKU.to_owned()], None).await;
+    let (app, _) = build_with_tenancy(
+        &[("ALLOWED_MODELS", "anthropic.claude-3-5-haiku-20241022-v1:0")],
+        FakeModel::answering(),
+        tenancy,
+    );
+    let mut seeded = chat(false);
+    seeded["seed"] = json!(42);
+    let mut elsewhere = chat(false);
+    elsewhere["model"] = json!("anthropic.claude-3-5-haiku-20241022-v1:0");
+    let mut unknown = chat(false);
+    unknown["model"] = json!("gpt-4o");
+    let malformed = "bgw_0123456789ab_000000000000000000000000000000000000000000000000";
+    let cases = [
+        (
+            Some(key.as_str()),
+            seeded,
+            400,
+            "invalid_request_error",
+            Some("seed"),
+        ),
+        (None, chat(false), 401, "authentication_error", None),
+        (
+            Some("sk-not-ours"),
+            chat(false),
+            401,
+            "authentication_error",
+            None,
+        ),
+        (
+            Some(malformed),
+            chat(false),
+            401,
+            "authentication_error",
+            None,
+        ),
+        (
+            Some(key.as_str()),
+            elsewhere,
+            403,
+            "permission_error",
+            Some("model"),
+        ),
+        (
+            Some(key.as_str()),
+            unknown,
+            404,
+            "not_found_error",
+            Some("model"),
+        ),
+    ];
+    for (bearer, body, status, kind, param) in cases {
+        let response = app
+            .handle(http_event("POST", COMPLETIONS, bearer, &body))
+            .await;
+        let (got, _, answer) = read(response);
+        assert_eq!(got, status, "{answer}");
+        assert_eq!(answer["error"]["type"], kind, "{answer}");
+        assert_eq!(answer["error"]["param"].as_str(), param, "{answer}");
+        assert!(answer["error"]["message"].as_str().unwrap().len() > 10);
+    }
+}
+
+#[tokio::test]
+async fn models_lists_auto_and_what_the_key_may_use() {
+    let tenancy = Arc::new(InMemoryTenancy::default());
+    let key = tenant(&tenancy, vec![HAIKU.to_owned()], None).await;
+    let (app, _) = build_with_tenancy(&[], FakeModel::answering(), tenancy);
+    let (status, _, body) = read(
+        app.handle(http_event(
+            "GET",
+            "/openai/v1/models",
+            Some(&key),
+            &Value::Null,
+        ))
+        .await,
+    );
+    assert_eq!(status, 200, "{body}");
+    let ids: Vec<&str> = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec!["auto", HAIKU]);
+}
+
+// --- Tenant keys and budgets ---------------------------------------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn a_revoked_key_stops_working_within_the_key_cache_time() {
+    let tenancy = Arc::new(InMemoryTenancy::default());
+    let key = tenant(&tenancy, vec![], None).await;
+    let (app, _) = build_with_tenancy(
+        &[("TENANT_KEY_CACHE_SECONDS", "30")],
+        FakeModel::answering(),
+        tenancy.clone(),
+    );
+    let ask = || http_event("POST", COMPLETIONS, Some(&key), &chat(false));
+    assert_eq!(read(app.handle(ask()).await).0, 200);
+    let key_id = shared::domain::tenancy::key_id_of(&key).unwrap().to_owned();
+    tenancy.revoke(&key_id, 1).await.unwrap();
+    // Within the bounded time the instance still trusts its lookup (a hit stays a memory lookup).
+    assert_eq!(read(app.handle(ask()).await).0, 200);
+    tokio::time::advance(Duration::from_secs(30)).await;
+    assert_eq!(read(app.handle(ask()).await).0, 401);
+}
+
+#[tokio::test]
+async fn spend_is_counted_per_tenant_and_month_and_a_tenant_over_budget_gets_429() {
+    let tenancy = Arc::new(InMemoryTenancy::default());
+    // Each answer costs $0.0015 (1000 + 1000 Haiku tokens): the third finds the budget spent.
+    let key = tenant(&tenancy, vec![], Some(0.003)).await;
+    let (app, _) = build_with_tenancy(&[], FakeModel::answering(), tenancy.clone());
+    for (i, expected) in [200, 200, 429].into_iter().enumerate() {
+        let mut body = chat(false);
+        body["messages"][1]["content"] = json!(format!("question {i}"));
+        let response = app
+            .handle(http_event("POST", COMPLETIONS, Some(&key), &body))
+            .await;
+        let retry_after = response.headers().get("retry-after").cloned();
+        let (status, _, answer) = read(response);
+        assert_eq!(status, expected, "{answer}");
+        if status == 429 {
+            assert_eq!(answer["error"]["code"], "BudgetExceeded");
+            assert_eq!(answer["error"]["type"], "insufficient_quota");
+            assert!(retry_after.is_some());
+        }
+    }
+    let month = month_of(common::clock().now());
+    let spent = tenancy.spent("acme", &month).await.unwrap();
+    assert!((spent - 0.003).abs() < 1e-12, "{spent}");
+}
+
+#[tokio::test]
+async fn a_bearer_key_on_the_native_api_scopes_the_cache_to_its_tenant() {
+    let tenancy = Arc::new(InMemoryTenancy::default());
+    let key = tenant(&tenancy, vec![], None).await;
+    let (app, _) = build_with_tenancy(&[], FakeModel::answering(), tenancy);
+    let body = json!({"prompt": "tenant scoped"});
+    let (_, cache, _) = read(
+        app.handle(http_event("POST", "/v1/invoke", Some(&key), &body))
+            .await,
+    );
+    assert_eq!(cache.as_deref(), Some("MISS"));
+    // The same prompt from an IAM caller of the shared scope is another namespace.
+    let (_, cache, _) = read(
+        app.handle(http_event("POST", "/v1/invoke", None, &body))
+            .await,
+    );
+    assert_eq!(cache.as_deref(), Some("MISS"));
+    let (_, cache, _) = read(
+        app.handle(http_event("POST", "/v1/invoke", Some(&key), &body))
+            .await,
+    );
+    assert_eq!(cache.as_deref(), Some("HIT"));
+}

@@ -1,0 +1,274 @@
+//! In-process caches in front of the tenant key store and the spend ledger, so that a warm
+//! instance verifies a key and checks a budget with a memory lookup. Each answer is kept for a
+//! bounded time: that time bounds how long a revoked key keeps working on an instance, and how
+//! stale the spend a budget is checked against may be.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::domain::error::TenancyError;
+use crate::domain::tenancy::TenantKey;
+use crate::ports::{SpendLedger, TenantKeyStore};
+
+/// Entries kept at most; past it the cache is emptied (keys are few, so this is rare).
+const MAX_ENTRIES: usize = 10_000;
+
+#[derive(Debug)]
+struct Remembered<V> {
+    entries: Mutex<HashMap<String, (Instant, V)>>,
+    ttl: Duration,
+}
+
+impl<V: Clone> Remembered<V> {
+    fn new(ttl: Duration) -> Self {
+        Self {
+            entries: Mutex::new(HashMap::new()),
+            ttl,
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<V> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(key)
+            .filter(|(at, _)| at.elapsed() < self.ttl)
+            .map(|(_, value)| value.clone())
+    }
+
+    fn put(&self, key: &str, value: V) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= MAX_ENTRIES {
+            entries.clear();
+        }
+        entries.insert(key.to_owned(), (Instant::now(), value));
+    }
+
+    fn forget(&self, key: &str) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+    }
+}
+
+/// Remembers each key lookup, found or not, for `ttl`.
+#[derive(Debug)]
+pub struct CachedKeys<K> {
+    inner: K,
+    remembered: Remembered<Option<TenantKey>>,
+}
+
+impl<K> CachedKeys<K> {
+    pub fn new(inner: K, ttl: Duration) -> Self {
+        Self {
+            inner,
+            remembered: Remembered::new(ttl),
+        }
+    }
+}
+
+impl<K: TenantKeyStore> TenantKeyStore for CachedKeys<K> {
+    async fn get(&self, key_id: &str) -> Result<Option<TenantKey>, TenancyError> {
+        if let Some(found) = self.remembered.get(key_id) {
+            return Ok(found);
+        }
+        let found = self.inner.get(key_id).await?;
+        self.remembered.put(key_id, found.clone());
+        Ok(found)
+    }
+
+    async fn create(&self, key: &TenantKey) -> Result<(), TenancyError> {
+        self.remembered.forget(&key.key_id);
+        self.inner.create(key).await
+    }
+
+    async fn list(&self) -> Result<Vec<TenantKey>, TenancyError> {
+        self.inner.list().await
+    }
+
+    async fn revoke(&self, key_id: &str, at: i64) -> Result<(), TenancyError> {
+        self.remembered.forget(key_id);
+        self.inner.revoke(key_id, at).await
+    }
+
+    async fn set_budget(
+        &self,
+        key_id: &str,
+        monthly_budget_usd: Option<f64>,
+    ) -> Result<(), TenancyError> {
+        self.remembered.forget(key_id);
+        self.inner.set_budget(key_id, monthly_budget_usd).await
+    }
+}
+
+/// Remembers each tenant's spend for `ttl`; an addition made here updates it at once.
+#[derive(Debug)]
+pub struct CachedSpend<L> {
+    inner: L,
+    remembered: Remembered<f64>,
+}
+
+impl<L> CachedSpend<L> {
+    pub fn new(inner: L, ttl: Duration) -> Self {
+        Self {
+            inner,
+            remembered: Remembered::new(ttl),
+        }
+    }
+}
+
+fn spend_key(tenant: &str, month: &str) -> String {
+    format!("{tenant}#{month}")
+}
+
+impl<L: SpendLedger> SpendLedger for CachedSpend<L> {
+    async fn spent(&self, tenant: &str, month: &str) -> Result<f64, TenancyError> {
+        let key = spend_key(tenant, month);
+        if let Some(spent) = self.remembered.get(&key) {
+            return Ok(spent);
+        }
+        let spent = self.inner.spent(tenant, month).await?;
+        self.remembered.put(&key, spent);
+        Ok(spent)
+    }
+
+    async fn add(&self, tenant: &str, month: &str, usd: f64) -> Result<f64, TenancyError> {
+        let total = self.inner.add(tenant, month, usd).await?;
+        self.remembered.put(&spend_key(tenant, month), total);
+        Ok(total)
+    }
+}
+
+/// Keys and spend in memory, for tests and local experiments.
+#[derive(Debug, Default)]
+pub struct InMemoryTenancy {
+    keys: Mutex<HashMap<String, TenantKey>>,
+    spend: Mutex<HashMap<String, f64>>,
+}
+
+impl TenantKeyStore for InMemoryTenancy {
+    async fn get(&self, key_id: &str) -> Result<Option<TenantKey>, TenancyError> {
+        Ok(self
+            .keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key_id)
+            .cloned())
+    }
+
+    async fn create(&self, key: &TenantKey) -> Result<(), TenancyError> {
+        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        if keys.contains_key(&key.key_id) {
+            return Err(TenancyError::KeyExists(key.key_id.clone()));
+        }
+        keys.insert(key.key_id.clone(), key.clone());
+        Ok(())
+    }
+
+    async fn list(&self) -> Result<Vec<TenantKey>, TenancyError> {
+        let mut keys: Vec<_> = self
+            .keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        keys.sort_by(|a, b| (a.created_at, &a.key_id).cmp(&(b.created_at, &b.key_id)));
+        Ok(keys)
+    }
+
+    async fn revoke(&self, key_id: &str, at: i64) -> Result<(), TenancyError> {
+        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        let key = keys
+            .get_mut(key_id)
+            .ok_or_else(|| TenancyError::NoSuchKey(key_id.to_owned()))?;
+        key.revoked_at.get_or_insert(at);
+        Ok(())
+    }
+
+    async fn set_budget(
+        &self,
+        key_id: &str,
+        monthly_budget_usd: Option<f64>,
+    ) -> Result<(), TenancyError> {
+        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        let key = keys
+            .get_mut(key_id)
+            .ok_or_else(|| TenancyError::NoSuchKey(key_id.to_owned()))?;
+        key.monthly_budget_usd = monthly_budget_usd;
+        Ok(())
+    }
+}
+
+impl SpendLedger for InMemoryTenancy {
+    async fn spent(&self, tenant: &str, month: &str) -> Result<f64, TenancyError> {
+        Ok(self
+            .spend
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&spend_key(tenant, month))
+            .copied()
+            .unwrap_or(0.0))
+    }
+
+    async fn add(&self, tenant: &str, month: &str, usd: f64) -> Result<f64, TenancyError> {
+        let mut spend = self.spend.lock().unwrap_or_else(|e| e.into_inner());
+        let total = spend.entry(spend_key(tenant, month)).or_insert(0.0);
+        *total += usd;
+        Ok(*total)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn key(id: &str) -> TenantKey {
+        TenantKey {
+            key_id: id.into(),
+            secret_sha256: "h".into(),
+            tenant: "acme".into(),
+            models: vec![],
+            monthly_budget_usd: None,
+            created_at: 0,
+            revoked_at: None,
+            description: None,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_revocation_elsewhere_shows_after_the_ttl() {
+        let store = Arc::new(InMemoryTenancy::default());
+        store.create(&key("k1")).await.unwrap();
+        let cached = CachedKeys::new(store.clone(), Duration::from_secs(60));
+        assert!(cached.get("k1").await.unwrap().is_some());
+        // Revoked through another instance: this one still remembers the key for a while.
+        store.revoke("k1", 5).await.unwrap();
+        assert_eq!(cached.get("k1").await.unwrap().unwrap().revoked_at, None);
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert_eq!(cached.get("k1").await.unwrap().unwrap().revoked_at, Some(5));
+        // Unknown keys are remembered too, so a flood of bad keys stays in memory.
+        assert!(cached.get("nope").await.unwrap().is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn spend_added_here_shows_at_once_spend_elsewhere_after_the_ttl() {
+        let ledger = Arc::new(InMemoryTenancy::default());
+        let cached = CachedSpend::new(ledger.clone(), Duration::from_secs(10));
+        assert_eq!(cached.spent("acme", "2026-11").await.unwrap(), 0.0);
+        assert_eq!(cached.add("acme", "2026-11", 1.5).await.unwrap(), 1.5);
+        assert_eq!(cached.spent("acme", "2026-11").await.unwrap(), 1.5);
+        ledger.add("acme", "2026-11", 2.0).await.unwrap();
+        assert_eq!(cached.spent("acme", "2026-11").await.unwrap(), 1.5);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert_eq!(cached.spent("acme", "2026-11").await.unwrap(), 3.5);
+        assert_eq!(cached.spent("acme", "2026-12").await.unwrap(), 0.0);
+    }
+}

@@ -1,0 +1,221 @@
+//! Tenant keys: bearer keys that name a tenant (its cache namespace), the models it may use
+//! and its monthly budget. Only a key's SHA-256 is ever stored; the key is shown once.
+
+use chrono::{DateTime, Datelike, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Every key starts with this, so leaked keys are recognisable (secret scanners, logs).
+pub const KEY_PREFIX: &str = "bgw";
+const ID_BYTES: usize = 6;
+const SECRET_BYTES: usize = 24;
+
+/// What is stored of a key. `key_id` is public (it is part of the key and names it in
+/// listings); `secret_sha256` is the hash of the whole key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantKey {
+    pub key_id: String,
+    pub secret_sha256: String,
+    pub tenant: String,
+    /// Models the key may name; empty means every model the deployment allows.
+    #[serde(default)]
+    pub models: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monthly_budget_usd: Option<f64>,
+    pub created_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+impl TenantKey {
+    /// Whether the presented key is this one and still valid.
+    pub fn accepts(&self, presented: &str) -> bool {
+        self.revoked_at.is_none()
+            && constant_time_eq(&secret_sha256(presented), &self.secret_sha256)
+    }
+}
+
+/// A newly made key: the key itself (shown once) and what is stored of it.
+pub struct IssuedKey {
+    pub key: String,
+    pub record: TenantKey,
+}
+
+/// Makes a key for `tenant` from 30 random bytes: `bgw_<id>_<secret>`.
+pub fn issue_key(
+    tenant: &str,
+    models: Vec<String>,
+    monthly_budget_usd: Option<f64>,
+    description: Option<String>,
+    now: DateTime<Utc>,
+) -> Result<IssuedKey, String> {
+    let mut random = [0u8; ID_BYTES + SECRET_BYTES];
+    getrandom::fill(&mut random).map_err(|e| format!("no randomness for a key: {e}"))?;
+    let key_id = hex::encode(&random[..ID_BYTES]);
+    let key = format!("{KEY_PREFIX}_{key_id}_{}", hex::encode(&random[ID_BYTES..]));
+    Ok(IssuedKey {
+        record: TenantKey {
+            key_id,
+            secret_sha256: secret_sha256(&key),
+            tenant: tenant.to_owned(),
+            models,
+            monthly_budget_usd,
+            created_at: now.timestamp(),
+            revoked_at: None,
+            description,
+        },
+        key,
+    })
+}
+
+/// The key id of a well-formed key, `None` for anything else (which is then refused unseen).
+pub fn key_id_of(key: &str) -> Option<&str> {
+    let mut parts = key.split('_');
+    let (prefix, id, secret) = (parts.next()?, parts.next()?, parts.next()?);
+    let hex_of = |s: &str, bytes: usize| {
+        s.len() == bytes * 2
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    (prefix == KEY_PREFIX
+        && parts.next().is_none()
+        && hex_of(id, ID_BYTES)
+        && hex_of(secret, SECRET_BYTES))
+    .then_some(id)
+}
+
+pub fn secret_sha256(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// The budget period a time falls in: the calendar month, in UTC (`2026-11`).
+pub fn month_of(now: DateTime<Utc>) -> String {
+    format!("{:04}-{:02}", now.year(), now.month())
+}
+
+/// The tenant a request is made for, once its key is verified.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tenant {
+    pub name: String,
+    pub key_id: String,
+    pub models: Vec<String>,
+    pub monthly_budget_usd: Option<f64>,
+}
+
+impl Tenant {
+    pub fn allows_model(&self, model: &str) -> bool {
+        self.models.is_empty() || self.models.iter().any(|m| m == model)
+    }
+}
+
+impl From<&TenantKey> for Tenant {
+    fn from(key: &TenantKey) -> Self {
+        Self {
+            name: key.tenant.clone(),
+            key_id: key.key_id.clone(),
+            models: key.models.clone(),
+            monthly_budget_usd: key.monthly_budget_usd,
+        }
+    }
+}
+
+/// A tenant name becomes part of a cache namespace and a table key: keep it plain.
+pub fn check_tenant_name(name: &str) -> Result<(), String> {
+    let valid = (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "tenant {name:?} must be 1 to 64 letters, digits, '-', '_' or '.'"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 30, 23, 59, 59).unwrap()
+    }
+
+    #[test]
+    fn an_issued_key_is_accepted_and_only_its_hash_is_kept() {
+        let issued = issue_key("acme", vec![], Some(10.0), None, now()).unwrap();
+        assert_eq!(key_id_of(&issued.key), Some(issued.record.key_id.as_str()));
+        assert!(issued.record.accepts(&issued.key));
+        assert!(!issued.record.secret_sha256.contains(&issued.key));
+        let serialized = serde_json::to_string(&issued.record).unwrap();
+        let secret = issued.key.rsplit('_').next().unwrap();
+        assert!(!serialized.contains(secret), "{serialized}");
+
+        let other = issue_key("acme", vec![], None, None, now()).unwrap();
+        assert_ne!(other.key, issued.key);
+        assert!(!issued.record.accepts(&other.key));
+    }
+
+    #[test]
+    fn a_revoked_key_is_refused() {
+        let mut issued = issue_key("acme", vec![], None, None, now()).unwrap();
+        issued.record.revoked_at = Some(1);
+        assert!(!issued.record.accepts(&issued.key));
+    }
+
+    #[test]
+    fn malformed_keys_have_no_id() {
+        for key in [
+            "",
+            "sk-abc",
+            "bgw_0123456789ab",
+            "bgw_0123456789ab_short",
+            "bgw_0123456789AB_000000000000000000000000000000000000000000000000",
+            "xyz_0123456789ab_000000000000000000000000000000000000000000000000",
+            "bgw_0123456789ab_000000000000000000000000000000000000000000000000_x",
+        ] {
+            assert_eq!(key_id_of(key), None, "{key}");
+        }
+        assert_eq!(
+            key_id_of("bgw_0123456789ab_000000000000000000000000000000000000000000000000"),
+            Some("0123456789ab")
+        );
+    }
+
+    #[test]
+    fn months_are_utc_calendar_months() {
+        assert_eq!(month_of(now()), "2026-11");
+        assert_eq!(month_of(now() + chrono::Duration::seconds(1)), "2026-12");
+    }
+
+    #[test]
+    fn model_lists_restrict_only_when_given() {
+        let mut issued = issue_key("acme", vec![], None, None, now()).unwrap();
+        assert!(Tenant::from(&issued.record).allows_model("any"));
+        issued.record.models = vec!["a".into()];
+        let tenant = Tenant::from(&issued.record);
+        assert!(tenant.allows_model("a"));
+        assert!(!tenant.allows_model("b"));
+    }
+
+    #[test]
+    fn tenant_names_are_plain() {
+        assert!(check_tenant_name("team-a.prod_1").is_ok());
+        for bad in ["", "a b", "a:b", "ü", &"x".repeat(65)] {
+            assert!(check_tenant_name(bad).is_err(), "{bad}");
+        }
+    }
+}
