@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+pub mod serve;
+
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 use serde_json::Value;
@@ -139,19 +141,53 @@ pub async fn wait_in_service(bedrock: &aws_sdk_bedrock::Client, identifier: &str
     }
 }
 
+/// One server-sent event: its name (`None` for OpenAI's unnamed ones) and data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sse {
+    pub event: Option<String>,
+    pub data: String,
+}
+
+impl Sse {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.data).expect("JSON event data")
+    }
+}
+
+/// Splits an event stream into its events.
+pub fn parse_sse(text: &str) -> Vec<Sse> {
+    text.split("\n\n")
+        .filter(|block| !block.trim().is_empty())
+        .map(|block| {
+            let mut event = None;
+            let mut data = String::new();
+            for line in block.lines() {
+                if let Some(name) = line.strip_prefix("event: ") {
+                    event = Some(name.to_owned());
+                } else if let Some(line) = line.strip_prefix("data: ") {
+                    data.push_str(line);
+                }
+            }
+            Sse { event, data }
+        })
+        .collect()
+}
+
 /// invoke-with-cache wired to the local stack: real DynamoDB (moto) and Bedrock (emulator)
 /// adapters, an injected clock and a metrics recorder.
 pub mod invoke {
     use std::sync::{Arc, Mutex};
 
     use chrono::{DateTime, TimeZone, Utc};
-    use invoke_with_cache::{App, InvokeConfig};
+    use invoke_with_cache::{App, InvokeConfig, ResponseBody, Tenancy};
     use lambda_http::Request;
     use serde_json::Value;
     use shared::adapters::bedrock::BedrockInvoker;
     use shared::adapters::clock::ManualClock;
     use shared::adapters::dynamo_cache::DynamoDbCacheStore;
+    use shared::adapters::dynamo_tenancy::{DynamoDbSpendLedger, DynamoDbTenantKeys};
     use shared::adapters::memory_cache::{MemoryCache, MemoryFronted};
+    use shared::adapters::memory_tenancy::{CachedKeys, CachedSpend};
     use shared::config::Env;
     use shared::domain::metrics::RequestMetrics;
     use shared::ports::MetricsSink;
@@ -168,17 +204,44 @@ pub mod invoke {
         include_str!("../../functions/invoke-with-cache/tests/fixtures/apigw-v2-iam.json");
 
     #[derive(Default, Clone)]
-    pub struct Recorder(pub Arc<Mutex<Vec<RequestMetrics>>>);
+    pub struct Recorder(
+        pub Arc<Mutex<Vec<RequestMetrics>>>,
+        Arc<tokio::sync::Notify>,
+    );
 
     impl MetricsSink for Recorder {
         fn publish(&self, metrics: &RequestMetrics) {
             self.0.lock().expect("recorder").push(metrics.clone());
+            self.1.notify_waiters();
+        }
+    }
+
+    impl Recorder {
+        /// Waits until `count` requests have been reported (a stream reports when it ends).
+        pub async fn wait_for(&self, count: usize) -> Vec<RequestMetrics> {
+            loop {
+                let reported = self.1.notified();
+                {
+                    let metrics = self.0.lock().expect("recorder");
+                    if metrics.len() >= count {
+                        return metrics.clone();
+                    }
+                }
+                reported.await;
+            }
         }
     }
 
     pub type Store = MemoryFronted<DynamoDbCacheStore, Arc<ManualClock>>;
 
-    pub type InvokeApp = App<Store, BedrockInvoker, Arc<ManualClock>, Recorder>;
+    pub type InvokeApp = App<
+        Store,
+        BedrockInvoker,
+        Arc<ManualClock>,
+        Recorder,
+        CachedKeys<DynamoDbTenantKeys>,
+        CachedSpend<DynamoDbSpendLedger>,
+    >;
 
     pub struct Harness {
         pub app: Arc<InvokeApp>,
@@ -250,8 +313,21 @@ pub mod invoke {
                 MemoryCache::new(config.memory_cache_entries, config.memory_cache_ttl_seconds);
             let store = MemoryFronted::new(table, memory, clock.clone());
             let metrics = Recorder::default();
+            let dynamodb = aws_sdk_dynamodb::Client::new(&super::sdk_config().await);
+            let tenancy = config.tenancy.as_ref().map(|settings| Tenancy {
+                keys: CachedKeys::new(
+                    DynamoDbTenantKeys::new(dynamodb.clone(), &settings.keys_table),
+                    settings.key_cache,
+                ),
+                ledger: CachedSpend::new(
+                    DynamoDbSpendLedger::new(dynamodb, &settings.spend_table),
+                    settings.spend_cache,
+                ),
+            });
+            let app = App::new(config, store, model, clock.clone(), metrics.clone())
+                .with_tenancy(tenancy);
             Self {
-                app: Arc::new(App::new(config, store, model, clock.clone(), metrics.clone())),
+                app: Arc::new(app),
                 clock,
                 metrics,
             }
@@ -291,6 +367,53 @@ pub mod invoke {
         pub async fn invoke(&self, body: Value) -> Reply {
             self.send("POST", Some("application/json"), &body.to_string())
                 .await
+        }
+
+        /// Sends `method path` with an optional bearer key; the response as the handler gave it.
+        pub async fn request(
+            &self,
+            method: &str,
+            path: &str,
+            bearer: Option<&str>,
+            body: &Value,
+        ) -> lambda_http::http::Response<ResponseBody> {
+            let mut event: Value = serde_json::from_str(V2_EVENT).expect("fixture");
+            event["rawPath"] = Value::String(path.into());
+            event["requestContext"]["http"]["path"] = Value::String(path.into());
+            event["requestContext"]["http"]["method"] = Value::String(method.into());
+            if let Some(key) = bearer {
+                event["headers"]["authorization"] = Value::String(format!("Bearer {key}"));
+                event["requestContext"]["authorizer"] = Value::Null;
+            }
+            event["body"] = Value::String(body.to_string());
+            let request: Request =
+                lambda_http::request::from_str(&event.to_string()).expect("event");
+            self.app.handle(request).await
+        }
+
+        /// `POST /v1/invoke` with `"stream": true`, read to its end.
+        pub async fn stream(&self, mut body: Value) -> (u16, Vec<super::Sse>) {
+            body["stream"] = Value::Bool(true);
+            let response = self.request("POST", "/v1/invoke", None, &body).await;
+            let status = response.status().as_u16();
+            let bytes = http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .expect("body")
+                .to_bytes();
+            (
+                status,
+                super::parse_sse(std::str::from_utf8(&bytes).expect("UTF-8 events")),
+            )
+        }
+
+        /// Serves this function over HTTP on a free port (see [`super::serve::serve`]).
+        pub async fn serve(&self) -> std::net::SocketAddr {
+            let app = Arc::clone(&self.app);
+            super::serve::serve(move |request| {
+                let app = Arc::clone(&app);
+                async move { app.handle(request).await }
+            })
+            .await
         }
     }
 

@@ -1164,5 +1164,9 @@ fn error_response(wire: &Wire, error: &ApiError, request_id: &str) -> Response<R
     if error.status == StatusCode::METHOD_NOT_ALLOWED {
         headers.insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
     }
+    if error.code == "BudgetExceeded" {
+        // Retrying cannot help before the month turns; the OpenAI SDKs honour this header.
+        headers.insert("x-should-retry", HeaderValue::from_static("false"));
+    }
     response
 }

@@ -74,7 +74,11 @@ impl RequestError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::InvalidJson(_) => "InvalidJson",
-            Self::Invalid { reason, .. } if reason.starts_with("unknown field") => "UnknownField",
+            Self::Invalid { reason, .. }
+                if reason.starts_with("unknown field") || reason.starts_with("unknown variant") =>
+            {
+                "UnknownField"
+            }
             Self::Invalid { .. } => "ValidationError",
         }
     }

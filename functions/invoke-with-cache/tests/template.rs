@@ -1,6 +1,8 @@
 //! The SAM template refuses at deploy time what the function would refuse at start.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::collections::BTreeSet;
+
 use shared::domain::routing::Schedule;
 
 const TEMPLATE: &str = include_str!("../../../infra/template.yaml");
@@ -58,4 +60,382 @@ fn the_schedule_parameter_accepts_exactly_what_the_function_accepts() {
         accepted += usize::from(code);
     }
     assert_eq!(accepted, 7, "the cases cover both answers");
+}
+
+/// The text under `path` (a key at each level, e.g. `["Resources", "RestApi", "Properties"]`),
+/// read by indentation: the template is in block style.
+fn block(text: &str, path: &[&str]) -> String {
+    let indent_of = |l: &str| l.len() - l.trim_start().len();
+    let mut lines: Vec<&str> = text.lines().collect();
+    for key in path {
+        let (at, indent) = lines
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+            .find_map(|(i, l)| {
+                let trimmed = l.trim_start();
+                [format!("{key}:"), format!("\"{key}\":")]
+                    .iter()
+                    .filter_map(|k| trimmed.strip_prefix(k.as_str()))
+                    .find(|rest| rest.is_empty() || rest.starts_with(' '))
+                    .map(|_| (i, indent_of(l)))
+            })
+            .unwrap_or_else(|| panic!("no {key:?} on the path {path:?}"));
+        lines = lines[at + 1..]
+            .iter()
+            .copied()
+            .take_while(|l| l.trim().is_empty() || indent_of(l) > indent)
+            .collect();
+    }
+    lines.join("\n")
+}
+
+/// The value written after `key:` on the first line of `text` that has it.
+fn scalar(text: &str, key: &str) -> Option<String> {
+    let wanted = format!("{key}:");
+    text.lines().find_map(|l| {
+        l.trim()
+            .strip_prefix(&wanted)
+            .map(|v| v.trim().trim_matches('"').to_owned())
+    })
+}
+
+/// The keys at the top level of `text`.
+fn keys_of(text: &str) -> Vec<String> {
+    let indent_of = |l: &str| l.len() - l.trim_start().len();
+    let lines = || text.lines().filter(|l| !l.trim().is_empty());
+    let indent = lines().map(indent_of).min().unwrap_or(0);
+    lines()
+        .filter(|l| indent_of(l) == indent && !l.trim_start().starts_with('#'))
+        .filter_map(|l| {
+            l.trim()
+                .split_once(':')
+                .map(|(k, _)| k.trim_matches('"').to_owned())
+        })
+        .collect()
+}
+
+fn has_key(text: &str, key: &str) -> bool {
+    keys_of(text).iter().any(|k| k == key)
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+const STREAMING_URI: &str = "uri: !Sub arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2021-11-15/functions/${InvokeWithCacheFunction.Arn}/response-streaming-invocations";
+
+/// The client API's routes: path, method, whether API Gateway requires IAM (SigV4).
+const ROUTES: [(&str, &str, bool); 3] = [
+    ("/v1/invoke", "post", true),
+    ("/openai/v1/chat/completions", "post", false),
+    ("/openai/v1/models", "get", false),
+];
+
+fn definition() -> String {
+    block(
+        TEMPLATE,
+        &["Resources", "RestApi", "Properties", "DefinitionBody"],
+    )
+}
+
+#[test]
+fn the_client_api_is_a_regional_rest_api_whose_routes_stream_from_the_function() {
+    let api = block(TEMPLATE, &["Resources", "RestApi"]);
+    assert_eq!(
+        scalar(&api, "Type").as_deref(),
+        Some("AWS::Serverless::Api")
+    );
+    // An edge-optimized endpoint drops a stream idle for 30 s, a Regional one after 5 minutes.
+    let endpoint = block(&api, &["Properties", "EndpointConfiguration"]);
+    assert_eq!(scalar(&endpoint, "Type").as_deref(), Some("REGIONAL"));
+
+    let paths = block(&definition(), &["paths"]);
+    assert_eq!(
+        sorted(keys_of(&paths)),
+        sorted(ROUTES.iter().map(|(p, _, _)| (*p).to_owned()).collect()),
+        "the client API's paths"
+    );
+    for (path, method, _) in ROUTES {
+        let integration = block(&paths, &[path, method, "x-amazon-apigateway-integration"]);
+        let value = |key| scalar(&integration, key);
+        assert_eq!(value("type").as_deref(), Some("aws_proxy"), "{path}");
+        assert_eq!(value("httpMethod").as_deref(), Some("POST"), "{path}");
+        assert_eq!(
+            value("responseTransferMode").as_deref(),
+            Some("STREAM"),
+            "{method} {path} must stream"
+        );
+        assert_eq!(
+            value("timeoutInMillis").as_deref(),
+            Some("900000"),
+            "{path}"
+        );
+        assert!(
+            integration.lines().any(|l| l.trim() == STREAMING_URI),
+            "{method} {path} must call the function's InvokeWithResponseStream:\n{integration}"
+        );
+    }
+}
+
+#[test]
+fn iam_guards_v1_invoke_and_leaves_the_openai_routes_to_the_bearer_keys() {
+    let definition = definition();
+    assert!(
+        !has_key(&definition, "security"),
+        "no API-wide security: it would put IAM on the OpenAI routes"
+    );
+    let scheme = block(&definition, &["components", "securitySchemes", "sigv4"]);
+    assert_eq!(
+        scalar(&scheme, "x-amazon-apigateway-authtype").as_deref(),
+        Some("awsSigv4")
+    );
+    let paths = block(&definition, &["paths"]);
+    for (path, method, iam) in ROUTES {
+        let operation = block(&paths, &[path, method]);
+        let security = if has_key(&operation, "security") {
+            block(&operation, &["security"])
+        } else {
+            String::new()
+        };
+        let lines: Vec<&str> = security
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        if iam {
+            assert_eq!(lines, ["- sigv4: []"], "{method} {path} requires IAM");
+        } else {
+            assert!(
+                lines.is_empty(),
+                "{method} {path} takes no API Gateway authorizer"
+            );
+        }
+    }
+    assert!(
+        !has_key(
+            &block(TEMPLATE, &["Resources", "RestApi", "Properties"]),
+            "Auth"
+        ),
+        "SAM's Auth would put its default authorizer on every path"
+    );
+}
+
+/// Every resource, by logical id, with its text.
+fn resources() -> Vec<(String, String)> {
+    let all = block(TEMPLATE, &["Resources"]);
+    keys_of(&all)
+        .into_iter()
+        .map(|name| {
+            let body = block(&all, &[&name]);
+            (name, body)
+        })
+        .collect()
+}
+
+#[test]
+fn api_gateway_may_invoke_the_function_through_those_routes_only() {
+    let prefix =
+        "!Sub arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${RestApi}/*/";
+    let mut scoped = Vec::new();
+    for (name, body) in resources() {
+        if scalar(&body, "Type").as_deref() != Some("AWS::Lambda::Permission")
+            || scalar(&body, "FunctionName").as_deref() != Some("!Ref InvokeWithCacheFunction")
+        {
+            continue;
+        }
+        assert_eq!(
+            scalar(&body, "Action").as_deref(),
+            Some("lambda:InvokeFunction")
+        );
+        assert_eq!(
+            scalar(&body, "Principal").as_deref(),
+            Some("apigateway.amazonaws.com")
+        );
+        let arn = scalar(&body, "SourceArn").unwrap_or_else(|| panic!("{name}: no SourceArn"));
+        let route = arn
+            .strip_prefix(prefix)
+            .unwrap_or_else(|| panic!("{name}: {arn} is not a route of RestApi"));
+        scoped.push(route.to_owned());
+    }
+    assert_eq!(
+        sorted(scoped),
+        sorted(
+            ROUTES
+                .iter()
+                .map(|(p, m, _)| format!("{}{p}", m.to_uppercase()))
+                .collect()
+        )
+    );
+}
+
+/// The actions of every policy statement in `policies` whose Resource names `table`.
+fn actions_on(policies: &str, table: &str) -> BTreeSet<String> {
+    let indent_of = |l: &str| l.len() - l.trim_start().len();
+    let lines: Vec<&str> = policies.lines().collect();
+    let starts: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i].trim_start().starts_with("- Sid:"))
+        .collect();
+    let mut actions = BTreeSet::new();
+    for &start in &starts {
+        let indent = indent_of(lines[start]);
+        let statement = lines[start + 1..]
+            .iter()
+            .copied()
+            .take_while(|l| l.trim().is_empty() || indent_of(l) > indent)
+            .collect::<Vec<_>>()
+            .join("\n");
+        let resource = format!(
+            "{} {}",
+            scalar(&statement, "Resource").unwrap_or_default(),
+            if has_key(&statement, "Resource") {
+                block(&statement, &["Resource"])
+            } else {
+                String::new()
+            }
+        );
+        if !resource.contains(table) {
+            continue;
+        }
+        match scalar(&statement, "Action").as_deref() {
+            Some("") | None => actions.extend(
+                block(&statement, &["Action"])
+                    .lines()
+                    .filter_map(|l| l.trim().strip_prefix("- "))
+                    .map(str::to_owned),
+            ),
+            Some(list) if list.starts_with('[') => actions.extend(
+                list.trim_matches(['[', ']'])
+                    .split(',')
+                    .map(|a| a.trim().to_owned()),
+            ),
+            Some(one) => {
+                actions.insert(one.to_owned());
+            }
+        }
+    }
+    actions
+}
+
+#[test]
+fn the_function_may_read_keys_and_count_spend_and_nothing_more() {
+    let function = block(
+        TEMPLATE,
+        &["Resources", "InvokeWithCacheFunction", "Properties"],
+    );
+    let policies = block(&function, &["Policies"]);
+    let set = |actions: &[&str]| {
+        actions
+            .iter()
+            .map(|a| (*a).to_owned())
+            .collect::<BTreeSet<_>>()
+    };
+    assert_eq!(
+        actions_on(&policies, "TenantKeysTable"),
+        set(&["dynamodb:GetItem"])
+    );
+    assert_eq!(
+        actions_on(&policies, "SpendTable"),
+        set(&["dynamodb:GetItem", "dynamodb:UpdateItem"])
+    );
+    // Nothing else reaches the tables: no DynamoDB wildcard here, no other resource names them.
+    assert!(
+        !policies.contains("dynamodb:*") && !policies.contains(":table/*"),
+        "a wildcard DynamoDB grant would widen these"
+    );
+    for (name, body) in resources() {
+        for table in ["TenantKeysTable", "SpendTable"] {
+            assert!(
+                name == "InvokeWithCacheFunction" || !body.contains(&format!("{table}.Arn")),
+                "{name} grants something on {table}"
+            );
+        }
+    }
+    let env = block(&function, &["Environment", "Variables"]);
+    for (variable, value) in [
+        ("TENANT_KEYS_TABLE_NAME", "!Ref TenantKeysTable"),
+        ("SPEND_TABLE_NAME", "!Ref SpendTable"),
+        ("TENANT_KEY_CACHE_SECONDS", "!Ref TenantKeyCacheSeconds"),
+        ("SPEND_CACHE_SECONDS", "!Ref SpendCacheSeconds"),
+    ] {
+        assert_eq!(scalar(&env, variable).as_deref(), Some(value), "{variable}");
+    }
+}
+
+#[test]
+fn the_tenant_tables_have_the_key_schemas_the_code_and_the_local_stack_use() {
+    for (table, key) in [("TenantKeysTable", "keyId"), ("SpendTable", "tenantMonth")] {
+        let properties = block(TEMPLATE, &["Resources", table, "Properties"]);
+        let trimmed = |text: String| {
+            text.lines()
+                .map(|l| l.trim().to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            trimmed(block(&properties, &["AttributeDefinitions"])),
+            [
+                format!("- AttributeName: {key}"),
+                "AttributeType: S".to_owned()
+            ],
+            "{table}"
+        );
+        assert_eq!(
+            trimmed(block(&properties, &["KeySchema"])),
+            [
+                format!("- AttributeName: {key}"),
+                "KeyType: HASH".to_owned()
+            ],
+            "{table}"
+        );
+        assert_eq!(
+            scalar(&properties, "BillingMode").as_deref(),
+            Some("PAY_PER_REQUEST")
+        );
+    }
+    let ttl = block(
+        TEMPLATE,
+        &[
+            "Resources",
+            "SpendTable",
+            "Properties",
+            "TimeToLiveSpecification",
+        ],
+    );
+    assert_eq!(scalar(&ttl, "AttributeName").as_deref(), Some("expiresAt"));
+    assert_eq!(scalar(&ttl, "Enabled").as_deref(), Some("true"));
+}
+
+#[test]
+fn buffered_answers_end_before_the_gateway_gives_up_and_streams_before_the_function_does() {
+    let number = |text: &str, key: &str| -> u64 {
+        scalar(text, key)
+            .unwrap_or_else(|| panic!("no {key}"))
+            .parse()
+            .unwrap()
+    };
+    let operation = number(
+        &block(TEMPLATE, &["Parameters", "BedrockOperationTimeoutMs"]),
+        "Default",
+    );
+    let function_ms = 1000
+        * number(
+            &block(
+                TEMPLATE,
+                &["Resources", "InvokeWithCacheFunction", "Properties"],
+            ),
+            "Timeout",
+        );
+    let integration = 900_000;
+    // A buffered answer sends nothing until it is complete: it must end within the Regional
+    // endpoint's 5-minute idle timeout, hence within the integration timeout too.
+    assert!(
+        operation > 0 && operation < 300_000,
+        "BedrockOperationTimeoutMs {operation}"
+    );
+    assert!(operation < integration);
+    assert!(
+        function_ms >= integration,
+        "the function ({function_ms} ms) would end a stream the API still carries"
+    );
 }

@@ -62,10 +62,7 @@ pub fn router(state: Arc<EmulatorState>) -> Router {
             post(batch::stop),
         )
         .route("/model-invocation-jobs", get(batch::list))
-        .route(
-            "/provisioned-model-throughput",
-            post(provisioned::create),
-        )
+        .route("/provisioned-model-throughput", post(provisioned::create))
         .route(
             "/provisioned-model-throughput/{provisioned_model_id}",
             get(provisioned::get)

@@ -1,6 +1,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::serve::ListenerExt;
+
 use bedrock_emulator::batch::Identity;
 use bedrock_emulator::fault::{Fault, FaultRates};
 use bedrock_emulator::state::{BatchSettings, Behaviour};
@@ -138,6 +140,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let listener = tokio::net::TcpListener::bind(SocketAddr::new(args.host, args.port)).await?;
     tracing::info!(address = %listener.local_addr()?, "bedrock emulator listening");
+    // Small frames (event-stream deltas) go out at once, not after Nagle's delay.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::warn!(%error, "TCP_NODELAY not set");
+        }
+    });
     axum::serve(listener, router(state))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;

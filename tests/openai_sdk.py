@@ -1,0 +1,154 @@
+"""The real `openai` package against invoke-with-cache's OpenAI-compatible API.
+
+Run by `tests/tests/openai_sdk.rs` (a private stack) and by `scripts/dev-check.sh` (`make dev`):
+
+  OPENAI_BASE_URL=http://127.0.0.1:9000/openai/v1 OPENAI_API_KEY=bgw_... \
+  BUDGET_KEY=bgw_... EMULATOR_URL=http://127.0.0.1:4010 .venv/bin/python tests/openai_sdk.py
+
+OPENAI_API_KEY: a key without budget. BUDGET_KEY: a key whose budget one answer exhausts.
+Every check prints a line; the exit status is the number of failures.
+"""
+
+import json
+import os
+import sys
+import time
+import urllib.request
+
+import openai
+from openai import OpenAI
+
+BASE_URL = os.environ["OPENAI_BASE_URL"]
+KEY = os.environ["OPENAI_API_KEY"]
+BUDGET_KEY = os.environ["BUDGET_KEY"]
+EMULATOR_URL = os.environ["EMULATOR_URL"]
+# A prompt of its own per run, so a rerun against a warm cache still starts with a miss.
+RUN = f"{time.time_ns()}"
+
+failures = 0
+
+
+def check(name, condition, detail=""):
+    global failures
+    print(f"{'ok  ' if condition else 'FAIL'} {name}" + (f": {detail}" if detail and not condition else ""))
+    if not condition:
+        failures += 1
+
+
+def bedrock_calls():
+    with urllib.request.urlopen(f"{EMULATOR_URL}/_emulator/stats") as response:
+        return json.load(response)["totalCalls"]
+
+
+client = OpenAI(base_url=BASE_URL, api_key=KEY, max_retries=0)
+question = [
+    {"role": "system", "content": "Answer in one sentence."},
+    {"role": "user", "content": f"What does a cache TTL do? (run {RUN})"},
+]
+
+# A buffered answer (a miss), then the same question streamed: a hit, in several chunks.
+raw = client.chat.completions.with_raw_response.create(model="auto", messages=question)
+completion = raw.parse()
+text = completion.choices[0].message.content
+check("buffered answer", completion.object == "chat.completion" and bool(text), completion)
+check("buffered answer is a miss", raw.headers.get("x-cache") == "MISS", raw.headers.get("x-cache"))
+check("finish_reason stop", completion.choices[0].finish_reason == "stop", completion.choices[0].finish_reason)
+check("usage reported", completion.usage.total_tokens > 0, completion.usage)
+
+calls_before_hits = bedrock_calls()
+stream = client.chat.completions.create(
+    model="auto", messages=question, stream=True, stream_options={"include_usage": True}
+)
+chunks = list(stream)
+joined = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+content_chunks = [c for c in chunks if c.choices and c.choices[0].delta.content]
+check("streamed hit joins to the same text", joined == text, (joined, text))
+check("streamed hit comes in several chunks", len(content_chunks) > 1, len(content_chunks))
+check("first chunk carries the role", chunks[0].choices[0].delta.role == "assistant", chunks[0])
+check("one id per response", len({c.id for c in chunks}) == 1)
+check(
+    "usage chunk last, with empty choices",
+    chunks[-1].choices == [] and chunks[-1].usage.total_tokens == completion.usage.total_tokens,
+    chunks[-1],
+)
+again = client.chat.completions.with_raw_response.create(model="auto", messages=question)
+check("second identical request is a hit", again.headers.get("x-cache") == "HIT", again.headers.get("x-cache"))
+check("hits never reached Bedrock", bedrock_calls() == calls_before_hits, (bedrock_calls(), calls_before_hits))
+
+# A streamed miss joins to the text the buffered (now cached) answer gives.
+other = [{"role": "user", "content": f"Name three uses of a CDN. (run {RUN})"}]
+streamed = "".join(
+    c.choices[0].delta.content or ""
+    for c in client.chat.completions.create(model="auto", messages=other, stream=True)
+    if c.choices
+)
+buffered = client.chat.completions.create(model="auto", messages=other).choices[0].message.content
+check("streamed miss joins to the buffered text", streamed == buffered and bool(streamed), (streamed, buffered))
+
+# A tool call round trip: the model asks for the tool, the client answers, the model concludes.
+tools = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "The weather in a city",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
+        },
+    }
+]
+conversation = [{"role": "user", "content": f"What is the weather in Paris? (run {RUN})"}]
+asked = client.chat.completions.create(model="auto", messages=conversation, tools=tools, tool_choice="required")
+calls = asked.choices[0].message.tool_calls or []
+check("model asks for the tool", asked.choices[0].finish_reason == "tool_calls" and len(calls) == 1, asked)
+if calls:
+    call = calls[0]
+    arguments = json.loads(call.function.arguments)
+    check("tool arguments follow the schema", isinstance(arguments.get("city"), str), arguments)
+    conversation += [
+        {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+        {"role": "tool", "tool_call_id": call.id, "content": json.dumps({"celsius": 21})},
+    ]
+    concluded = client.chat.completions.create(model="auto", messages=conversation, tools=tools)
+    check(
+        "model concludes after the tool result",
+        concluded.choices[0].finish_reason == "stop" and bool(concluded.choices[0].message.content),
+        concluded,
+    )
+    streamed_call = [
+        c for c in client.chat.completions.create(
+            model="auto", messages=conversation[:1], tools=tools, tool_choice="required", stream=True
+        )
+        if c.choices and c.choices[0].delta.tool_calls
+    ]
+    check("streamed tool call deltas carry index 0", all(tc.index == 0 for c in streamed_call for tc in c.choices[0].delta.tool_calls) and bool(streamed_call))
+
+# Refusals, as the SDK's exception classes.
+try:
+    OpenAI(base_url=BASE_URL, api_key="bgw_nope", max_retries=0).chat.completions.create(model="auto", messages=question)
+    check("bad key raises AuthenticationError", False, "no error")
+except openai.AuthenticationError as error:
+    check("bad key raises AuthenticationError", error.status_code == 401)
+
+try:
+    client.chat.completions.create(model="auto", messages=question, seed=7)
+    check("unsupported field raises BadRequestError", False, "no error")
+except openai.BadRequestError as error:
+    check("unsupported field raises BadRequestError naming it", "seed" in str(error) and error.body.get("param") == "seed", error.body)
+
+budget_client = OpenAI(base_url=BASE_URL, api_key=BUDGET_KEY, max_retries=0)
+budget_client.chat.completions.create(model="auto", messages=[{"role": "user", "content": f"spend {RUN}"}])
+try:
+    budget_client.chat.completions.create(model="auto", messages=[{"role": "user", "content": f"spend more {RUN}"}])
+    check("over budget raises RateLimitError", False, "no error")
+except openai.RateLimitError as error:
+    check("over budget raises RateLimitError", error.body.get("code") == "BudgetExceeded", error.body)
+
+models = [m.id for m in client.models.list()]
+check("models lists auto and the tier models", "auto" in models and len(models) > 1, models)
+
+print(f"openai sdk: {failures} failed")
+sys.exit(failures)
