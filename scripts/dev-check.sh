@@ -40,4 +40,21 @@ done
 grep -qi '^x-cache: MISS' "$STACK_DIR/headers" || fail "first answer was not a MISS: $(cat "$STACK_DIR/body")"
 [ "$(request)" = 200 ] || fail "second request failed"
 grep -qi '^x-cache: HIT' "$STACK_DIR/headers" || fail "second answer was not a HIT: $(cat "$STACK_DIR/body")"
-echo "dev check: 2 passed, 0 failed"
+
+# A streamed answer: server-sent events from start to end, as the model writes them.
+curl -sN -D "$STACK_DIR/stream-headers" -o "$STACK_DIR/stream" "http://127.0.0.1:$DEV_PORT/v1/invoke" \
+  -H 'content-type: application/json' -d '{"prompt": "Stream the answer, please.", "stream": true}' \
+  || fail "the stream request failed"
+grep -qi '^content-type: text/event-stream' "$STACK_DIR/stream-headers" || fail "no event stream: $(cat "$STACK_DIR/stream-headers")"
+grep -q '^event: start' "$STACK_DIR/stream" && grep -q '^event: text' "$STACK_DIR/stream" \
+  && grep -q '^event: end' "$STACK_DIR/stream" || fail "incomplete stream: $(cat "$STACK_DIR/stream")"
+
+# The real openai package through the OpenAI-compatible API, with keys made by the tool.
+# shellcheck disable=SC1091
+source "$STACK_DIR/env"
+key=$(cargo run -q -p tenant-keys -- create --tenant dev-check 2>/dev/null) || fail "tenant-keys create failed"
+budget_key=$(cargo run -q -p tenant-keys -- create --tenant dev-check-budget --monthly-budget-usd 0.000001 2>/dev/null) \
+  || fail "tenant-keys create (budget) failed"
+OPENAI_BASE_URL="http://127.0.0.1:$DEV_PORT/openai/v1" OPENAI_API_KEY="$key" BUDGET_KEY="$budget_key" \
+  .venv/bin/python tests/openai_sdk.py >"$STACK_DIR/openai.log" 2>&1 || fail "openai package: $(cat "$STACK_DIR/openai.log")"
+echo "dev check: 4 passed, 0 failed (MISS, HIT, stream, openai package: $(tail -n 1 "$STACK_DIR/openai.log"))"

@@ -26,6 +26,16 @@ Paste this twice: the first answer is a MISS, the second a HIT.
   curl -s -i http://127.0.0.1:$DEV_PORT/v1/invoke -H 'content-type: application/json' \\
     -d '{"prompt": "What does a cache TTL do?"}'
 
+Streamed (server-sent events as the model writes; -N turns curl's buffering off):
+
+  curl -sN http://127.0.0.1:$DEV_PORT/v1/invoke -H 'content-type: application/json' \\
+    -d '{"prompt": "What does a cache TTL do?", "stream": true}'
+
+The OpenAI-compatible API wants a tenant key (shown once):
+
+  source $STACK_DIR/env && cargo run -q -p tenant-keys -- create --tenant dev
+  # then: OpenAI(base_url="http://127.0.0.1:$DEV_PORT/openai/v1", api_key="bgw_...")
+
 MSG
 
 # The functions print one EMF line per request, which CloudWatch Logs turns into metrics in AWS.
@@ -49,4 +59,6 @@ feed_emf() {
 }
 
 cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$DEV_PORT" \
-  --env-var "CACHE_TABLE_NAME=$CACHE_TABLE_NAME" --env-var "CACHE_SCOPE=$CACHE_SCOPE" 2>&1 | feed_emf
+  --env-var "CACHE_TABLE_NAME=$CACHE_TABLE_NAME" --env-var "CACHE_SCOPE=$CACHE_SCOPE" \
+  --env-var "TENANT_KEYS_TABLE_NAME=$TENANT_KEYS_TABLE_NAME" \
+  --env-var "SPEND_TABLE_NAME=$SPEND_TABLE_NAME" 2>&1 | feed_emf

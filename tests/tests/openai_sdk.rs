@@ -8,7 +8,7 @@ use shared::adapters::dynamo_tenancy::DynamoDbTenantKeys;
 use shared::domain::tenancy::issue_key;
 use shared::ports::TenantKeyStore;
 
-async fn key(keys: &DynamoDbTenantKeys, tenant: &str, budget: Option<f64>) -> String {
+async fn new_key(keys: &DynamoDbTenantKeys, tenant: &str, budget: Option<f64>) -> String {
     let issued = issue_key(tenant, vec![], budget, None, chrono::Utc::now()).unwrap();
     keys.create(&issued.record).await.unwrap();
     issued.key
@@ -32,9 +32,9 @@ async fn the_openai_package_works_unchanged() {
         "sdk-{}",
         chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
     );
-    let key = key(&keys, &tenant, None).await;
+    let key = new_key(&keys, &tenant, None).await;
     // One answer costs more than this: the second finds the budget spent.
-    let budget_key = key(&keys, &format!("{tenant}-budget"), Some(0.000_001)).await;
+    let budget_key = new_key(&keys, &format!("{tenant}-budget"), Some(0.000_001)).await;
     let address = harness.serve().await;
 
     let output = tokio::process::Command::new(".venv/bin/python")

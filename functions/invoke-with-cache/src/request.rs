@@ -74,8 +74,12 @@ impl RequestError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::InvalidJson(_) => "InvalidJson",
-            Self::Invalid { reason, .. }
-                if reason.starts_with("unknown field") || reason.starts_with("unknown variant") =>
+            Self::Invalid { reason, .. } if reason.starts_with("unknown field") => "UnknownField",
+            // A content block's or a tool choice's kind is its one key: an unknown kind is an
+            // unknown field; an unknown role or mode is a bad value.
+            Self::Invalid { field, reason }
+                if reason.starts_with("unknown variant")
+                    && (field.ends_with(']') || field.ends_with("toolChoice")) =>
             {
                 "UnknownField"
             }
