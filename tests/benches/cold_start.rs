@@ -78,7 +78,7 @@ struct Sample {
     first_answer: Duration,
 }
 
-async fn cold_start(i: usize) -> Sample {
+async fn cold_start(i: usize, mode: &str) -> Sample {
     let runtime = Arc::new(Runtime::default());
     let mut event: Value = serde_json::from_str(EVENT).unwrap();
     event["body"] = Value::String(
@@ -105,6 +105,7 @@ async fn cold_start(i: usize) -> Sample {
         .env("AWS_LAMBDA_FUNCTION_NAME", "invoke-with-cache")
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
         .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("RESPONSE_MODE", mode)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -119,7 +120,9 @@ async fn cold_start(i: usize) -> Sample {
 
     let first_poll = runtime.first_poll.lock().unwrap().expect("polled");
     let (answered_at, body) = runtime.answered.lock().unwrap().clone().unwrap();
-    let response: Value = serde_json::from_str(&body).unwrap();
+    // A streaming function's response: a JSON prelude (status, headers), 8 NUL bytes, the body.
+    let prelude = body.split("\0\0\0\0\0\0\0\0").next().unwrap_or_default();
+    let response: Value = serde_json::from_str(prelude).unwrap();
     assert_eq!(response["statusCode"], 200, "{body}");
     Sample {
         init: first_poll - started,
@@ -147,10 +150,12 @@ async fn main() {
     }
     let mut init = Vec::with_capacity(runs);
     let mut first = Vec::with_capacity(runs);
+    let mut first_buffered = Vec::with_capacity(runs);
     for i in 0..runs {
-        let sample = cold_start(i).await;
+        let sample = cold_start(i, "streaming").await;
         init.push(sample.init);
         first.push(sample.first_answer);
+        first_buffered.push(cold_start(runs + i, "buffered").await.first_answer);
     }
     let (spawn_p50, spawn_mean) = summary(&mut spawn);
     println!("\nCold start of invoke-with-cache (bench profile), {runs} fresh processes");
@@ -162,6 +167,7 @@ async fn main() {
         ("start and reap /bin/true (baseline)", &mut spawn),
         ("process start -> first Runtime API poll", &mut init),
         ("process start -> first answer (a MISS)", &mut first),
+        ("  the same, RESPONSE_MODE=buffered", &mut first_buffered),
     ] {
         let (p50, mean) = summary(samples);
         println!(

@@ -14,6 +14,28 @@ use shared::domain::tiers::{
     DEFAULT_MODERATE_MODEL, DEFAULT_SIMPLE_MODEL,
 };
 
+/// How the function hands answers to Lambda.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseMode {
+    /// Lambda response streaming: server-sent events leave as the model writes (API Gateway
+    /// REST API with `ResponseTransferMode: STREAM`, function URLs, `cargo lambda watch`).
+    Streaming,
+    /// One whole response (HTTP API, REST API without streaming): a stream is collected first.
+    Buffered,
+}
+
+impl std::str::FromStr for ResponseMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "streaming" => Ok(Self::Streaming),
+            "buffered" => Ok(Self::Buffered),
+            other => Err(format!("{other:?} is not streaming or buffered")),
+        }
+    }
+}
+
 /// Who shares cache entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheScope {
@@ -51,6 +73,7 @@ pub struct InvokeConfig {
     /// The function's application log level, which metric lines must pass.
     pub log_level: Option<String>,
     pub max_body_bytes: usize,
+    pub response_mode: ResponseMode,
     /// Tenant keys and budgets; `None` when TENANT_KEYS_TABLE_NAME is unset.
     pub tenancy: Option<TenancySettings>,
 }
@@ -283,6 +306,7 @@ impl InvokeConfig {
             prices: PriceTable::with_overrides("MODEL_PRICES", env.get("MODEL_PRICES"))?,
             metrics_namespace: env.string_or("METRICS_NAMESPACE", DEFAULT_NAMESPACE),
             log_level: env.get("AWS_LAMBDA_LOG_LEVEL").map(str::to_owned),
+            response_mode: env.parse_or("RESPONSE_MODE", ResponseMode::Streaming)?,
             max_body_bytes: positive(
                 "MAX_BODY_BYTES",
                 env.parse_or("MAX_BODY_BYTES", 262_144usize)?,

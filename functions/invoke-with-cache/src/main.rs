@@ -3,8 +3,10 @@
 use std::sync::Arc;
 
 use aws_config::BehaviorVersion;
+use http_body_util::BodyExt;
+use invoke_with_cache::config::ResponseMode;
 use invoke_with_cache::{App, InvokeConfig, Tenancy};
-use lambda_http::{run_with_streaming_response, service_fn, Error, Request};
+use lambda_http::{run, run_with_streaming_response, service_fn, Body, Error, Request, Response};
 use shared::adapters::bedrock::BedrockInvoker;
 use shared::adapters::clock::SystemClock;
 use shared::adapters::dynamo_cache::{client_with_timeout, DynamoDbCacheStore};
@@ -35,12 +37,29 @@ async fn main() -> Result<(), Error> {
     });
     let model = BedrockInvoker::new(&sdk, &config.bedrock);
     let metrics = EmfStdout::new(&config.metrics_namespace, config.log_level.as_deref());
+    let mode = config.response_mode;
     let app = Arc::new(App::new(config, store, model, SystemClock, metrics).with_tenancy(tenancy));
-    // Every answer is written as a stream (whole for buffered answers), so API Gateway's
-    // response streaming and `cargo lambda watch` pass server-sent events on as they come.
-    run_with_streaming_response(service_fn(move |request: Request| {
-        let app = Arc::clone(&app);
-        async move { Ok::<_, Error>(app.handle(request).await) }
-    }))
-    .await
+    match mode {
+        // Every answer is written as a stream (whole for buffered answers), so API Gateway's
+        // response streaming and `cargo lambda watch` pass server-sent events on as they come.
+        ResponseMode::Streaming => {
+            run_with_streaming_response(service_fn(move |request: Request| {
+                let app = Arc::clone(&app);
+                async move { Ok::<_, Error>(app.handle(request).await) }
+            }))
+            .await
+        }
+        // For integrations that take one whole response: a stream is collected first.
+        ResponseMode::Buffered => {
+            run(service_fn(move |request: Request| {
+                let app = Arc::clone(&app);
+                async move {
+                    let (parts, body) = app.handle(request).await.into_parts();
+                    let bytes = body.collect().await?.to_bytes();
+                    Ok::<_, Error>(Response::from_parts(parts, Body::from(bytes.to_vec())))
+                }
+            }))
+            .await
+        }
+    }
 }
