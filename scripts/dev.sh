@@ -11,6 +11,9 @@ export PATH="$PWD/.venv/bin:$PATH"
 export CACHE_SCOPE=${CACHE_SCOPE:-shared}
 # The emulator checks the role's shape only; on AWS the template passes its batch service role.
 export BATCH_ROLE_ARN=${BATCH_ROLE_ARN:-arn:aws:iam::123456789012:role/local-bedrock-batch}
+# The capacity function's plan: none unless given (see README, "capacity"). Nothing schedules it
+# here: a run is one POST to its Invoke API (printed below).
+export CAPACITY_PLAN=${CAPACITY_PLAN:-'{}'}
 
 # Bedrock's job state-change events go to batch-status through cargo lambda's Invoke API, as
 # the EventBridge rule delivers them in AWS.
@@ -35,6 +38,12 @@ The OpenAI-compatible API wants a tenant key (shown once):
 
   source $STACK_DIR/env && cargo run -q -p tenant-keys -- create --tenant dev
   # then: OpenAI(base_url="http://127.0.0.1:$DEV_PORT/openai/v1", api_key="bgw_...")
+
+Provisioned Throughput by plan (CAPACITY_PLAN, here $CAPACITY_PLAN): one run of the capacity
+function (EventBridge runs it every minute in AWS), then what it keeps and what that costs:
+
+  curl -s http://127.0.0.1:$DEV_PORT/2015-03-31/functions/capacity/invocations -d '{"detail-type": "Scheduled Event"}'
+  curl -s http://127.0.0.1:$DEV_PORT/v1/capacity
 
 MSG
 
@@ -61,4 +70,5 @@ feed_emf() {
 cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$DEV_PORT" \
   --env-var "CACHE_TABLE_NAME=$CACHE_TABLE_NAME" --env-var "CACHE_SCOPE=$CACHE_SCOPE" \
   --env-var "TENANT_KEYS_TABLE_NAME=$TENANT_KEYS_TABLE_NAME" \
-  --env-var "SPEND_TABLE_NAME=$SPEND_TABLE_NAME" 2>&1 | feed_emf
+  --env-var "SPEND_TABLE_NAME=$SPEND_TABLE_NAME" \
+  --env-var "ROUTING_TABLE_NAME=$ROUTING_TABLE_NAME" --env-var "CAPACITY_PLAN=$CAPACITY_PLAN" 2>&1 | feed_emf

@@ -11,12 +11,20 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::batch::Batch;
 use crate::domain::cache::{CacheEntry, CacheKey, Lease, StoredRecord};
+use crate::domain::capacity::{
+    live_plan, Capacity, CapacityCounts, CapacityError, CreateOrder, RoutingTable,
+    RoutingTableError,
+};
 use crate::domain::conversation::{Conversation, ModelAnswer};
 use crate::domain::error::{
     CacheError, JobError, ModelError, RegistryError, StoreError, TenancyError,
 };
 use crate::domain::metrics::RequestMetrics;
-use crate::domain::routing::Target;
+use crate::domain::reporting::{
+    Datum, InventoryError, MetricId, MetricsError, ProvisionedThroughput, Query, ReportState,
+    Series, StateError,
+};
+use crate::domain::routing::{CapacityRouter, Plan, Target};
 use crate::domain::stream::StreamEvent;
 use crate::domain::tenancy::TenantKey;
 
@@ -191,6 +199,54 @@ pub trait EventPublisher: Send + Sync {
     fn batch_ended(&self, batch: &Batch) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
+/// CloudWatch's metric data, read back (ListMetrics, GetMetricData).
+pub trait MetricsReader: Send + Sync {
+    /// The metrics of `namespace` named `name` whose dimension names are exactly
+    /// `dimension_names` (any order) and that had data in the last two weeks.
+    fn list(
+        &self,
+        namespace: &str,
+        name: &str,
+        dimension_names: &[&str],
+    ) -> impl Future<Output = Result<Vec<MetricId>, MetricsError>> + Send;
+
+    /// Each query's datapoints in `[start, end)` (epoch seconds), by query id; a query without
+    /// data has no entry or an empty series.
+    fn query(
+        &self,
+        queries: &[Query],
+        start: i64,
+        end: i64,
+    ) -> impl Future<Output = Result<std::collections::HashMap<String, Series>, MetricsError>> + Send;
+}
+
+/// Where datums are published (PutMetricData); one call is one request, within the API's
+/// limits ([`crate::domain::reporting::requests`]), retried on throttling by the adapter.
+pub trait MetricsWriter: Send + Sync {
+    fn put(
+        &self,
+        namespace: &str,
+        datums: &[Datum],
+    ) -> impl Future<Output = Result<(), MetricsError>> + Send;
+}
+
+/// Bedrock's Provisioned Throughputs (ListProvisionedModelThroughputs).
+pub trait ProvisionedInventory: Send + Sync {
+    fn list(
+        &self,
+    ) -> impl Future<Output = Result<Vec<ProvisionedThroughput>, InventoryError>> + Send;
+}
+
+/// Where metrics-publisher keeps its watermark: one item, written conditionally.
+pub trait ReportStateStore: Send + Sync {
+    /// The stored state; `None` before the first write.
+    fn load(&self) -> impl Future<Output = Result<Option<ReportState>, StateError>> + Send;
+
+    /// Stores `state` (whose `version` is one more than the stored one, 1 for the first) if the
+    /// stored version is still `state.version - 1`; `false` when another run changed it.
+    fn save(&self, state: &ReportState) -> impl Future<Output = Result<bool, StateError>> + Send;
+}
+
 /// Where tenant keys are kept (their hashes, never the keys).
 pub trait TenantKeyStore: Send + Sync {
     fn get(
@@ -261,4 +317,97 @@ impl<T: SpendLedger> SpendLedger for std::sync::Arc<T> {
     async fn add(&self, tenant: &str, month: &str, usd: f64) -> Result<f64, TenancyError> {
         (**self).add(tenant, month, usd).await
     }
+}
+
+/// The routing table the capacity function publishes: base model → live Provisioned
+/// Throughput ARNs (see `shared::adapters::dynamo_routing` for the item).
+pub trait RoutingTableSource: Send + Sync {
+    /// The table as last published; `None` when none has been.
+    fn routing_table(
+        &self,
+    ) -> impl Future<Output = Result<Option<RoutingTable>, RoutingTableError>> + Send;
+
+    /// The plan for `model`: the static configuration's when it routes to Provisioned
+    /// Throughput, else the table's live capacity (spilling over to on-demand), else
+    /// on-demand. A table that cannot be read is logged and routes as if it were empty.
+    fn plan(
+        &self,
+        router: &CapacityRouter,
+        model: &str,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Plan> + Send {
+        async move {
+            let table = match self.routing_table().await {
+                Ok(table) => table,
+                Err(error) => {
+                    tracing::warn!(%error, "routing table unreadable; routing by the static configuration");
+                    None
+                }
+            };
+            live_plan(router, table.as_ref(), model, now)
+        }
+    }
+}
+
+/// Where the capacity function keeps the routing table. Every write is conditional on the
+/// version it replaces, so of two concurrent runs one writes and the other stops.
+pub trait RoutingTableStore: RoutingTableSource {
+    /// Stores `table` if the stored version is `table.version - 1` (no table at all for version
+    /// 1); [`RoutingTableError::Conflict`] otherwise.
+    fn publish(
+        &self,
+        table: &RoutingTable,
+    ) -> impl Future<Output = Result<(), RoutingTableError>> + Send;
+}
+
+/// No routing table: every model routes by the static configuration.
+impl<R: RoutingTableSource> RoutingTableSource for Option<R> {
+    async fn routing_table(&self) -> Result<Option<RoutingTable>, RoutingTableError> {
+        match self {
+            Some(source) => source.routing_table().await,
+            None => Ok(None),
+        }
+    }
+}
+
+impl<R: RoutingTableSource> RoutingTableSource for std::sync::Arc<R> {
+    async fn routing_table(&self) -> Result<Option<RoutingTable>, RoutingTableError> {
+        (**self).routing_table().await
+    }
+}
+
+impl<R: RoutingTableStore> RoutingTableStore for std::sync::Arc<R> {
+    async fn publish(&self, table: &RoutingTable) -> Result<(), RoutingTableError> {
+        (**self).publish(table).await
+    }
+}
+
+/// Bedrock's Provisioned Throughput API.
+pub trait ProvisionedThroughputs: Send + Sync {
+    /// Every Provisioned Throughput of the account in the Region.
+    fn list(&self) -> impl Future<Output = Result<Vec<Capacity>, CapacityError>> + Send;
+
+    fn tags(
+        &self,
+        arn: &str,
+    ) -> impl Future<Output = Result<std::collections::BTreeMap<String, String>, CapacityError>> + Send;
+
+    /// Creates it (or finds the one its `clientRequestToken` created); its ARN.
+    fn create(
+        &self,
+        order: &CreateOrder,
+    ) -> impl Future<Output = Result<String, CapacityError>> + Send;
+
+    fn tag(
+        &self,
+        arn: &str,
+        tags: &[(String, String)],
+    ) -> impl Future<Output = Result<(), CapacityError>> + Send;
+
+    fn delete(&self, arn: &str) -> impl Future<Output = Result<(), CapacityError>> + Send;
+}
+
+/// Where a capacity run's action counts go (EMF on stdout in Lambda).
+pub trait CapacityMetricsSink: Send + Sync {
+    fn publish(&self, counts: &CapacityCounts);
 }

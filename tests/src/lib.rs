@@ -141,37 +141,7 @@ pub async fn wait_in_service(bedrock: &aws_sdk_bedrock::Client, identifier: &str
     }
 }
 
-/// One server-sent event: its name (`None` for OpenAI's unnamed ones) and data.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sse {
-    pub event: Option<String>,
-    pub data: String,
-}
-
-impl Sse {
-    pub fn json(&self) -> Value {
-        serde_json::from_str(&self.data).expect("JSON event data")
-    }
-}
-
-/// Splits an event stream into its events.
-pub fn parse_sse(text: &str) -> Vec<Sse> {
-    text.split("\n\n")
-        .filter(|block| !block.trim().is_empty())
-        .map(|block| {
-            let mut event = None;
-            let mut data = String::new();
-            for line in block.lines() {
-                if let Some(name) = line.strip_prefix("event: ") {
-                    event = Some(name.to_owned());
-                } else if let Some(line) = line.strip_prefix("data: ") {
-                    data.push_str(line);
-                }
-            }
-            Sse { event, data }
-        })
-        .collect()
-}
+pub use invoke_with_cache::wire::{event_names, parse_events, text_deltas, Sse};
 
 /// invoke-with-cache wired to the local stack: real DynamoDB (moto) and Bedrock (emulator)
 /// adapters, an injected clock and a metrics recorder.
@@ -402,7 +372,7 @@ pub mod invoke {
                 .to_bytes();
             (
                 status,
-                super::parse_sse(std::str::from_utf8(&bytes).expect("UTF-8 events")),
+                super::parse_events(std::str::from_utf8(&bytes).expect("UTF-8 events")),
             )
         }
 

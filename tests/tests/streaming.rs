@@ -4,23 +4,9 @@
 
 use http_body_util::BodyExt;
 use integration_tests::invoke::{unique, Harness, HAIKU};
-use integration_tests::{Emulator, Sse};
+use integration_tests::{event_names, text_deltas, Emulator};
 use serde_json::{json, Value};
 use shared::domain::metrics::Outcome;
-
-fn texts(events: &[Sse]) -> Vec<String> {
-    events
-        .iter()
-        .filter(|e| e.event.as_deref() == Some("text"))
-        .map(|e| e.json()["text"].as_str().unwrap().to_owned())
-        .collect()
-}
-
-fn names(events: &[Sse]) -> Vec<&str> {
-    let mut names: Vec<&str> = events.iter().filter_map(|e| e.event.as_deref()).collect();
-    names.dedup();
-    names
-}
 
 #[tokio::test]
 async fn a_miss_streams_from_bedrock_and_a_hit_replays_it_without_bedrock() {
@@ -30,7 +16,7 @@ async fn a_miss_streams_from_bedrock_and_a_hit_replays_it_without_bedrock() {
 
     let (status, miss) = harness.stream(request.clone()).await;
     assert_eq!(status, 200);
-    assert_eq!(names(&miss), vec!["start", "text", "end"], "{miss:?}");
+    assert_eq!(event_names(&miss), vec!["start", "text", "end"], "{miss:?}");
     let start = miss[0].json();
     assert_eq!(start["cache"], "MISS");
     assert_eq!(start["modelId"], HAIKU);
@@ -39,12 +25,12 @@ async fn a_miss_streams_from_bedrock_and_a_hit_replays_it_without_bedrock() {
     assert_eq!(end["stopReason"], "end_turn");
     assert!(end["usage"]["outputTokens"].as_u64().unwrap() > 0, "{end}");
     assert!(end["costUsd"].as_f64().unwrap() > 0.0, "{end}");
-    let miss_texts = texts(&miss);
+    let miss_texts = text_deltas(&miss);
     assert!(miss_texts.len() > 1, "Bedrock's deltas, as they came");
 
     let (_, hit) = harness.stream(request.clone()).await;
     assert_eq!(hit[0].json()["cache"], "HIT");
-    let hit_texts = texts(&hit);
+    let hit_texts = text_deltas(&hit);
     assert!(hit_texts.len() > 1, "a hit streams several deltas too");
     assert_eq!(hit_texts.concat(), miss_texts.concat());
     assert_eq!(hit.last().unwrap().json()["costUsd"], 0.0);
@@ -67,7 +53,11 @@ async fn a_bedrock_exception_mid_stream_ends_in_an_error_event_and_nothing_is_ca
     let request = json!({"prompt": unique("Cut me off"), "inferenceConfig": {"maxTokens": 120}});
     let (status, events) = harness.stream(request.clone()).await;
     assert_eq!(status, 200, "the stream had begun");
-    assert_eq!(names(&events), vec!["start", "text", "error"], "{events:?}");
+    assert_eq!(
+        event_names(&events),
+        vec!["start", "text", "error"],
+        "{events:?}"
+    );
     let error = events.last().unwrap().json();
     assert_eq!(error["error"]["code"], "BedrockError", "{error}");
     assert_eq!(
@@ -145,5 +135,5 @@ async fn tools_round_trip_through_the_native_api() {
         .await;
     let end = events.last().unwrap().json();
     assert_eq!(end["stopReason"], "end_turn", "{events:?}");
-    assert!(!texts(&events).concat().is_empty());
+    assert!(!text_deltas(&events).concat().is_empty());
 }

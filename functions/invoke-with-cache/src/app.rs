@@ -15,6 +15,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
+use shared::adapters::memory_routing::NoRoutingTable;
 use shared::adapters::memory_tenancy::InMemoryTenancy;
 use shared::domain::cache::{
     CacheEntry, CacheKey, CacheMode, CacheState, CachedAnswer, Lease, StoredRecord,
@@ -29,7 +30,8 @@ use shared::domain::tenancy::{key_id_of, month_of, Tenant};
 use shared::domain::tiers::Tier;
 use shared::http::request_id;
 use shared::ports::{
-    CacheStore, Clock, MetricsSink, ModelInvoker, ModelStream, SpendLedger, TenantKeyStore,
+    CacheStore, Clock, MetricsSink, ModelInvoker, ModelStream, RoutingTableSource, SpendLedger,
+    TenantKeyStore,
 };
 
 use crate::body::{self, ResponseBody};
@@ -40,13 +42,15 @@ use crate::request::{self, InvokeRequest};
 use crate::wire::{Answered, StreamMeta, StreamWriter, Wire};
 
 /// The function with its adapters, built once per instance.
-pub struct App<S, M, C, K, T = InMemoryTenancy, L = InMemoryTenancy> {
+pub struct App<S, M, C, K, T = InMemoryTenancy, L = InMemoryTenancy, P = NoRoutingTable> {
     config: InvokeConfig,
     store: S,
     model: M,
     clock: C,
     metrics: K,
     tenancy: Option<Tenancy<T, L>>,
+    /// Live routes to Provisioned Throughput: the capacity function's routing table.
+    routes: P,
     /// Makes lease owners unique within the instance; the request id makes them unique across.
     lease_counter: AtomicU64,
 }
@@ -164,12 +168,13 @@ where
             clock,
             metrics,
             tenancy: None,
+            routes: NoRoutingTable,
             lease_counter: AtomicU64::new(0),
         }
     }
 }
 
-impl<S, M, C, K, T, L> App<S, M, C, K, T, L>
+impl<S, M, C, K, T, L, P> App<S, M, C, K, T, L, P>
 where
     S: CacheStore + 'static,
     M: ModelInvoker + 'static,
@@ -177,10 +182,14 @@ where
     K: MetricsSink + 'static,
     T: TenantKeyStore + 'static,
     L: SpendLedger + 'static,
+    P: RoutingTableSource + 'static,
 {
     /// Verifies bearer keys against the tenancy's keys and counts tenants' spend in its
     /// ledger; `None` refuses every bearer key.
-    pub fn with_tenancy<T2, L2>(self, tenancy: Option<Tenancy<T2, L2>>) -> App<S, M, C, K, T2, L2> {
+    pub fn with_tenancy<T2, L2>(
+        self,
+        tenancy: Option<Tenancy<T2, L2>>,
+    ) -> App<S, M, C, K, T2, L2, P> {
         App {
             config: self.config,
             store: self.store,
@@ -188,6 +197,23 @@ where
             clock: self.clock,
             metrics: self.metrics,
             tenancy,
+            routes: self.routes,
+            lease_counter: self.lease_counter,
+        }
+    }
+
+    /// Routes by the capacity function's routing table (live Provisioned Throughput, spilling
+    /// over to on-demand) where the static configuration does not route to Provisioned
+    /// Throughput itself.
+    pub fn with_routing_table<P2>(self, routes: P2) -> App<S, M, C, K, T, L, P2> {
+        App {
+            config: self.config,
+            store: self.store,
+            model: self.model,
+            clock: self.clock,
+            metrics: self.metrics,
+            tenancy: self.tenancy,
+            routes,
             lease_counter: self.lease_counter,
         }
     }
@@ -311,7 +337,7 @@ where
         let model = self.choose_model(&invoke, &mut ctx.trace);
         self.admit(&caller, &model).await?;
         let now = self.clock.now();
-        let plan = self.config.router.plan(&model, now);
+        let plan = self.routes.plan(&self.config.router, &model, now).await;
         let key = self.cache_key(&invoke, &caller.namespace, &plan.primary.model);
 
         let (state, lease_owner) = match (invoke.cache_mode, &key) {
@@ -570,15 +596,15 @@ where
     /// Calls the plan's primary target within the request's budget, and the spillover target
     /// with what is left when the primary is unusable. For a stream, the call ends at the
     /// model's first event: after it, there is no going back.
-    async fn with_spillover<R, F, Fut>(
+    async fn with_spillover<Out, F, Fut>(
         &self,
         plan: &Plan,
         ctx: &mut Ctx,
         call: F,
-    ) -> Result<(R, Target), ModelError>
+    ) -> Result<(Out, Target), ModelError>
     where
         F: Fn(Target, Option<Duration>) -> Fut,
-        Fut: std::future::Future<Output = Result<R, ModelError>>,
+        Fut: std::future::Future<Output = Result<Out, ModelError>>,
     {
         let started = ctx.started;
         let remaining = || {

@@ -76,6 +76,16 @@ pub struct InvokeConfig {
     pub response_mode: ResponseMode,
     /// Tenant keys and budgets; `None` when TENANT_KEYS_TABLE_NAME is unset.
     pub tenancy: Option<TenancySettings>,
+    /// The capacity function's routing table; `None` when ROUTING_TABLE_NAME is unset.
+    pub routing_table: Option<RoutingTableSettings>,
+}
+
+/// Live routes to Provisioned Throughput, read from the table the capacity function publishes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutingTableSettings {
+    pub table: String,
+    /// How long an instance routes by the table it read before reading it again.
+    pub cache: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -278,8 +288,18 @@ impl InvokeConfig {
             }),
         };
 
+        let routing_cache =
+            Duration::from_secs(env.parse_or("ROUTING_TABLE_CACHE_SECONDS", 30u64)?);
+        let routing_table = env
+            .get("ROUTING_TABLE_NAME")
+            .map(|table| RoutingTableSettings {
+                table: table.to_owned(),
+                cache: routing_cache,
+            });
+
         Ok(Self {
             tenancy,
+            routing_table,
             cache_table: env.required("CACHE_TABLE_NAME")?,
             cache_ttl_seconds,
             cache_max_ttl_seconds,
@@ -331,6 +351,15 @@ mod tests {
         assert_eq!(config.bedrock, BedrockSettings::default());
         assert_eq!(config.metrics_namespace, "Custom/Bedrock");
         assert!(config.allowed_models.contains(DEFAULT_COMPLEX_MODEL));
+        assert_eq!(config.routing_table, None);
+        let routed = InvokeConfig::from_env(&env(&[("ROUTING_TABLE_NAME", "routes")])).unwrap();
+        assert_eq!(
+            routed.routing_table,
+            Some(RoutingTableSettings {
+                table: "routes".into(),
+                cache: Duration::from_secs(30),
+            })
+        );
     }
 
     #[test]
@@ -362,6 +391,8 @@ mod tests {
             ("CACHE_LEASE_POLL_MS", "0"),
             ("BEDROCK_PROVISIONED_TIMEOUT_MS", "0"),
             ("CUSTOM_MODELS", "bot=not-an-arn"),
+            ("RESPONSE_MODE", "chunked"),
+            ("ROUTING_TABLE_CACHE_SECONDS", "half a minute"),
             (
                 "CUSTOM_MODELS",
                 "us.anthropic.claude-haiku-4-5-20251001-v1:0=arn:aws:bedrock:us-east-1:1:provisioned-model/x",
@@ -379,6 +410,21 @@ mod tests {
         assert_eq!(err.variable, "BEDROCK_PROVISIONED_TIMEOUT_MS");
         let err = InvokeConfig::from_env(&Env::default()).unwrap_err();
         assert_eq!(err.variable, "CACHE_TABLE_NAME");
+        // Keys without a spend table: the missing one is named.
+        let err = InvokeConfig::from_env(&env(&[("TENANT_KEYS_TABLE_NAME", "keys")])).unwrap_err();
+        assert_eq!(err.variable, "SPEND_TABLE_NAME");
+        for (name, value) in [
+            ("TENANT_KEY_CACHE_SECONDS", "a minute"),
+            ("SPEND_CACHE_SECONDS", "-1"),
+        ] {
+            let err = InvokeConfig::from_env(&env(&[
+                ("TENANT_KEYS_TABLE_NAME", "keys"),
+                ("SPEND_TABLE_NAME", "spend"),
+                (name, value),
+            ]))
+            .unwrap_err();
+            assert_eq!(err.variable, name);
+        }
         for (name, value) in [
             ("PROVISIONED_SCHEDULE", "9 to 5"),
             ("PROVISIONED_SCHEDULE", "Mon-Fry 09:00-17:00"),

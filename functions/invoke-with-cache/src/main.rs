@@ -10,9 +10,11 @@ use lambda_http::{run, run_with_streaming_response, service_fn, Body, Error, Req
 use shared::adapters::bedrock::BedrockInvoker;
 use shared::adapters::clock::SystemClock;
 use shared::adapters::dynamo_cache::{client_with_timeout, DynamoDbCacheStore};
+use shared::adapters::dynamo_routing::DynamoDbRoutingTable;
 use shared::adapters::dynamo_tenancy::{DynamoDbSpendLedger, DynamoDbTenantKeys};
 use shared::adapters::emf::EmfStdout;
 use shared::adapters::memory_cache::{MemoryCache, MemoryFronted};
+use shared::adapters::memory_routing::CachedRoutingTable;
 use shared::adapters::memory_tenancy::{CachedKeys, CachedSpend};
 use shared::config::Env;
 
@@ -35,10 +37,21 @@ async fn main() -> Result<(), Error> {
             settings.spend_cache,
         ),
     });
+    // The capacity function's live routes, read at most once per ROUTING_TABLE_CACHE_SECONDS.
+    let routes = config.routing_table.as_ref().map(|settings| {
+        CachedRoutingTable::new(
+            DynamoDbRoutingTable::new(dynamodb.clone(), &settings.table),
+            settings.cache,
+        )
+    });
     let model = BedrockInvoker::new(&sdk, &config.bedrock);
     let metrics = EmfStdout::new(&config.metrics_namespace, config.log_level.as_deref());
     let mode = config.response_mode;
-    let app = Arc::new(App::new(config, store, model, SystemClock, metrics).with_tenancy(tenancy));
+    let app = Arc::new(
+        App::new(config, store, model, SystemClock, metrics)
+            .with_tenancy(tenancy)
+            .with_routing_table(routes),
+    );
     match mode {
         // Every answer is written as a stream (whole for buffered answers), so API Gateway's
         // response streaming and `cargo lambda watch` pass server-sent events on as they come.

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{
-    build, build_with_tenancy, bytes_of, http_event, read, read_stream, FakeModel, MemoryStore,
-    Sse, HAIKU,
+    build, build_with_tenancy, bytes_of, event_names, http_event, read, read_stream, text_deltas,
+    FakeModel, MemoryStore, Sse, HAIKU,
 };
 use futures_util::StreamExt;
 use http_body_util::BodyExt;
@@ -19,24 +19,10 @@ use shared::domain::conversation::{Conversation, ModelAnswer};
 use shared::domain::error::{ModelError, ModelErrorKind};
 use shared::domain::metrics::Outcome;
 use shared::domain::routing::Target;
-use shared::domain::stream::{replay, StreamEvent};
+use shared::domain::stream::replay;
 use shared::domain::tenancy::{issue_key, month_of};
 use shared::ports::{Clock, ModelInvoker, ModelStream, SpendLedger, TenantKeyStore};
 use tokio::sync::Notify;
-
-fn texts(events: &[Sse]) -> Vec<String> {
-    events
-        .iter()
-        .filter(|e| e.event.as_deref() == Some("text"))
-        .map(|e| e.json()["text"].as_str().unwrap().to_owned())
-        .collect()
-}
-
-fn names(events: &[Sse]) -> Vec<&str> {
-    let mut names: Vec<&str> = events.iter().filter_map(|e| e.event.as_deref()).collect();
-    names.dedup();
-    names
-}
 
 #[tokio::test]
 async fn a_streamed_miss_is_stored_and_replayed_as_several_deltas_on_a_hit() {
@@ -54,13 +40,13 @@ async fn a_streamed_miss_is_stored_and_replayed_as_several_deltas_on_a_hit() {
     );
     let (status, cache, events) = read_stream(response).await;
     assert_eq!((status, cache.as_deref()), (200, Some("MISS")));
-    assert_eq!(names(&events), vec!["start", "text", "end"]);
+    assert_eq!(event_names(&events), vec!["start", "text", "end"]);
     let start = events[0].json();
     assert_eq!(start["cache"], "MISS");
     assert_eq!(start["modelId"], HAIKU);
     assert_eq!(start["route"], "on-demand");
     assert_eq!(start["tier"], "simple");
-    let miss_texts = texts(&events);
+    let miss_texts = text_deltas(&events);
     assert!(miss_texts.len() > 1);
     assert_eq!(miss_texts.concat(), "a cache keeps answers for a while");
     let end = events.last().unwrap().json();
@@ -81,7 +67,11 @@ async fn a_streamed_miss_is_stored_and_replayed_as_several_deltas_on_a_hit() {
     assert_eq!(cache.as_deref(), Some("HIT"));
     assert_eq!(events[0].json()["cache"], "HIT");
     assert_eq!(events[0].json()["route"], Value::Null);
-    assert_eq!(texts(&events), miss_texts, "a hit streams as the miss did");
+    assert_eq!(
+        text_deltas(&events),
+        miss_texts,
+        "a hit streams as the miss did"
+    );
     let end = events.last().unwrap().json();
     assert_eq!(end["costUsd"], 0.0);
     assert!(end["savedUsd"].as_f64().unwrap() > 0.0);
@@ -102,7 +92,7 @@ async fn a_stream_cut_by_bedrock_ends_with_an_error_event_and_stores_nothing() {
     )
     .await;
     assert_eq!(status, 200, "the stream had begun");
-    assert_eq!(names(&events), vec!["start", "text", "error"]);
+    assert_eq!(event_names(&events), vec!["start", "text", "error"]);
     let error = events.last().unwrap().json();
     assert_eq!(error["error"]["code"], "Throttled");
     assert!(error["error"]["requestId"].is_string());
@@ -378,11 +368,9 @@ impl ModelInvoker for ToolModel {
         timeout: Option<Duration>,
     ) -> Result<ModelStream, ModelError> {
         let answer = self.converse(target, conversation, timeout).await?;
-        Ok(Box::pin(futures_util::stream::iter(
-            replay(&answer)
-                .into_iter()
-                .map(Ok::<StreamEvent, ModelError>),
-        )))
+        Ok(Box::pin(futures_util::stream::iter(common::replayed(
+            &answer,
+        ))))
     }
 }
 

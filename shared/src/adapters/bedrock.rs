@@ -326,108 +326,59 @@ fn from_output(output: ConverseOutput) -> Result<ModelAnswer, ModelError> {
     })
 }
 
-/// The kind of a service error and the exception's name and message.
+/// The kind, exception name and message of a modelled service error: one `match` over the
+/// error enum's variants, each with the kind it maps to. Converse, ConverseStream and the
+/// stream's own exceptions share the names but are different enums.
+macro_rules! failure {
+    ($error:expr, $enum:ident { $($variant:ident => $kind:ident),* $(,)? }) => {
+        match $error {
+            $($enum::$variant(e) => (ModelErrorKind::$kind, stringify!($variant), e.message()),)*
+            other => (ModelErrorKind::ModelFailure, "UnknownError", other.message()),
+        }
+    };
+}
+
 fn converse_failure(error: &ConverseError) -> (ModelErrorKind, &'static str, Option<&str>) {
-    use ModelErrorKind as Kind;
-    match error {
-        ConverseError::ThrottlingException(e) => {
-            (Kind::Throttled, "ThrottlingException", e.message())
-        }
-        ConverseError::ModelNotReadyException(e) => {
-            (Kind::ModelNotReady, "ModelNotReadyException", e.message())
-        }
-        ConverseError::ServiceUnavailableException(e) => (
-            Kind::ServiceUnavailable,
-            "ServiceUnavailableException",
-            e.message(),
-        ),
-        ConverseError::ModelTimeoutException(e) => {
-            (Kind::Timeout, "ModelTimeoutException", e.message())
-        }
-        ConverseError::AccessDeniedException(e) => {
-            (Kind::AccessDenied, "AccessDeniedException", e.message())
-        }
-        ConverseError::ValidationException(e) => {
-            (Kind::Validation, "ValidationException", e.message())
-        }
-        ConverseError::ResourceNotFoundException(e) => {
-            (Kind::NotFound, "ResourceNotFoundException", e.message())
-        }
-        ConverseError::ModelErrorException(e) => {
-            (Kind::ModelFailure, "ModelErrorException", e.message())
-        }
-        ConverseError::InternalServerException(e) => {
-            (Kind::ModelFailure, "InternalServerException", e.message())
-        }
-        other => (Kind::ModelFailure, "UnknownError", other.message()),
-    }
+    failure!(error, ConverseError {
+        ThrottlingException => Throttled,
+        ModelNotReadyException => ModelNotReady,
+        ServiceUnavailableException => ServiceUnavailable,
+        ModelTimeoutException => Timeout,
+        AccessDeniedException => AccessDenied,
+        ValidationException => Validation,
+        ResourceNotFoundException => NotFound,
+        ModelErrorException => ModelFailure,
+        InternalServerException => ModelFailure,
+    })
 }
 
-/// As [`converse_failure`], for the errors ConverseStream answers before its stream.
+/// The errors ConverseStream answers before its stream.
 fn stream_failure(error: &ConverseStreamError) -> (ModelErrorKind, &'static str, Option<&str>) {
-    use ModelErrorKind as Kind;
-    match error {
-        ConverseStreamError::ThrottlingException(e) => {
-            (Kind::Throttled, "ThrottlingException", e.message())
-        }
-        ConverseStreamError::ModelNotReadyException(e) => {
-            (Kind::ModelNotReady, "ModelNotReadyException", e.message())
-        }
-        ConverseStreamError::ServiceUnavailableException(e) => (
-            Kind::ServiceUnavailable,
-            "ServiceUnavailableException",
-            e.message(),
-        ),
-        ConverseStreamError::ModelTimeoutException(e) => {
-            (Kind::Timeout, "ModelTimeoutException", e.message())
-        }
-        ConverseStreamError::AccessDeniedException(e) => {
-            (Kind::AccessDenied, "AccessDeniedException", e.message())
-        }
-        ConverseStreamError::ValidationException(e) => {
-            (Kind::Validation, "ValidationException", e.message())
-        }
-        ConverseStreamError::ResourceNotFoundException(e) => {
-            (Kind::NotFound, "ResourceNotFoundException", e.message())
-        }
-        ConverseStreamError::ModelErrorException(e) => {
-            (Kind::ModelFailure, "ModelErrorException", e.message())
-        }
-        ConverseStreamError::ModelStreamErrorException(e) => {
-            (Kind::ModelFailure, "ModelStreamErrorException", e.message())
-        }
-        ConverseStreamError::InternalServerException(e) => {
-            (Kind::ModelFailure, "InternalServerException", e.message())
-        }
-        other => (Kind::ModelFailure, "UnknownError", other.message()),
-    }
+    failure!(error, ConverseStreamError {
+        ThrottlingException => Throttled,
+        ModelNotReadyException => ModelNotReady,
+        ServiceUnavailableException => ServiceUnavailable,
+        ModelTimeoutException => Timeout,
+        AccessDeniedException => AccessDenied,
+        ValidationException => Validation,
+        ResourceNotFoundException => NotFound,
+        ModelErrorException => ModelFailure,
+        ModelStreamErrorException => ModelFailure,
+        InternalServerException => ModelFailure,
+    })
 }
 
-/// As [`converse_failure`], for the exceptions that arrive inside a stream.
+/// The exceptions that arrive inside a stream.
 fn event_failure(
     error: &ConverseStreamOutputError,
 ) -> (ModelErrorKind, &'static str, Option<&str>) {
-    use ModelErrorKind as Kind;
-    match error {
-        ConverseStreamOutputError::ThrottlingException(e) => {
-            (Kind::Throttled, "ThrottlingException", e.message())
-        }
-        ConverseStreamOutputError::ServiceUnavailableException(e) => (
-            Kind::ServiceUnavailable,
-            "ServiceUnavailableException",
-            e.message(),
-        ),
-        ConverseStreamOutputError::ValidationException(e) => {
-            (Kind::Validation, "ValidationException", e.message())
-        }
-        ConverseStreamOutputError::ModelStreamErrorException(e) => {
-            (Kind::ModelFailure, "ModelStreamErrorException", e.message())
-        }
-        ConverseStreamOutputError::InternalServerException(e) => {
-            (Kind::ModelFailure, "InternalServerException", e.message())
-        }
-        other => (Kind::ModelFailure, "UnknownError", other.message()),
-    }
+    failure!(error, ConverseStreamOutputError {
+        ThrottlingException => Throttled,
+        ServiceUnavailableException => ServiceUnavailable,
+        ValidationException => Validation,
+        ModelStreamErrorException => ModelFailure,
+        InternalServerException => ModelFailure,
+    })
 }
 
 /// A request that was never sent because it could not be signed: no credentials, or none

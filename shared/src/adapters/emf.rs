@@ -35,10 +35,32 @@ fn count(condition: bool) -> u8 {
     u8::from(condition)
 }
 
-/// The EMF document for one request, by `ModelId`.
+/// The EMF document for one request: every metric by `ModelId`; the request and error counts
+/// and the latency across models too (no dimension: what the alarms and the dashboard's
+/// percentiles read); and, when a capacity served it, `TokensProcessed` by `ModelId` and
+/// `Route`, from which metrics-publisher tells the tokens Provisioned Throughput served.
 pub fn render(namespace: &str, level: &str, metrics: &RequestMetrics, timestamp_ms: i64) -> Value {
     let outcome = metrics.outcome;
-    json!({
+    let mut directives = vec![json!({
+        "Namespace": namespace,
+        "Dimensions": [[]],
+        "Metrics": [
+            {"Name": "Requests", "Unit": "Count"},
+            {"Name": "InferenceLatency", "Unit": "Milliseconds"},
+            {"Name": "Throttles", "Unit": "Count"},
+            {"Name": "ClientErrors", "Unit": "Count"},
+            {"Name": "ServerErrors", "Unit": "Count"},
+            {"Name": "Timeouts", "Unit": "Count"}
+        ]
+    })];
+    if metrics.route.is_some() {
+        directives.push(json!({
+            "Namespace": namespace,
+            "Dimensions": [["ModelId", "Route"]],
+            "Metrics": [{"Name": "TokensProcessed", "Unit": "Count"}]
+        }));
+    }
+    let mut doc = json!({
         "_aws": {
             "Timestamp": timestamp_ms,
             "CloudWatchMetrics": [{
@@ -83,7 +105,14 @@ pub fn render(namespace: &str, level: &str, metrics: &RequestMetrics, timestamp_
         "ServerErrors": count(outcome == Outcome::ServerError),
         "Timeouts": count(outcome == Outcome::Timeout),
         "Spillovers": count(metrics.spilled_over),
-    })
+    });
+    if let Some(list) = doc
+        .pointer_mut("/_aws/CloudWatchMetrics")
+        .and_then(Value::as_array_mut)
+    {
+        list.append(&mut directives);
+    }
+    doc
 }
 
 /// Writes EMF lines to stdout, where the Lambda runtime ships them to CloudWatch Logs. They do
@@ -155,6 +184,30 @@ mod tests {
         assert_eq!(doc["Route"], "provisioned");
         assert_eq!(doc["OnDemandEquivalentUSD"], 0.5);
         assert_eq!(doc["EstimatedCostUSD"], 0.0);
+    }
+
+    #[test]
+    fn totals_need_no_dimension_and_tokens_carry_the_route() {
+        let doc = render("Custom/Bedrock", "INFO", &answered(), 0);
+        let directives = doc["_aws"]["CloudWatchMetrics"].as_array().unwrap();
+        assert_eq!(directives.len(), 3);
+        assert_eq!(directives[1]["Dimensions"], json!([[]]));
+        assert_eq!(directives[2]["Dimensions"], json!([["ModelId", "Route"]]));
+        for directive in directives {
+            assert_eq!(directive["Namespace"], "Custom/Bedrock");
+            for m in directive["Metrics"].as_array().unwrap() {
+                assert!(doc[m["Name"].as_str().unwrap()].is_number());
+            }
+        }
+        // Without a route (a hit, a refusal) no dimension may be missing: no route directive.
+        let refused = render("n", "INFO", &RequestMetrics::refused(429, 3), 0);
+        assert_eq!(
+            refused["_aws"]["CloudWatchMetrics"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
     }
 
     #[test]

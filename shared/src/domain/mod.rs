@@ -2,12 +2,14 @@
 
 pub mod batch;
 pub mod cache;
+pub mod capacity;
 pub mod conversation;
 pub mod error;
 pub mod identity;
 pub mod metrics;
 pub mod pricing;
 pub mod prompt;
+pub mod reporting;
 pub mod routing;
 pub mod stream;
 pub mod tenancy;

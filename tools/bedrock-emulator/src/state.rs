@@ -77,6 +77,8 @@ pub struct ConfigPatch {
     pub events_enabled: Option<bool>,
     /// Provisioned Throughput settings (`"provisioned": {...}`).
     pub provisioned: Option<ProvisionedPatch>,
+    /// CloudWatch faults (`"cloudwatch": {"failPutMetricData": N}`).
+    pub cloudwatch: Option<crate::cloudwatch::FaultPatch>,
 }
 
 /// Batch inference (`bedrock` control plane) and job-event settings; global only.
@@ -355,6 +357,9 @@ impl EmulatorState {
         let mut next = inner.config.clone();
         next.apply(patch)?;
         inner.config = next.clone();
+        if let Some(faults) = &patch.cloudwatch {
+            faults.apply(&self.cloudwatch);
+        }
         Ok(next)
     }
 

@@ -185,6 +185,11 @@ impl FakeModel {
     }
 }
 
+/// The events a model's stream gives for `answer`.
+pub fn replayed(answer: &ModelAnswer) -> Vec<Result<StreamEvent, ModelError>> {
+    replay(answer).into_iter().map(Ok).collect()
+}
+
 impl ModelInvoker for FakeModel {
     async fn converse_stream(
         &self,
@@ -193,8 +198,7 @@ impl ModelInvoker for FakeModel {
         timeout: Option<Duration>,
     ) -> Result<ModelStream, ModelError> {
         let answer = self.converse(target, conversation, timeout).await?;
-        let mut events: Vec<Result<StreamEvent, ModelError>> =
-            replay(&answer).into_iter().map(Ok).collect();
+        let mut events = replayed(&answer);
         if let Some(cut) = &self.cut {
             let first_text = events
                 .iter()
@@ -335,36 +339,8 @@ pub fn read(response: Response<ResponseBody>) -> (u16, Option<String>, Value) {
     (status, cache, body)
 }
 
-/// One server-sent event: its name (`None` for OpenAI's unnamed ones) and data.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sse {
-    pub event: Option<String>,
-    pub data: String,
-}
-
-impl Sse {
-    pub fn json(&self) -> Value {
-        serde_json::from_str(&self.data).unwrap()
-    }
-}
-
-pub fn parse_sse(text: &str) -> Vec<Sse> {
-    text.split("\n\n")
-        .filter(|block| !block.trim().is_empty())
-        .map(|block| {
-            let mut event = None;
-            let mut data = String::new();
-            for line in block.lines() {
-                if let Some(name) = line.strip_prefix("event: ") {
-                    event = Some(name.to_owned());
-                } else if let Some(line) = line.strip_prefix("data: ") {
-                    data.push_str(line);
-                }
-            }
-            Sse { event, data }
-        })
-        .collect()
-}
+#[allow(unused_imports)] // each test file uses some
+pub use invoke_with_cache::wire::{event_names, parse_events, text_deltas, Sse};
 
 /// Reads a streamed body to its end.
 pub async fn read_stream(response: Response<ResponseBody>) -> (u16, Option<String>, Vec<Sse>) {
@@ -377,7 +353,7 @@ pub async fn read_stream(response: Response<ResponseBody>) -> (u16, Option<Strin
     (
         status,
         cache,
-        parse_sse(std::str::from_utf8(&bytes).unwrap()),
+        parse_events(std::str::from_utf8(&bytes).unwrap()),
     )
 }
 

@@ -102,6 +102,16 @@ impl CwError {
         )
     }
 
+    /// CloudWatch's throttling (`Throttling`, HTTP 400, `Rate exceeded`), which the SDKs retry.
+    pub fn throttling() -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "Throttling",
+            "Throttling",
+            "Rate exceeded",
+        )
+    }
+
     /// A body above CloudWatch's request size limit (measured uncompressed).
     pub fn too_large(message: impl Into<String>) -> Self {
         Self::new(

@@ -138,6 +138,23 @@ fn decode(protocol: Protocol, body: &[u8]) -> Result<Doc, CwError> {
     }
 }
 
+/// Faults of the emulated CloudWatch, under `"cloudwatch"` in `POST /_emulator/config`.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FaultPatch {
+    /// The next N PutMetricData calls answer `Throttling` (`Rate exceeded`) and record nothing;
+    /// 0 clears it.
+    pub fail_put_metric_data: Option<u64>,
+}
+
+impl FaultPatch {
+    pub fn apply(&self, metrics: &Metrics) {
+        if let Some(calls) = self.fail_put_metric_data {
+            metrics.fail_puts(calls);
+        }
+    }
+}
+
 /// Runs one operation on a decoded input; `None` is an operation without output.
 pub fn dispatch(
     metrics: &Metrics,
@@ -147,6 +164,9 @@ pub fn dispatch(
 ) -> Result<Option<Doc>, CwError> {
     match operation {
         "PutMetricData" => {
+            if metrics.take_put_fault() {
+                return Err(CwError::throttling());
+            }
             let (namespace, inputs) = store::parse_put(input)?;
             let datums = store::check_put(namespace.as_deref(), &inputs, now_ms)?;
             metrics.put(datums, now_ms);

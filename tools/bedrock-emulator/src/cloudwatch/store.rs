@@ -463,6 +463,8 @@ struct Series {
 #[derive(Debug, Default)]
 pub struct Metrics {
     inner: Mutex<BTreeMap<MetricKey, Series>>,
+    /// PutMetricData calls still to answer with a throttling error (`cloudwatch.failPutMetricData`).
+    failing_puts: std::sync::atomic::AtomicU64,
 }
 
 /// ListMetrics' filters.
@@ -492,6 +494,21 @@ impl Metrics {
 
     pub fn clear(&self) {
         self.lock().clear();
+        self.fail_puts(0);
+    }
+
+    /// The next `calls` PutMetricData calls are throttled (and record nothing).
+    pub fn fail_puts(&self, calls: u64) {
+        self.failing_puts
+            .store(calls, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether this PutMetricData call is one to fail; counts it down.
+    pub fn take_put_fault(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        self.failing_puts
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
     }
 
     /// Runs `f` over the datums of one metric (none if the metric has none).

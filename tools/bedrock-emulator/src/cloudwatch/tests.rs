@@ -484,3 +484,54 @@ fn emf_feed_records_valid_documents_and_reports_the_rest() {
     });
     assert_eq!(sum.values().sum::<f64>(), 72.0);
 }
+
+#[tokio::test]
+async fn fail_put_metric_data_throttles_the_next_puts_then_lets_them_through() {
+    let state = state();
+    let patch: crate::state::ConfigPatch =
+        serde_json::from_value(json!({"cloudwatch": {"failPutMetricData": 2}})).unwrap();
+    state.apply(&patch).unwrap();
+    let body = put("App", vec![datum("Requests", 1.0, minute(), &[])]);
+    for _ in 0..2 {
+        let answer = cbor_call(&state, "PutMetricData", to_cbor(&body), false).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            answer.header("x-amzn-query-error"),
+            Some("Throttling;Sender")
+        );
+        let error = answer.cbor();
+        let fields = Fields::root(&error).unwrap();
+        assert_eq!(fields.string("message").unwrap(), Some("Rate exceeded"));
+    }
+    let answer = cbor_call(&state, "PutMetricData", to_cbor(&body), false).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    // Throttled calls recorded nothing; awsJson is throttled alike; reset clears the knob.
+    let get = get_request(
+        "r",
+        "Requests",
+        &[],
+        "SampleCount",
+        minute(),
+        minute() + 60.0,
+    );
+    let answer = cbor_call(&state, "GetMetricData", to_cbor(&get), false).await;
+    assert_eq!(result_points(&answer.cbor()).1, [1.0]);
+    state.cloudwatch.fail_puts(1);
+    let target = format!("{SERVICE}.PutMetricData");
+    let refused = json_call(
+        &state,
+        &target,
+        json!({"Namespace": "App", "MetricData": []}),
+    )
+    .await;
+    assert_eq!(
+        refused.json()["__type"],
+        "com.amazonaws.cloudwatch#Throttling"
+    );
+    state.cloudwatch.fail_puts(5);
+    state.reset();
+    assert!(!state.cloudwatch.take_put_fault());
+    let unknown: Result<crate::state::ConfigPatch, _> =
+        serde_json::from_value(json!({"cloudwatch": {"failPut": 1}}));
+    assert!(unknown.is_err());
+}

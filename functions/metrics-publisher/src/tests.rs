@@ -1,0 +1,556 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The handler over in-memory ports: periods published once, missed ones caught up, a failed
+//! PutMetricData retried by the next run without double counting, overlapping runs.
+
+use std::sync::{Arc, Mutex};
+
+use chrono::{TimeZone, Utc};
+use shared::adapters::clock::ManualClock;
+use shared::domain::batch::{Batch, BatchStatus, BatchSummary};
+use shared::domain::reporting::{Datum, Sample, Series};
+
+use super::*;
+
+const NS: &str = "Custom/Bedrock";
+const REPORTS: &str = "Custom/Bedrock/Reports";
+const HAIKU: &str = "anthropic.claude-3-haiku-20240307-v1:0";
+const ARN: &str = "arn:aws:bedrock:us-east-1:123456789012:provisioned-model/abcdefghijkl";
+/// A period start.
+const T0: i64 = 1_750_000_200;
+
+/// Datums by metric, at the second they were put: the metrics invoke-with-cache wrote.
+#[derive(Default, Clone)]
+struct Cloud(Arc<Mutex<Vec<(MetricId, i64, f64)>>>);
+
+impl Cloud {
+    fn add(&self, name: &str, dims: &[(&str, &str)], at: i64, value: f64) {
+        let id = MetricId {
+            namespace: NS.into(),
+            name: name.into(),
+            dimensions: dims
+                .iter()
+                .map(|(n, v)| ((*n).into(), (*v).into()))
+                .collect(),
+        };
+        self.0.lock().unwrap().push((id, at, value));
+    }
+}
+
+impl MetricsReader for Cloud {
+    async fn list(
+        &self,
+        namespace: &str,
+        name: &str,
+        dimension_names: &[&str],
+    ) -> Result<Vec<MetricId>, MetricsError> {
+        let mut ids: Vec<MetricId> = self
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(id, _, _)| id.clone())
+            .filter(|id| id.namespace == namespace && id.name == name)
+            .filter(|id| {
+                let mut names: Vec<&str> = id.dimensions.iter().map(|(n, _)| n.as_str()).collect();
+                let mut wanted = dimension_names.to_vec();
+                names.sort_unstable();
+                wanted.sort_unstable();
+                names == wanted
+            })
+            .collect();
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
+    }
+
+    async fn query(
+        &self,
+        queries: &[Query],
+        start: i64,
+        end: i64,
+    ) -> Result<HashMap<String, Series>, MetricsError> {
+        let data = self.0.lock().unwrap();
+        Ok(queries
+            .iter()
+            .map(|q| {
+                let mut buckets: BTreeMap<i64, f64> = BTreeMap::new();
+                for (id, at, v) in data.iter() {
+                    if *id == q.metric && *at >= start && *at < end {
+                        let p = i64::from(q.period_seconds);
+                        *buckets.entry(start + (at - start) / p * p).or_default() += v;
+                    }
+                }
+                (q.id.clone(), buckets.into_iter().collect())
+            })
+            .collect())
+    }
+}
+
+/// PutMetricData: what it accepted, and how many calls to fail first.
+#[derive(Default, Clone)]
+struct Sink {
+    accepted: Arc<Mutex<Vec<Vec<Datum>>>>,
+    fail_next: Arc<Mutex<usize>>,
+}
+
+impl Sink {
+    fn datums(&self) -> Vec<Datum> {
+        self.accepted
+            .lock()
+            .unwrap()
+            .iter()
+            .flatten()
+            .cloned()
+            .collect()
+    }
+
+    fn fail(&self, calls: usize) {
+        *self.fail_next.lock().unwrap() = calls;
+    }
+
+    /// The value of a metric at a time, and how many datums carried it.
+    fn value(&self, name: &str, dims: &[(&str, &str)], at: i64) -> (f64, usize) {
+        let found: Vec<f64> = self
+            .datums()
+            .iter()
+            .filter(|d| d.name == name && d.timestamp == at)
+            .filter(|d| {
+                d.dimensions.len() == dims.len()
+                    && d.dimensions
+                        .iter()
+                        .zip(dims)
+                        .all(|((n, v), (dn, dv))| n == dn && v == dv)
+            })
+            .map(|d| match d.sample {
+                Sample::Value(v) => v,
+                Sample::Values { .. } => f64::NAN,
+            })
+            .collect();
+        (found.iter().sum(), found.len())
+    }
+}
+
+impl MetricsWriter for Sink {
+    async fn put(&self, namespace: &str, datums: &[Datum]) -> Result<(), MetricsError> {
+        assert_eq!(namespace, REPORTS);
+        let mut fail = self.fail_next.lock().unwrap();
+        if *fail > 0 {
+            *fail -= 1;
+            return Err(MetricsError::Throttled("Rate exceeded".into()));
+        }
+        self.accepted.lock().unwrap().push(datums.to_vec());
+        Ok(())
+    }
+}
+
+#[derive(Default, Clone)]
+struct Registry(Arc<Mutex<Vec<Batch>>>);
+
+impl BatchRegistry for Registry {
+    async fn create(&self, batch: &Batch) -> Result<bool, RegistryError> {
+        self.0.lock().unwrap().push(batch.clone());
+        Ok(true)
+    }
+    async fn get(&self, id: &str) -> Result<Option<Batch>, RegistryError> {
+        Ok(self
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|b| b.batch_id == id)
+            .cloned())
+    }
+    async fn update(&self, _: &Batch) -> Result<(), RegistryError> {
+        Ok(())
+    }
+    async fn unfinished(&self) -> Result<Vec<Batch>, RegistryError> {
+        Ok(self
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|b| !b.status.is_final())
+            .cloned()
+            .collect())
+    }
+    async fn recent(
+        &self,
+        limit: usize,
+        token: Option<&str>,
+    ) -> Result<(Vec<Batch>, Option<String>), RegistryError> {
+        let all = self.0.lock().unwrap().clone();
+        let start: usize = token.map_or(0, |t| t.parse().unwrap());
+        let end = (start + limit).min(all.len());
+        Ok((
+            all[start..end].to_vec(),
+            (end < all.len()).then(|| end.to_string()),
+        ))
+    }
+}
+
+#[derive(Default, Clone)]
+struct Inventory(Arc<Mutex<Vec<ProvisionedThroughput>>>);
+
+impl ProvisionedInventory for Inventory {
+    async fn list(&self) -> Result<Vec<ProvisionedThroughput>, InventoryError> {
+        Ok(self.0.lock().unwrap().clone())
+    }
+}
+
+/// The watermark item, written conditionally as DynamoDB does.
+#[derive(Default, Clone)]
+struct State(Arc<Mutex<Option<ReportState>>>);
+
+impl ReportStateStore for State {
+    async fn load(&self) -> Result<Option<ReportState>, StateError> {
+        Ok(self.0.lock().unwrap().clone())
+    }
+    async fn save(&self, state: &ReportState) -> Result<bool, StateError> {
+        let mut stored = self.0.lock().unwrap();
+        let current = stored.as_ref().map_or(0, |s| s.version);
+        if state.version != current + 1 {
+            return Ok(false);
+        }
+        *stored = Some(state.clone());
+        Ok(true)
+    }
+}
+
+impl State {
+    fn through(&self) -> Option<i64> {
+        self.0
+            .lock()
+            .unwrap()
+            .as_ref()
+            .and_then(|s| s.published_through)
+    }
+}
+
+struct World {
+    publisher: Publisher<Cloud, Sink, Registry, Inventory, State, Arc<ManualClock>>,
+    cloud: Cloud,
+    sink: Sink,
+    state: State,
+    clock: Arc<ManualClock>,
+}
+
+fn settings(extra: &[(&str, &str)]) -> Settings {
+    let mut vars = vec![
+        ("METRICS_STATE_TABLE_NAME", "state"),
+        ("BATCH_TABLE_NAME", "batches"),
+        ("PROVISIONED_TOKENS_PER_MINUTE_PER_UNIT", "1000"),
+        ("PROVISIONED_HOURLY_PRICE_PER_UNIT", "0.6"),
+    ];
+    vars.extend_from_slice(extra);
+    Settings::from_env(&Env::from_pairs(vars)).unwrap()
+}
+
+fn world(extra: &[(&str, &str)]) -> World {
+    let cloud = Cloud::default();
+    let sink = Sink::default();
+    let state = State::default();
+    // Two minutes after the end of the period [T0, T0 + 300).
+    let clock = Arc::new(ManualClock::at(Utc.timestamp_opt(T0 + 420, 0).unwrap()));
+    World {
+        publisher: Publisher {
+            settings: settings(extra),
+            reader: cloud.clone(),
+            writer: sink.clone(),
+            registry: Registry::default(),
+            inventory: Inventory::default(),
+            state: state.clone(),
+            clock: clock.clone(),
+        },
+        cloud,
+        sink,
+        state,
+        clock,
+    }
+}
+
+/// A request as invoke-with-cache reports it, at `at`.
+fn request(cloud: &Cloud, model: &str, at: i64, hit: bool, cost: f64, saved: f64) {
+    let m = [("ModelId", model)];
+    cloud.add("Requests", &m, at, 1.0);
+    cloud.add("CacheHit", &m, at, if hit { 1.0 } else { 0.0 });
+    cloud.add("EstimatedCostUSD", &m, at, cost);
+    cloud.add("EstimatedSavingsUSD", &m, at, saved);
+}
+
+fn provisioned_call(cloud: &Cloud, model: &str, at: i64, tokens: f64, on_demand: f64) {
+    let m = [("ModelId", model)];
+    cloud.add("Requests", &m, at, 1.0);
+    cloud.add("OnDemandEquivalentUSD", &m, at, on_demand);
+    cloud.add(
+        "TokensProcessed",
+        &[("ModelId", model), ("Route", "provisioned")],
+        at,
+        tokens,
+    );
+}
+
+fn pt(units: u32) -> ProvisionedThroughput {
+    ProvisionedThroughput {
+        arn: ARN.into(),
+        name: "haiku-pt".into(),
+        model_arn: format!("arn:aws:bedrock:us-east-1::foundation-model/{HAIKU}"),
+        model_units: units,
+        status: "InService".into(),
+    }
+}
+
+fn ended_batch(updated_at: i64) -> Batch {
+    Batch {
+        batch_id: "b1".into(),
+        name: None,
+        model_id: HAIKU.into(),
+        source: "api".into(),
+        status: BatchStatus::Completed,
+        jobs: vec![],
+        record_count: 120,
+        direct: false,
+        rejection: None,
+        results_key: None,
+        summary: Some(BatchSummary {
+            cost_usd: 0.25,
+            on_demand_cost_usd: 0.5,
+            ..BatchSummary::default()
+        }),
+        created_at: updated_at - 60,
+        updated_at,
+        version: 3,
+    }
+}
+
+#[tokio::test]
+async fn one_run_publishes_the_period_and_a_second_publishes_nothing() {
+    let w = world(&[]);
+    // Two misses and three hits on-demand; two provisioned calls in the second minute and one
+    // in the fourth; a batch that ended in the period; one a period before, not counted.
+    request(&w.cloud, HAIKU, T0 + 5, false, 0.002, 0.0);
+    request(&w.cloud, HAIKU, T0 + 65, false, 0.003, 0.0);
+    for s in [70, 130, 290] {
+        request(&w.cloud, HAIKU, T0 + s, true, 0.0, 0.002);
+    }
+    provisioned_call(&w.cloud, HAIKU, T0 + 61, 900.0, 0.01);
+    provisioned_call(&w.cloud, HAIKU, T0 + 119, 600.0, 0.02);
+    provisioned_call(&w.cloud, HAIKU, T0 + 200, 300.0, 0.005);
+    request(&w.cloud, HAIKU, T0 - 10, false, 1.0, 0.0);
+    w.publisher.registry.0.lock().unwrap().extend([
+        ended_batch(T0 + 100),
+        Batch {
+            batch_id: "b0".into(),
+            ..ended_batch(T0 - 1)
+        },
+    ]);
+    w.publisher.inventory.0.lock().unwrap().push(pt(2));
+
+    let summary = w.publisher.run("run-1").await.unwrap();
+    assert_eq!(summary.published, vec![iso(T0)]);
+    assert!(!summary.busy);
+    let s = &w.sink;
+    let haiku = [("ModelId", HAIKU)];
+    let close = |(v, n): (f64, usize), want: f64| {
+        assert_eq!(n, 1, "published once");
+        assert!((v - want).abs() < 1e-12, "{v} != {want}");
+    };
+    close(s.value("EstimatedCostUSD", &haiku, T0), 0.005 + 0.25);
+    close(s.value("SavedByCacheUSD", &haiku, T0), 0.006);
+    close(s.value("SavedByBatchUSD", &haiku, T0), 0.25);
+    // 3 hits of 8 answered requests (the provisioned calls were misses).
+    close(s.value("CacheHitRate", &haiku, T0), 37.5);
+    close(s.value("EstimatedCostUSD", &[], T0), 0.255);
+    // Two units of 1,000 tokens a minute: 1,800 tokens in five minutes is 18 %; the busiest
+    // minute 1,500 is 75 %; with 20 % headroom it needs 1,800: 2 units, $0.1 for the period
+    // against $0.035 on-demand, so on-demand is cheaper: 0.
+    let arn = [("ProvisionedModelArn", ARN)];
+    close(s.value("ProvisionedUtilization", &arn, T0), 18.0);
+    close(s.value("ProvisionedPeakUtilization", &arn, T0), 75.0);
+    close(s.value("ProvisionedHourlyCostUSD", &arn, T0), 1.2);
+    close(s.value("ProvisionedOnDemandEquivalentUSD", &arn, T0), 0.035);
+    close(s.value("RecommendedModelUnits", &arn, T0), 0.0);
+    close(s.value("TotalCostUSD", &[], T0), 0.255 + 0.1);
+    close(s.value("BatchJobsInProgress", &[], T0), 0.0);
+    assert_eq!(w.state.through(), Some(T0 + 300));
+    let count = s.datums().len();
+
+    // The same run again, and a run before the next period is finished: nothing new.
+    assert_eq!(
+        w.publisher.run("run-2").await.unwrap(),
+        RunSummary::default()
+    );
+    w.clock.set(Utc.timestamp_opt(T0 + 300 + 419, 0).unwrap());
+    assert!(w.publisher.run("run-3").await.unwrap().published.is_empty());
+    assert_eq!(s.datums().len(), count);
+}
+
+#[tokio::test]
+async fn a_failed_put_keeps_the_watermark_and_the_next_run_publishes_the_missed_period_once() {
+    let w = world(&[]);
+    request(&w.cloud, HAIKU, T0 + 5, false, 0.5, 0.0);
+    w.publisher.run("run-1").await.unwrap();
+    assert_eq!(w.state.through(), Some(T0 + 300));
+
+    // The next period's put fails (after the adapter's retries): the run fails, nothing moves.
+    request(&w.cloud, HAIKU, T0 + 305, false, 0.25, 0.0);
+    w.sink.fail(1);
+    w.clock.set(Utc.timestamp_opt(T0 + 300 + 420, 0).unwrap());
+    let error = w.publisher.run("run-2").await.unwrap_err();
+    assert!(
+        matches!(error, PublishError::Metrics(MetricsError::Throttled(_))),
+        "{error}"
+    );
+    assert_eq!(w.state.through(), Some(T0 + 300));
+    assert_eq!(w.sink.value("EstimatedCostUSD", &[], T0 + 300).1, 0);
+    // The lease was released: the next run need not wait for it to lapse.
+    assert!(w.state.0.lock().unwrap().as_ref().unwrap().lease.is_none());
+
+    // A period later: both periods, each once.
+    request(&w.cloud, HAIKU, T0 + 605, false, 0.125, 0.0);
+    w.clock.set(Utc.timestamp_opt(T0 + 600 + 420, 0).unwrap());
+    let summary = w.publisher.run("run-3").await.unwrap();
+    assert_eq!(summary.published, vec![iso(T0 + 300), iso(T0 + 600)]);
+    for (at, cost) in [(T0, 0.5), (T0 + 300, 0.25), (T0 + 600, 0.125)] {
+        assert_eq!(w.sink.value("EstimatedCostUSD", &[], at), (cost, 1));
+    }
+    // The backlog is a snapshot: with the newest period only.
+    assert_eq!(w.sink.value("BatchJobsQueued", &[], T0 + 300).1, 0);
+    assert_eq!(w.sink.value("BatchJobsQueued", &[], T0 + 600).1, 1);
+    assert_eq!(w.state.through(), Some(T0 + 900));
+}
+
+#[tokio::test]
+async fn a_period_of_several_requests_resumes_after_the_ones_accepted() {
+    let w = world(&[]);
+    // 300 models: 4 datums each, 1,200 and more: two requests.
+    for i in 0..300 {
+        request(
+            &w.cloud,
+            &format!("model-{i:03}"),
+            T0 + 5,
+            i % 2 == 0,
+            0.001,
+            0.0,
+        );
+    }
+    let publisher = &w.publisher;
+    {
+        // The first request is accepted, the second fails.
+        struct FailSecond(Sink, Mutex<usize>);
+        impl MetricsWriter for FailSecond {
+            async fn put(&self, ns: &str, datums: &[Datum]) -> Result<(), MetricsError> {
+                let call = {
+                    let mut n = self.1.lock().unwrap();
+                    *n += 1;
+                    *n
+                };
+                if call == 2 {
+                    return Err(MetricsError::Unavailable("connection reset".into()));
+                }
+                self.0.put(ns, datums).await
+            }
+        }
+        let failing = Publisher {
+            settings: publisher.settings.clone(),
+            reader: w.cloud.clone(),
+            writer: FailSecond(w.sink.clone(), Mutex::new(0)),
+            registry: Registry::default(),
+            inventory: Inventory::default(),
+            state: w.state.clone(),
+            clock: w.clock.clone(),
+        };
+        assert!(failing.run("run-1").await.is_err());
+    }
+    assert_eq!(w.sink.accepted.lock().unwrap().len(), 1);
+    assert_eq!(w.state.through(), None);
+    let partial = w.state.0.lock().unwrap().clone().unwrap().partial.unwrap();
+    assert_eq!((partial.period_start, partial.sent.len()), (T0, 1));
+
+    // The next run sends the second request only: every datum once.
+    let summary = publisher.run("run-2").await.unwrap();
+    assert_eq!(summary.requests, 1);
+    assert_eq!(w.sink.accepted.lock().unwrap().len(), 2);
+    for i in [0, 150, 299] {
+        let model = format!("model-{i:03}");
+        assert_eq!(
+            w.sink.value("EstimatedCostUSD", &[("ModelId", &model)], T0),
+            (0.001, 1)
+        );
+    }
+    assert_eq!(w.state.through(), Some(T0 + 300));
+}
+
+#[tokio::test]
+async fn overlapping_runs_leave_the_periods_to_the_lease_holder_and_misses_catch_up_bounded() {
+    let w = world(&[("MAX_PERIODS_PER_RUN", "2"), ("MAX_CATCH_UP_HOURS", "1")]);
+    *w.state.0.lock().unwrap() = Some(ReportState {
+        published_through: Some(T0),
+        lease: Some(PublishLease {
+            owner: "other".into(),
+            until_ms: (T0 + 430) * 1000,
+        }),
+        version: 4,
+        ..ReportState::default()
+    });
+    assert!(w.publisher.run("run-1").await.unwrap().busy);
+    assert!(w.sink.datums().is_empty());
+
+    // The lease lapsed: the run takes over, two periods at a time.
+    w.clock.set(Utc.timestamp_opt(T0 + 900 + 420, 0).unwrap());
+    let summary = w.publisher.run("run-2").await.unwrap();
+    assert_eq!(summary.published, vec![iso(T0), iso(T0 + 300)]);
+    let summary = w.publisher.run("run-3").await.unwrap();
+    assert_eq!(summary.published, vec![iso(T0 + 600), iso(T0 + 900)]);
+
+    // Down for two hours: only the last hour is published, the rest is skipped.
+    w.clock
+        .set(Utc.timestamp_opt(T0 + 1200 + 7200 + 120, 0).unwrap());
+    let summary = w.publisher.run("run-4").await.unwrap();
+    assert_eq!(summary.skipped_periods, 12);
+    assert_eq!(summary.published[0], iso(T0 + 1200 + 3600));
+}
+
+#[test]
+fn settings_have_defaults_and_errors_name_the_variable() {
+    let s = Settings::from_env(&Env::from_pairs([
+        ("METRICS_STATE_TABLE_NAME", "state"),
+        ("BATCH_TABLE_NAME", "batches"),
+        ("PROVISIONED_THROUGHPUT", &format!("{HAIKU}={ARN}")),
+        (
+            "MODEL_SIMPLE",
+            "us.anthropic.claude-haiku-4-5-20251001-v1:0",
+        ),
+    ]))
+    .unwrap();
+    assert_eq!(s.reports_namespace, REPORTS);
+    assert_eq!(s.state_key, REPORTS);
+    assert_eq!(s.headroom, 0.2);
+    assert_eq!(s.catch_up.lag_seconds, 120);
+    assert_eq!(s.catch_up.max_catch_up_periods, 288);
+    assert_eq!(s.tokens_per_minute.lookup(&pt(1)), Some(100_000.0));
+    assert_eq!(s.hourly_price.lookup(&pt(1)), None);
+    assert_eq!(s.model_of_arn[ARN], HAIKU);
+    assert_eq!(
+        s.known_models,
+        vec![HAIKU, "us.anthropic.claude-haiku-4-5-20251001-v1:0"]
+    );
+    for (variable, value) in [
+        ("RECOMMENDATION_HEADROOM", "-0.1"),
+        ("PROVISIONED_TOKENS_PER_MINUTE_PER_UNIT", "x=0"),
+        ("PROVISIONED_HOURLY_PRICE_PER_UNIT", "abc"),
+        ("PROVISIONED_THROUGHPUT", "nonsense"),
+        ("MAX_PERIODS_PER_RUN", "0"),
+        ("PUBLISH_LAG_SECONDS", "-1"),
+        ("REPORTS_NAMESPACE", NS),
+    ] {
+        let err = Settings::from_env(&Env::from_pairs([
+            ("METRICS_STATE_TABLE_NAME", "state"),
+            ("BATCH_TABLE_NAME", "batches"),
+            (variable, value),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.variable, variable, "{err}");
+    }
+    let missing = Settings::from_env(&Env::from_pairs([("BATCH_TABLE_NAME", "b")])).unwrap_err();
+    assert_eq!(missing.variable, "METRICS_STATE_TABLE_NAME");
+}
