@@ -40,10 +40,9 @@ The OpenAI-compatible API wants a tenant key (shown once):
   # then: OpenAI(base_url="http://127.0.0.1:$DEV_PORT/openai/v1", api_key="bgw_...")
 
 Provisioned Throughput by plan (CAPACITY_PLAN, here $CAPACITY_PLAN): one run of the capacity
-function (EventBridge runs it every minute in AWS), then what it keeps and what that costs:
+function (EventBridge runs it every minute in AWS):
 
   curl -s http://127.0.0.1:$DEV_PORT/2015-03-31/functions/capacity/invocations -d '{"detail-type": "Scheduled Event"}'
-  curl -s http://127.0.0.1:$DEV_PORT/v1/capacity
 
 MSG
 

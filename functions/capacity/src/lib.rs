@@ -390,10 +390,10 @@ where
                 })
             })
             .collect();
-        let hourly_now: f64 = capacities
+        let hourly_now = capacities
             .iter()
             .filter_map(|c| c["hourlyCostUsd"].as_f64())
-            .sum();
+            .fold(0.0, |sum, usd| sum + usd);
         Ok(json!({
             "capacities": capacities,
             "plan": plan,
