@@ -49,6 +49,17 @@ grep -qi '^content-type: text/event-stream' "$STACK_DIR/stream-headers" || fail 
 grep -q '^event: start' "$STACK_DIR/stream" && grep -q '^event: text' "$STACK_DIR/stream" \
   && grep -q '^event: end' "$STACK_DIR/stream" || fail "incomplete stream: $(cat "$STACK_DIR/stream")"
 
+# The functions that read their events as JSON answer through the same router.
+[ "$(curl -s -o "$STACK_DIR/capacity" -w '%{http_code}' "http://127.0.0.1:$DEV_PORT/v1/capacity")" = 200 ] \
+  || fail "GET /v1/capacity: $(cat "$STACK_DIR/capacity")"
+status=$(curl -s -o "$STACK_DIR/batch" -w '%{http_code}' "http://127.0.0.1:$DEV_PORT/v1/batches" \
+  -H 'content-type: application/json' \
+  -d '{"modelId": "anthropic.claude-3-haiku-20240307-v1:0", "records": [{"recordId": "r1", "prompt": "Hello"}]}')
+[ "$status" = 202 ] || fail "POST /v1/batches answered $status: $(cat "$STACK_DIR/batch")"
+batch_id=$(.venv/bin/python -c 'import json,sys; print(json.load(open(sys.argv[1]))["batchId"])' "$STACK_DIR/batch")
+[ "$(curl -s -o "$STACK_DIR/batch-status" -w '%{http_code}' "http://127.0.0.1:$DEV_PORT/v1/batches/$batch_id")" = 200 ] \
+  || fail "GET /v1/batches/$batch_id: $(cat "$STACK_DIR/batch-status")"
+
 # The real openai package through the OpenAI-compatible API, with keys made by the tool.
 # shellcheck disable=SC1091
 source "$STACK_DIR/env"
@@ -57,4 +68,4 @@ budget_key=$(cargo run -q -p tenant-keys -- create --tenant dev-check-budget --m
   || fail "tenant-keys create (budget) failed"
 OPENAI_BASE_URL="http://127.0.0.1:$DEV_PORT/openai/v1" OPENAI_API_KEY="$key" BUDGET_KEY="$budget_key" \
   .venv/bin/python tests/openai_sdk.py >"$STACK_DIR/openai.log" 2>&1 || fail "openai package: $(cat "$STACK_DIR/openai.log")"
-echo "dev check: 4 passed, 0 failed (MISS, HIT, stream, openai package: $(tail -n 1 "$STACK_DIR/openai.log"))"
+echo "dev check: 7 passed, 0 failed (MISS, HIT, stream, capacity, batch submit and status, openai package: $(tail -n 1 "$STACK_DIR/openai.log"))"

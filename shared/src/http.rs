@@ -26,3 +26,72 @@ pub fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
     );
     response
 }
+
+/// A response as API Gateway (REST or HTTP API payload) takes it from a function that reads
+/// its events as JSON, with every field either payload version has (`cargo lambda watch`'s
+/// router refuses an answer without `multiValueHeaders` and `cookies`).
+pub fn gateway_response(response: &Response<Body>) -> Value {
+    let body = match response.body() {
+        Body::Text(text) => text.clone(),
+        Body::Binary(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+        _ => String::new(),
+    };
+    let headers: serde_json::Map<String, Value> = response
+        .headers()
+        .iter()
+        .filter_map(|(k, v)| {
+            Some((
+                k.as_str().to_owned(),
+                Value::String(v.to_str().ok()?.to_owned()),
+            ))
+        })
+        .collect();
+    serde_json::json!({
+        "statusCode": response.status().as_u16(),
+        "headers": headers,
+        "multiValueHeaders": {},
+        "cookies": [],
+        "body": body,
+        "isBase64Encoded": false,
+    })
+}
+
+/// Reads an API Gateway event given as JSON and answers it with `answer`'s status and JSON
+/// body; an event that is not an API Gateway request gets a 400 in the API's error shape.
+pub async fn answer_gateway_event<F, Fut>(event: &Value, answer: F) -> Value
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: std::future::Future<Output = (StatusCode, Value)>,
+{
+    let (status, body) = match lambda_http::request::from_str(&event.to_string()) {
+        Ok(request) => answer(request).await,
+        Err(error) => {
+            let refused = crate::api::ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "InvalidRequest",
+                format!("not an API Gateway request: {error}"),
+            );
+            (refused.status, refused.body("unknown"))
+        }
+    };
+    gateway_response(&json_response(status, &body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn answers_carry_every_field_of_both_payload_versions() {
+        let answer = answer_gateway_event(&serde_json::json!({"not": "a request"}), |_| async {
+            (StatusCode::OK, Value::Null)
+        })
+        .await;
+        assert_eq!(answer["statusCode"], 400);
+        assert_eq!(answer["multiValueHeaders"], serde_json::json!({}));
+        assert_eq!(answer["cookies"], serde_json::json!([]));
+        assert_eq!(answer["headers"]["content-type"], "application/json");
+        let body: Value = serde_json::from_str(answer["body"].as_str().unwrap()).unwrap();
+        assert_eq!(body["error"]["code"], "InvalidRequest");
+    }
+}

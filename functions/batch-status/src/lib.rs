@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use shared::api::ApiError;
 use shared::batch::{batch_id_of_job, refresh, stop_batch, BatchError, BatchSettings};
 use shared::domain::batch::Batch;
-use shared::http::request_id;
+use shared::http::{answer_gateway_event, request_id};
 use shared::ports::{BatchJobs, BatchRegistry, Clock, EventPublisher, ObjectStore};
 
 /// What started an invocation.
@@ -122,23 +122,7 @@ where
     }
 
     async fn on_http(&self, event: &Value) -> Value {
-        let (status, body) = match lambda_http::request::from_str(&event.to_string()) {
-            Ok(request) => self.answer(&request).await,
-            Err(error) => {
-                let api = ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "InvalidRequest",
-                    format!("not an API Gateway request: {error}"),
-                );
-                (api.status, api.body("unknown"))
-            }
-        };
-        json!({
-            "statusCode": status.as_u16(),
-            "headers": {"content-type": "application/json"},
-            "body": body.to_string(),
-            "isBase64Encoded": false,
-        })
+        answer_gateway_event(event, |request| async move { self.answer(&request).await }).await
     }
 
     /// `GET /v1/batches` (recent batches), `GET /v1/batches/{batchId}`, `DELETE` of it (stops

@@ -15,7 +15,7 @@ use shared::domain::batch::{
     Batch, BatchRecord, BatchStatus, RecordCollector, RecordProblem, Rejection,
 };
 use shared::domain::error::StoreError;
-use shared::http::{json_response, request_id};
+use shared::http::{gateway_response, json_response, request_id};
 use shared::ports::{BatchJobs, BatchRegistry, Clock, ModelInvoker, ObjectStore};
 
 /// The function with its adapters, built once per instance.
@@ -67,31 +67,6 @@ where
         };
         Ok(gateway_response(&response))
     }
-}
-
-/// A response as API Gateway (REST or HTTP API) takes it from a Lambda function.
-pub fn gateway_response(response: &Response<Body>) -> Value {
-    let body = match response.body() {
-        Body::Text(text) => text.clone(),
-        Body::Binary(bytes) => String::from_utf8_lossy(bytes).into_owned(),
-        _ => String::new(),
-    };
-    let headers: Map<String, Value> = response
-        .headers()
-        .iter()
-        .filter_map(|(k, v)| {
-            Some((
-                k.as_str().to_owned(),
-                Value::String(v.to_str().ok()?.to_owned()),
-            ))
-        })
-        .collect();
-    json!({
-        "statusCode": response.status().as_u16(),
-        "headers": headers,
-        "body": body,
-        "isBase64Encoded": false,
-    })
 }
 
 /// A request that passed validation.

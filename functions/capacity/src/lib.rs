@@ -23,7 +23,7 @@ use shared::domain::capacity::{
     after_creations, needs_tags, plan_tags, Capacity, CapacityAction, CapacityCounts,
     CapacityError, DeleteReason, Observed, PlanCost, Reconcile, RoutingTable, RoutingTableError,
 };
-use shared::http::request_id;
+use shared::http::{answer_gateway_event, request_id};
 use shared::ports::{CapacityMetricsSink, Clock, ProvisionedThroughputs, RoutingTableStore};
 
 pub use config::CapacitySettings;
@@ -269,23 +269,7 @@ where
     }
 
     async fn on_http(&self, event: &Value) -> Value {
-        let (status, body) = match lambda_http::request::from_str(&event.to_string()) {
-            Ok(request) => self.answer(&request).await,
-            Err(error) => {
-                let api = ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "InvalidRequest",
-                    format!("not an API Gateway request: {error}"),
-                );
-                (api.status, api.body("unknown"))
-            }
-        };
-        json!({
-            "statusCode": status.as_u16(),
-            "headers": {"content-type": "application/json"},
-            "body": body.to_string(),
-            "isBase64Encoded": false,
-        })
+        answer_gateway_event(event, |request| async move { self.answer(&request).await }).await
     }
 
     /// `GET /v1/capacity`.

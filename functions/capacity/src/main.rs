@@ -1,3 +1,5 @@
+#![recursion_limit = "256"]
+
 use aws_config::BehaviorVersion;
 use capacity::{CapacityApp, CapacitySettings};
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
