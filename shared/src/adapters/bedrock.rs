@@ -237,6 +237,20 @@ fn from_document(document: &Document) -> Value {
     }
 }
 
+/// Sets the [`Parts`] and the target on a Converse or a ConverseStream request builder (two
+/// types with the same setters).
+macro_rules! with_parts {
+    ($builder:expr, $target:expr, $parts:expr) => {
+        $builder
+            .model_id(&$target.invoke_id)
+            .set_messages(Some($parts.messages))
+            .set_system($parts.system)
+            .inference_config($parts.inference)
+            .set_tool_config($parts.tools)
+            .set_additional_model_request_fields($parts.additional)
+    };
+}
+
 /// Everything of a conversation that Converse and ConverseStream are sent alike.
 struct Parts {
     messages: Vec<SdkMessage>,
@@ -479,15 +493,7 @@ impl ModelInvoker for BedrockInvoker {
         timeout: Option<Duration>,
     ) -> Result<ModelAnswer, ModelError> {
         let parts = Parts::of(conversation)?;
-        let output = self
-            .client
-            .converse()
-            .model_id(&target.invoke_id)
-            .set_messages(Some(parts.messages))
-            .set_system(parts.system)
-            .inference_config(parts.inference)
-            .set_tool_config(parts.tools)
-            .set_additional_model_request_fields(parts.additional)
+        let output = with_parts!(self.client.converse(), target, parts)
             .customize()
             .config_override(call_config(target, timeout))
             .send()
@@ -503,15 +509,7 @@ impl ModelInvoker for BedrockInvoker {
     ) -> Result<ModelStream, ModelError> {
         let parts = Parts::of(conversation)?;
         let started = async {
-            let output = self
-                .client
-                .converse_stream()
-                .model_id(&target.invoke_id)
-                .set_messages(Some(parts.messages))
-                .set_system(parts.system)
-                .inference_config(parts.inference)
-                .set_tool_config(parts.tools)
-                .set_additional_model_request_fields(parts.additional)
+            let output = with_parts!(self.client.converse_stream(), target, parts)
                 .customize()
                 .config_override(call_config(target, None))
                 .send()
@@ -666,6 +664,87 @@ mod tests {
         assert_eq!(answer.text(), "hi!");
         assert_eq!(answer.stop_reason, "end_turn");
         assert_eq!(answer.usage.total_tokens, 5);
+        assert_eq!(rule.num_calls(), 1);
+    }
+
+    /// Tools, tool calls and tool results reach Converse as its own types, and a tool call in
+    /// the answer comes back with its input as JSON.
+    #[tokio::test]
+    async fn sends_tools_and_reads_tool_calls() {
+        use crate::domain::conversation::{
+            InputSchema, Tool, ToolResult, ToolSpec, ToolUse as DomainToolUse,
+        };
+        use aws_sdk_bedrockruntime::types::{ToolChoice as SdkChoice, ToolUseBlock};
+        let mut with_tools = conversation();
+        with_tools.messages.push(Message {
+            role: Role::Assistant,
+            content: vec![ContentBlock::ToolUse(DomainToolUse {
+                tool_use_id: "t1".into(),
+                name: "get_weather".into(),
+                input: serde_json::json!({"city": "Paris", "days": 2}),
+            })],
+        });
+        with_tools.messages.push(Message {
+            role: Role::User,
+            content: vec![ContentBlock::ToolResult(ToolResult {
+                tool_use_id: "t1".into(),
+                content: vec![ToolResultContent::Json(serde_json::json!({"celsius": 21}))],
+                status: Some(ToolResultStatus::Success),
+            })],
+        });
+        with_tools.tool_config = Some(ToolConfig {
+            tools: vec![Tool::ToolSpec(ToolSpec {
+                name: "get_weather".into(),
+                description: Some("the weather".into()),
+                input_schema: InputSchema {
+                    json: serde_json::json!({"type": "object"}),
+                },
+            })],
+            tool_choice: Some(ToolChoice::Any {}),
+        });
+        let rule = mock!(aws_sdk_bedrockruntime::Client::converse)
+            .match_requests(|req| {
+                let tools = req.tool_config().unwrap();
+                let spec = tools.tools()[0].as_tool_spec().unwrap();
+                let call = req.messages()[1].content()[0].as_tool_use().unwrap();
+                let result = req.messages()[2].content()[0].as_tool_result().unwrap();
+                spec.name() == "get_weather"
+                    && matches!(tools.tool_choice(), Some(SdkChoice::Any(_)))
+                    && call.tool_use_id() == "t1"
+                    && call.input().as_object().and_then(|o| o.get("days"))
+                        == Some(&Document::Number(Number::PosInt(2)))
+                    && result.tool_use_id() == "t1"
+                    && result.status() == Some(&SdkToolResultStatus::Success)
+                    && result.content()[0].is_json()
+            })
+            .then_output(|| {
+                ConverseOutput::builder()
+                    .output(Output::Message(
+                        SdkMessage::builder()
+                            .role(ConversationRole::Assistant)
+                            .content(SdkContentBlock::ToolUse(
+                                ToolUseBlock::builder()
+                                    .tool_use_id("t2")
+                                    .name("get_weather")
+                                    .input(to_document(&serde_json::json!({"city": "Lyon"})))
+                                    .build()
+                                    .unwrap(),
+                            ))
+                            .build()
+                            .unwrap(),
+                    ))
+                    .stop_reason(StopReason::ToolUse)
+                    .build()
+                    .unwrap()
+            });
+        let client = mock_client!(aws_sdk_bedrockruntime, RuleMode::MatchAny, [&rule]);
+        let answer = BedrockInvoker::from_client(client)
+            .converse(&on_demand(HAIKU), &with_tools, None)
+            .await
+            .unwrap();
+        assert_eq!(answer.stop_reason, "tool_use");
+        let call = answer.tool_uses().next().unwrap();
+        assert_eq!(call.input, serde_json::json!({"city": "Lyon"}));
         assert_eq!(rule.num_calls(), 1);
     }
 
