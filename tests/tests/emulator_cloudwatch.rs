@@ -99,6 +99,18 @@ async fn put(
         .map(|_| ())
 }
 
+/// The typed error PutMetricData refuses these datums with.
+async fn refused(client: &Client, datums: Vec<MetricDatum>) -> PutMetricDataError {
+    put(client, datums).await.unwrap_err().into_service_error()
+}
+
+/// PutMetricData refuses these datums as an invalid parameter value, with this message.
+async fn assert_invalid_value(client: &Client, datums: Vec<MetricDatum>, message: &str) {
+    let error = refused(client, datums).await;
+    assert!(error.is_invalid_parameter_value_exception(), "{error:?}");
+    assert_eq!(error.message(), Some(message));
+}
+
 #[tokio::test]
 async fn put_then_get_reads_back_exact_statistics_per_period() {
     let (_emulator, client) = stack().await;
@@ -338,58 +350,46 @@ async fn each_put_metric_data_limit_is_refused_with_its_typed_error() {
     let at = minute(1);
     let one = || datum("M", 1.0, at, &[]);
 
-    let error = put(&client, vec![one(); 1001])
-        .await
-        .unwrap_err()
-        .into_service_error();
-    assert!(error.is_invalid_parameter_value_exception(), "{error:?}");
-    assert_eq!(
-        error.message(),
-        Some("The collection MetricData must not have a size greater than 1000.")
-    );
+    assert_invalid_value(
+        &client,
+        vec![one(); 1001],
+        "The collection MetricData must not have a size greater than 1000.",
+    )
+    .await;
 
     let mut wide = MetricDatum::builder().metric_name("M").value(1.0);
     for i in 0..31 {
         wide = wide.dimensions(dimension(&format!("D{i}"), "v"));
     }
-    let error = put(&client, vec![wide.build()])
-        .await
-        .unwrap_err()
-        .into_service_error();
-    assert!(error.is_invalid_parameter_value_exception(), "{error:?}");
-    assert_eq!(
-        error.message(),
-        Some("The collection MetricData.member.1.Dimensions must not have a size greater than 30.")
-    );
+    assert_invalid_value(
+        &client,
+        vec![wide.build()],
+        "The collection MetricData.member.1.Dimensions must not have a size greater than 30.",
+    )
+    .await;
 
     let many_values = MetricDatum::builder()
         .metric_name("M")
         .set_values(Some((0..151).map(f64::from).collect()))
         .build();
-    let error = put(&client, vec![many_values])
-        .await
-        .unwrap_err()
-        .into_service_error();
-    assert!(error.is_invalid_parameter_value_exception(), "{error:?}");
-    assert_eq!(
-        error.message(),
-        Some("The collection MetricData.member.1.Values must not have a size greater than 150.")
-    );
+    assert_invalid_value(
+        &client,
+        vec![many_values],
+        "The collection MetricData.member.1.Values must not have a size greater than 150.",
+    )
+    .await;
 
     let uneven = MetricDatum::builder()
         .metric_name("M")
         .set_values(Some(vec![1.0, 2.0]))
         .set_counts(Some(vec![1.0]))
         .build();
-    let error = put(&client, vec![one(), uneven])
-        .await
-        .unwrap_err()
-        .into_service_error();
-    assert!(error.is_invalid_parameter_value_exception(), "{error:?}");
-    assert_eq!(
-        error.message(),
-        Some("The parameters MetricData.member.2.Values and MetricData.member.2.Counts must be of the same size.")
-    );
+    assert_invalid_value(
+        &client,
+        vec![one(), uneven],
+        "The parameters MetricData.member.2.Values and MetricData.member.2.Counts must be of the same size.",
+    )
+    .await;
 
     let incomplete = MetricDatum::builder()
         .metric_name("M")
@@ -401,10 +401,7 @@ async fn each_put_metric_data_limit_is_refused_with_its_typed_error() {
                 .build(),
         )
         .build();
-    let error = put(&client, vec![incomplete])
-        .await
-        .unwrap_err()
-        .into_service_error();
+    let error = refused(&client, vec![incomplete]).await;
     assert!(error.is_missing_required_parameter_exception(), "{error:?}");
     assert_eq!(
         error.message(),
@@ -423,10 +420,7 @@ async fn each_put_metric_data_limit_is_refused_with_its_typed_error() {
                 .build(),
         )
         .build();
-    let error = put(&client, vec![both])
-        .await
-        .unwrap_err()
-        .into_service_error();
+    let error = refused(&client, vec![both]).await;
     assert!(
         error.is_invalid_parameter_combination_exception(),
         "{error:?}"
@@ -437,18 +431,12 @@ async fn each_put_metric_data_limit_is_refused_with_its_typed_error() {
         (f64::INFINITY, "Infinity"),
         (2f64.powi(361), "4.6970851655476665E108"),
     ] {
-        let error = put(&client, vec![datum("M", value, at, &[])])
-            .await
-            .unwrap_err()
-            .into_service_error();
-        assert!(error.is_invalid_parameter_value_exception(), "{error:?}");
-        assert_eq!(
-            error.message(),
-            Some(
-                format!("The value {shown} for parameter MetricData.member.1.Value is invalid.")
-                    .as_str()
-            )
-        );
+        assert_invalid_value(
+            &client,
+            vec![datum("M", value, at, &[])],
+            &format!("The value {shown} for parameter MetricData.member.1.Value is invalid."),
+        )
+        .await;
     }
 
     let error = client
@@ -474,7 +462,7 @@ async fn each_put_metric_data_limit_is_refused_with_its_typed_error() {
                 .build()
         })
         .collect();
-    let error = put(&client, heavy).await.unwrap_err().into_service_error();
+    let error = refused(&client, heavy).await;
     assert_eq!(error.code(), Some("RequestEntityTooLarge"), "{error:?}");
 
     // Nothing of a refused request was kept.

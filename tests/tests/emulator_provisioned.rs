@@ -4,11 +4,22 @@
 //! (`aws-sdk-bedrockruntime`) following it: served only while it serves, throttled beyond its
 //! tokens per minute.
 
-use aws_sdk_bedrock::error::ProvideErrorMetadata;
-use aws_sdk_bedrock::operation::get_provisioned_model_throughput::GetProvisionedModelThroughputOutput;
+use aws_sdk_bedrock::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_bedrock::operation::create_provisioned_model_throughput::builders::CreateProvisionedModelThroughputFluentBuilder;
+use aws_sdk_bedrock::operation::delete_provisioned_model_throughput::{
+    DeleteProvisionedModelThroughputError, DeleteProvisionedModelThroughputOutput,
+};
+use aws_sdk_bedrock::operation::get_provisioned_model_throughput::{
+    GetProvisionedModelThroughputError, GetProvisionedModelThroughputOutput,
+};
 use aws_sdk_bedrock::types::{
     CommitmentDuration, ProvisionedModelStatus, SortByProvisionedModels, SortOrder, Tag,
 };
+use aws_sdk_bedrockruntime::error::SdkError as RuntimeSdkError;
+use aws_sdk_bedrockruntime::operation::converse_stream::{
+    ConverseStreamError, ConverseStreamOutput,
+};
+use aws_sdk_bedrockruntime::operation::invoke_model::{InvokeModelError, InvokeModelOutput};
 use aws_sdk_bedrockruntime::types::{
     ContentBlock, ConversationRole, InferenceConfiguration, Message,
 };
@@ -39,30 +50,108 @@ async fn stack() -> Stack {
     }
 }
 
+/// A user message of one text block.
+fn user(text: &str) -> Message {
+    Message::builder()
+        .role(ConversationRole::User)
+        .content(ContentBlock::Text(text.to_owned()))
+        .build()
+        .unwrap()
+}
+
 fn foundation_arn(model: &str) -> String {
     format!("arn:aws:bedrock:us-east-1::foundation-model/{model}")
 }
 
 impl Stack {
-    async fn create(&self, name: &str, model: &str, units: i32) -> String {
+    /// CreateProvisionedModelThroughput of a name, a model and model units, to complete.
+    fn create_request(
+        &self,
+        name: &str,
+        model: &str,
+        units: i32,
+    ) -> CreateProvisionedModelThroughputFluentBuilder {
         self.bedrock
             .create_provisioned_model_throughput()
             .provisioned_model_name(name)
             .model_id(model)
             .model_units(units)
+    }
+
+    async fn create(&self, name: &str, model: &str, units: i32) -> String {
+        self.create_request(name, model, units)
             .send()
             .await
             .expect("CreateProvisionedModelThroughput")
             .provisioned_model_arn
     }
 
-    async fn get(&self, identifier: &str) -> GetProvisionedModelThroughputOutput {
+    async fn try_get(
+        &self,
+        identifier: &str,
+    ) -> Result<GetProvisionedModelThroughputOutput, SdkError<GetProvisionedModelThroughputError>>
+    {
         self.bedrock
             .get_provisioned_model_throughput()
             .provisioned_model_id(identifier)
             .send()
             .await
+    }
+
+    async fn get(&self, identifier: &str) -> GetProvisionedModelThroughputOutput {
+        self.try_get(identifier)
+            .await
             .expect("GetProvisionedModelThroughput")
+    }
+
+    /// The error GetProvisionedModelThroughput answers for an identifier it does not find.
+    async fn get_error(&self, identifier: &str) -> GetProvisionedModelThroughputError {
+        self.try_get(identifier)
+            .await
+            .unwrap_err()
+            .into_service_error()
+    }
+
+    async fn delete(
+        &self,
+        identifier: &str,
+    ) -> Result<
+        DeleteProvisionedModelThroughputOutput,
+        SdkError<DeleteProvisionedModelThroughputError>,
+    > {
+        self.bedrock
+            .delete_provisioned_model_throughput()
+            .provisioned_model_id(identifier)
+            .send()
+            .await
+    }
+
+    /// ConverseStream with a "hi".
+    async fn converse_stream(
+        &self,
+        model_id: &str,
+    ) -> Result<ConverseStreamOutput, RuntimeSdkError<ConverseStreamError>> {
+        self.runtime
+            .converse_stream()
+            .model_id(model_id)
+            .messages(user("hi"))
+            .send()
+            .await
+    }
+
+    async fn invoke_model(
+        &self,
+        model_id: &str,
+        body: &Value,
+    ) -> Result<InvokeModelOutput, RuntimeSdkError<InvokeModelError>> {
+        self.runtime
+            .invoke_model()
+            .model_id(model_id)
+            .body(aws_sdk_bedrockruntime::primitives::Blob::new(
+                body.to_string(),
+            ))
+            .send()
+            .await
     }
 
     /// A short Converse call; its total tokens.
@@ -75,13 +164,7 @@ impl Stack {
         self.runtime
             .converse()
             .model_id(model_id)
-            .messages(
-                Message::builder()
-                    .role(ConversationRole::User)
-                    .content(ContentBlock::Text(text.to_owned()))
-                    .build()
-                    .unwrap(),
-            )
+            .messages(user(text))
             .inference_config(
                 InferenceConfiguration::builder()
                     .max_tokens(max_tokens)
@@ -91,6 +174,13 @@ impl Stack {
             .await
             .map(|answer| answer.usage.unwrap().total_tokens)
             .map_err(|e| e.into_service_error())
+    }
+
+    /// `POST /_emulator/config` of these Provisioned Throughput settings.
+    async fn configure(&self, provisioned: Value) {
+        self.emulator
+            .configure(json!({ "provisioned": provisioned }))
+            .await;
     }
 
     async fn stats(&self) -> Value {
@@ -109,10 +199,7 @@ impl Stack {
 #[tokio::test]
 async fn a_new_provisioned_throughput_is_creating_then_in_service_by_name_and_arn() {
     let stack = stack().await;
-    stack
-        .emulator
-        .configure(json!({"provisioned": {"createMs": 1500}}))
-        .await;
+    stack.configure(json!({"createMs": 1500})).await;
     let arn = stack.create("haiku-lifecycle", HAIKU, 2).await;
     assert!(
         arn.starts_with("arn:aws:bedrock:us-east-1:123456789012:provisioned-model/"),
@@ -256,10 +343,7 @@ async fn list_filters_sorts_and_paginates() {
 async fn update_renames_through_updating_and_serves_meanwhile() {
     let stack = stack().await;
     let arn = stack.create("before-rename", HAIKU, 1).await;
-    stack
-        .emulator
-        .configure(json!({"provisioned": {"updateMs": 1500}}))
-        .await;
+    stack.configure(json!({"updateMs": 1500})).await;
     stack
         .bedrock
         .update_provisioned_model_throughput()
@@ -273,14 +357,7 @@ async fn update_renames_through_updating_and_serves_meanwhile() {
     assert_eq!(updating.provisioned_model_name, "after-rename");
     // Bedrock serves during an update.
     stack.converse(&arn, "during the update", 20).await.unwrap();
-    let missing = stack
-        .bedrock
-        .get_provisioned_model_throughput()
-        .provisioned_model_id("before-rename")
-        .send()
-        .await
-        .unwrap_err()
-        .into_service_error();
+    let missing = stack.get_error("before-rename").await;
     assert!(missing.is_resource_not_found_exception(), "{missing:?}");
     wait_in_service(&stack.bedrock, "after-rename").await;
 
@@ -309,27 +386,11 @@ async fn delete_removes_it_and_the_runtime_refuses_it_afterwards() {
     let stack = stack().await;
     let arn = stack.create("to-delete", HAIKU, 1).await;
     stack.converse(&arn, "while it lasts", 20).await.unwrap();
-    stack
-        .bedrock
-        .delete_provisioned_model_throughput()
-        .provisioned_model_id(&arn)
-        .send()
-        .await
-        .unwrap();
-    let gone = stack
-        .bedrock
-        .get_provisioned_model_throughput()
-        .provisioned_model_id(&arn)
-        .send()
-        .await
-        .unwrap_err()
-        .into_service_error();
+    stack.delete(&arn).await.unwrap();
+    let gone = stack.get_error(&arn).await;
     assert!(gone.is_resource_not_found_exception(), "{gone:?}");
     let again = stack
-        .bedrock
-        .delete_provisioned_model_throughput()
-        .provisioned_model_id("to-delete")
-        .send()
+        .delete("to-delete")
         .await
         .unwrap_err()
         .into_service_error();
@@ -348,11 +409,7 @@ async fn the_same_client_request_token_gives_the_same_arn_and_a_taken_name_confl
     let stack = stack().await;
     let create = |token: &str| {
         stack
-            .bedrock
-            .create_provisioned_model_throughput()
-            .provisioned_model_name("idempotent")
-            .model_id(HAIKU)
-            .model_units(1)
+            .create_request("idempotent", HAIKU, 1)
             .client_request_token(token)
             .send()
     };
@@ -369,11 +426,7 @@ async fn the_same_client_request_token_gives_the_same_arn_and_a_taken_name_confl
 
     // Another request (the SDK fills in a new token) for the same name conflicts.
     let conflict = stack
-        .bedrock
-        .create_provisioned_model_throughput()
-        .provisioned_model_name("idempotent")
-        .model_id(HAIKU)
-        .model_units(1)
+        .create_request("idempotent", HAIKU, 1)
         .send()
         .await
         .unwrap_err()
@@ -389,11 +442,7 @@ async fn the_same_client_request_token_gives_the_same_arn_and_a_taken_name_confl
 async fn committed_capacity_refuses_deletion_until_its_term_ends() {
     let stack = stack().await;
     let arn = stack
-        .bedrock
-        .create_provisioned_model_throughput()
-        .provisioned_model_name("committed")
-        .model_id(HAIKU)
-        .model_units(1)
+        .create_request("committed", HAIKU, 1)
         .commitment_duration(CommitmentDuration::OneMonth)
         .send()
         .await
@@ -408,14 +457,7 @@ async fn committed_capacity_refuses_deletion_until_its_term_ends() {
         "one calendar month: {term} s"
     );
 
-    let refused = stack
-        .bedrock
-        .delete_provisioned_model_throughput()
-        .provisioned_model_id(&arn)
-        .send()
-        .await
-        .unwrap_err()
-        .into_service_error();
+    let refused = stack.delete(&arn).await.unwrap_err().into_service_error();
     assert!(refused.is_validation_exception(), "{refused:?}");
     assert!(
         refused
@@ -426,33 +468,17 @@ async fn committed_capacity_refuses_deletion_until_its_term_ends() {
     );
     // The emulator's present, moved past the term.
     let later = chrono::DateTime::from_timestamp(expires.secs() + 1, 0).unwrap();
-    stack
-        .emulator
-        .configure(json!({"provisioned": {"now": later.to_rfc3339()}}))
-        .await;
-    stack
-        .bedrock
-        .delete_provisioned_model_throughput()
-        .provisioned_model_id(&arn)
-        .send()
-        .await
-        .unwrap();
+    stack.configure(json!({"now": later.to_rfc3339()})).await;
+    stack.delete(&arn).await.unwrap();
 }
 
 #[tokio::test]
 async fn no_commitment_units_beyond_the_quota_are_refused() {
     let stack = stack().await;
-    stack
-        .emulator
-        .configure(json!({"provisioned": {"noCommitmentUnitQuota": 3}}))
-        .await;
+    stack.configure(json!({"noCommitmentUnitQuota": 3})).await;
     stack.create("quota-a", HAIKU, 2).await;
     let over = stack
-        .bedrock
-        .create_provisioned_model_throughput()
-        .provisioned_model_name("quota-b")
-        .model_id(HAIKU)
-        .model_units(2)
+        .create_request("quota-b", HAIKU, 2)
         .send()
         .await
         .unwrap_err()
@@ -465,8 +491,9 @@ async fn no_commitment_units_beyond_the_quota_are_refused() {
 async fn an_injected_failure_ends_failed_with_its_message_and_is_not_served() {
     let stack = stack().await;
     stack
-        .emulator
-        .configure(json!({"provisioned": {"failOn": ["doomed-pt"], "failureMessage": "No capacity in this Region."}}))
+        .configure(
+            json!({"failOn": ["doomed-pt"], "failureMessage": "No capacity in this Region."}),
+        )
         .await;
     let arn = stack.create("doomed-pt", HAIKU, 1).await;
     let pt = stack.get(&arn).await;
@@ -478,13 +505,7 @@ async fn an_injected_failure_ends_failed_with_its_message_and_is_not_served() {
     let refused = stack.converse(&arn, "hello?", 20).await.unwrap_err();
     assert!(refused.is_model_not_ready_exception(), "{refused:?}");
     // A failed one can be deleted.
-    stack
-        .bedrock
-        .delete_provisioned_model_throughput()
-        .provisioned_model_id("doomed-pt")
-        .send()
-        .await
-        .unwrap();
+    stack.delete("doomed-pt").await.unwrap();
 }
 
 #[tokio::test]
@@ -492,8 +513,7 @@ async fn calls_beyond_the_tokens_per_minute_are_throttled_while_a_smaller_load_p
     let stack = stack().await;
     // 400 tokens a minute per model unit: two units serve 800.
     stack
-        .emulator
-        .configure(json!({"provisioned": {"tokensPerMinuteByModel": {HAIKU: 400}}}))
+        .configure(json!({"tokensPerMinuteByModel": {HAIKU: 400}}))
         .await;
     let arn = stack.create("small-capacity", HAIKU, 2).await;
 
@@ -538,84 +558,32 @@ async fn calls_beyond_the_tokens_per_minute_are_throttled_while_a_smaller_load_p
 #[tokio::test]
 async fn streams_and_invoke_model_follow_the_provisioned_throughput_too() {
     let stack = stack().await;
-    stack
-        .emulator
-        .configure(json!({"provisioned": {"createMs": 60_000}}))
-        .await;
+    stack.configure(json!({"createMs": 60_000})).await;
     let arn = stack.create("other-apis", HAIKU, 1).await;
     let body = json!({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 20,
         "messages": [{"role": "user", "content": "hi"}]});
-    let invoke = || {
-        stack
-            .runtime
-            .invoke_model()
-            .model_id(&arn)
-            .body(aws_sdk_bedrockruntime::primitives::Blob::new(
-                body.to_string(),
-            ))
-            .send()
-    };
-    let early = invoke().await.unwrap_err().into_service_error();
+    let early = stack
+        .invoke_model(&arn, &body)
+        .await
+        .unwrap_err()
+        .into_service_error();
     assert!(early.is_model_not_ready_exception(), "{early:?}");
     let stream = stack
-        .runtime
-        .converse_stream()
-        .model_id(&arn)
-        .messages(
-            Message::builder()
-                .role(ConversationRole::User)
-                .content(ContentBlock::Text("hi".to_owned()))
-                .build()
-                .unwrap(),
-        )
-        .send()
+        .converse_stream(&arn)
         .await
         .unwrap_err()
         .into_service_error();
     assert!(stream.is_model_not_ready_exception(), "{stream:?}");
 
     // Deleting while Creating is a conflict; once in service it serves both APIs.
-    let busy = stack
-        .bedrock
-        .delete_provisioned_model_throughput()
-        .provisioned_model_id(&arn)
-        .send()
-        .await
-        .unwrap_err()
-        .into_service_error();
+    let busy = stack.delete(&arn).await.unwrap_err().into_service_error();
     assert!(busy.is_conflict_exception(), "{busy:?}");
-    stack
-        .emulator
-        .configure(json!({"provisioned": {"createMs": 0}}))
-        .await;
+    stack.configure(json!({"createMs": 0})).await;
     let arn = stack.create("other-apis-2", HAIKU, 1).await;
-    let answer = stack
-        .runtime
-        .invoke_model()
-        .model_id(&arn)
-        .body(aws_sdk_bedrockruntime::primitives::Blob::new(
-            body.to_string(),
-        ))
-        .send()
-        .await
-        .unwrap();
+    let answer = stack.invoke_model(&arn, &body).await.unwrap();
     let answer: Value = serde_json::from_slice(answer.body.as_ref()).unwrap();
     assert_eq!(answer["type"], "message");
-    let mut stream = stack
-        .runtime
-        .converse_stream()
-        .model_id(&arn)
-        .messages(
-            Message::builder()
-                .role(ConversationRole::User)
-                .content(ContentBlock::Text("hi".to_owned()))
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap()
-        .stream;
+    let mut stream = stack.converse_stream(&arn).await.unwrap().stream;
     let mut events = 0;
     while let Some(_event) = stream.recv().await.unwrap() {
         events += 1;
@@ -627,11 +595,7 @@ async fn streams_and_invoke_model_follow_the_provisioned_throughput_too() {
 async fn tags_are_listed_added_and_removed() {
     let stack = stack().await;
     let arn = stack
-        .bedrock
-        .create_provisioned_model_throughput()
-        .provisioned_model_name("tagged")
-        .model_id(HAIKU)
-        .model_units(1)
+        .create_request("tagged", HAIKU, 1)
         .tags(
             Tag::builder()
                 .key("capacity-plan")

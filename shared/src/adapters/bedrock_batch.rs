@@ -1,12 +1,13 @@
 //! Bedrock's batch inference API (`CreateModelInvocationJob` and friends).
 
-use aws_sdk_bedrock::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_bedrock::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_bedrock::types::{
     ModelInvocationJobInputDataConfig, ModelInvocationJobOutputDataConfig,
     ModelInvocationJobS3InputDataConfig, ModelInvocationJobS3OutputDataConfig, ModelInvocationType,
     S3InputFormat,
 };
 
+use super::sdk_error::SdkFailure;
 use crate::domain::error::JobError;
 use crate::ports::{BatchJobs, JobRequest, JobState};
 
@@ -30,19 +31,9 @@ fn job_error<E>(error: SdkError<E>) -> JobError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    let detail = DisplayErrorContext(&error).to_string();
-    let code = error
-        .as_service_error()
-        .and_then(|e| e.code())
-        .unwrap_or_default();
-    let message = format!(
-        "{code}: {}",
-        error
-            .as_service_error()
-            .and_then(|e| e.message())
-            .unwrap_or(&detail)
-    );
-    match code {
+    let failure = SdkFailure::of(&error);
+    let message = failure.message();
+    match failure.code.as_str() {
         "ServiceQuotaExceededException" => JobError::QuotaExceeded(message),
         "ValidationException"
         | "ResourceNotFoundException"

@@ -4,11 +4,12 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_bedrock::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_bedrock::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_bedrock::primitives::DateTime as SdkDateTime;
 use aws_sdk_bedrock::types::{CommitmentDuration, ProvisionedModelSummary, Tag};
 use chrono::{DateTime, Utc};
 
+use super::sdk_error::SdkFailure;
 use crate::domain::capacity::{Capacity, CapacityError, CapacityStatus, Commitment, CreateOrder};
 use crate::ports::ProvisionedThroughputs;
 
@@ -33,19 +34,9 @@ fn capacity_error<E>(error: SdkError<E>) -> CapacityError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    let detail = DisplayErrorContext(&error).to_string();
-    let code = error
-        .as_service_error()
-        .and_then(|e| e.code())
-        .unwrap_or_default();
-    let message = format!(
-        "{code}: {}",
-        error
-            .as_service_error()
-            .and_then(|e| e.message())
-            .unwrap_or(&detail)
-    );
-    match code {
+    let failure = SdkFailure::of(&error);
+    let message = failure.message();
+    match failure.code.as_str() {
         "ServiceQuotaExceededException" => CapacityError::QuotaExceeded(message),
         "ConflictException" => CapacityError::Conflict(message),
         "ResourceNotFoundException" => CapacityError::NotFound(message),

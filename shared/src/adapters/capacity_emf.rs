@@ -2,72 +2,60 @@
 //! run acted on, by `ModelId`, counting `Created`, `Deleted`, `Adopted`, `Failed` and
 //! `QuotaRefused`.
 
-use std::io::Write;
-
-use chrono::Utc;
 use serde_json::{json, Value};
 
-use super::emf::metrics_level;
+use super::emf::{directive, document, EmfStdout};
 use crate::domain::capacity::CapacityCounts;
 use crate::ports::CapacityMetricsSink;
 
 /// The EMF document of one model's counts.
 pub fn render(namespace: &str, level: &str, counts: &CapacityCounts, timestamp_ms: i64) -> Value {
-    json!({
-        "_aws": {
-            "Timestamp": timestamp_ms,
-            "CloudWatchMetrics": [{
-                "Namespace": namespace,
-                "Dimensions": [["ModelId"]],
-                "Metrics": [
-                    {"Name": "Created", "Unit": "Count"},
-                    {"Name": "Deleted", "Unit": "Count"},
-                    {"Name": "Adopted", "Unit": "Count"},
-                    {"Name": "Failed", "Unit": "Count"},
-                    {"Name": "QuotaRefused", "Unit": "Count"}
-                ]
-            }]
-        },
-        "level": level,
-        "ModelId": counts.model_id,
-        "Created": counts.created,
-        "Deleted": counts.deleted,
-        "Adopted": counts.adopted,
-        "Failed": counts.failed,
-        "QuotaRefused": counts.quota_refused,
-    })
+    let metrics = [
+        ("Created", "Count"),
+        ("Deleted", "Count"),
+        ("Adopted", "Count"),
+        ("Failed", "Count"),
+        ("QuotaRefused", "Count"),
+    ];
+    document(
+        timestamp_ms,
+        vec![directive(namespace, &["ModelId"], &metrics)],
+        level,
+        json!({
+            "ModelId": counts.model_id,
+            "Created": counts.created,
+            "Deleted": counts.deleted,
+            "Adopted": counts.adopted,
+            "Failed": counts.failed,
+            "QuotaRefused": counts.quota_refused,
+        }),
+    )
 }
 
-/// Writes the lines to stdout, outside the log filter, as [`super::emf::EmfStdout`] does.
+/// Writes the lines to stdout, outside the log filter, as [`EmfStdout`] does.
 #[derive(Debug, Clone)]
 pub struct CapacityEmf {
-    namespace: String,
-    level: &'static str,
+    emf: EmfStdout,
 }
 
 impl CapacityEmf {
     /// `log_level` is the function's application log level (`AWS_LAMBDA_LOG_LEVEL`).
     pub fn new(namespace: impl Into<String>, log_level: Option<&str>) -> Self {
         Self {
-            namespace: namespace.into(),
-            level: metrics_level(log_level),
+            emf: EmfStdout::new(namespace, log_level),
         }
     }
 
     pub fn line(&self, counts: &CapacityCounts) -> String {
-        render(
-            &self.namespace,
-            self.level,
-            counts,
-            Utc::now().timestamp_millis(),
-        )
-        .to_string()
+        self.emf.render_line(|namespace, level, timestamp_ms| {
+            render(namespace, level, counts, timestamp_ms)
+        })
     }
 }
 
 impl CapacityMetricsSink for CapacityEmf {
     fn publish(&self, counts: &CapacityCounts) {
-        let _ = writeln!(std::io::stdout().lock(), "{}", self.line(counts));
+        EmfStdout::write_line(&self.line(counts));
     }
 }
 

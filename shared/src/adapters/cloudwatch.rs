@@ -6,13 +6,14 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use aws_sdk_cloudwatch::config::retry::RetryConfig;
-use aws_sdk_cloudwatch::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_cloudwatch::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{
     Dimension, DimensionFilter, Metric, MetricDataQuery, MetricDatum, MetricStat, ScanBy,
     StandardUnit,
 };
 
+use super::sdk_error::SdkFailure;
 use crate::domain::reporting::{Datum, MetricId, MetricsError, Query, Sample, Series};
 use crate::ports::{MetricsReader, MetricsWriter};
 
@@ -64,12 +65,8 @@ fn metrics_error<E>(error: SdkError<E>) -> MetricsError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    let detail = DisplayErrorContext(&error).to_string();
-    let code = error
-        .as_service_error()
-        .and_then(|e| e.code())
-        .unwrap_or_default();
-    match code {
+    let SdkFailure { code, detail, .. } = SdkFailure::of(&error);
+    match code.as_str() {
         "Throttling"
         | "ThrottlingException"
         | "TooManyRequestsException"

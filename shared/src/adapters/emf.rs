@@ -35,57 +35,84 @@ fn count(condition: bool) -> u8 {
     u8::from(condition)
 }
 
+/// One directive of an EMF document: metrics (name, unit) of a namespace by one set of
+/// dimensions (none: across every value of the document's dimensions).
+pub fn directive(namespace: &str, dimensions: &[&str], metrics: &[(&str, &str)]) -> Value {
+    json!({
+        "Namespace": namespace,
+        "Dimensions": [dimensions],
+        "Metrics": metrics
+            .iter()
+            .map(|(name, unit)| json!({"Name": name, "Unit": unit}))
+            .collect::<Vec<_>>(),
+    })
+}
+
+/// An EMF document: the `_aws` metadata (timestamp and directives), the level, then the
+/// members of `values` (an object of dimension and metric values), in their order.
+pub fn document(timestamp_ms: i64, directives: Vec<Value>, level: &str, values: Value) -> Value {
+    let mut doc = json!({
+        "_aws": {
+            "Timestamp": timestamp_ms,
+            "CloudWatchMetrics": directives,
+        },
+        "level": level,
+    });
+    if let (Some(doc), Value::Object(values)) = (doc.as_object_mut(), values) {
+        doc.extend(values);
+    }
+    doc
+}
+
 /// The EMF document for one request: every metric by `ModelId`; the request and error counts
 /// and the latency across models too (no dimension: what the alarms and the dashboard's
 /// percentiles read); and, when a capacity served it, `TokensProcessed` by `ModelId` and
 /// `Route`, from which metrics-publisher tells the tokens Provisioned Throughput served.
 pub fn render(namespace: &str, level: &str, metrics: &RequestMetrics, timestamp_ms: i64) -> Value {
     let outcome = metrics.outcome;
-    let mut directives = vec![json!({
-        "Namespace": namespace,
-        "Dimensions": [[]],
-        "Metrics": [
-            {"Name": "Requests", "Unit": "Count"},
-            {"Name": "InferenceLatency", "Unit": "Milliseconds"},
-            {"Name": "Throttles", "Unit": "Count"},
-            {"Name": "ClientErrors", "Unit": "Count"},
-            {"Name": "ServerErrors", "Unit": "Count"},
-            {"Name": "Timeouts", "Unit": "Count"}
-        ]
-    })];
+    let mut directives = vec![
+        directive(
+            namespace,
+            &["ModelId"],
+            &[
+                ("Requests", "Count"),
+                ("InferenceLatency", "Milliseconds"),
+                ("InputTokens", "Count"),
+                ("OutputTokens", "Count"),
+                ("TokensProcessed", "Count"),
+                ("CacheHit", "Count"),
+                ("EstimatedCostUSD", "None"),
+                ("EstimatedSavingsUSD", "None"),
+                ("OnDemandEquivalentUSD", "None"),
+                ("CacheEntryTooLarge", "Count"),
+                ("Throttles", "Count"),
+                ("ClientErrors", "Count"),
+                ("ServerErrors", "Count"),
+                ("Timeouts", "Count"),
+                ("Spillovers", "Count"),
+            ],
+        ),
+        directive(
+            namespace,
+            &[],
+            &[
+                ("Requests", "Count"),
+                ("InferenceLatency", "Milliseconds"),
+                ("Throttles", "Count"),
+                ("ClientErrors", "Count"),
+                ("ServerErrors", "Count"),
+                ("Timeouts", "Count"),
+            ],
+        ),
+    ];
     if metrics.route.is_some() {
-        directives.push(json!({
-            "Namespace": namespace,
-            "Dimensions": [["ModelId", "Route"]],
-            "Metrics": [{"Name": "TokensProcessed", "Unit": "Count"}]
-        }));
+        directives.push(directive(
+            namespace,
+            &["ModelId", "Route"],
+            &[("TokensProcessed", "Count")],
+        ));
     }
-    let mut doc = json!({
-        "_aws": {
-            "Timestamp": timestamp_ms,
-            "CloudWatchMetrics": [{
-                "Namespace": namespace,
-                "Dimensions": [["ModelId"]],
-                "Metrics": [
-                    {"Name": "Requests", "Unit": "Count"},
-                    {"Name": "InferenceLatency", "Unit": "Milliseconds"},
-                    {"Name": "InputTokens", "Unit": "Count"},
-                    {"Name": "OutputTokens", "Unit": "Count"},
-                    {"Name": "TokensProcessed", "Unit": "Count"},
-                    {"Name": "CacheHit", "Unit": "Count"},
-                    {"Name": "EstimatedCostUSD", "Unit": "None"},
-                    {"Name": "EstimatedSavingsUSD", "Unit": "None"},
-                    {"Name": "OnDemandEquivalentUSD", "Unit": "None"},
-                    {"Name": "CacheEntryTooLarge", "Unit": "Count"},
-                    {"Name": "Throttles", "Unit": "Count"},
-                    {"Name": "ClientErrors", "Unit": "Count"},
-                    {"Name": "ServerErrors", "Unit": "Count"},
-                    {"Name": "Timeouts", "Unit": "Count"},
-                    {"Name": "Spillovers", "Unit": "Count"}
-                ]
-            }]
-        },
-        "level": level,
+    let values = json!({
         "ModelId": metrics.model_id.as_deref().unwrap_or(NO_MODEL),
         "Route": metrics.route.map(|r| r.as_str()),
         "Tier": metrics.tier.map(|t| t.as_str()),
@@ -106,13 +133,7 @@ pub fn render(namespace: &str, level: &str, metrics: &RequestMetrics, timestamp_
         "Timeouts": count(outcome == Outcome::Timeout),
         "Spillovers": count(metrics.spilled_over),
     });
-    if let Some(list) = doc
-        .pointer_mut("/_aws/CloudWatchMetrics")
-        .and_then(Value::as_array_mut)
-    {
-        list.append(&mut directives);
-    }
-    doc
+    document(timestamp_ms, directives, level, values)
 }
 
 /// Writes EMF lines to stdout, where the Lambda runtime ships them to CloudWatch Logs. They do
@@ -133,20 +154,25 @@ impl EmfStdout {
     }
 
     pub fn line(&self, metrics: &RequestMetrics) -> String {
-        render(
-            &self.namespace,
-            self.level,
-            metrics,
-            Utc::now().timestamp_millis(),
-        )
-        .to_string()
+        self.render_line(|namespace, level, timestamp_ms| {
+            render(namespace, level, metrics, timestamp_ms)
+        })
+    }
+
+    /// A document rendered with this writer's namespace and level, stamped now, as one line.
+    pub(crate) fn render_line(&self, render: impl FnOnce(&str, &str, i64) -> Value) -> String {
+        render(&self.namespace, self.level, Utc::now().timestamp_millis()).to_string()
+    }
+
+    /// Writes a line to stdout. A metric that cannot be written must not fail the caller.
+    pub(crate) fn write_line(line: &str) {
+        let _ = writeln!(std::io::stdout().lock(), "{line}");
     }
 }
 
 impl MetricsSink for EmfStdout {
     fn publish(&self, metrics: &RequestMetrics) {
-        // A metric that cannot be written must not fail the request.
-        let _ = writeln!(std::io::stdout().lock(), "{}", self.line(metrics));
+        Self::write_line(&self.line(metrics));
     }
 }
 

@@ -30,3 +30,5 @@ pub mod provisioned_inventory;
 pub mod report_state;
 #[cfg(feature = "s3")]
 pub mod s3_store;
+#[cfg(any(feature = "bedrock", feature = "cloudwatch"))]
+mod sdk_error;

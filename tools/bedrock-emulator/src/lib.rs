@@ -16,6 +16,7 @@
 
 pub mod batch;
 pub mod catalog;
+pub mod checks;
 pub mod cloudwatch;
 pub mod converse;
 pub mod error;
@@ -23,6 +24,7 @@ pub mod events;
 pub mod eventstream;
 pub mod fault;
 pub mod generate;
+pub mod ids;
 pub mod invoke;
 pub mod provisioned;
 pub mod state;

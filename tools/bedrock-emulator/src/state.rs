@@ -50,7 +50,7 @@ pub struct BehaviourPatch {
 }
 
 /// Tells a `null` (clear: `Some(None)`) from an absent field (keep: `None`).
-fn set_or_clear<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+pub(crate) fn set_or_clear<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
 where
     D: Deserializer<'de>,
     T: Deserialize<'de>,

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::catalog::Catalog;
+use crate::checks::Violations;
 use crate::error::BedrockError;
 
 /// The model's `ModelInvocationJobName` pattern (anchored, as Bedrock applies it).
@@ -163,70 +164,6 @@ pub struct Accepted {
     pub invocation_type: InvocationType,
 }
 
-/// Constraint violations, reported together as Bedrock does:
-/// `2 validation errors detected: Value … at 'jobName' failed to satisfy constraint: …; …`.
-#[derive(Default)]
-struct Violations(Vec<String>);
-
-impl Violations {
-    fn add(&mut self, value: Option<&str>, path: &str, constraint: impl AsRef<str>) {
-        let value = match value {
-            Some(v) => format!("'{v}'"),
-            None => "null".to_owned(),
-        };
-        self.0.push(format!(
-            "Value {value} at '{path}' failed to satisfy constraint: Member must {}",
-            constraint.as_ref()
-        ));
-    }
-
-    fn required(&mut self, path: &str) {
-        self.add(None, path, "not be null");
-    }
-
-    /// Length (in characters) and pattern of a string member.
-    fn string(&mut self, value: &str, path: &str, (min, max): (usize, usize), pattern: &str) {
-        let length = value.chars().count();
-        if length < min {
-            self.add(
-                Some(value),
-                path,
-                format!("have length greater than or equal to {min}"),
-            );
-        }
-        if length > max {
-            self.add(
-                Some(value),
-                path,
-                format!("have length less than or equal to {max}"),
-            );
-        }
-        if !full_match(pattern, value) {
-            self.add(
-                Some(value),
-                path,
-                format!("satisfy regular expression pattern: {pattern}"),
-            );
-        }
-    }
-
-    fn into_result(self) -> Result<(), BedrockError> {
-        match self.0.len() {
-            0 => Ok(()),
-            n => Err(BedrockError::validation(format!(
-                "{n} validation error{} detected: {}",
-                if n == 1 { "" } else { "s" },
-                self.0.join("; ")
-            ))),
-        }
-    }
-}
-
-/// Whether the whole value matches a model pattern.
-pub fn full_match(pattern: &str, value: &str) -> bool {
-    regex_lite::Regex::new(&format!("^(?:{pattern})$")).is_ok_and(|re| re.is_match(value))
-}
-
 /// The identifier of a Provisioned Throughput, which batch inference does not take.
 fn is_provisioned(model_id: &str) -> bool {
     model_id.starts_with("arn:") && model_id.contains(":provisioned-model/")
@@ -332,9 +269,8 @@ pub fn check_create(catalog: &Catalog, request: CreateRequest) -> Result<Accepte
         }
     }
     if request.tags.as_ref().is_some_and(|t| t.len() > 200) {
-        v.0.push(
-            "Value at 'tags' failed to satisfy constraint: Member must have length less than or equal to 200"
-                .to_owned(),
+        v.push(
+            "Value at 'tags' failed to satisfy constraint: Member must have length less than or equal to 200",
         );
     }
     let invocation_type = match request.model_invocation_type.as_deref() {
@@ -473,6 +409,7 @@ impl Job {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checks::full_match;
 
     fn request(body: Value) -> Result<Accepted, BedrockError> {
         let request: CreateRequest = serde_json::from_value(body).unwrap();

@@ -18,14 +18,16 @@ use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::Json;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{Duration, Utc};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tokio::task::AbortHandle;
 
+use crate::checks::{full_match, status_equals, ListPage, ListSpec};
 use crate::error::BedrockError;
+use crate::ids::new_id;
 use crate::state::{BatchSettings, EmulatorState};
-use job::{check_create, full_match, Accepted, CreateRequest, Job, Status};
+use job::{check_create, Accepted, CreateRequest, Job, Status};
 
 /// The account and region jobs and events belong to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,18 +84,6 @@ impl Jobs {
         }
         counts
     }
-}
-
-/// Twelve lowercase alphanumerics, as Bedrock's job ids.
-fn new_job_id(seq: u64) -> String {
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let nanos = Utc::now().timestamp_nanos_opt().unwrap_or_default();
-    let digest = Sha256::digest(format!("{seq}:{nanos}:{}", std::process::id()));
-    digest
-        .iter()
-        .take(12)
-        .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
-        .collect()
 }
 
 /// A UUID-shaped id derived from a seed (event ids).
@@ -206,10 +196,7 @@ impl EmulatorState {
         }
         registry.seq += 1;
         let seq = registry.seq;
-        let mut id = new_job_id(seq);
-        while registry.jobs.contains_key(&id) {
-            id = new_job_id(seq ^ u64::from(id.as_bytes()[0]));
-        }
+        let id = new_id("", seq, |id| registry.jobs.contains_key(id));
         let now = Utc::now();
         let job = Job {
             arn: format!(
@@ -305,132 +292,12 @@ pub async fn stop(
     Ok(Json(json!({})))
 }
 
-/// `ListModelInvocationJobs`' query, checked.
-#[derive(Debug, Default)]
-struct ListQuery {
-    status: Option<Status>,
-    name_contains: Option<String>,
-    after: Option<DateTime<Utc>>,
-    before: Option<DateTime<Utc>>,
-    ascending: bool,
-    max_results: usize,
-    /// The creation order (`seq`) of the last job of the previous page.
-    after_seq: Option<u64>,
-}
-
-const DEFAULT_MAX_RESULTS: usize = 1000;
-
-fn parse_time(value: &str) -> Option<DateTime<Utc>> {
-    if let Ok(time) = DateTime::parse_from_rfc3339(value) {
-        return Some(time.with_timezone(&Utc));
-    }
-    // Epoch seconds, possibly fractional.
-    let seconds: f64 = value.parse().ok()?;
-    DateTime::from_timestamp_millis((seconds * 1000.0) as i64)
-}
-
-fn list_query(params: &HashMap<String, String>) -> Result<ListQuery, BedrockError> {
-    let invalid = |value: &str, name: &str, constraint: &str| {
-        BedrockError::validation(format!(
-            "1 validation error detected: Value '{value}' at '{name}' failed to satisfy constraint: Member must {constraint}"
-        ))
-    };
-    let mut query = ListQuery {
-        max_results: DEFAULT_MAX_RESULTS,
-        ..ListQuery::default()
-    };
-    if let Some(value) = params.get("statusEquals") {
-        let names: Vec<_> = Status::ALL.iter().map(|s| s.as_str()).collect();
-        query.status = Some(Status::parse(value).ok_or_else(|| {
-            invalid(
-                value,
-                "statusEquals",
-                &format!("satisfy enum value set: [{}]", names.join(", ")),
-            )
-        })?);
-    }
-    if let Some(value) = params.get("nameContains") {
-        if value.is_empty() || value.chars().count() > 63 {
-            return Err(invalid(
-                value,
-                "nameContains",
-                "have length between 1 and 63",
-            ));
-        }
-        if !full_match(job::JOB_NAME_PATTERN, value) {
-            return Err(invalid(
-                value,
-                "nameContains",
-                &format!(
-                    "satisfy regular expression pattern: {}",
-                    job::JOB_NAME_PATTERN
-                ),
-            ));
-        }
-        query.name_contains = Some(value.clone());
-    }
-    for (name, slot) in [
-        ("submitTimeAfter", &mut query.after),
-        ("submitTimeBefore", &mut query.before),
-    ] {
-        if let Some(value) = params.get(name) {
-            *slot = Some(
-                parse_time(value)
-                    .ok_or_else(|| invalid(value, name, "be an ISO-8601 timestamp"))?,
-            );
-        }
-    }
-    if let Some(value) = params.get("sortBy") {
-        if value != "CreationTime" {
-            return Err(invalid(
-                value,
-                "sortBy",
-                "satisfy enum value set: [CreationTime]",
-            ));
-        }
-    }
-    if let Some(value) = params.get("sortOrder") {
-        query.ascending = match value.as_str() {
-            "Ascending" => true,
-            "Descending" => false,
-            _ => {
-                return Err(invalid(
-                    value,
-                    "sortOrder",
-                    "satisfy enum value set: [Ascending, Descending]",
-                ))
-            }
-        };
-    }
-    if let Some(value) = params.get("maxResults") {
-        let n: i64 = value
-            .parse()
-            .map_err(|_| invalid(value, "maxResults", "be an integer"))?;
-        if n < 1 {
-            return Err(invalid(
-                value,
-                "maxResults",
-                "have value greater than or equal to 1",
-            ));
-        }
-        if n > 1000 {
-            return Err(invalid(
-                value,
-                "maxResults",
-                "have value less than or equal to 1000",
-            ));
-        }
-        query.max_results = usize::try_from(n).unwrap_or(DEFAULT_MAX_RESULTS);
-    }
-    if let Some(value) = params.get("nextToken") {
-        let seq = value
-            .strip_prefix("page-after-")
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| BedrockError::validation("The provided pagination token is invalid."))?;
-        query.after_seq = Some(seq);
-    }
-    Ok(query)
-}
+/// How `ListModelInvocationJobs` names its filters and page tokens.
+const LIST_SPEC: ListSpec = ListSpec {
+    name_pattern: job::JOB_NAME_PATTERN,
+    time_params: ("submitTimeAfter", "submitTimeBefore"),
+    token_prefix: "page-after-",
+};
 
 pub async fn list(
     State(state): State<Arc<EmulatorState>>,
@@ -438,47 +305,25 @@ pub async fn list(
 ) -> Result<Json<Value>, BedrockError> {
     let Query(params) =
         params.map_err(|e| BedrockError::validation(format!("Malformed query string: {e}")))?;
-    let query = list_query(&params)?;
+    let names = Status::ALL.map(Status::as_str);
+    let status = status_equals(&params, &names, Status::parse)?;
+    let page = ListPage::parse(&params, &LIST_SPEC)?;
     let mut jobs: Vec<Job> = state
         .jobs
         .lock()
         .jobs
         .values()
-        .filter(|j| query.status.is_none_or(|s| j.status == s))
-        .filter(|j| {
-            query
-                .name_contains
-                .as_deref()
-                .is_none_or(|n| j.request.job_name.contains(n))
-        })
-        .filter(|j| query.after.is_none_or(|t| j.submit_time > t))
-        .filter(|j| query.before.is_none_or(|t| j.submit_time < t))
+        .filter(|j| status.is_none_or(|s| j.status == s))
+        .filter(|j| page.admits(&j.request.job_name, j.submit_time))
         .cloned()
         .collect();
     jobs.sort_by_key(|j| j.seq);
-    if !query.ascending {
-        jobs.reverse();
-    }
-    if let Some(after) = query.after_seq {
-        jobs.retain(|j| {
-            if query.ascending {
-                j.seq > after
-            } else {
-                j.seq < after
-            }
-        });
-    }
-    let more = jobs.len() > query.max_results;
-    jobs.truncate(query.max_results);
-    let mut answer = json!({
-        "invocationJobSummaries": jobs.iter().map(Job::describe).collect::<Vec<_>>(),
-    });
-    if more {
-        if let Some(last) = jobs.last() {
-            answer["nextToken"] = json!(format!("page-after-{}", last.seq));
-        }
-    }
-    Ok(Json(answer))
+    Ok(Json(page.answer(
+        "invocationJobSummaries",
+        jobs,
+        |j| j.seq,
+        Job::describe,
+    )))
 }
 
 /// `GET /_emulator/events`: the most recent job-state events, oldest first.

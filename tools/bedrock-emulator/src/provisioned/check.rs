@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use crate::batch::job::full_match;
+use crate::checks::Violations;
 use crate::error::BedrockError;
 
 /// `ProvisionedModelName` (also the name part of `ProvisionedModelId`).
@@ -102,91 +102,32 @@ pub struct TagsRequest {
     pub tag_keys: Option<Vec<String>>,
 }
 
-/// Constraint violations, reported together as Bedrock does:
-/// `2 validation errors detected: Value … at 'modelUnits' failed to satisfy constraint: …; …`.
-#[derive(Default)]
-pub struct Violations(Vec<String>);
-
-impl Violations {
-    pub fn add(&mut self, value: Option<&str>, path: &str, constraint: impl AsRef<str>) {
-        let value = match value {
-            Some(v) => format!("'{v}'"),
-            None => "null".to_owned(),
-        };
-        self.0.push(format!(
-            "Value {value} at '{path}' failed to satisfy constraint: Member must {}",
-            constraint.as_ref()
+/// A list of tags: at most 200, each key 1–128 and value 0–256 of the tag pattern.
+fn check_tags(v: &mut Violations, tags: &[TagIn], path: &str) -> Vec<Tag> {
+    if tags.len() > MAX_TAGS_PER_REQUEST {
+        v.push(format!(
+            "Value at '{path}' failed to satisfy constraint: Member must have length less than or equal to {MAX_TAGS_PER_REQUEST}"
         ));
     }
-
-    pub fn required(&mut self, path: &str) {
-        self.add(None, path, "not be null");
-    }
-
-    /// Length (in characters) and pattern of a string member.
-    pub fn string(&mut self, value: &str, path: &str, (min, max): (usize, usize), pattern: &str) {
-        let length = value.chars().count();
-        if length < min {
-            self.add(
-                Some(value),
-                path,
-                format!("have length greater than or equal to {min}"),
-            );
+    let mut checked = Vec::new();
+    for (i, tag) in tags.iter().enumerate() {
+        let at = format!("{path}.{}.member", i + 1);
+        match &tag.key {
+            Some(key) => v.string(key, &format!("{at}.key"), (1, 128), TAG_PATTERN),
+            None => v.required(&format!("{at}.key")),
         }
-        if length > max {
-            self.add(
-                Some(value),
-                path,
-                format!("have length less than or equal to {max}"),
-            );
+        match &tag.value {
+            Some(value) => v.string(value, &format!("{at}.value"), (0, 256), TAG_PATTERN),
+            None => v.required(&format!("{at}.value")),
         }
-        if !full_match(pattern, value) {
-            self.add(
-                Some(value),
-                path,
-                format!("satisfy regular expression pattern: {pattern}"),
-            );
+        if let (Some(key), Some(value)) = (&tag.key, &tag.value) {
+            checked.push(Tag {
+                key: key.clone(),
+                value: value.clone(),
+            });
         }
     }
-
-    /// A list of tags: at most 200, each key 1–128 and value 0–256 of the tag pattern.
-    fn tags(&mut self, tags: &[TagIn], path: &str) -> Vec<Tag> {
-        if tags.len() > MAX_TAGS_PER_REQUEST {
-            self.0.push(format!(
-                "Value at '{path}' failed to satisfy constraint: Member must have length less than or equal to {MAX_TAGS_PER_REQUEST}"
-            ));
-        }
-        let mut checked = Vec::new();
-        for (i, tag) in tags.iter().enumerate() {
-            let at = format!("{path}.{}.member", i + 1);
-            match &tag.key {
-                Some(key) => self.string(key, &format!("{at}.key"), (1, 128), TAG_PATTERN),
-                None => self.required(&format!("{at}.key")),
-            }
-            match &tag.value {
-                Some(value) => self.string(value, &format!("{at}.value"), (0, 256), TAG_PATTERN),
-                None => self.required(&format!("{at}.value")),
-            }
-            if let (Some(key), Some(value)) = (&tag.key, &tag.value) {
-                checked.push(Tag {
-                    key: key.clone(),
-                    value: value.clone(),
-                });
-            }
-        }
-        checked
-    }
-
-    pub fn into_result(self) -> Result<(), BedrockError> {
-        match self.0.len() {
-            0 => Ok(()),
-            n => Err(BedrockError::validation(format!(
-                "{n} validation error{} detected: {}",
-                if n == 1 { "" } else { "s" },
-                self.0.join("; ")
-            ))),
-        }
-    }
+    checked
 }
 
 /// A request body as JSON; an empty body is an empty object, as the SDKs may send it.
@@ -239,7 +180,7 @@ pub fn check_create(request: CreateRequest) -> Result<Accepted, BedrockError> {
             None
         }
     };
-    let tags = v.tags(request.tags.as_deref().unwrap_or_default(), "tags");
+    let tags = check_tags(&mut v, request.tags.as_deref().unwrap_or_default(), "tags");
     v.into_result()?;
     Ok(Accepted {
         client_request_token: request.client_request_token,
@@ -256,6 +197,11 @@ pub fn check_create(request: CreateRequest) -> Result<Accepted, BedrockError> {
 
 /// Checks the `provisionedModelId` of Get, Update and Delete.
 pub fn check_identifier(identifier: &str) -> Result<(), BedrockError> {
+    identifier_violations(identifier).into_result()
+}
+
+/// The violations of a `provisionedModelId`.
+fn identifier_violations(identifier: &str) -> Violations {
     let mut v = Violations::default();
     v.string(
         identifier,
@@ -263,18 +209,12 @@ pub fn check_identifier(identifier: &str) -> Result<(), BedrockError> {
         (1, 2048),
         IDENTIFIER_PATTERN,
     );
-    v.into_result()
+    v
 }
 
 /// Checks an update request's members.
 pub fn check_update(identifier: &str, request: &UpdateRequest) -> Result<(), BedrockError> {
-    let mut v = Violations::default();
-    v.string(
-        identifier,
-        "provisionedModelId",
-        (1, 2048),
-        IDENTIFIER_PATTERN,
-    );
+    let mut v = identifier_violations(identifier);
     if let Some(name) = &request.desired_provisioned_model_name {
         v.string(name, "desiredProvisionedModelName", (1, 63), NAME_PATTERN);
     }
@@ -314,7 +254,7 @@ pub fn check_tags_request(
         None => v.required("resourceARN"),
     }
     let tags = match &request.tags {
-        Some(tags) => v.tags(tags, "tags"),
+        Some(tags) => check_tags(&mut v, tags, "tags"),
         None if tags_required => {
             v.required("tags");
             Vec::new()
@@ -324,7 +264,7 @@ pub fn check_tags_request(
     let keys = match &request.tag_keys {
         Some(keys) => {
             if keys.len() > MAX_TAGS_PER_REQUEST {
-                v.0.push(format!(
+                v.push(format!(
                     "Value at 'tagKeys' failed to satisfy constraint: Member must have length less than or equal to {MAX_TAGS_PER_REQUEST}"
                 ));
             }
@@ -346,11 +286,4 @@ pub fn check_tags_request(
     };
     v.into_result()?;
     Ok((request.resource_arn.clone().unwrap_or_default(), tags, keys))
-}
-
-/// A `1 validation error detected` for one query parameter.
-pub fn invalid(value: &str, name: &str, constraint: &str) -> BedrockError {
-    BedrockError::validation(format!(
-        "1 validation error detected: Value '{value}' at '{name}' failed to satisfy constraint: Member must {constraint}"
-    ))
 }

@@ -53,16 +53,17 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Duration, Months, Utc};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{json, Map, Value};
-use sha2::{Digest, Sha256};
 
-use crate::batch::job::{full_match, timestamp};
+use crate::batch::job::timestamp;
+use crate::checks::{full_match, invalid, parse_time, status_equals, ListPage, ListSpec};
 use crate::error::BedrockError;
 use crate::fault::Fault;
+use crate::ids::new_id;
 use crate::state::EmulatorState;
 use check::{
-    body, check_create, check_identifier, check_tags_request, check_update, invalid, Accepted,
+    body, check_create, check_identifier, check_tags_request, check_update, Accepted,
     CreateRequest, TagsRequest, UpdateRequest, MAX_TAGS_PER_RESOURCE, MODEL_ARN_PATTERN,
     NAME_PATTERN,
 };
@@ -119,15 +120,6 @@ fn serialize_time<S: Serializer>(
     time.map(timestamp).serialize(serializer)
 }
 
-/// Tells a `null` (clear: `Some(None)`) from an absent field (keep: `None`).
-fn set_or_clear<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(deserializer).map(Some)
-}
-
 /// A partial update of [`ProvisionedSettings`]; an unknown field is refused.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -140,17 +132,8 @@ pub struct ProvisionedPatch {
     pub tokens_per_minute: Option<u64>,
     #[serde(default)]
     pub tokens_per_minute_by_model: BTreeMap<String, Option<u64>>,
-    #[serde(default, deserialize_with = "set_or_clear")]
+    #[serde(default, deserialize_with = "crate::state::set_or_clear")]
     pub now: Option<Option<String>>,
-}
-
-fn parse_time(value: &str) -> Option<DateTime<Utc>> {
-    if let Ok(time) = DateTime::parse_from_rfc3339(value) {
-        return Some(time.with_timezone(&Utc));
-    }
-    // Epoch seconds, possibly fractional.
-    let seconds: f64 = value.parse().ok()?;
-    DateTime::from_timestamp_millis((seconds * 1000.0) as i64)
 }
 
 impl ProvisionedSettings {
@@ -470,18 +453,6 @@ pub fn is_provisioned_arn(model_id: &str) -> bool {
     model_id.starts_with("arn:") && model_id.contains(":provisioned-model/")
 }
 
-/// Twelve lowercase alphanumerics, as Bedrock's Provisioned Throughput ids.
-fn new_id(seq: u64) -> String {
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let nanos = Utc::now().timestamp_nanos_opt().unwrap_or_default();
-    let digest = Sha256::digest(format!("pt:{seq}:{nanos}:{}", std::process::id()));
-    digest
-        .iter()
-        .take(12)
-        .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
-        .collect()
-}
-
 fn invalid_model() -> BedrockError {
     BedrockError::validation("The provided model identifier is invalid.")
 }
@@ -585,10 +556,7 @@ impl EmulatorState {
         }
         inner.seq += 1;
         let seq = inner.seq;
-        let mut id = new_id(seq);
-        while inner.pts.contains_key(&id) {
-            id = new_id(seq ^ u64::from(id.as_bytes()[0]));
-        }
+        let id = new_id("pt:", seq, |id| inner.pts.contains_key(id));
         // Milliseconds, as reported, so that a reported time filters as it reads.
         let now = now_millis();
         let failure = settings
@@ -881,133 +849,34 @@ pub async fn delete(
     Ok(Json(json!({})))
 }
 
-/// `ListProvisionedModelThroughputs`' query, checked.
-#[derive(Debug, Default)]
-struct ListQuery {
-    status: Option<Status>,
-    model_arn: Option<String>,
-    name_contains: Option<String>,
-    after: Option<DateTime<Utc>>,
-    before: Option<DateTime<Utc>>,
-    ascending: bool,
-    max_results: usize,
-    /// The creation order (`seq`) of the last one of the previous page.
-    after_seq: Option<u64>,
-}
+/// How `ListProvisionedModelThroughputs` names its filters and page tokens.
+const LIST_SPEC: ListSpec = ListSpec {
+    name_pattern: NAME_PATTERN,
+    time_params: ("creationTimeAfter", "creationTimeBefore"),
+    token_prefix: "pt-after-",
+};
 
-const DEFAULT_MAX_RESULTS: usize = 1000;
-
-fn list_query(params: &HashMap<String, String>) -> Result<ListQuery, BedrockError> {
-    let mut query = ListQuery {
-        max_results: DEFAULT_MAX_RESULTS,
-        ..ListQuery::default()
+/// `modelArnEquals`, checked.
+fn model_arn_equals(params: &HashMap<String, String>) -> Result<Option<String>, BedrockError> {
+    let Some(value) = params.get("modelArnEquals") else {
+        return Ok(None);
     };
-    if let Some(value) = params.get("statusEquals") {
-        let names: Vec<_> = Status::ALL.iter().map(|s| s.as_str()).collect();
-        query.status = Some(Status::parse(value).ok_or_else(|| {
-            invalid(
-                value,
-                "statusEquals",
-                &format!("satisfy enum value set: [{}]", names.join(", ")),
-            )
-        })?);
+    let length = value.chars().count();
+    if !(20..=1011).contains(&length) {
+        return Err(invalid(
+            value,
+            "modelArnEquals",
+            "have length between 20 and 1011",
+        ));
     }
-    if let Some(value) = params.get("modelArnEquals") {
-        let length = value.chars().count();
-        if !(20..=1011).contains(&length) {
-            return Err(invalid(
-                value,
-                "modelArnEquals",
-                "have length between 20 and 1011",
-            ));
-        }
-        if !full_match(MODEL_ARN_PATTERN, value) {
-            return Err(invalid(
-                value,
-                "modelArnEquals",
-                &format!("satisfy regular expression pattern: {MODEL_ARN_PATTERN}"),
-            ));
-        }
-        query.model_arn = Some(value.clone());
+    if !full_match(MODEL_ARN_PATTERN, value) {
+        return Err(invalid(
+            value,
+            "modelArnEquals",
+            &format!("satisfy regular expression pattern: {MODEL_ARN_PATTERN}"),
+        ));
     }
-    if let Some(value) = params.get("nameContains") {
-        if value.is_empty() || value.chars().count() > 63 {
-            return Err(invalid(
-                value,
-                "nameContains",
-                "have length between 1 and 63",
-            ));
-        }
-        if !full_match(NAME_PATTERN, value) {
-            return Err(invalid(
-                value,
-                "nameContains",
-                &format!("satisfy regular expression pattern: {NAME_PATTERN}"),
-            ));
-        }
-        query.name_contains = Some(value.clone());
-    }
-    for (name, slot) in [
-        ("creationTimeAfter", &mut query.after),
-        ("creationTimeBefore", &mut query.before),
-    ] {
-        if let Some(value) = params.get(name) {
-            *slot = Some(
-                parse_time(value)
-                    .ok_or_else(|| invalid(value, name, "be an ISO-8601 timestamp"))?,
-            );
-        }
-    }
-    if let Some(value) = params.get("sortBy") {
-        if value != "CreationTime" {
-            return Err(invalid(
-                value,
-                "sortBy",
-                "satisfy enum value set: [CreationTime]",
-            ));
-        }
-    }
-    if let Some(value) = params.get("sortOrder") {
-        query.ascending = match value.as_str() {
-            "Ascending" => true,
-            "Descending" => false,
-            _ => {
-                return Err(invalid(
-                    value,
-                    "sortOrder",
-                    "satisfy enum value set: [Ascending, Descending]",
-                ))
-            }
-        };
-    }
-    if let Some(value) = params.get("maxResults") {
-        let n: i64 = value
-            .parse()
-            .map_err(|_| invalid(value, "maxResults", "be an integer"))?;
-        if n < 1 {
-            return Err(invalid(
-                value,
-                "maxResults",
-                "have value greater than or equal to 1",
-            ));
-        }
-        if n > 1000 {
-            return Err(invalid(
-                value,
-                "maxResults",
-                "have value less than or equal to 1000",
-            ));
-        }
-        query.max_results = usize::try_from(n).unwrap_or(DEFAULT_MAX_RESULTS);
-    }
-    if let Some(value) = params.get("nextToken") {
-        let seq = value
-            .strip_prefix("pt-after-")
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| BedrockError::validation("The provided pagination token is invalid."))?;
-        query.after_seq = Some(seq);
-    }
-    Ok(query)
+    Ok(Some(value.clone()))
 }
 
 pub async fn list(
@@ -1016,45 +885,24 @@ pub async fn list(
 ) -> Result<Json<Value>, BedrockError> {
     let Query(params) =
         params.map_err(|e| BedrockError::validation(format!("Malformed query string: {e}")))?;
-    let query = list_query(&params)?;
-    let mut pts: Vec<Provisioned> = state
+    let names = Status::ALL.map(Status::as_str);
+    let status = status_equals(&params, &names, Status::parse)?;
+    let model_arn = model_arn_equals(&params)?;
+    let page = ListPage::parse(&params, &LIST_SPEC)?;
+    let pts: Vec<Provisioned> = state
         .provisioned
         .all()
         .into_iter()
-        .filter(|pt| query.status.is_none_or(|s| pt.status() == s))
-        .filter(|pt| query.model_arn.as_ref().is_none_or(|a| pt.model_arn == *a))
-        .filter(|pt| {
-            query
-                .name_contains
-                .as_deref()
-                .is_none_or(|n| pt.name.contains(n))
-        })
-        .filter(|pt| query.after.is_none_or(|t| pt.creation_time > t))
-        .filter(|pt| query.before.is_none_or(|t| pt.creation_time < t))
+        .filter(|pt| status.is_none_or(|s| pt.status() == s))
+        .filter(|pt| model_arn.as_ref().is_none_or(|a| pt.model_arn == *a))
+        .filter(|pt| page.admits(&pt.name, pt.creation_time))
         .collect();
-    if !query.ascending {
-        pts.reverse();
-    }
-    if let Some(after) = query.after_seq {
-        pts.retain(|pt| {
-            if query.ascending {
-                pt.seq > after
-            } else {
-                pt.seq < after
-            }
-        });
-    }
-    let more = pts.len() > query.max_results;
-    pts.truncate(query.max_results);
-    let mut answer = json!({
-        "provisionedModelSummaries": pts.iter().map(Provisioned::summary).collect::<Vec<_>>(),
-    });
-    if more {
-        if let Some(last) = pts.last() {
-            answer["nextToken"] = json!(format!("pt-after-{}", last.seq));
-        }
-    }
-    Ok(Json(answer))
+    Ok(Json(page.answer(
+        "provisionedModelSummaries",
+        pts,
+        |pt| pt.seq,
+        Provisioned::summary,
+    )))
 }
 
 fn tags_json(tags: &[Tag]) -> Value {
