@@ -21,7 +21,7 @@ use shared::domain::cache::{
     CacheEntry, CacheKey, CacheMode, CacheState, CachedAnswer, Lease, StoredRecord,
 };
 use shared::domain::conversation::{ModelAnswer, Usage};
-use shared::domain::error::{CacheError, ModelError};
+use shared::domain::error::{CacheError, ModelError, ModelErrorKind};
 use shared::domain::identity::{CallerClaims, Principal};
 use shared::domain::metrics::{Outcome, RequestMetrics};
 use shared::domain::routing::{Plan, Route, Target};
@@ -95,6 +95,8 @@ enum Endpoint {
     Invoke,
     ChatCompletions,
     Models,
+    /// Another path under `/openai/`: a 404 in OpenAI's shape.
+    OpenAiOther,
 }
 
 impl Endpoint {
@@ -104,6 +106,8 @@ impl Endpoint {
             Self::ChatCompletions
         } else if path.ends_with("/openai/v1/models") || path.ends_with("/models") {
             Self::Models
+        } else if path.contains("/openai/") {
+            Self::OpenAiOther
         } else {
             Self::Invoke
         }
@@ -112,7 +116,9 @@ impl Endpoint {
     fn wire(self) -> Wire {
         match self {
             Self::Invoke => Wire::Native,
-            Self::ChatCompletions | Self::Models => Wire::OpenAi(OpenAiOptions::default()),
+            Self::ChatCompletions | Self::Models | Self::OpenAiOther => {
+                Wire::OpenAi(OpenAiOptions::default())
+            }
         }
     }
 }
@@ -329,11 +335,25 @@ where
     ) -> Result<Reply, ApiError> {
         let endpoint = Endpoint::of(request);
         let caller = self.authenticate(request, endpoint).await?;
-        if endpoint == Endpoint::Models {
-            return self.list_models(request, &caller).map(Reply::Json);
+        match endpoint {
+            Endpoint::Models => return self.list_models(request, &caller).map(Reply::Json),
+            Endpoint::OpenAiOther => {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    format!(
+                        "{} is not served here; the OpenAI-compatible routes are POST /openai/v1/chat/completions and GET /openai/v1/models",
+                        request.uri().path()
+                    ),
+                ))
+            }
+            Endpoint::Invoke | Endpoint::ChatCompletions => {}
         }
         let invoke = self.read_request(request, endpoint, ctx)?;
-        self.check_cache_control(&invoke)?;
+        // A tenant's namespace is its own: the shared scope's rules do not apply to it.
+        if caller.tenant.is_none() {
+            self.check_cache_control(&invoke)?;
+        }
         let model = self.choose_model(&invoke, &mut ctx.trace);
         self.admit(&caller, &model).await?;
         let now = self.clock.now();
@@ -453,26 +473,58 @@ where
         ctx: Ctx,
     ) {
         let mut writer = ctx.wire.writer(&meta);
-        if sender.send(writer.opening(&meta)).await.is_err() {
+        let mut client_gone = sender.send(writer.opening(&meta)).await.is_err();
+        // A tenant's answer is read to its end even when its client left, so the tokens it
+        // cost count against the budget; anyone else's is dropped at once, which ends the call.
+        let drain = job.caller.tenant.is_some();
+        if client_gone && !drain {
             return self.abandon(&job, &ctx).await;
         }
+        let idle = self.config.bedrock.read_timeout;
         let mut builder = AnswerBuilder::default();
-        while let Some(item) = events.next().await {
+        loop {
+            let item = match tokio::time::timeout(idle, events.next()).await {
+                Ok(Some(item)) => item,
+                Ok(None) => break,
+                // A stream that stalls ends with an error event, never a silent cut.
+                Err(_) => Err(ModelError::new(
+                    ModelErrorKind::Timeout,
+                    format!("no event from the model for {} ms", idle.as_millis()),
+                )),
+            };
             match item {
                 Ok(event) => {
                     builder.push(&event);
+                    if client_gone {
+                        continue;
+                    }
                     if let Some(frame) = writer.event(&event) {
                         if sender.send(frame).await.is_err() {
-                            return self.abandon(&job, &ctx).await;
+                            if !drain {
+                                return self.abandon(&job, &ctx).await;
+                            }
+                            client_gone = true;
                         }
                     }
                 }
-                Err(error) => return self.fail_stream(&job, &ctx, &writer, &sender, error).await,
+                Err(error) => {
+                    self.charge_partial(&job, &target, &builder).await;
+                    return self.fail_stream(&job, &ctx, &writer, &sender, error).await;
+                }
             }
         }
+        if client_gone {
+            self.charge_partial(&job, &target, &builder).await;
+            return self.abandon(&job, &ctx).await;
+        }
+        let usage = builder.usage();
         let answer = match builder.finish() {
             Ok(answer) => answer,
-            Err(error) => return self.fail_stream(&job, &ctx, &writer, &sender, error).await,
+            Err(error) => {
+                self.record_spend(&job.caller, self.prices(&target, &usage).0)
+                    .await;
+                return self.fail_stream(&job, &ctx, &writer, &sender, error).await;
+            }
         };
         let settled = self.settle(&job, answer, &target).await;
         let latency_ms = elapsed_ms(ctx.started);
@@ -515,9 +567,20 @@ where
         self.report_failure(ctx, &error, elapsed_ms(ctx.started));
     }
 
-    /// Cost, storage and spend of a whole answer from the model.
-    async fn settle(&self, job: &Job, answer: ModelAnswer, target: &Target) -> Answer {
-        let price = self.config.prices.cost(&target.model, &answer.usage);
+    /// What the tokens a stream produced cost, charged to its tenant though the answer was not
+    /// whole (the client left, or Bedrock failed after its usage was known).
+    async fn charge_partial(&self, job: &Job, target: &Target, builder: &AnswerBuilder) {
+        let usage = builder.usage();
+        if usage != Usage::default() {
+            self.record_spend(&job.caller, self.prices(target, &usage).0)
+                .await;
+        }
+    }
+
+    /// The cost of `usage` at the margin, and its on-demand equivalent: Provisioned Throughput
+    /// is billed by the hour, so a call on it costs nothing more.
+    fn prices(&self, target: &Target, usage: &Usage) -> (f64, f64) {
+        let price = self.config.prices.cost(&target.model, usage);
         if price.is_none() && target.route == Route::OnDemand {
             tracing::warn!(
                 model_id = target.model,
@@ -525,11 +588,16 @@ where
             );
         }
         let price = price.unwrap_or(0.0);
-        // Provisioned Throughput is billed by the hour: a call on it costs nothing more.
-        let (cost_usd, on_demand_equivalent_usd) = match target.route {
+        match target.route {
             Route::OnDemand => (price, 0.0),
             Route::Provisioned => (0.0, price),
-        };
+        }
+    }
+
+    /// Cost, storage and spend of a whole answer from the model.
+    async fn settle(&self, job: &Job, answer: ModelAnswer, target: &Target) -> Answer {
+        let (cost_usd, on_demand_equivalent_usd) = self.prices(target, &answer.usage);
+        let price = cost_usd.max(on_demand_equivalent_usd);
         let mut answered = Answer {
             answer,
             cache: job.state,
@@ -866,6 +934,12 @@ where
         endpoint: Endpoint,
     ) -> Result<Caller, ApiError> {
         match (bearer_key(request), endpoint) {
+            // On /v1/invoke a bearer token may be an authorizer's JWT: only a tenant key's
+            // shape makes it a key there.
+            (Some(key), Endpoint::Invoke) if key_id_of(key).is_none() => Ok(Caller {
+                namespace: self.namespace(request)?,
+                tenant: None,
+            }),
             (Some(key), _) => self.tenant_caller(key).await,
             (None, Endpoint::Invoke) => Ok(Caller {
                 namespace: self.namespace(request)?,

@@ -40,6 +40,8 @@ fn neutral(name: &str, value: &Value) -> Option<bool> {
         "n" => value.is_null() || value.as_u64() == Some(1),
         "presence_penalty" | "frequency_penalty" => value.is_null() || value.as_f64() == Some(0.0),
         "logprobs" => value.is_null() || value == &Value::Bool(false),
+        // One tool call at a time cannot be asked of Bedrock's Converse.
+        "parallel_tool_calls" => value.is_null() || value == &Value::Bool(true),
         "response_format" => value.is_null() || value.get("type") == Some(&json!("text")),
         "modalities" => value.is_null() || value == &json!(["text"]),
         "seed" | "logit_bias" | "top_logprobs" | "reasoning_effort" | "audio" | "prediction"
@@ -54,7 +56,6 @@ const IGNORED: &[&str] = &[
     "metadata",
     "store",
     "service_tier",
-    "parallel_tool_calls",
     "safety_identifier",
     "prompt_cache_key",
 ];
@@ -111,10 +112,13 @@ struct ChatTool {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct FunctionSpec {
     name: String,
     description: Option<String>,
     parameters: Option<Value>,
+    /// Schema-exact arguments: Bedrock cannot promise them, so `true` is refused.
+    strict: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -239,12 +243,18 @@ fn read_messages(chat: Vec<ChatMessage>) -> Result<(Vec<TextBlock>, Vec<Message>
                     )
                 })?;
                 let text = text_of(message.content.as_ref(), &param)?.unwrap_or_default();
+                // Bedrock refuses blank text: an empty result is sent as an empty JSON object.
+                let content = if text.trim().is_empty() {
+                    ToolResultContent::Json(json!({}))
+                } else {
+                    ToolResultContent::Text(text)
+                };
                 push(
                     &mut messages,
                     Role::User,
                     vec![ContentBlock::ToolResult(ToolResult {
                         tool_use_id,
-                        content: vec![ToolResultContent::Text(text)],
+                        content: vec![content],
                         status: None,
                     })],
                 );
@@ -276,6 +286,12 @@ fn read_tools(
     };
     let mut specs = Vec::with_capacity(tools.len());
     for (i, tool) in tools.into_iter().enumerate() {
+        if tool.function.strict == Some(true) {
+            return Err(bad(
+                &format!("tools[{i}].function.strict"),
+                "strict function calling is not supported by this Bedrock gateway; remove it",
+            ));
+        }
         if tool.kind != "function" {
             return Err(bad(
                 &format!("tools[{i}].type"),
@@ -303,9 +319,14 @@ fn read_tools(
             "auto" => Some(ToolChoice::Auto {}),
             "required" => Some(ToolChoice::Any {}),
             // Bedrock has no "none": without tool history the tools are left out; with it they
-            // must stay (Bedrock reads the history with them) and the model chooses.
+            // must stay (Bedrock reads the history with them), and the model could call one.
             "none" if !history_has_tools => return Ok(None),
-            "none" => None,
+            "none" => {
+                return Err(bad(
+                    "tool_choice",
+                    "\"none\" is not supported once the conversation holds tool calls (Bedrock needs the tools to read them); use \"auto\" or leave the tools out of the history",
+                ))
+            }
             other => {
                 return Err(bad(
                     "tool_choice",
@@ -711,6 +732,7 @@ mod tests {
             ("presence_penalty", json!(0.5)),
             ("response_format", json!({"type": "json_object"})),
             ("logprobs", json!(true)),
+            ("parallel_tool_calls", json!(false)),
             ("colour", json!("blue")),
         ] {
             let mut body = base();

@@ -534,3 +534,74 @@ async fn a_bearer_key_on_the_native_api_scopes_the_cache_to_its_tenant() {
     );
     assert_eq!(cache.as_deref(), Some("HIT"));
 }
+
+#[tokio::test]
+async fn a_tenant_that_leaves_mid_stream_is_charged_for_what_the_model_wrote() {
+    let tenancy = Arc::new(InMemoryTenancy::default());
+    let key = tenant(&tenancy, vec![], None).await;
+    let gate = Arc::new(Notify::new());
+    let (app, metrics) =
+        build_with_tenancy(&[], GatedModel { gate: gate.clone() }, tenancy.clone());
+    let body = json!({"prompt": "I will leave early", "stream": true});
+    let response = app
+        .handle(http_event("POST", "/v1/invoke", Some(&key), &body))
+        .await;
+    let mut stream = response.into_body();
+    stream.frame().await.unwrap().unwrap();
+    drop(stream);
+    gate.notify_one();
+    while metrics.0.lock().unwrap().is_empty() {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(metrics.last().outcome, Outcome::ClientError);
+    let spent = tenancy
+        .spent("acme", &month_of(common::clock().now()))
+        .await
+        .unwrap();
+    assert!(
+        (spent - 0.0015).abs() < 1e-12,
+        "the tokens written are charged: {spent}"
+    );
+    let mut buffered = body.clone();
+    buffered["stream"] = json!(false);
+    let (_, cache, _) = read(
+        app.handle(http_event("POST", "/v1/invoke", Some(&key), &buffered))
+            .await,
+    );
+    assert_eq!(cache.as_deref(), Some("MISS"), "nothing was stored");
+}
+
+#[tokio::test]
+async fn a_bearer_jwt_on_the_native_api_is_not_taken_for_a_tenant_key() {
+    let tenancy = Arc::new(InMemoryTenancy::default());
+    let (app, _) = build_with_tenancy(&[], FakeModel::answering(), tenancy);
+    let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl";
+    let (status, _, body) = read(
+        app.handle(http_event(
+            "POST",
+            "/v1/invoke",
+            Some(jwt),
+            &json!({"prompt": "hi"}),
+        ))
+        .await,
+    );
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn other_openai_paths_get_openais_not_found() {
+    let tenancy = Arc::new(InMemoryTenancy::default());
+    let key = tenant(&tenancy, vec![], None).await;
+    let (app, _) = build_with_tenancy(&[], FakeModel::answering(), tenancy);
+    let (status, _, body) = read(
+        app.handle(http_event(
+            "GET",
+            "/openai/v1/models/auto/extra",
+            Some(&key),
+            &Value::Null,
+        ))
+        .await,
+    );
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["error"]["type"], "not_found_error");
+}

@@ -13,7 +13,7 @@ use crate::domain::error::TenancyError;
 use crate::domain::tenancy::TenantKey;
 use crate::ports::{SpendLedger, TenantKeyStore};
 
-/// Entries kept at most; past it the cache is emptied (keys are few, so this is rare).
+/// Entries kept at most; past it expired ones go, and new ones are not remembered until then.
 const MAX_ENTRIES: usize = 10_000;
 
 #[derive(Debug)]
@@ -43,8 +43,13 @@ impl<V: Clone> Remembered<V> {
             return;
         }
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if entries.len() >= MAX_ENTRIES {
-            entries.clear();
+        if entries.len() >= MAX_ENTRIES && !entries.contains_key(key) {
+            entries.retain(|_, (at, _)| at.elapsed() < self.ttl);
+            // Still full (a flood of made-up key ids, say): what is remembered stays, so valid
+            // keys are not pushed out; the newcomer is simply not remembered.
+            if entries.len() >= MAX_ENTRIES {
+                return;
+            }
         }
         entries.insert(key.to_owned(), (Instant::now(), value));
     }

@@ -90,6 +90,11 @@ impl AnswerBuilder {
         }
     }
 
+    /// The token counts reported so far (none before the stream's metadata event).
+    pub fn usage(&self) -> Usage {
+        self.usage.unwrap_or_default()
+    }
+
     /// Whether the model said it stopped: an answer cut before that is incomplete.
     pub fn stopped(&self) -> bool {
         self.stop_reason.is_some()
