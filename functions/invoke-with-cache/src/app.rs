@@ -933,13 +933,11 @@ where
         request: &Request,
         endpoint: Endpoint,
     ) -> Result<Caller, ApiError> {
-        match (bearer_key(request), endpoint) {
-            // On /v1/invoke a bearer token may be an authorizer's JWT: only a tenant key's
-            // shape makes it a key there.
-            (Some(key), Endpoint::Invoke) if key_id_of(key).is_none() => Ok(Caller {
-                namespace: self.namespace(request)?,
-                tenant: None,
-            }),
+        // On /v1/invoke a bearer token may be an authorizer's JWT: only a tenant key's shape
+        // makes it a key there.
+        let key = bearer_key(request)
+            .filter(|key| endpoint != Endpoint::Invoke || key_id_of(key).is_some());
+        match (key, endpoint) {
             (Some(key), _) => self.tenant_caller(key).await,
             (None, Endpoint::Invoke) => Ok(Caller {
                 namespace: self.namespace(request)?,
