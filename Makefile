@@ -13,8 +13,11 @@ MOTO_PORT ?= 5000
 EMULATOR_PORT ?= 4010
 DEV_PORT ?= 9000
 export MOTO_PORT EMULATOR_PORT DEV_PORT
+# The architecture `make package` builds: this machine's own, as only its Rust target need be
+# installed (the template's Architecture parameter defaults to arm64).
+PACKAGE_ARCH ?= $(if $(filter aarch64 arm64,$(shell uname -m)),arm64,x86_64)
 
-.PHONY: help dev test venv lint unit-test integration-test stack-check dev-check template-check stack-up stack-down bench deploy fmt clean
+.PHONY: help dev test venv lint unit-test integration-test stack-check dev-check template-check stack-up stack-down bench package deploy fmt clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
@@ -76,6 +79,15 @@ stack-down: ## Stop what stack-up started
 bench: venv ## Latency of the invoke paths, the cold start, batch throughput and memory, against a private stack, with baselines
 	cargo build --profile bench -p invoke-with-cache
 	scripts/with-stack.sh cargo bench -p integration-tests
+
+# sam build runs `cargo lambda build --release [--arm64] --bin NAME` in each function's CodeUri
+# (its package directory), one function after another, into the workspace's target directory
+# (target/<triple>/release, then target/lambda/NAME/bootstrap); cargo-lambda links through zig
+# (the ziglang wheel cargo-lambda's package depends on), for glibc versions Lambda has.
+package: $(VENV)/.cargo-lambda ## sam build for this machine's architecture (PACKAGE_ARCH), offline; checks every function's bootstrap
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" SAM_CLI_TELEMETRY=0 CARGO_TARGET_DIR="$${CARGO_TARGET_DIR:-$(CURDIR)/target}" \
+		sam build --parameter-overrides Architecture=$(PACKAGE_ARCH)
+	$(PY) scripts/package-check.py --architecture $(PACKAGE_ARCH) .aws-sam/build/template.yaml
 
 deploy: $(VENV)/.cargo-lambda ## sam build && sam deploy --guided (needs AWS credentials)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" sam build

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs `make dev` on free ports, sends the README's request twice and expects a MISS then a
-# HIT, then stops everything `make dev` started.
+# HIT, checks the other routes, a batch job run to its end and its announcement, then stops
+# everything `make dev` started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 free_port() { .venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -60,6 +61,44 @@ batch_id=$(.venv/bin/python -c 'import json,sys; print(json.load(open(sys.argv[1
 [ "$(curl -s -o "$STACK_DIR/batch-status" -w '%{http_code}' "http://127.0.0.1:$DEV_PORT/v1/batches/$batch_id")" = 200 ] \
   || fail "GET /v1/batches/$batch_id: $(cat "$STACK_DIR/batch-status")"
 
+# A batch of Bedrock's per-job minimum (100 records) becomes a job: the emulator's job events
+# reach batch-status through cargo lambda's Invoke API, which merges the results and announces
+# the end on moto's EventBridge, whose rule copies it to the stack's SQS queue.
+.venv/bin/python -c 'import json; print(json.dumps({"modelId": "anthropic.claude-3-haiku-20240307-v1:0",
+  "records": [{"recordId": f"r{i:03}", "prompt": f"Question {i}"} for i in range(100)]}))' >"$STACK_DIR/job-request"
+status=$(curl -s -o "$STACK_DIR/job" -w '%{http_code}' "http://127.0.0.1:$DEV_PORT/v1/batches" \
+  -H 'content-type: application/json' --data-binary @"$STACK_DIR/job-request")
+[ "$status" = 202 ] || fail "POST /v1/batches (100 records) answered $status: $(cat "$STACK_DIR/job")"
+job_batch=$(.venv/bin/python -c 'import json,sys; print(json.load(open(sys.argv[1]))["batchId"])' "$STACK_DIR/job")
+state=""
+for _ in $(seq 1 180); do
+  curl -s -o "$STACK_DIR/job-status" "http://127.0.0.1:$DEV_PORT/v1/batches/$job_batch" || true
+  state=$(.venv/bin/python -c 'import json,sys
+try: b = json.load(open(sys.argv[1]))
+except ValueError: b = {}
+print(b.get("status"), b.get("announcement"))' "$STACK_DIR/job-status")
+  [ "$state" = "Completed Announced" ] && break
+  sleep 1
+done
+[ "$state" = "Completed Announced" ] || fail "batch $job_batch did not complete and get announced within 3 minutes: $(cat "$STACK_DIR/job-status")"
+# shellcheck disable=SC1091
+(source "$STACK_DIR/env" && .venv/bin/python - "$job_batch" <<'PY'
+import json, os, sys
+import boto3
+sqs = boto3.client("sqs")
+events = []
+while True:
+    got = sqs.receive_message(QueueUrl=os.environ["BATCH_ANNOUNCEMENTS_QUEUE_URL"],
+                              MaxNumberOfMessages=10, VisibilityTimeout=600).get("Messages", [])
+    if not got:
+        break
+    events += [json.loads(m["Body"]) for m in got]
+mine = [e for e in events if e["detail"].get("batchId") == sys.argv[1]]
+assert len(mine) == 1, events
+assert mine[0]["detail-type"] == "Batch Ended" and mine[0]["detail"]["status"] == "Completed", mine
+PY
+) >"$STACK_DIR/announcement.log" 2>&1 || fail "no Batch Ended event for $job_batch on EventBridge: $(cat "$STACK_DIR/announcement.log")"
+
 # The real openai package through the OpenAI-compatible API, with keys made by the tool.
 # shellcheck disable=SC1091
 source "$STACK_DIR/env"
@@ -68,4 +107,4 @@ budget_key=$(cargo run -q -p tenant-keys -- create --tenant dev-check-budget --m
   || fail "tenant-keys create (budget) failed"
 OPENAI_BASE_URL="http://127.0.0.1:$DEV_PORT/openai/v1" OPENAI_API_KEY="$key" BUDGET_KEY="$budget_key" \
   .venv/bin/python tests/openai_sdk.py >"$STACK_DIR/openai.log" 2>&1 || fail "openai package: $(cat "$STACK_DIR/openai.log")"
-echo "dev check: 7 passed, 0 failed (MISS, HIT, stream, capacity, batch submit and status, openai package: $(tail -n 1 "$STACK_DIR/openai.log"))"
+echo "dev check: 8 passed, 0 failed (MISS, HIT, stream, capacity, batch submit and status, a batch job completed and announced, openai package: $(tail -n 1 "$STACK_DIR/openai.log"))"

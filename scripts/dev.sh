@@ -21,6 +21,23 @@ curl -fsS -o /dev/null "$EMULATOR_URL/_emulator/config" \
   -d "{\"eventTarget\": \"http://127.0.0.1:$DEV_PORT/2015-03-31/functions/batch-status/invocations\"}" \
   || echo "warning: the emulator's batch events will not reach batch-status" >&2
 
+# batch-status's schedule (every 5 minutes in AWS): one run every BATCH_SCHEDULE_SECONDS (60; 0
+# for none) through the same Invoke API, so a batch whose job event was missed still advances
+# and an announcement EventBridge refused is retried. The loop ends with this script.
+BATCH_SCHEDULE_SECONDS=${BATCH_SCHEDULE_SECONDS:-60}
+if [ "$BATCH_SCHEDULE_SECONDS" -gt 0 ]; then
+  (
+    while sleep "$BATCH_SCHEDULE_SECONDS" && kill -0 $$ 2>/dev/null; do
+      curl -fsS -o /dev/null --max-time 120 \
+        "http://127.0.0.1:$DEV_PORT/2015-03-31/functions/batch-status/invocations" \
+        -d '{"detail-type": "Scheduled Event", "source": "aws.events"}' \
+        || echo "warning: batch-status's scheduled run failed" >&2
+    done
+  ) &
+  schedule_pid=$!
+  trap 'kill "$schedule_pid" 2>/dev/null || true' EXIT
+fi
+
 cat <<MSG
 
 Serving the functions on http://127.0.0.1:$DEV_PORT (Ctrl-C to stop; \`make stack-down\` stops the stack).
@@ -38,6 +55,12 @@ The OpenAI-compatible API wants a tenant key (shown once):
 
   source $STACK_DIR/env && cargo run -q -p tenant-keys -- create --tenant dev
   # then: OpenAI(base_url="http://127.0.0.1:$DEV_PORT/openai/v1", api_key="bgw_...")
+
+Batches: batch-status gets the emulator's job events and a scheduled run every
+${BATCH_SCHEDULE_SECONDS}s (0: none); each batch's end is announced on moto's EventBridge (bus
+${BATCH_EVENT_BUS:-default}), and a copy of every announcement waits in an SQS queue:
+
+  source $STACK_DIR/env && aws sqs receive-message --queue-url \$BATCH_ANNOUNCEMENTS_QUEUE_URL
 
 Provisioned Throughput by plan (CAPACITY_PLAN, here $CAPACITY_PLAN): one run of the capacity
 function (EventBridge runs it every minute in AWS):

@@ -1,12 +1,21 @@
 """Creates on the local stack every DynamoDB table and S3 bucket that infra/template.yaml
-declares, with the template's key schemas and TTL settings, and prints the `export` lines that
-name them.
+declares, with the template's key schemas and TTL settings, and the EventBridge buses its
+functions publish to, and prints the `export` lines that name them.
 
 Local names are derived from the logical ids: `CacheTable` becomes the table `cache-table`,
 exported as CACHE_TABLE_NAME; `BatchBucket` becomes `batch-bucket`, exported as
-BATCH_BUCKET_NAME. Running it twice changes nothing.
+BATCH_BUCKET_NAME. A bus is named as the function receives it (an `AWS::Events::EventBus`'s
+`Name`, else its logical id in kebab case; a parameter's default) and exported under the
+function's variable (BATCH_EVENT_BUS=default); moto has the `default` bus, any other is created.
+
+On every such bus a rule (`batch-announcements`) copies the toolkit's own events (source
+bedrock-toolkit.batch) to the SQS queue `batch-announcements`, exported as
+BATCH_ANNOUNCEMENTS_QUEUE_URL, so that a batch's `Batch Ended` announcement can be read back
+(`aws sqs receive-message --queue-url $BATCH_ANNOUNCEMENTS_QUEUE_URL`); the integration tests read
+it there. Running it twice changes nothing.
 """
 
+import json
 import re
 import sys
 
@@ -47,6 +56,57 @@ def create_table(dynamodb, name: str, props: dict) -> None:
         )
 
 
+# The `source` of the toolkit's events (shared::adapters::eventbridge::EVENT_SOURCE).
+EVENT_SOURCE = "bedrock-toolkit.batch"
+TAP = "batch-announcements"
+
+
+def event_buses(template: dict) -> dict[str, str]:
+    """The buses the functions publish to: the variable each function receives → the bus name."""
+    parameters = template.get("Parameters", {})
+    resources = template.get("Resources", {})
+
+    def bus_name(value) -> str | None:
+        if not isinstance(value, dict) or "Ref" not in value:
+            return None
+        ref = value["Ref"]
+        if ref in resources and resources[ref].get("Type") == "AWS::Events::EventBus":
+            name = resources[ref].get("Properties", {}).get("Name")
+            return name if isinstance(name, str) else kebab(ref)
+        if ref in parameters and ref.endswith("EventBus"):
+            default = parameters[ref].get("Default")
+            return default if isinstance(default, str) and default else None
+        return None
+
+    buses = {}
+    for resource in resources.values():
+        if resource.get("Type") not in ("AWS::Serverless::Function", "AWS::Lambda::Function"):
+            continue
+        variables = (
+            resource.get("Properties", {}).get("Environment", {}).get("Variables", {}) or {}
+        )
+        for variable, value in variables.items():
+            name = bus_name(value)
+            if name:
+                buses[variable] = name
+    return buses
+
+
+def create_bus_and_tap(events, name: str, queue_arn: str) -> None:
+    if name != "default":
+        try:
+            events.create_event_bus(Name=name)
+        except events.exceptions.ResourceAlreadyExistsException:
+            pass
+    events.put_rule(
+        Name=TAP,
+        EventBusName=name,
+        EventPattern=json.dumps({"source": [EVENT_SOURCE]}),
+        State="ENABLED",
+    )
+    events.put_targets(Rule=TAP, EventBusName=name, Targets=[{"Id": TAP, "Arn": queue_arn}])
+
+
 def main(template_path: str) -> int:
     template, errors = decode(template_path)
     if errors:
@@ -67,6 +127,19 @@ def main(template_path: str) -> int:
             except s3.exceptions.BucketAlreadyOwnedByYou:
                 pass
             print(f"export {env_name(logical_id, 'Bucket')}={name}")
+    buses = event_buses(template)
+    if buses:
+        events = boto3.client("events")
+        sqs = boto3.client("sqs")
+        queue_url = sqs.create_queue(QueueName=TAP)["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        for name in sorted(set(buses.values())):
+            create_bus_and_tap(events, name, queue_arn)
+        for variable, name in sorted(buses.items()):
+            print(f"export {variable}={name}")
+        print(f"export BATCH_ANNOUNCEMENTS_QUEUE_URL={queue_url}")
     return 0
 
 

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The local AWS stack: moto (DynamoDB, S3) and the Bedrock emulator (Bedrock, CloudWatch), on
-# loopback.
+# The local AWS stack: moto (DynamoDB, S3, EventBridge, SQS) and the Bedrock emulator (Bedrock,
+# CloudWatch), on loopback.
 #
 #   scripts/stack.sh up     start both (if not already running), create the template's
-#                           resources, write $STACK_DIR/env
+#                           resources (tables, buckets, event buses), write $STACK_DIR/env
 #   scripts/stack.sh down   stop exactly the processes `up` started
 #
 # STACK_DIR (default .local), MOTO_PORT (5000), EMULATOR_PORT (4010), AWS_REGION (us-east-1).
@@ -65,6 +65,8 @@ export AWS_SECRET_ACCESS_KEY=testing
 export AWS_EC2_METADATA_DISABLED=true
 export AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:$MOTO_PORT
 export AWS_ENDPOINT_URL_S3=http://127.0.0.1:$MOTO_PORT
+export AWS_ENDPOINT_URL_EVENTBRIDGE=http://127.0.0.1:$MOTO_PORT
+export AWS_ENDPOINT_URL_SQS=http://127.0.0.1:$MOTO_PORT
 export AWS_ENDPOINT_URL_BEDROCK_RUNTIME=http://127.0.0.1:$EMULATOR_PORT
 export AWS_ENDPOINT_URL_BEDROCK=http://127.0.0.1:$EMULATOR_PORT
 export AWS_ENDPOINT_URL_CLOUDWATCH=http://127.0.0.1:$EMULATOR_PORT

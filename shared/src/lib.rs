@@ -12,4 +12,6 @@ pub mod domain;
 #[cfg(feature = "lambda-http")]
 pub mod http;
 pub mod ports;
+#[cfg(feature = "runtime-nodelay")]
+pub mod runtime_nodelay;
 pub mod telemetry;

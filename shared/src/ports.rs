@@ -17,7 +17,7 @@ use crate::domain::capacity::{
 };
 use crate::domain::conversation::{Conversation, ModelAnswer};
 use crate::domain::error::{
-    CacheError, JobError, ModelError, RegistryError, StoreError, TenancyError,
+    CacheError, EventError, JobError, ModelError, RegistryError, StoreError, TenancyError,
 };
 use crate::domain::metrics::RequestMetrics;
 use crate::domain::reporting::{
@@ -182,7 +182,8 @@ pub trait BatchRegistry: Send + Sync {
     /// Stores `batch` (whose `version` is one more than the stored one) if the stored version is
     /// still `batch.version - 1`.
     fn update(&self, batch: &Batch) -> impl Future<Output = Result<(), RegistryError>> + Send;
-    /// Batches not yet ended, for the schedule.
+    /// Batches the schedule follows: not yet ended, or ended with their announcement pending
+    /// (`Batch::is_open`).
     fn unfinished(&self) -> impl Future<Output = Result<Vec<Batch>, RegistryError>> + Send;
 
     /// Batches, newest first: `limit` of them after `page_token`, and the token of the next page.
@@ -195,8 +196,8 @@ pub trait BatchRegistry: Send + Sync {
 
 /// Where a batch's end is announced, so users can subscribe (EventBridge).
 pub trait EventPublisher: Send + Sync {
-    /// Publishes that the batch ended (its status is final and its results are written).
-    fn batch_ended(&self, batch: &Batch) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Publishes that the batch ended (its final status and results are already written).
+    fn batch_ended(&self, batch: &Batch) -> impl Future<Output = Result<(), EventError>> + Send;
 }
 
 /// CloudWatch's metric data, read back (ListMetrics, GetMetricData).

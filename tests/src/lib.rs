@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+pub mod functions;
 pub mod serve;
 
 use aws_config::retry::RetryConfig;
@@ -400,24 +401,24 @@ pub mod invoke {
 }
 
 /// batch-submit and batch-status wired to the local stack: the batch bucket and registry on
-/// moto, Bedrock's batch API on the emulator.
+/// moto, Bedrock's batch API on the emulator, batch ends announced on moto's EventBridge.
 pub mod batch {
+    use std::sync::Mutex;
     use std::time::Duration;
 
     use batch_status::StatusApp;
     use batch_submit::SubmitApp;
-    use serde_json::Value;
+    use serde_json::{json, Value};
     use shared::adapters::batch_registry::DynamoDbBatchRegistry;
     use shared::adapters::bedrock::{BedrockInvoker, BedrockSettings};
     use shared::adapters::bedrock_batch::BedrockBatchJobs;
     use shared::adapters::clock::SystemClock;
-    use shared::adapters::eventbridge::detail;
+    use shared::adapters::eventbridge::EventBridgePublisher;
     use shared::adapters::s3_store::S3Store;
     use shared::batch::BatchSettings;
     use shared::config::Env;
     use shared::domain::batch::Batch;
-    use shared::domain::error::StoreError;
-    use shared::ports::{BatchRegistry, EventPublisher, ObjectStore};
+    use shared::ports::{BatchRegistry, ObjectStore};
 
     pub const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/bedrock-batch";
 
@@ -429,30 +430,65 @@ pub mod batch {
             BedrockInvoker,
             SystemClock,
         >,
-        pub status:
-            StatusApp<S3Store, DynamoDbBatchRegistry, BedrockBatchJobs, SystemClock, Announced>,
+        pub status: StatusApp<
+            S3Store,
+            DynamoDbBatchRegistry,
+            BedrockBatchJobs,
+            SystemClock,
+            EventBridgePublisher,
+        >,
     }
 
-    /// The batch-end events batch-status published, as EventBridge would carry their detail.
-    #[derive(Default, Clone)]
-    pub struct Announced(pub std::sync::Arc<std::sync::Mutex<Vec<Value>>>);
-
-    impl EventPublisher for Announced {
-        async fn batch_ended(&self, batch: &Batch) -> Result<(), StoreError> {
-            self.0.lock().expect("events").push(detail(batch));
-            Ok(())
+    /// The events on the stack's buses from the toolkit (`source` bedrock-toolkit.batch) about
+    /// `batch_id`, whole EventBridge envelopes, oldest first. `scripts/local_resources.py` routes
+    /// them to an SQS queue (BATCH_ANNOUNCEMENTS_QUEUE_URL); moto delivers an event to it within
+    /// the PutEvents call, so whatever batch-status published is there when its run returns.
+    /// Every message read is kept here (and hidden in the queue), so tests may read in any order.
+    pub async fn announcements(batch_id: &str) -> Vec<Value> {
+        static READ: Mutex<Vec<Value>> = Mutex::new(Vec::new());
+        let queue = super::stack_var("BATCH_ANNOUNCEMENTS_QUEUE_URL");
+        let endpoint = super::stack_var("AWS_ENDPOINT_URL_SQS");
+        let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".to_owned());
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("http client");
+        loop {
+            // SQS's JSON protocol; moto reads the service from the credential scope and checks
+            // no signature.
+            let response = http
+                .post(&endpoint)
+                .header("x-amz-target", "AmazonSQS.ReceiveMessage")
+                .header("content-type", "application/x-amz-json-1.0")
+                .header(
+                    "authorization",
+                    format!("AWS4-HMAC-SHA256 Credential=testing/20260101/{region}/sqs/aws4_request, SignedHeaders=host, Signature=0"),
+                )
+                .json(&json!({"QueueUrl": queue, "MaxNumberOfMessages": 10, "VisibilityTimeout": 43_200}))
+                .send()
+                .await
+                .expect("SQS ReceiveMessage");
+            assert!(
+                response.status().is_success(),
+                "SQS ReceiveMessage answered {}",
+                response.status()
+            );
+            let answer: Value = response.json().await.expect("a JSON answer");
+            let messages = answer["Messages"].as_array().cloned().unwrap_or_default();
+            if messages.is_empty() {
+                break;
+            }
+            let mut read = READ.lock().expect("announcements");
+            for message in messages {
+                let body = message["Body"].as_str().expect("a message body");
+                read.push(serde_json::from_str(body).expect("an EventBridge event"));
+            }
         }
-    }
-
-    impl Announced {
-        pub fn for_batch(&self, batch_id: &str) -> Vec<Value> {
-            let events = self.0.lock().expect("events");
-            events
-                .iter()
-                .filter(|e| e["batchId"] == batch_id)
-                .cloned()
-                .collect()
-        }
+        let read = READ.lock().expect("announcements");
+        read.iter()
+            .filter(|event| event["detail"]["batchId"] == batch_id)
+            .cloned()
+            .collect()
     }
 
     pub struct Reply {
@@ -462,11 +498,13 @@ pub mod batch {
 
     impl BatchHarness {
         /// Both functions as their `main`s build them, from the stack's variables plus
-        /// `overrides`.
+        /// `overrides` (e.g. `BATCH_EVENT_BUS`, which is the stack's bus otherwise).
         pub async fn new(overrides: &[(&str, &str)]) -> Self {
             let bucket = super::stack_var("BATCH_BUCKET_NAME");
             let table = super::stack_var("BATCH_TABLE_NAME");
-            let mut vars = vec![("BATCH_ROLE_ARN", ROLE_ARN)];
+            let bus = super::stack_var("BATCH_EVENT_BUS");
+            super::stack_var("AWS_ENDPOINT_URL_EVENTBRIDGE");
+            let mut vars = vec![("BATCH_ROLE_ARN", ROLE_ARN), ("BATCH_EVENT_BUS", &bus)];
             vars.extend_from_slice(overrides);
             let env = Env::from_pairs(vars);
             let settings = BatchSettings::from_env(&env).expect("batch settings");
@@ -490,7 +528,10 @@ pub mod batch {
                     registry: registry(),
                     jobs: BedrockBatchJobs::new(&sdk),
                     clock: SystemClock,
-                    events: Announced::default(),
+                    events: EventBridgePublisher::from_sdk_config(
+                        &sdk,
+                        env.string_or("BATCH_EVENT_BUS", "default"),
+                    ),
                 },
             }
         }
@@ -633,6 +674,12 @@ pub mod batch {
 
 /// An HTTP API (payload 2.0) event with IAM authorization, for any route.
 pub fn http_event(method: &str, path: &str, body: &str) -> lambda_http::Request {
+    let event = http_event_json(method, path, body);
+    lambda_http::request::from_str(&event.to_string()).expect("event")
+}
+
+/// The same event as JSON, as the Runtime API hands it to a function.
+pub fn http_event_json(method: &str, path: &str, body: &str) -> Value {
     const V2_EVENT: &str =
         include_str!("../../functions/invoke-with-cache/tests/fixtures/apigw-v2-iam.json");
     let mut event: Value = serde_json::from_str(V2_EVENT).expect("fixture");
@@ -651,5 +698,5 @@ pub fn http_event(method: &str, path: &str, body: &str) -> lambda_http::Request 
     event["routeKey"] = Value::String(format!("{method} {path}"));
     event["requestContext"]["http"]["method"] = Value::String(method.to_owned());
     event["requestContext"]["http"]["path"] = Value::String(path.to_owned());
-    lambda_http::request::from_str(&event.to_string()).expect("event")
+    event
 }

@@ -1,12 +1,12 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 //! batch-submit and batch-status against the local stack: the batch bucket and registry on
-//! moto, Bedrock's batch API on the emulator.
+//! moto, Bedrock's batch API on the emulator, batch ends announced on moto's EventBridge.
 
-use integration_tests::batch::BatchHarness;
+use integration_tests::batch::{announcements, BatchHarness};
 use integration_tests::invoke::{unique, HAIKU};
 use integration_tests::Emulator;
 use serde_json::{json, Value};
-use shared::domain::batch::BatchStatus;
+use shared::domain::batch::{Announcement, BatchStatus};
 
 /// Emulator jobs that move every few milliseconds.
 async fn fast_emulator() -> Emulator {
@@ -62,14 +62,20 @@ async fn two_hundred_fifty_records_become_one_job_and_come_back_in_input_order()
     );
     assert!((summary.cost_usd - summary.on_demand_cost_usd * 0.5).abs() < 1e-9);
 
-    // Its end was announced once, for subscribers.
-    let announced = harness.status.events.for_batch(&batch_id);
+    // Its end was announced once on the stack's bus (moto's EventBridge), for subscribers.
+    let announced = announcements(&batch_id).await;
     assert_eq!(announced.len(), 1, "{announced:?}");
-    assert_eq!(announced[0]["status"], "Completed");
-    assert!(announced[0]["resultsKey"]
+    assert_eq!(announced[0]["source"], "bedrock-toolkit.batch");
+    assert_eq!(announced[0]["detail-type"], "Batch Ended");
+    assert_eq!(announced[0]["detail"]["status"], "Completed");
+    assert!(announced[0]["detail"]["resultsKey"]
         .as_str()
         .unwrap()
         .ends_with("results.jsonl"));
+    assert_eq!(
+        harness.batch(&batch_id).await.announcement,
+        Some(Announcement::Announced)
+    );
 
     let status = harness.get(&batch_id).await;
     assert_eq!(status.status, 200);
@@ -278,6 +284,69 @@ async fn job_state_change_events_advance_the_batch() {
         delivered >= 4,
         "Submitted, Validating, Scheduled, InProgress, Completed…"
     );
+    // The event that ended it announced it, once.
+    assert_eq!(batch.announcement, Some(Announcement::Announced));
+    let announced = announcements(&batch_id).await;
+    assert_eq!(announced.len(), 1, "{announced:?}");
+    assert_eq!(announced[0]["detail"]["status"], "Completed");
+}
+
+/// EventBridge refusing the announcement (here: a bus that does not exist) neither holds back
+/// the merge nor the results; the batch records its announcement as pending, and the first
+/// schedule run that reaches EventBridge announces it, once.
+#[tokio::test]
+async fn a_failed_announcement_never_holds_back_the_results_and_a_later_run_sends_it() {
+    fast_emulator().await;
+    let unreachable = BatchHarness::new(&[("BATCH_EVENT_BUS", "no-such-bus")]).await;
+    let input = records(120, "unannounced");
+    let reply = unreachable
+        .submit(&json!({"modelId": HAIKU, "records": input}))
+        .await;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    let batch_id = reply.body["batchId"].as_str().unwrap().to_owned();
+
+    let batch = unreachable.schedule_until_ended(&batch_id).await;
+    assert_eq!(batch.status, BatchStatus::Completed);
+    assert_eq!(batch.announcement, Some(Announcement::Pending));
+    assert_eq!(ids(&unreachable.results(&batch).await), ids(&input));
+    let status = unreachable.get(&batch_id).await;
+    assert_eq!(status.status, 200);
+    assert_eq!(status.body["status"], "Completed");
+    assert_eq!(status.body["announcement"], "Pending");
+    let results = unreachable
+        .route("GET", &format!("/v1/batches/{batch_id}/results"))
+        .await;
+    assert_eq!(results.status, 200, "{}", results.body);
+    assert!(announcements(&batch_id).await.is_empty());
+
+    // Every schedule run tries again; while EventBridge refuses, the batch stays as it is.
+    let version = batch.version;
+    let sweep = unreachable.status.on_schedule().await.unwrap();
+    assert!(sweep.unannounced >= 1, "{sweep:?}");
+    let still = unreachable.batch(&batch_id).await;
+    assert_eq!(
+        (still.announcement, still.version),
+        (Some(Announcement::Pending), version)
+    );
+
+    // The bus reachable again: the next run announces it, once, and records it.
+    let reachable = BatchHarness::new(&[]).await;
+    reachable.status.on_schedule().await.unwrap();
+    let announced = announcements(&batch_id).await;
+    assert_eq!(announced.len(), 1, "{announced:?}");
+    assert_eq!(announced[0]["detail"]["status"], "Completed");
+    assert_eq!(
+        announced[0]["detail"]["resultsKey"].as_str(),
+        batch.results_key.as_deref()
+    );
+    let after = reachable.batch(&batch_id).await;
+    assert_eq!(after.announcement, Some(Announcement::Announced));
+    assert_eq!(
+        after.updated_at, batch.updated_at,
+        "the batch still ended when it ended"
+    );
+    reachable.status.on_schedule().await.unwrap();
+    assert_eq!(announcements(&batch_id).await.len(), 1, "announced once");
 }
 
 /// A key under the upload prefix that no other test uses.

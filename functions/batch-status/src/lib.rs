@@ -1,14 +1,17 @@
 //! batch-status: one function for three triggers. EventBridge's `Batch Inference Job State
 //! Change` events and a schedule both advance batches (poll jobs, submit queued ones, merge
-//! results when all ended), so a missed event never leaves a batch stuck; API Gateway's
-//! `GET /v1/batches/{batchId}` reads them.
+//! results when all ended, then announce the end on EventBridge), so a missed event never leaves
+//! a batch stuck and a failed announcement is retried; API Gateway's `GET /v1/batches/{batchId}`
+//! reads them.
 
 use http::StatusCode;
 use lambda_http::{Request, RequestExt};
 use serde_json::{json, Value};
 
 use shared::api::ApiError;
-use shared::batch::{batch_id_of_job, refresh, stop_batch, BatchError, BatchSettings};
+use shared::batch::{
+    batch_id_of_job, refresh, stop_batch, sweep, BatchError, BatchSettings, Sweep,
+};
 use shared::domain::batch::Batch;
 use shared::http::{answer_gateway_event, request_id};
 use shared::ports::{BatchJobs, BatchRegistry, Clock, EventPublisher, ObjectStore};
@@ -62,8 +65,12 @@ where
         match trigger_of(&event) {
             Trigger::Http => Ok(self.on_http(&event).await),
             Trigger::Schedule => {
-                let advanced = self.on_schedule().await?;
-                Ok(json!({"advanced": advanced}))
+                let sweep = self.on_schedule().await?;
+                Ok(json!({
+                    "advanced": sweep.advanced,
+                    "announcementsPending": sweep.unannounced,
+                    "failed": sweep.failed,
+                }))
             }
             Trigger::JobStateChange { job_name } => {
                 self.on_job_change(&job_name).await?;
@@ -76,19 +83,25 @@ where
         }
     }
 
-    /// Advances every unfinished batch; a batch that fails is logged and left for next time.
-    pub async fn on_schedule(&self) -> Result<usize, BatchError> {
-        let batches = self.registry.unfinished().await?;
-        let mut advanced = 0;
-        for batch in batches {
-            match self.advance(&batch.batch_id).await {
-                Ok(_) => advanced += 1,
-                Err(error) => {
-                    tracing::warn!(batch_id = batch.batch_id, %error, "batch not advanced")
-                }
-            }
+    /// Advances every unfinished batch and announces every end still pending; a batch that
+    /// fails is logged and left for next time.
+    pub async fn on_schedule(&self) -> Result<Sweep, BatchError> {
+        let done = sweep(
+            &self.jobs,
+            &self.store,
+            &self.registry,
+            &self.events,
+            &self.clock,
+            &self.settings,
+        )
+        .await?;
+        if done.unannounced > 0 {
+            tracing::warn!(
+                batches = done.unannounced,
+                "batch end announcements still pending; the next run tries again"
+            );
         }
-        Ok(advanced)
+        Ok(done)
     }
 
     pub async fn on_job_change(&self, job_name: &str) -> Result<(), BatchError> {
@@ -117,7 +130,7 @@ where
             now,
         )
         .await?;
-        tracing::info!(batch_id, status = ?batch.status, "batch advanced");
+        tracing::info!(batch_id, status = ?batch.status, announcement = ?batch.announcement, "batch advanced");
         Ok(batch)
     }
 
@@ -253,23 +266,27 @@ fn not_found(path: &str) -> ApiError {
 }
 
 fn batch_error(batch_id: &str, error: BatchError) -> ApiError {
-    match error {
-        BatchError::NotFound(_) => ApiError::new(
-            StatusCode::NOT_FOUND,
-            "BatchNotFound",
-            format!("no batch {batch_id:?}; batches are kept 30 days"),
-        ),
-        other => {
-            let mut api = ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "BatchUnavailable",
-                "The batch registry or bucket did not answer; retry.",
+    let service = match &error {
+        BatchError::NotFound(_) => {
+            return ApiError::new(
+                StatusCode::NOT_FOUND,
+                "BatchNotFound",
+                format!("no batch {batch_id:?}; batches are kept 30 days"),
             )
-            .retry_after(5);
-            api.cause = Some(other.to_string());
-            api
         }
-    }
+        BatchError::Store(_) => "The batch bucket",
+        BatchError::Registry(_) => "The batch registry",
+        BatchError::Jobs(_) => "Bedrock's batch API",
+        BatchError::Events(_) => "EventBridge",
+    };
+    let mut api = ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "BatchUnavailable",
+        format!("{service} did not answer; retry."),
+    )
+    .retry_after(5);
+    api.cause = Some(error.to_string());
+    api
 }
 
 /// A batch as `GET /v1/batches/{batchId}` shows it.
@@ -301,6 +318,7 @@ pub fn describe<S: ObjectStore>(batch: &Batch, store: &S) -> Value {
         })).collect::<Vec<_>>(),
         "rejection": batch.rejection,
         "results": batch.results_key.as_deref().map(|k| store.uri(k)),
+        "announcement": batch.announcement,
         "createdAt": batch.created_at,
         "updatedAt": batch.updated_at,
     })
@@ -329,5 +347,37 @@ mod tests {
             Trigger::Http
         );
         assert_eq!(trigger_of(&json!({"hello": 1})), Trigger::Unknown);
+    }
+
+    #[test]
+    fn an_unavailable_service_is_named_in_the_answer() {
+        use shared::domain::error::{EventError, RegistryError, StoreError};
+        let events = batch_error("b1", EventError::Call("dispatch failure".into()).into());
+        assert_eq!(events.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            events.message.starts_with("EventBridge"),
+            "{}",
+            events.message
+        );
+        assert_eq!(
+            events.cause.as_deref(),
+            Some("EventBridge PutEvents: dispatch failure")
+        );
+        let registry = batch_error("b1", RegistryError::Unavailable("down".into()).into());
+        assert!(
+            registry.message.starts_with("The batch registry"),
+            "{}",
+            registry.message
+        );
+        let store = batch_error("b1", StoreError("dispatch failure".into()).into());
+        assert!(
+            store.message.starts_with("The batch bucket"),
+            "{}",
+            store.message
+        );
+        assert_eq!(
+            batch_error("b1", BatchError::NotFound("b1".into())).status,
+            StatusCode::NOT_FOUND
+        );
     }
 }

@@ -153,6 +153,8 @@ where
             rejection: None,
             results_key: None,
             summary: None,
+            // Ended here (answered directly or rejected), a batch is not announced.
+            announcement: None,
             created_at: now,
             updated_at: now,
             version: 0,

@@ -84,6 +84,8 @@ struct Trace {
 #[derive(Debug, Clone)]
 struct Ctx {
     request_id: String,
+    /// The invocation's X-Ray trace header, on every log line of the request.
+    xray_trace_id: String,
     started: Instant,
     trace: Trace,
     wire: Wire,
@@ -230,9 +232,15 @@ where
     pub async fn handle(self: &Arc<Self>, request: Request) -> Response<ResponseBody> {
         let request_id = request_id(&request);
         // Warnings logged on the way (cache faults, spillover) carry the request id too.
-        let span = tracing::info_span!("invoke", request_id = %request_id);
+        let xray_trace_id = request
+            .lambda_context_ref()
+            .and_then(|c| c.xray_trace_id.clone())
+            .unwrap_or_default();
+        let span =
+            tracing::info_span!("invoke", request_id = %request_id, xrayTraceId = %xray_trace_id);
         let mut ctx = Ctx {
             request_id,
+            xray_trace_id,
             started: Instant::now(),
             trace: Trace::default(),
             wire: Endpoint::of(&request).wire(),
@@ -450,7 +458,7 @@ where
         let (sender, body) = body::channel();
         let app = Arc::clone(self);
         let task_ctx = ctx.clone();
-        let span = tracing::info_span!("invoke", request_id = %ctx.request_id);
+        let span = tracing::info_span!("invoke", request_id = %ctx.request_id, xrayTraceId = %ctx.xray_trace_id);
         let response = stream_response(&meta, body);
         tokio::spawn(
             async move {

@@ -74,6 +74,9 @@ pub struct InvokeConfig {
     pub log_level: Option<String>,
     pub max_body_bytes: usize,
     pub response_mode: ResponseMode,
+    /// Whether streamed mode sets TCP_NODELAY on the Runtime API connection
+    /// (`shared::runtime_nodelay`); off only to measure the delayed-ACK stall it removes.
+    pub runtime_api_nodelay: bool,
     /// Tenant keys and budgets; `None` when TENANT_KEYS_TABLE_NAME is unset.
     pub tenancy: Option<TenancySettings>,
     /// The capacity function's routing table; `None` when ROUTING_TABLE_NAME is unset.
@@ -327,6 +330,7 @@ impl InvokeConfig {
             metrics_namespace: env.string_or("METRICS_NAMESPACE", DEFAULT_NAMESPACE),
             log_level: env.get("AWS_LAMBDA_LOG_LEVEL").map(str::to_owned),
             response_mode: env.parse_or("RESPONSE_MODE", ResponseMode::Streaming)?,
+            runtime_api_nodelay: env.parse_or("RUNTIME_API_NODELAY", true)?,
             max_body_bytes: positive(
                 "MAX_BODY_BYTES",
                 env.parse_or("MAX_BODY_BYTES", 262_144usize)?,
@@ -392,6 +396,7 @@ mod tests {
             ("BEDROCK_PROVISIONED_TIMEOUT_MS", "0"),
             ("CUSTOM_MODELS", "bot=not-an-arn"),
             ("RESPONSE_MODE", "chunked"),
+            ("RUNTIME_API_NODELAY", "on"),
             ("ROUTING_TABLE_CACHE_SECONDS", "half a minute"),
             (
                 "CUSTOM_MODELS",

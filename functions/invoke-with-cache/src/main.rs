@@ -17,6 +17,7 @@ use shared::adapters::memory_cache::{MemoryCache, MemoryFronted};
 use shared::adapters::memory_routing::CachedRoutingTable;
 use shared::adapters::memory_tenancy::{CachedKeys, CachedSpend};
 use shared::config::Env;
+use shared::runtime_nodelay::RuntimeApiNoDelay;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -47,6 +48,7 @@ async fn main() -> Result<(), Error> {
     let model = BedrockInvoker::new(&sdk, &config.bedrock);
     let metrics = EmfStdout::new(&config.metrics_namespace, config.log_level.as_deref());
     let mode = config.response_mode;
+    let nodelay = config.runtime_api_nodelay;
     let app = Arc::new(
         App::new(config, store, model, SystemClock, metrics)
             .with_tenancy(tenancy)
@@ -55,8 +57,17 @@ async fn main() -> Result<(), Error> {
     match mode {
         // Every answer is written as a stream (whole for buffered answers), so API Gateway's
         // response streaming and `cargo lambda watch` pass server-sent events on as they come.
+        // Streamed responses reach the Runtime API in several writes: without TCP_NODELAY on its
+        // connection, each answer would wait 40 ms for a delayed ACK (shared::runtime_nodelay).
         ResponseMode::Streaming => {
+            let nodelay = nodelay
+                .then(RuntimeApiNoDelay::from_env)
+                .flatten()
+                .map(Arc::new);
             run_with_streaming_response(service_fn(move |request: Request| {
+                if let Some(nodelay) = &nodelay {
+                    nodelay.apply();
+                }
                 let app = Arc::clone(&app);
                 async move { Ok::<_, Error>(app.handle(request).await) }
             }))

@@ -439,3 +439,89 @@ fn buffered_answers_end_before_the_gateway_gives_up_and_streams_before_the_funct
         "the function ({function_ms} ms) would end a stream the API still carries"
     );
 }
+
+/// The `AWS::Serverless::Function` resources, by logical id, with their text.
+fn functions() -> Vec<(String, String)> {
+    let functions: Vec<_> = resources()
+        .into_iter()
+        .filter(|(_, body)| scalar(body, "Type").as_deref() == Some("AWS::Serverless::Function"))
+        .collect();
+    assert!(
+        functions.len() >= 5,
+        "the template's functions: {functions:?}"
+    );
+    functions
+}
+
+fn globals() -> String {
+    block(TEMPLATE, &["Globals", "Function"])
+}
+
+#[test]
+fn the_architecture_is_a_parameter_defaulting_to_arm64_that_every_function_takes() {
+    let parameter = block(TEMPLATE, &["Parameters", "Architecture"]);
+    assert_eq!(scalar(&parameter, "Type").as_deref(), Some("String"));
+    assert_eq!(scalar(&parameter, "Default").as_deref(), Some("arm64"));
+    assert_eq!(
+        scalar(&parameter, "AllowedValues").as_deref(),
+        Some("[arm64, x86_64]")
+    );
+    assert_eq!(
+        scalar(&globals(), "Architectures").as_deref(),
+        Some("[!Ref Architecture]")
+    );
+    for (name, body) in functions() {
+        assert!(
+            !has_key(&block(&body, &["Properties"]), "Architectures"),
+            "{name} sets its own Architectures: the Architecture parameter would not reach it"
+        );
+    }
+}
+
+#[test]
+fn every_function_is_traced_actively() {
+    let global = has_key(&globals(), "Tracing")
+        .then(|| scalar(&globals(), "Tracing"))
+        .flatten();
+    for (name, body) in functions() {
+        let properties = block(&body, &["Properties"]);
+        let tracing = if has_key(&properties, "Tracing") {
+            scalar(&properties, "Tracing")
+        } else {
+            global.clone()
+        };
+        assert_eq!(tracing.as_deref(), Some("Active"), "{name}");
+        // SAM adds AWSXrayWriteOnlyAccess (segments to X-Ray) to the role it generates only.
+        assert!(
+            !has_key(&properties, "Role"),
+            "{name} has a role of its own: it must be let write to X-Ray"
+        );
+    }
+}
+
+#[test]
+fn every_function_builds_from_its_own_package_into_its_own_binary() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    for (name, body) in functions() {
+        let metadata = block(&body, &["Metadata"]);
+        assert_eq!(
+            scalar(&metadata, "BuildMethod").as_deref(),
+            Some("rust-cargolambda"),
+            "{name}"
+        );
+        let binary = scalar(&block(&metadata, &["BuildProperties"]), "Binary")
+            .unwrap_or_else(|| panic!("{name}: no BuildProperties Binary"));
+        // From the workspace root, cargo would unify every member's features into the function
+        // (tools/tenant-keys' SSO among them); from its package directory, only its own.
+        let code_uri = scalar(&block(&body, &["Properties"]), "CodeUri")
+            .unwrap_or_else(|| panic!("{name}: no CodeUri"));
+        assert_eq!(code_uri, format!("../functions/{binary}"), "{name}");
+        let manifest =
+            std::fs::read_to_string(root.join("functions").join(&binary).join("Cargo.toml"))
+                .unwrap_or_else(|e| panic!("{name}: {code_uri}/Cargo.toml: {e}"));
+        assert!(
+            manifest.contains(&format!("[[bin]]\nname = \"{binary}\"\n")),
+            "{name}: {code_uri} has no bin {binary}"
+        );
+    }
+}

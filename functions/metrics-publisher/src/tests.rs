@@ -316,6 +316,7 @@ fn ended_batch(updated_at: i64) -> Batch {
             on_demand_cost_usd: 0.5,
             ..BatchSummary::default()
         }),
+        announcement: None,
         created_at: updated_at - 60,
         updated_at,
         version: 3,

@@ -1,5 +1,6 @@
 //! The batch registry on DynamoDB: one item per batch, the batch as JSON beside the attributes
-//! that conditions and the schedule read (`status`, `version`), and a TTL.
+//! that conditions and the schedule read (`status`, `version`, and `announcement` while a
+//! batch's end is still to be announced), and a TTL.
 
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -39,9 +40,20 @@ fn status_name(status: BatchStatus) -> String {
         .unwrap_or_default()
 }
 
+/// The attribute that marks an item whose end is still to be announced (absent otherwise, so the
+/// schedule's scan finds them without reading every payload), and its one value.
+pub const ANNOUNCEMENT_ATTRIBUTE: &str = "announcement";
+const ANNOUNCEMENT_PENDING: &str = "Pending";
+
 fn item(batch: &Batch) -> Result<std::collections::HashMap<String, AttributeValue>, RegistryError> {
     let payload = serde_json::to_string(batch)
         .map_err(|e| RegistryError::Unavailable(format!("cannot encode batch: {e}")))?;
+    let pending = batch.announcement_pending().then(|| {
+        (
+            ANNOUNCEMENT_ATTRIBUTE,
+            AttributeValue::S(ANNOUNCEMENT_PENDING.to_owned()),
+        )
+    });
     Ok([
         (KEY_ATTRIBUTE, AttributeValue::S(batch.batch_id.clone())),
         ("status", AttributeValue::S(status_name(batch.status))),
@@ -53,6 +65,7 @@ fn item(batch: &Batch) -> Result<std::collections::HashMap<String, AttributeValu
         ("payload", AttributeValue::S(payload)),
     ]
     .into_iter()
+    .chain(pending)
     .map(|(k, v)| (k.to_owned(), v))
     .collect())
 }
@@ -161,6 +174,8 @@ impl BatchRegistry for DynamoDbBatchRegistry {
         Ok((page, next))
     }
 
+    /// Batches not yet ended and, for the schedule to retry their announcement, ended ones whose
+    /// end is still to be announced ([`Batch::is_open`]).
     async fn unfinished(&self) -> Result<Vec<Batch>, RegistryError> {
         let open = [
             BatchStatus::Queued,
@@ -172,8 +187,13 @@ impl BatchRegistry for DynamoDbBatchRegistry {
             .scan()
             .table_name(&self.table)
             .consistent_read(true)
-            .filter_expression("#s IN (:a, :b, :c)")
-            .expression_attribute_names("#s", "status");
+            .filter_expression("#s IN (:a, :b, :c) OR #an = :pending")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_names("#an", ANNOUNCEMENT_ATTRIBUTE)
+            .expression_attribute_values(
+                ":pending",
+                AttributeValue::S(ANNOUNCEMENT_PENDING.to_owned()),
+            );
         for (name, status) in [":a", ":b", ":c"].iter().zip(open) {
             scan = scan.expression_attribute_values(*name, AttributeValue::S(status_name(status)));
         }
@@ -183,5 +203,78 @@ impl BatchRegistry for DynamoDbBatchRegistry {
             batches.push(from_item(&item.map_err(unavailable)?)?);
         }
         Ok(batches)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::batch::Announcement;
+    use aws_sdk_dynamodb::operation::put_item::PutItemOutput;
+    use aws_sdk_dynamodb::operation::scan::ScanOutput;
+    use aws_smithy_mocks::{mock, mock_client, RuleMode};
+    use serde_json::json;
+
+    fn batch(announcement: Option<Announcement>) -> Batch {
+        let mut batch: Batch = serde_json::from_value(json!({
+            "batchId": "abc", "modelId": "m", "source": "api", "status": "Completed", "jobs": [],
+            "recordCount": 3, "resultsKey": "batch-results/abc/results.jsonl",
+            "createdAt": 1, "updatedAt": 2, "version": 4
+        }))
+        .unwrap();
+        batch.announcement = announcement;
+        batch
+    }
+
+    #[test]
+    fn only_an_end_still_to_announce_carries_the_attribute_the_schedule_scans_for() {
+        let pending = item(&batch(Some(Announcement::Pending))).unwrap();
+        assert_eq!(
+            pending.get(ANNOUNCEMENT_ATTRIBUTE),
+            Some(&AttributeValue::S("Pending".into()))
+        );
+        assert_eq!(
+            from_item(&pending).unwrap(),
+            batch(Some(Announcement::Pending))
+        );
+        for other in [None, Some(Announcement::Announced)] {
+            let written = item(&batch(other)).unwrap();
+            assert!(!written.contains_key(ANNOUNCEMENT_ATTRIBUTE), "{other:?}");
+            assert_eq!(from_item(&written).unwrap().announcement, other);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_schedule_reads_unended_batches_and_ends_still_to_announce() {
+        let scan = mock!(aws_sdk_dynamodb::Client::scan)
+            .match_requests(|r| {
+                let values = r.expression_attribute_values().unwrap();
+                r.filter_expression() == Some("#s IN (:a, :b, :c) OR #an = :pending")
+                    && r.expression_attribute_names().unwrap()["#an"] == ANNOUNCEMENT_ATTRIBUTE
+                    && values[":pending"] == AttributeValue::S("Pending".into())
+                    && values[":a"] == AttributeValue::S("Queued".into())
+            })
+            .then_output(|| {
+                ScanOutput::builder()
+                    .items(item(&batch(Some(Announcement::Pending))).unwrap())
+                    .build()
+            });
+        let put = mock!(aws_sdk_dynamodb::Client::put_item)
+            .match_requests(|r| {
+                r.condition_expression() == Some("version = :previous")
+                    && !r.item().unwrap().contains_key(ANNOUNCEMENT_ATTRIBUTE)
+            })
+            .then_output(|| PutItemOutput::builder().build());
+        let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&scan, &put]);
+        let registry = DynamoDbBatchRegistry::new(client, "batches");
+        let open = registry.unfinished().await.unwrap();
+        assert_eq!(open.len(), 1);
+        assert!(open[0].announcement_pending());
+        // Recorded as announced: the attribute is gone, so the next scan passes it by.
+        let mut announced = open[0].clone();
+        announced.announcement = Some(Announcement::Announced);
+        announced.version += 1;
+        registry.update(&announced).await.unwrap();
+        assert_eq!((scan.num_calls(), put.num_calls()), (1, 1));
     }
 }

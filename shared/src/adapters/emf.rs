@@ -136,6 +136,15 @@ pub fn render(namespace: &str, level: &str, metrics: &RequestMetrics, timestamp_
     document(timestamp_ms, directives, level, values)
 }
 
+/// The X-Ray trace header of the invocation in progress. `lambda_runtime` sets
+/// `_X_AMZN_TRACE_ID` for each event when it handles one at a time (Lambda's default; with
+/// `AWS_LAMBDA_MAX_CONCURRENCY` above 1 it does not, and records go without the field).
+pub fn current_trace_id() -> Option<String> {
+    std::env::var("_X_AMZN_TRACE_ID")
+        .ok()
+        .filter(|id| !id.is_empty())
+}
+
 /// Writes EMF lines to stdout, where the Lambda runtime ships them to CloudWatch Logs. They do
 /// not go through `tracing`: the log filter must not decide whether metrics exist.
 #[derive(Debug, Clone)]
@@ -159,9 +168,15 @@ impl EmfStdout {
         })
     }
 
-    /// A document rendered with this writer's namespace and level, stamped now, as one line.
+    /// A document rendered with this writer's namespace and level, stamped now, as one line,
+    /// with the invocation's X-Ray trace id (`xrayTraceId`, the field the runtime's log lines
+    /// carry too), so an operator goes from a metric's record to the request's trace and logs.
     pub(crate) fn render_line(&self, render: impl FnOnce(&str, &str, i64) -> Value) -> String {
-        render(&self.namespace, self.level, Utc::now().timestamp_millis()).to_string()
+        let mut doc = render(&self.namespace, self.level, Utc::now().timestamp_millis());
+        if let (Some(doc), Some(trace_id)) = (doc.as_object_mut(), current_trace_id()) {
+            doc.insert("xrayTraceId".to_owned(), Value::String(trace_id));
+        }
+        doc.to_string()
     }
 
     /// Writes a line to stdout. A metric that cannot be written must not fail the caller.

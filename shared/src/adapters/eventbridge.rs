@@ -5,7 +5,7 @@ use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use serde_json::json;
 
 use crate::domain::batch::Batch;
-use crate::domain::error::StoreError;
+use crate::domain::error::EventError;
 use crate::ports::EventPublisher;
 
 /// The `source` of the events this toolkit publishes.
@@ -26,6 +26,17 @@ impl EventBridgePublisher {
             bus: bus.into(),
         }
     }
+
+    /// A client from the SDK's configuration (on the local stack, `AWS_ENDPOINT_URL_EVENTBRIDGE`
+    /// points it at moto).
+    pub fn from_sdk_config(sdk: &aws_config::SdkConfig, bus: impl Into<String>) -> Self {
+        Self::new(aws_sdk_eventbridge::Client::new(sdk), bus)
+    }
+
+    /// The bus the events go to.
+    pub fn bus(&self) -> &str {
+        &self.bus
+    }
 }
 
 /// The event's detail: what a subscriber needs to fetch the results, never record text.
@@ -43,7 +54,7 @@ pub fn detail(batch: &Batch) -> serde_json::Value {
 }
 
 impl EventPublisher for EventBridgePublisher {
-    async fn batch_ended(&self, batch: &Batch) -> Result<(), StoreError> {
+    async fn batch_ended(&self, batch: &Batch) -> Result<(), EventError> {
         let entry = PutEventsRequestEntry::builder()
             .event_bus_name(&self.bus)
             .source(EVENT_SOURCE)
@@ -56,7 +67,9 @@ impl EventPublisher for EventBridgePublisher {
             .entries(entry)
             .send()
             .await
-            .map_err(|e| StoreError(DisplayErrorContext(e).to_string()))?;
+            .map_err(|e| {
+                EventError::Call(format!("bus {}: {}", self.bus, DisplayErrorContext(e)))
+            })?;
         if output.failed_entry_count() > 0 {
             let reason = output
                 .entries()
@@ -64,7 +77,10 @@ impl EventPublisher for EventBridgePublisher {
                 .filter_map(|e| e.error_message())
                 .collect::<Vec<_>>()
                 .join("; ");
-            return Err(StoreError(format!("event not accepted: {reason}")));
+            return Err(EventError::NotAccepted(format!(
+                "bus {}: {reason}",
+                self.bus
+            )));
         }
         Ok(())
     }
@@ -73,7 +89,7 @@ impl EventPublisher for EventBridgePublisher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_sdk_eventbridge::operation::put_events::PutEventsOutput;
+    use aws_sdk_eventbridge::operation::put_events::{PutEventsError, PutEventsOutput};
     use aws_smithy_mocks::{mock, mock_client, RuleMode};
 
     fn batch() -> Batch {
@@ -107,5 +123,57 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(put.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_failed_put_events_names_eventbridge_and_the_bus() {
+        let failing = mock!(aws_sdk_eventbridge::Client::put_events).then_error(|| {
+            PutEventsError::InternalException(
+                aws_sdk_eventbridge::types::error::InternalException::builder()
+                    .message("try later")
+                    .build(),
+            )
+        });
+        let client = mock_client!(aws_sdk_eventbridge, RuleMode::MatchAny, [&failing]);
+        let error = EventBridgePublisher::new(client, "toolkit-bus")
+            .batch_ended(&batch())
+            .await
+            .unwrap_err();
+        assert!(matches!(error, EventError::Call(_)), "{error:?}");
+        let text = error.to_string();
+        assert!(
+            text.starts_with("EventBridge PutEvents: bus toolkit-bus: "),
+            "{text}"
+        );
+        assert!(text.contains("try later"), "{text}");
+        assert!(!text.contains("object store"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn an_entry_eventbridge_did_not_take_is_an_error_naming_it() {
+        let refused = mock!(aws_sdk_eventbridge::Client::put_events).then_output(|| {
+            PutEventsOutput::builder()
+                .failed_entry_count(1)
+                .entries(
+                    aws_sdk_eventbridge::types::PutEventsResultEntry::builder()
+                        .error_code("InternalFailure")
+                        .error_message("the bus is busy")
+                        .build(),
+                )
+                .build()
+        });
+        let client = mock_client!(aws_sdk_eventbridge, RuleMode::MatchAny, [&refused]);
+        let error = EventBridgePublisher::new(client, "toolkit-bus")
+            .batch_ended(&batch())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error,
+            EventError::NotAccepted("bus toolkit-bus: the bus is busy".into())
+        );
+        assert_eq!(
+            error.to_string(),
+            "EventBridge PutEvents: entry not accepted: bus toolkit-bus: the bus is busy"
+        );
     }
 }

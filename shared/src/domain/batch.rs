@@ -274,8 +274,14 @@ pub struct Batch {
     pub results_key: Option<String>,
     #[serde(default)]
     pub summary: Option<BatchSummary>,
+    /// Where the announcement of its end stands, once batch-status ended it. `None` before, for
+    /// a batch that ended in batch-submit (answered directly or rejected: not announced), and on
+    /// items written before this was recorded (announced before their final write).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub announcement: Option<Announcement>,
     /// Epoch seconds.
     pub created_at: i64,
+    /// The last change of its state: once ended, its end (recording the announcement leaves it).
     pub updated_at: i64,
     /// Bumped by every update: a write is accepted only over the version it read.
     pub version: u64,
@@ -312,6 +318,28 @@ impl Batch {
     pub fn all_jobs_ended(&self) -> bool {
         self.jobs.iter().all(|j| job_has_ended(&j.status))
     }
+
+    /// Its end is written but not yet announced.
+    pub fn announcement_pending(&self) -> bool {
+        self.announcement == Some(Announcement::Pending)
+    }
+
+    /// What batch-status's schedule follows: a batch not yet ended, or one whose end is still to
+    /// be announced.
+    pub fn is_open(&self) -> bool {
+        !self.status.is_final() || self.announcement_pending()
+    }
+}
+
+/// The announcement of a batch's end (EventBridge `Batch Ended`), recorded on the batch: it is
+/// published after the final state is written, so a failure to publish never holds the results
+/// back, and a later run publishes what is still pending (at least once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Announcement {
+    /// Written with the final state; not published yet.
+    Pending,
+    /// Published (and recorded by a conditional write).
+    Announced,
 }
 
 /// Totals of a finished batch.
@@ -541,6 +569,7 @@ mod tests {
             rejection: None,
             results_key: None,
             summary: None,
+            announcement: None,
             created_at: 0,
             updated_at: 0,
             version: 0,
@@ -555,5 +584,36 @@ mod tests {
         assert_eq!(batch.status_from_jobs(), BatchStatus::PartiallyCompleted);
         batch.jobs[1].status = "Stopped".into();
         assert_eq!(batch.status_from_jobs(), BatchStatus::Stopped);
+    }
+
+    #[test]
+    fn an_item_without_an_announcement_counts_as_announced() {
+        // An item written before announcements were recorded: announced before its final write.
+        let old: Batch = serde_json::from_value(json!({
+            "batchId": "b", "modelId": "m", "source": "api", "status": "Completed", "jobs": [],
+            "recordCount": 1, "createdAt": 1, "updatedAt": 2, "version": 3
+        }))
+        .unwrap();
+        assert_eq!(old.announcement, None);
+        assert!(!old.announcement_pending());
+        assert!(!old.is_open(), "the schedule leaves it alone");
+        assert!(!serde_json::to_string(&old)
+            .unwrap()
+            .contains("announcement"));
+
+        let mut pending = old.clone();
+        pending.announcement = Some(Announcement::Pending);
+        assert!(
+            pending.is_open(),
+            "ended, but its end is still to be announced"
+        );
+        let json = serde_json::to_value(&pending).unwrap();
+        assert_eq!(json["announcement"], "Pending");
+        let read: Batch = serde_json::from_value(json).unwrap();
+        assert_eq!(read, pending);
+
+        let mut running = old;
+        running.status = BatchStatus::InProgress;
+        assert!(running.is_open());
     }
 }

@@ -115,6 +115,18 @@ mod tests {
 #[error("object store: {0}")]
 pub struct StoreError(pub String);
 
+/// Why a batch's end could not be announced on EventBridge. Its own type, so a log names the
+/// service that failed, never the bucket or the registry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventError {
+    /// The call failed: network, credentials, throttling, a bus that does not exist.
+    #[error("EventBridge PutEvents: {0}")]
+    Call(String),
+    /// EventBridge answered but did not take the entry (`FailedEntryCount` above 0).
+    #[error("EventBridge PutEvents: entry not accepted: {0}")]
+    NotAccepted(String),
+}
+
 /// Why the batch registry refused or failed a write.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RegistryError {

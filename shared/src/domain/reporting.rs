@@ -1274,6 +1274,7 @@ mod tests {
                 on_demand_cost_usd: 2.0,
                 ..BatchSummary::default()
             }),
+            announcement: None,
             created_at: 0,
             updated_at,
             version: 1,

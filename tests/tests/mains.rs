@@ -1,0 +1,294 @@
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+//! Each of the five functions from its real `main` (the debug binaries `make integration-test`
+//! builds), under the Runtime API stand-in, with a clean environment: the variables the
+//! template gives the function (resolved to the local stack's names by
+//! `scripts/template_env.py`) and the stack's endpoints. What a harness wires differently from
+//! a `main` shows up here.
+
+use std::time::Duration;
+
+use integration_tests::functions::{
+    batch_records, binary, function_env, http_api, rest_invoke, s3_created_event, scheduled_event,
+};
+use integration_tests::invoke::{unique, HAIKU};
+use integration_tests::{stack_var, Emulator};
+use lambda_standin::{Behaviour, Function, Outcome, OutcomeKind, RuntimeApi};
+use serde_json::{json, Value};
+
+const WITHIN: Duration = Duration::from_secs(60);
+
+async fn start(name: &str, overrides: &[(&str, &str)]) -> (RuntimeApi, Function) {
+    let api = RuntimeApi::start(Behaviour::default()).await.unwrap();
+    let mut env = function_env(name);
+    env.extend(
+        overrides
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    let function = api.spawn(&binary(name, "debug"), name, env).unwrap();
+    (api, function)
+}
+
+async fn invoke(api: &RuntimeApi, function: &Function, event: &Value) -> Outcome {
+    let outcome = api
+        .invoke(function, event.to_string(), WITHIN)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        outcome.kind,
+        OutcomeKind::Response,
+        "{}\nlog:\n{}",
+        String::from_utf8_lossy(&outcome.body),
+        function.log()
+    );
+    outcome
+}
+
+/// The socket of `pid` whose local port is `port`, as its descriptor number in that process.
+fn socket_fd(pid: u32, port: u16) -> i32 {
+    let table = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).unwrap();
+    let inode = table
+        .lines()
+        .skip(1)
+        .find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local_port = fields[1].rsplit(':').next()?;
+            (u16::from_str_radix(local_port, 16).ok()? == port).then(|| fields[9].to_owned())
+        })
+        .unwrap_or_else(|| panic!("no socket on local port {port} in process {pid}"));
+    let link = format!("socket:[{inode}]");
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .find(|entry| {
+            std::fs::read_link(entry.path()).is_ok_and(|target| target.to_string_lossy() == link)
+        })
+        .and_then(|entry| entry.file_name().to_str()?.parse().ok())
+        .unwrap_or_else(|| panic!("process {pid} holds no descriptor of {link}"))
+}
+
+#[tokio::test]
+async fn invoke_with_cache_streamed_a_miss_then_a_hit_on_a_connection_without_nagle() {
+    Emulator::reset().await;
+    let (api, function) = start("invoke-with-cache", &[("RESPONSE_MODE", "streaming")]).await;
+    let request = json!({"prompt": unique("mains streamed"), "modelId": HAIKU});
+
+    let miss = invoke(&api, &function, &rest_invoke(&request)).await;
+    assert!(miss.streamed, "streamed mode answers as a stream");
+    let answer = miss.http().unwrap();
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    assert_eq!(answer.header("x-cache"), Some("MISS"));
+    let hit = invoke(&api, &function, &rest_invoke(&request))
+        .await
+        .http()
+        .unwrap();
+    assert_eq!(hit.header("x-cache"), Some("HIT"));
+    assert_eq!(hit.json().unwrap()["text"], answer.json().unwrap()["text"]);
+
+    // A stream's first byte.
+    let stream = invoke(
+        &api,
+        &function,
+        &rest_invoke(&json!({"prompt": unique("mains stream"), "stream": true})),
+    )
+    .await;
+    let events = String::from_utf8_lossy(&stream.http().unwrap().body).into_owned();
+    assert!(
+        events.contains("event: start") && events.contains("event: end"),
+        "{events}"
+    );
+
+    // A streamed response is several small writes: with Nagle's algorithm on, the second waits
+    // for the Runtime API's delayed ACK (40 ms). The function's connection has it off.
+    let pid = function.pid().unwrap();
+    let clients = api.client_addresses();
+    assert!(!clients.is_empty());
+    for client in clients {
+        let fd = socket_fd(pid, client.port());
+        assert!(
+            shared::runtime_nodelay::process_socket_has_nodelay(pid, fd).unwrap(),
+            "the Runtime API connection from port {} has Nagle's algorithm on",
+            client.port()
+        );
+    }
+}
+
+#[tokio::test]
+async fn invoke_with_cache_buffered_a_miss_then_a_hit() {
+    Emulator::reset().await;
+    let (api, function) = start("invoke-with-cache", &[("RESPONSE_MODE", "buffered")]).await;
+    let request = json!({"prompt": unique("mains buffered")});
+    let miss = invoke(&api, &function, &rest_invoke(&request)).await;
+    assert!(!miss.streamed);
+    let answer = miss.http().unwrap();
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    assert_eq!(answer.header("x-cache"), Some("MISS"));
+    let hit = invoke(&api, &function, &rest_invoke(&request))
+        .await
+        .http()
+        .unwrap();
+    assert_eq!(hit.header("x-cache"), Some("HIT"));
+
+    // The invocation's X-Ray trace id is on its metric record and on its log lines.
+    let lines: Vec<Value> = function
+        .log_lines()
+        .iter()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    let records: Vec<&Value> = lines.iter().filter(|l| l.get("_aws").is_some()).collect();
+    assert!(
+        records
+            .iter()
+            .any(|r| r["xrayTraceId"] == miss.trace_id.as_str()),
+        "no EMF record carries {}: {records:?}",
+        miss.trace_id
+    );
+    for line in lines.iter().filter(|l| l.get("span").is_some()) {
+        assert!(
+            line["span"]["xrayTraceId"]
+                .as_str()
+                .is_some_and(|id| id.starts_with("Root=")),
+            "a request's log line without its trace id: {line}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn batch_submit_and_batch_status_take_250_records_to_merged_results_and_an_upload() {
+    let emulator = Emulator::reset().await;
+    emulator
+        .configure(json!({"batchStepMs": 10, "eventsEnabled": false}))
+        .await;
+    let (submit_api, submit) = start("batch-submit", &[]).await;
+    let (status_api, status) = start("batch-status", &[]).await;
+
+    let input = batch_records(250, "mains batch");
+    let body = json!({"modelId": HAIKU, "records": input}).to_string();
+    let reply = invoke(
+        &submit_api,
+        &submit,
+        &http_api("POST", "/v1/batches", &body),
+    )
+    .await
+    .http()
+    .unwrap();
+    assert_eq!(reply.status, 202, "{:?}", reply.body);
+    let batch_id = reply.json().unwrap()["batchId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // The schedule alone brings it to its end (the emulator sends no job events here).
+    let path = format!("/v1/batches/{batch_id}");
+    let mut state = Value::Null;
+    for _ in 0..400 {
+        invoke(&status_api, &status, &scheduled_event()).await;
+        state = invoke(&status_api, &status, &http_api("GET", &path, ""))
+            .await
+            .http()
+            .unwrap()
+            .json()
+            .unwrap();
+        if state["status"] != "Submitted" && state["status"] != "InProgress" {
+            break;
+        }
+    }
+    assert_eq!(
+        state["status"],
+        "Completed",
+        "{state}\nlog:\n{}",
+        status.log()
+    );
+    assert_eq!(state["records"]["succeeded"], 250, "{state}");
+
+    // The merged results, through the presigned URL batch-status hands out.
+    let results = invoke(
+        &status_api,
+        &status,
+        &http_api("GET", &format!("{path}/results"), ""),
+    )
+    .await
+    .http()
+    .unwrap();
+    assert_eq!(results.status, 200, "{:?}", results.body);
+    let url = results.json().unwrap()["url"]
+        .as_str()
+        .map(str::to_owned)
+        .or_else(|| results.header("location").map(str::to_owned))
+        .unwrap_or_else(|| panic!("no results URL: {:?}", results.body));
+    let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
+    let ids: Vec<String> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["recordId"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let expected: Vec<String> = input
+        .iter()
+        .map(|r| r["recordId"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, expected, "every record once, in input order");
+
+    // An S3 upload becomes a batch too.
+    let bucket = stack_var("BATCH_BUCKET_NAME");
+    let key = format!("batch-input/{}.jsonl", unique("upload").replace(' ', "-"));
+    let lines: String = batch_records(120, "mains upload")
+        .iter()
+        .map(|r| format!("{r}\n"))
+        .collect();
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&integration_tests::sdk_config().await)
+            .force_path_style(true)
+            .build(),
+    );
+    let size = lines.len();
+    let put = s3
+        .put_object()
+        .bucket(&bucket)
+        .key(&key)
+        .metadata("model-id", HAIKU)
+        .body(lines.into_bytes().into())
+        .send()
+        .await
+        .unwrap();
+    let event = s3_created_event(&bucket, &key, size, put.e_tag(), put.version_id());
+    let started = invoke(&submit_api, &submit, &event).await.json().unwrap();
+    let batches = started["batches"].as_array().unwrap();
+    assert_eq!(batches.len(), 1, "{started}");
+    assert!(batches[0]["batchId"].is_string(), "{started}");
+}
+
+#[tokio::test]
+async fn capacity_runs_on_its_schedule_and_answers_get_capacity() {
+    Emulator::reset().await;
+    let (api, function) = start("capacity", &[]).await;
+    let report = invoke(&api, &function, &scheduled_event())
+        .await
+        .json()
+        .unwrap();
+    assert!(report.is_object(), "{report}");
+    let answer = invoke(&api, &function, &http_api("GET", "/v1/capacity", ""))
+        .await
+        .http()
+        .unwrap();
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    assert!(
+        answer.json().unwrap()["capacities"].is_array(),
+        "{:?}",
+        answer.body
+    );
+}
+
+#[tokio::test]
+async fn metrics_publisher_runs_on_its_schedule() {
+    Emulator::reset().await;
+    let (api, function) = start("metrics-publisher", &[]).await;
+    let summary = invoke(&api, &function, &scheduled_event())
+        .await
+        .json()
+        .unwrap();
+    assert!(summary.is_object(), "{summary}\nlog:\n{}", function.log());
+}
