@@ -71,7 +71,7 @@ fn socket_fd(pid: u32, port: u16) -> i32 {
 async fn invoke_with_cache_streamed_a_miss_then_a_hit_on_a_connection_without_nagle() {
     Emulator::reset().await;
     let (api, function) = start("invoke-with-cache", &[("RESPONSE_MODE", "streaming")]).await;
-    let request = json!({"prompt": unique("mains streamed"), "modelId": HAIKU});
+    let request = json!({"prompt": unique("mains streamed")});
 
     let miss = invoke(&api, &function, &rest_invoke(&request)).await;
     assert!(miss.streamed, "streamed mode answers as a stream");

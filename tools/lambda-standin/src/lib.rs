@@ -176,8 +176,20 @@ fn status_of(response: &Value) -> Result<u16, StandinError> {
         .ok_or_else(|| StandinError::NotHttp(format!("no statusCode in {response}")))
 }
 
+/// `headers`, and the first value of each of `multiValueHeaders` (which `lambda_http` fills
+/// for REST API events instead).
 fn headers_of(response: &Value) -> serde_json::Map<String, Value> {
-    response["headers"].as_object().cloned().unwrap_or_default()
+    let mut headers = response["headers"].as_object().cloned().unwrap_or_default();
+    for (name, values) in response["multiValueHeaders"]
+        .as_object()
+        .into_iter()
+        .flatten()
+    {
+        if let Some(first) = values.get(0) {
+            headers.entry(name.clone()).or_insert_with(|| first.clone());
+        }
+    }
+    headers
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
