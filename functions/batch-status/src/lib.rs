@@ -328,6 +328,20 @@ pub fn describe<S: ObjectStore>(batch: &Batch, store: &S) -> Value {
 mod tests {
     use super::*;
 
+    /// The template's EventBridge Scheduler schedule (`ScheduleV2`) sends its `Input` as the
+    /// event: it must be what this function takes for its schedule, or the poll does nothing.
+    #[test]
+    fn the_templates_poll_schedule_input_is_a_schedule_run() {
+        let template = include_str!("../../../infra/template.yaml");
+        let input = template
+            .split("Type: ScheduleV2")
+            .nth(1)
+            .and_then(|block| block.lines().find_map(|l| l.trim().strip_prefix("Input: ")))
+            .expect("the ScheduleV2 event has an Input");
+        let event: Value = serde_json::from_str(input.trim_matches('\'')).unwrap();
+        assert_eq!(trigger_of(&event), Trigger::Schedule);
+    }
+
     #[test]
     fn events_are_told_apart() {
         assert_eq!(
