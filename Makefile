@@ -76,18 +76,20 @@ stack-up: venv ## Start moto and the Bedrock emulator in the background; writes 
 stack-down: ## Stop what stack-up started
 	scripts/stack.sh down
 
-bench: venv ## Latency of the invoke paths, the cold start, batch throughput and memory, against a private stack, with baselines
-	cargo build --profile bench -p invoke-with-cache
+bench: venv ## Latency of the invoke paths, the runtime by response mode, each function's size and start, batch throughput and memory, with baselines
+	cargo build --release -p invoke-with-cache -p batch-submit -p batch-status -p capacity -p metrics-publisher
 	scripts/with-stack.sh cargo bench -p integration-tests
 
 # sam build runs `cargo lambda build --release [--arm64] --bin NAME` in each function's CodeUri
 # (its package directory), one function after another, into the workspace's target directory
 # (target/<triple>/release, then target/lambda/NAME/bootstrap); cargo-lambda links through zig
 # (the ziglang wheel cargo-lambda's package depends on), for glibc versions Lambda has.
-package: $(VENV)/.cargo-lambda ## sam build for this machine's architecture (PACKAGE_ARCH), offline; checks every function's bootstrap
+package: $(VENV)/.cargo-lambda ## sam build for this machine's architecture (PACKAGE_ARCH), offline; checks and starts every function's bootstrap
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" SAM_CLI_TELEMETRY=0 CARGO_TARGET_DIR="$${CARGO_TARGET_DIR:-$(CURDIR)/target}" \
 		sam build --parameter-overrides Architecture=$(PACKAGE_ARCH)
 	$(PY) scripts/package-check.py --architecture $(PACKAGE_ARCH) .aws-sam/build/template.yaml
+	cargo build -q -p lambda-standin
+	scripts/with-stack.sh $(PY) scripts/package_smoke.py .aws-sam/build/template.yaml
 
 deploy: $(VENV)/.cargo-lambda ## sam build && sam deploy --guided (needs AWS credentials)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" sam build

@@ -1,4 +1,4 @@
-//! `make bench`: invoke-with-cache's real binary (bench profile) under the Runtime API stand-in
+//! `make bench`: invoke-with-cache's real binary (release profile) under the Runtime API stand-in
 //! (`lambda-standin`), which answers `/next` at once when an event is queued, reads the whole
 //! response before its 202 and sets TCP_NODELAY on its own side only, as Lambda's does.
 //!
@@ -210,7 +210,7 @@ async fn main() {
     let thresh = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_pingpong_thresh")
         .map(|t| t.trim().to_owned())
         .unwrap_or_else(|_| "unknown".into());
-    println!("\ninvoke-with-cache under the Runtime API stand-in (bench profile)");
+    println!("\ninvoke-with-cache under the Runtime API stand-in (release profile)");
     println!("net.ipv4.tcp_pingpong_thresh = {thresh}; the baseline is buffered mode, same case");
     println!(
         "{:<8} {:<20} {:<36} {:>4} {:>9} {:>9} {:>10}",

@@ -13,7 +13,7 @@ pub fn binary(name: &str, profile: &str) -> PathBuf {
         path.exists(),
         "{} is missing: build it first (`cargo build{} -p {name}`; `make integration-test` and `make bench` do)",
         path.display(),
-        if profile == "release" { " --profile bench" } else { "" },
+        if profile == "release" { " --release" } else { "" },
     );
     path
 }
