@@ -626,16 +626,7 @@ pub mod batch {
                 .send()
                 .await
                 .expect("upload");
-            let event = serde_json::json!({"Records": [{
-                "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
-                "eventTime": "2026-11-24T00:00:00.000Z", "eventName": "ObjectCreated:Put",
-                "userIdentity": {"principalId": "AWS:AIDAEXAMPLE"},
-                "requestParameters": {"sourceIPAddress": "127.0.0.1"},
-                "responseElements": {"x-amz-request-id": "0", "x-amz-id-2": "0"},
-                "s3": {"s3SchemaVersion": "1.0", "configurationId": "batch-upload",
-                    "bucket": {"name": bucket, "ownerIdentity": {"principalId": "A"}, "arn": format!("arn:aws:s3:::{bucket}")},
-                    "object": {"key": key.replace(' ', "+"), "size": size, "eTag": put.e_tag().unwrap_or_default().trim_matches('"'), "sequencer": "0"}}
-            }]});
+            let event = crate::functions::s3_created_event(&bucket, key, size, put.e_tag(), None);
             let mut ids = Vec::new();
             for _ in 0..times {
                 let answer = self
