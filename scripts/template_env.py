@@ -120,7 +120,7 @@ class Resolver:
         else:
             declared = self.parameters[name]
             if "Default" not in declared:
-                raise Unresolved(f"the parameter {name} has no Default (give it with --param {name}=VALUE)")
+                raise Unresolved(f"the parameter {name} has no Default: give it with --param {name}=VALUE")
             value = declared["Default"]
         value = scalar(value)
         if self.parameters[name].get("Type", "").startswith(("CommaDelimitedList", "List<")):
@@ -231,7 +231,7 @@ def functions_of(template, template_dir, resolver, only, overrides):
                 env[variable] = text_of(resolver.resolve(value))
             except Unresolved as why:
                 problems.append(
-                    f"{logical_id}: {variable}: {why}; give it with --set {variable}=VALUE"
+                    f"{logical_id}: {variable}: {why} (or give the variable with --set {variable}=VALUE)"
                 )
         code_uri = props.get("CodeUri", props.get("Code"))
         handler = props.get("Handler", globals_.get("Handler"))
