@@ -5,7 +5,7 @@
 use http::StatusCode;
 use serde_json::json;
 
-use crate::domain::error::{ModelError, ModelErrorKind};
+use domain::error::{ModelError, ModelErrorKind};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {

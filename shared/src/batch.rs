@@ -9,17 +9,17 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::config::{ConfigError, Env};
-use crate::domain::batch::{
+use domain::batch::{
     job_has_ended, job_sizes, Announcement, Batch, BatchRecord, BatchStatus, BatchSummary,
     JobEntry, RecordCollector, ResultLine, JOB_QUEUED,
 };
-use crate::domain::conversation::{Conversation, InferenceConfig, Message, TextBlock};
-use crate::domain::error::{EventError, JobError, RegistryError, StoreError};
-use crate::domain::pricing::PriceTable;
-use crate::domain::routing::{Route, Target};
-use crate::ports::{
+use domain::conversation::{Conversation, InferenceConfig, Message, TextBlock};
+use domain::error::{EventError, JobError, RegistryError, StoreError};
+use domain::ports::{
     BatchJobs, BatchRegistry, Clock, EventPublisher, JobRequest, ModelInvoker, ObjectStore,
 };
+use domain::pricing::PriceTable;
+use domain::routing::{Route, Target};
 
 /// What to do with a batch under the per-job minimum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -813,7 +813,7 @@ mod tests {
 
         use super::*;
         use crate::adapters::clock::ManualClock;
-        use crate::ports::{JobState, ObjectInfo};
+        use domain::ports::{JobState, ObjectInfo};
 
         const T0: i64 = 1_780_000_000;
 

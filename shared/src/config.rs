@@ -4,21 +4,7 @@ use std::collections::HashMap;
 use std::fmt::Display;
 use std::str::FromStr;
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid configuration: {variable}: {message}")]
-pub struct ConfigError {
-    pub variable: String,
-    pub message: String,
-}
-
-impl ConfigError {
-    pub fn new(variable: &str, message: impl Into<String>) -> Self {
-        Self {
-            variable: variable.to_owned(),
-            message: message.into(),
-        }
-    }
-}
+pub use domain::error::ConfigError;
 
 /// A source of variables: the process environment, or a map in tests.
 #[derive(Debug, Clone, Default)]

@@ -1,17 +1,20 @@
-//! The domain, ports and AWS adapters the Lambda functions share.
+//! What the Lambda functions share beyond the domain: the AWS adapters, configuration from the
+//! environment, telemetry, the HTTP error shape and batch orchestration.
 //!
-//! - [`domain`]: pure types and rules (conversation, cache key, tiers, routing, pricing, errors).
-//! - [`ports`]: the traits handlers are generic over, so they are tested without AWS.
-//! - [`adapters`]: DynamoDB, Bedrock, the in-process cache, EMF metrics, the system clock.
+//! - [`adapters`]: DynamoDB, Bedrock, S3, EventBridge, CloudWatch, the in-process caches, EMF
+//!   metrics, the system clock; each SDK behind a Cargo feature, so a function links only the
+//!   SDKs it calls. They implement the traits of [`domain::ports`].
+//! - [`config`]: reading environment variables; every failure names the variable.
+//! - [`api`], [`http`]: domain errors mapped once to HTTP status and the native error shape.
+//! - [`batch`]: batch inference orchestration over the ports.
+//! - [`telemetry`]: JSON logs with the trace id.
 
 pub mod adapters;
 pub mod api;
 pub mod batch;
 pub mod config;
-pub mod domain;
 #[cfg(feature = "lambda-http")]
 pub mod http;
-pub mod ports;
 #[cfg(feature = "runtime-nodelay")]
 pub mod runtime_nodelay;
 pub mod telemetry;

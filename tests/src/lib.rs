@@ -150,6 +150,8 @@ pub mod invoke {
     use std::sync::{Arc, Mutex};
 
     use chrono::{DateTime, TimeZone, Utc};
+    use domain::metrics::RequestMetrics;
+    use domain::ports::MetricsSink;
     use invoke_with_cache::{App, InvokeConfig, ResponseBody, Tenancy};
     use lambda_http::Request;
     use serde_json::Value;
@@ -160,8 +162,6 @@ pub mod invoke {
     use shared::adapters::memory_cache::{MemoryCache, MemoryFronted};
     use shared::adapters::memory_tenancy::{CachedKeys, CachedSpend};
     use shared::config::Env;
-    use shared::domain::metrics::RequestMetrics;
-    use shared::ports::MetricsSink;
 
     pub const HAIKU: &str = "anthropic.claude-3-haiku-20240307-v1:0";
     pub const SONNET: &str = "anthropic.claude-3-sonnet-20240229-v1:0";
@@ -408,6 +408,8 @@ pub mod batch {
 
     use batch_status::StatusApp;
     use batch_submit::SubmitApp;
+    use domain::batch::Batch;
+    use domain::ports::{BatchRegistry, ObjectStore};
     use serde_json::{json, Value};
     use shared::adapters::batch_registry::DynamoDbBatchRegistry;
     use shared::adapters::bedrock::{BedrockInvoker, BedrockSettings};
@@ -417,8 +419,6 @@ pub mod batch {
     use shared::adapters::s3_store::S3Store;
     use shared::batch::BatchSettings;
     use shared::config::Env;
-    use shared::domain::batch::Batch;
-    use shared::ports::{BatchRegistry, ObjectStore};
 
     pub const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/bedrock-batch";
 

@@ -2,11 +2,11 @@
 //! batch-submit and batch-status against the local stack: the batch bucket and registry on
 //! moto, Bedrock's batch API on the emulator, batch ends announced on moto's EventBridge.
 
+use domain::batch::{Announcement, BatchStatus};
 use integration_tests::batch::{announcements, BatchHarness};
 use integration_tests::invoke::{unique, HAIKU};
 use integration_tests::Emulator;
 use serde_json::{json, Value};
-use shared::domain::batch::{Announcement, BatchStatus};
 
 /// Emulator jobs that move every few milliseconds.
 async fn fast_emulator() -> Emulator {

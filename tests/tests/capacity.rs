@@ -14,6 +14,8 @@ use std::time::Duration;
 use aws_sdk_bedrock::types::ProvisionedModelStatus;
 use capacity::{CapacityApp, CapacitySettings, RunReport};
 use chrono::{DateTime, TimeZone, Utc};
+use domain::capacity::{CapacityCounts, RoutingTable, PLAN_TAG};
+use domain::ports::{CapacityMetricsSink, RoutingTableSource};
 use futures_util::future::join_all;
 use integration_tests::invoke::{unique, Recorder, Store, HAIKU, OPUS, SONNET};
 use integration_tests::{http_event, sdk_config, stack_var, Emulator};
@@ -28,8 +30,6 @@ use shared::adapters::memory_cache::{MemoryCache, MemoryFronted};
 use shared::adapters::memory_routing::CachedRoutingTable;
 use shared::adapters::memory_tenancy::InMemoryTenancy;
 use shared::config::Env;
-use shared::domain::capacity::{CapacityCounts, RoutingTable, PLAN_TAG};
-use shared::ports::{CapacityMetricsSink, RoutingTableSource};
 
 const PLAN_NAME: &str = "integration";
 

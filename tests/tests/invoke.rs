@@ -3,11 +3,11 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::Duration;
+use domain::cache::CacheKey;
+use domain::metrics::Outcome;
 use integration_tests::invoke::{noon, unique, Harness, HAIKU, OPUS, PT_ARN, SONNET};
 use integration_tests::Emulator;
 use serde_json::{json, Value};
-use shared::domain::cache::CacheKey;
-use shared::domain::metrics::Outcome;
 
 #[tokio::test]
 async fn a_miss_then_a_hit_calls_bedrock_once() {

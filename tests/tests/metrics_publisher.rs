@@ -20,6 +20,11 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
 };
 use chrono::{TimeZone, Utc};
+use domain::batch::Batch;
+use domain::metrics::RequestMetrics;
+use domain::ports::{BatchRegistry, ReportStateStore};
+use domain::reporting::period_start;
+use domain::routing::Route;
 use integration_tests::batch::BatchHarness;
 use integration_tests::invoke::{unique, Harness, HAIKU, SONNET};
 use integration_tests::{sdk_config, stack_var, Emulator};
@@ -30,11 +35,6 @@ use shared::adapters::clock::ManualClock;
 use shared::adapters::emf::render;
 use shared::adapters::report_state::DynamoDbReportState;
 use shared::config::Env;
-use shared::domain::batch::Batch;
-use shared::domain::metrics::RequestMetrics;
-use shared::domain::reporting::period_start;
-use shared::domain::routing::Route;
-use shared::ports::{BatchRegistry, ReportStateStore};
 
 const PERIOD: i64 = 300;
 
@@ -400,7 +400,7 @@ fn paid(usd: f64) -> RequestMetrics {
     RequestMetrics {
         model_id: Some(HAIKU.to_owned()),
         route: Some(Route::OnDemand),
-        cache: Some(shared::domain::cache::CacheState::Miss),
+        cache: Some(domain::cache::CacheState::Miss),
         input_tokens: 40,
         output_tokens: 20,
         cost_usd: usd,

@@ -2,11 +2,11 @@
 //! over HTTP on the private stack: moto's key, spend and cache tables, the emulator's Bedrock.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use domain::ports::TenantKeyStore;
+use domain::tenancy::issue_key;
 use integration_tests::invoke::Harness;
 use integration_tests::{stack_var, Emulator};
 use shared::adapters::dynamo_tenancy::DynamoDbTenantKeys;
-use shared::domain::tenancy::issue_key;
-use shared::ports::TenantKeyStore;
 
 async fn new_key(keys: &DynamoDbTenantKeys, tenant: &str, budget: Option<f64>) -> String {
     let issued = issue_key(tenant, vec![], budget, None, chrono::Utc::now()).unwrap();

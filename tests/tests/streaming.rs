@@ -2,11 +2,11 @@
 //! emulator, the cache on moto's DynamoDB.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use domain::metrics::Outcome;
 use http_body_util::BodyExt;
 use integration_tests::invoke::{unique, Harness, HAIKU};
 use integration_tests::{event_names, text_deltas, Emulator};
 use serde_json::{json, Value};
-use shared::domain::metrics::Outcome;
 
 #[tokio::test]
 async fn a_miss_streams_from_bedrock_and_a_hit_replays_it_without_bedrock() {

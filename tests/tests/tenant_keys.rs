@@ -4,11 +4,11 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use chrono::{DateTime, Utc};
+use domain::ports::{SpendLedger, TenantKeyStore};
+use domain::tenancy::{key_id_of, month_of, secret_sha256};
 use integration_tests::{sdk_config, stack_var};
 use serde_json::Value;
 use shared::adapters::dynamo_tenancy::{DynamoDbSpendLedger, DynamoDbTenantKeys};
-use shared::domain::tenancy::{key_id_of, month_of, secret_sha256};
-use shared::ports::{SpendLedger, TenantKeyStore};
 use tenant_keys::{Cli, Error, Output};
 
 struct Stack {

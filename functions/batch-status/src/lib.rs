@@ -8,13 +8,13 @@ use http::StatusCode;
 use lambda_http::{Request, RequestExt};
 use serde_json::{json, Value};
 
+use domain::batch::Batch;
+use domain::ports::{BatchJobs, BatchRegistry, Clock, EventPublisher, ObjectStore};
 use shared::api::ApiError;
 use shared::batch::{
     batch_id_of_job, refresh, stop_batch, sweep, BatchError, BatchSettings, Sweep,
 };
-use shared::domain::batch::Batch;
 use shared::http::{answer_gateway_event, request_id};
-use shared::ports::{BatchJobs, BatchRegistry, Clock, EventPublisher, ObjectStore};
 
 /// What started an invocation.
 #[derive(Debug, PartialEq)]
@@ -291,8 +291,7 @@ fn batch_error(batch_id: &str, error: BatchError) -> ApiError {
 
 /// A batch as `GET /v1/batches/{batchId}` shows it.
 pub fn describe<S: ObjectStore>(batch: &Batch, store: &S) -> Value {
-    let sum =
-        |f: fn(&shared::domain::batch::JobEntry) -> u64| batch.jobs.iter().map(f).sum::<u64>();
+    let sum = |f: fn(&domain::batch::JobEntry) -> u64| batch.jobs.iter().map(f).sum::<u64>();
     let (processed, succeeded, failed) = match &batch.summary {
         Some(s) => (s.total, s.succeeded, s.failed),
         None => (
@@ -365,7 +364,7 @@ mod tests {
 
     #[test]
     fn an_unavailable_service_is_named_in_the_answer() {
-        use shared::domain::error::{EventError, RegistryError, StoreError};
+        use domain::error::{EventError, RegistryError, StoreError};
         let events = batch_error("b1", EventError::Call("dispatch failure".into()).into());
         assert_eq!(events.status, StatusCode::SERVICE_UNAVAILABLE);
         assert!(

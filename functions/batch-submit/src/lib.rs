@@ -6,17 +6,15 @@ use lambda_http::{Body, Request, Response};
 use serde_json::{json, Map, Value};
 
 use aws_lambda_events::event::s3::S3Event;
+use domain::batch::{Batch, BatchRecord, BatchStatus, RecordCollector, RecordProblem, Rejection};
+use domain::error::StoreError;
+use domain::ports::{BatchJobs, BatchRegistry, Clock, ModelInvoker, ObjectStore};
 use shared::api::ApiError;
 use shared::batch::{
     answer_directly, batch_id_for, parse_line, prepare_jobs, prepare_jobs_from_upload,
     submit_queued, BatchError, BatchSettings, LineReader, SmallPolicy,
 };
-use shared::domain::batch::{
-    Batch, BatchRecord, BatchStatus, RecordCollector, RecordProblem, Rejection,
-};
-use shared::domain::error::StoreError;
 use shared::http::{gateway_response, json_response, request_id};
-use shared::ports::{BatchJobs, BatchRegistry, Clock, ModelInvoker, ObjectStore};
 
 /// The function with its adapters, built once per instance.
 pub struct SubmitApp<S, R, J, M, C> {

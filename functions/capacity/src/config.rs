@@ -2,9 +2,9 @@
 
 use chrono::Duration;
 
+use domain::capacity::{CapacityPlan, CapacityPrices};
 use shared::adapters::emf::DEFAULT_NAMESPACE;
 use shared::config::{ConfigError, Env};
-use shared::domain::capacity::{CapacityPlan, CapacityPrices};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct CapacitySettings {

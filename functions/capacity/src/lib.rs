@@ -18,13 +18,13 @@ use lambda_http::Request;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use shared::api::ApiError;
-use shared::domain::capacity::{
+use domain::capacity::{
     after_creations, needs_tags, plan_tags, Capacity, CapacityAction, CapacityCounts,
     CapacityError, DeleteReason, Observed, PlanCost, Reconcile, RoutingTable, RoutingTableError,
 };
+use domain::ports::{CapacityMetricsSink, Clock, ProvisionedThroughputs, RoutingTableStore};
+use shared::api::ApiError;
 use shared::http::{answer_gateway_event, request_id};
-use shared::ports::{CapacityMetricsSink, Clock, ProvisionedThroughputs, RoutingTableStore};
 
 pub use config::CapacitySettings;
 
@@ -398,7 +398,7 @@ where
 
     fn describe_capacity(
         &self,
-        record: &shared::domain::capacity::CapacityRecord,
+        record: &domain::capacity::CapacityRecord,
         live: Option<&Capacity>,
         table: &RoutingTable,
     ) -> Value {
@@ -452,11 +452,11 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use chrono::{DateTime, TimeZone, Utc};
+    use domain::capacity::{CapacityStatus, Commitment, CreateOrder};
+    use domain::ports::RoutingTableSource;
     use shared::adapters::clock::ManualClock;
     use shared::adapters::memory_routing::InMemoryRoutingTable;
     use shared::config::Env;
-    use shared::domain::capacity::{CapacityStatus, Commitment, CreateOrder};
-    use shared::ports::RoutingTableSource;
 
     const HAIKU: &str = "anthropic.claude-3-haiku-20240307-v1:0";
 

@@ -15,24 +15,24 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
-use shared::adapters::memory_routing::NoRoutingTable;
-use shared::adapters::memory_tenancy::InMemoryTenancy;
-use shared::domain::cache::{
+use domain::cache::{
     CacheEntry, CacheKey, CacheMode, CacheState, CachedAnswer, Lease, StoredRecord,
 };
-use shared::domain::conversation::{ModelAnswer, Usage};
-use shared::domain::error::{CacheError, ModelError, ModelErrorKind};
-use shared::domain::identity::{CallerClaims, Principal};
-use shared::domain::metrics::{Outcome, RequestMetrics};
-use shared::domain::routing::{Plan, Route, Target};
-use shared::domain::stream::{replay, AnswerBuilder};
-use shared::domain::tenancy::{key_id_of, month_of, Tenant};
-use shared::domain::tiers::Tier;
-use shared::http::request_id;
-use shared::ports::{
+use domain::conversation::{ModelAnswer, Usage};
+use domain::error::{CacheError, ModelError, ModelErrorKind};
+use domain::identity::{CallerClaims, Principal};
+use domain::metrics::{Outcome, RequestMetrics};
+use domain::ports::{
     CacheStore, Clock, MetricsSink, ModelInvoker, ModelStream, RoutingTableSource, SpendLedger,
     TenantKeyStore,
 };
+use domain::routing::{Plan, Route, Target};
+use domain::stream::{replay, AnswerBuilder};
+use domain::tenancy::{key_id_of, month_of, Tenant};
+use domain::tiers::Tier;
+use shared::adapters::memory_routing::NoRoutingTable;
+use shared::adapters::memory_tenancy::InMemoryTenancy;
+use shared::http::request_id;
 
 use crate::body::{self, ResponseBody};
 use crate::config::{CacheScope, InvokeConfig};

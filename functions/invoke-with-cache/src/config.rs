@@ -3,16 +3,16 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use shared::adapters::bedrock::{BedrockSettings, RetryMode};
-use shared::adapters::emf::DEFAULT_NAMESPACE;
-use shared::config::{ConfigError, Env};
-use shared::domain::cache::{CachePolicy, SampledRequests};
-use shared::domain::pricing::PriceTable;
-use shared::domain::routing::{CapacityRouter, RoutingPolicy, Schedule};
-use shared::domain::tiers::{
+use domain::cache::{CachePolicy, SampledRequests};
+use domain::pricing::PriceTable;
+use domain::routing::{CapacityRouter, RoutingPolicy, Schedule};
+use domain::tiers::{
     ComplexityRules, TierModels, DEFAULT_COMPLEX_KEYWORDS, DEFAULT_COMPLEX_MODEL,
     DEFAULT_MODERATE_MODEL, DEFAULT_SIMPLE_MODEL,
 };
+use shared::adapters::bedrock::{BedrockSettings, RetryMode};
+use shared::adapters::emf::DEFAULT_NAMESPACE;
+use shared::config::{ConfigError, Env};
 
 /// How the function hands answers to Lambda.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,13 +7,13 @@ use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use shared::domain::cache::CacheMode;
-use shared::domain::conversation::{
+use domain::cache::CacheMode;
+use domain::conversation::{
     check_inference, check_messages, check_texts, check_tools, ContentBlock, Conversation,
     InferenceConfig, InputSchema, Message, ModelAnswer, Role, TextBlock, Tool, ToolChoice,
     ToolConfig, ToolResult, ToolResultContent, ToolSpec, ToolUse, Usage,
 };
-use shared::domain::stream::StreamEvent;
+use domain::stream::StreamEvent;
 
 use crate::error::ApiError;
 use crate::request::InvokeRequest;

@@ -3,14 +3,14 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use shared::domain::cache::CacheMode;
-use shared::domain::conversation::{
+use domain::cache::CacheMode;
+use domain::conversation::{
     check_inference, check_messages, check_texts, check_tools, ContentBlock, Conversation,
     InferenceConfig, Invalid, Message, TextBlock, ToolConfig,
 };
-use shared::domain::prompt::{collapse_whitespace, limit_chars};
+use domain::prompt::{collapse_whitespace, limit_chars};
 
-pub use shared::domain::conversation::MAX_TOKENS_LIMIT;
+pub use domain::conversation::MAX_TOKENS_LIMIT;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -235,7 +235,7 @@ pub fn parse(body: &[u8]) -> Result<InvokeRequest, RequestError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::domain::prompt::CUT_MARKER;
+    use domain::prompt::CUT_MARKER;
 
     #[test]
     fn tools_and_stream_are_read_and_checked() {

@@ -4,11 +4,11 @@
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use shared::domain::cache::CacheState;
-use shared::domain::conversation::ModelAnswer;
-use shared::domain::routing::Route;
-use shared::domain::stream::StreamEvent;
-use shared::domain::tiers::Tier;
+use domain::cache::CacheState;
+use domain::conversation::ModelAnswer;
+use domain::routing::Route;
+use domain::stream::StreamEvent;
+use domain::tiers::Tier;
 
 use crate::error::ApiError;
 use crate::openai::{self, ChunkWriter, OpenAiOptions};

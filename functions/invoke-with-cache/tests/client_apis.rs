@@ -11,17 +11,17 @@ use common::{
     build, build_with_tenancy, bytes_of, event_names, http_event, read, read_stream, text_deltas,
     FakeModel, MemoryStore, Sse, HAIKU,
 };
+use domain::conversation::{Conversation, ModelAnswer};
+use domain::error::{ModelError, ModelErrorKind};
+use domain::metrics::Outcome;
+use domain::ports::{Clock, ModelInvoker, ModelStream, SpendLedger, TenantKeyStore};
+use domain::routing::Target;
+use domain::stream::replay;
+use domain::tenancy::{issue_key, month_of};
 use futures_util::StreamExt;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use shared::adapters::memory_tenancy::InMemoryTenancy;
-use shared::domain::conversation::{Conversation, ModelAnswer};
-use shared::domain::error::{ModelError, ModelErrorKind};
-use shared::domain::metrics::Outcome;
-use shared::domain::routing::Target;
-use shared::domain::stream::replay;
-use shared::domain::tenancy::{issue_key, month_of};
-use shared::ports::{Clock, ModelInvoker, ModelStream, SpendLedger, TenantKeyStore};
 use tokio::sync::Notify;
 
 #[tokio::test]
@@ -477,7 +477,7 @@ async fn a_revoked_key_stops_working_within_the_key_cache_time() {
     );
     let ask = || http_event("POST", COMPLETIONS, Some(&key), &chat(false));
     assert_eq!(read(app.handle(ask()).await).0, 200);
-    let key_id = shared::domain::tenancy::key_id_of(&key).unwrap().to_owned();
+    let key_id = domain::tenancy::key_id_of(&key).unwrap().to_owned();
     tenancy.revoke(&key_id, 1).await.unwrap();
     // Within the bounded time the instance still trusts its lookup (a hit stays a memory lookup).
     assert_eq!(read(app.handle(ask()).await).0, 200);

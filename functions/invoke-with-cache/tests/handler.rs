@@ -9,11 +9,11 @@ use common::{
     build, build_with_clock, clock, event, event_with_authorizer, read, FakeModel, MemoryStore,
     ARN, HAIKU, V1_EVENT, V2_EVENT,
 };
+use domain::cache::{CacheKey, Lease, StoredRecord};
+use domain::error::ModelErrorKind;
+use domain::metrics::Outcome;
+use domain::ports::Clock;
 use serde_json::{json, Value};
-use shared::domain::cache::{CacheKey, Lease, StoredRecord};
-use shared::domain::error::ModelErrorKind;
-use shared::domain::metrics::Outcome;
-use shared::ports::Clock;
 
 #[tokio::test]
 async fn http_api_event_misses_then_hits() {

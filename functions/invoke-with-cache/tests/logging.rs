@@ -8,8 +8,8 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use common::{build, event, FakeModel, MemoryStore, V2_EVENT};
+use domain::error::ModelErrorKind;
 use serde_json::json;
-use shared::domain::error::ModelErrorKind;
 
 const SECRET_PROMPT: &str = "my secret prompt about the quarterly numbers";
 

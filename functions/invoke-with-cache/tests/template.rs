@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use shared::domain::routing::Schedule;
+use domain::routing::Schedule;
 
 const TEMPLATE: &str = include_str!("../../../infra/template.yaml");
 

@@ -11,24 +11,24 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use shared::adapters::batch_registry::DynamoDbBatchRegistry;
-use shared::adapters::cloudwatch::{CloudWatchMetrics, CloudWatchRetry};
-use shared::adapters::provisioned_inventory::BedrockProvisionedInventory;
-use shared::adapters::report_state::DynamoDbReportState;
-use shared::config::{ConfigError, Env};
-use shared::domain::batch::Batch;
-use shared::domain::error::RegistryError;
-use shared::domain::reporting::{
+use domain::batch::Batch;
+use domain::error::RegistryError;
+use domain::ports::{
+    BatchRegistry, Clock, MetricsReader, MetricsWriter, ProvisionedInventory, ReportStateStore,
+};
+use domain::reporting::{
     attribute, backlog, batches_ended, plan_periods, provisioned_figures, request_digest, requests,
     CapacityTable, CapacityTerms, CatchUp, DatumError, InventoryError, MetricId, MetricsError,
     ModelUsage, Partial, PeriodPlan, PeriodReport, ProvisionedThroughput, PublishLease, Query,
     ReportState, StateError, MINUTES_PER_PERIOD, MODEL_DIMENSION, NO_MODEL, PERIOD_SECONDS,
     PROVISIONED_ROUTE, ROUTE_DIMENSION,
 };
-use shared::domain::routing::CapacityRouter;
-use shared::ports::{
-    BatchRegistry, Clock, MetricsReader, MetricsWriter, ProvisionedInventory, ReportStateStore,
-};
+use domain::routing::CapacityRouter;
+use shared::adapters::batch_registry::DynamoDbBatchRegistry;
+use shared::adapters::cloudwatch::{CloudWatchMetrics, CloudWatchRetry};
+use shared::adapters::provisioned_inventory::BedrockProvisionedInventory;
+use shared::adapters::report_state::DynamoDbReportState;
+use shared::config::{ConfigError, Env};
 
 /// Tokens per minute of one model unit when the table names none: the emulator's default.
 pub const DEFAULT_TOKENS_PER_MINUTE_PER_UNIT: f64 = 100_000.0;

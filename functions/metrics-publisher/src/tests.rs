@@ -5,9 +5,9 @@
 use std::sync::{Arc, Mutex};
 
 use chrono::{TimeZone, Utc};
+use domain::batch::{Batch, BatchStatus, BatchSummary};
+use domain::reporting::{Datum, Sample, Series};
 use shared::adapters::clock::ManualClock;
-use shared::domain::batch::{Batch, BatchStatus, BatchSummary};
-use shared::domain::reporting::{Datum, Sample, Series};
 
 use super::*;
 

@@ -5,9 +5,9 @@
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use crate::domain::batch::{Batch, BatchStatus};
-use crate::domain::error::RegistryError;
-use crate::ports::BatchRegistry;
+use domain::batch::{Batch, BatchStatus};
+use domain::error::RegistryError;
+use domain::ports::BatchRegistry;
 
 /// Partition key attribute, as in infra/template.yaml.
 pub const KEY_ATTRIBUTE: &str = "batchId";
@@ -209,10 +209,10 @@ impl BatchRegistry for DynamoDbBatchRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::batch::Announcement;
     use aws_sdk_dynamodb::operation::put_item::PutItemOutput;
     use aws_sdk_dynamodb::operation::scan::ScanOutput;
     use aws_smithy_mocks::{mock, mock_client, RuleMode};
+    use domain::batch::Announcement;
     use serde_json::json;
 
     fn batch(announcement: Option<Announcement>) -> Batch {

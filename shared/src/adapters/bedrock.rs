@@ -24,14 +24,14 @@ use aws_smithy_types::{Document, Number};
 use futures_util::StreamExt;
 use serde_json::Value;
 
-use crate::domain::conversation::{
+use domain::conversation::{
     ContentBlock, Conversation, Message, ModelAnswer, Role, ToolChoice, ToolConfig,
     ToolResultContent, ToolResultStatus, ToolUse, Usage,
 };
-use crate::domain::error::{ModelError, ModelErrorKind};
-use crate::domain::routing::{Route, Target};
-use crate::domain::stream::StreamEvent;
-use crate::ports::{ModelInvoker, ModelStream};
+use domain::error::{ModelError, ModelErrorKind};
+use domain::ports::{ModelInvoker, ModelStream};
+use domain::routing::{Route, Target};
+use domain::stream::StreamEvent;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RetryMode {
@@ -561,7 +561,6 @@ fn call_config(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::conversation::{InferenceConfig, TextBlock};
     use aws_sdk_bedrockruntime::config::{
         ConfigBag, Credentials, Intercept, Region, RuntimeComponents,
     };
@@ -571,6 +570,7 @@ mod tests {
     };
     use aws_sdk_bedrockruntime::types::{ConverseOutput as Output, StopReason, TokenUsage};
     use aws_smithy_mocks::{mock, mock_client, RuleMode};
+    use domain::conversation::{InferenceConfig, TextBlock};
     use std::sync::{Arc, Mutex};
 
     const ARN: &str = "arn:aws:bedrock:us-east-1:123456789012:provisioned-model/pt1";
@@ -671,10 +671,10 @@ mod tests {
     /// the answer comes back with its input as JSON.
     #[tokio::test]
     async fn sends_tools_and_reads_tool_calls() {
-        use crate::domain::conversation::{
+        use aws_sdk_bedrockruntime::types::{ToolChoice as SdkChoice, ToolUseBlock};
+        use domain::conversation::{
             InputSchema, Tool, ToolResult, ToolSpec, ToolUse as DomainToolUse,
         };
-        use aws_sdk_bedrockruntime::types::{ToolChoice as SdkChoice, ToolUseBlock};
         let mut with_tools = conversation();
         with_tools.messages.push(Message {
             role: Role::Assistant,

@@ -8,8 +8,8 @@ use aws_sdk_bedrock::types::{
 };
 
 use super::sdk_error::SdkFailure;
-use crate::domain::error::JobError;
-use crate::ports::{BatchJobs, JobRequest, JobState};
+use domain::error::JobError;
+use domain::ports::{BatchJobs, JobRequest, JobState};
 
 #[derive(Debug, Clone)]
 pub struct BedrockBatchJobs {

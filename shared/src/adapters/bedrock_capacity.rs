@@ -10,8 +10,8 @@ use aws_sdk_bedrock::types::{CommitmentDuration, ProvisionedModelSummary, Tag};
 use chrono::{DateTime, Utc};
 
 use super::sdk_error::SdkFailure;
-use crate::domain::capacity::{Capacity, CapacityError, CapacityStatus, Commitment, CreateOrder};
-use crate::ports::ProvisionedThroughputs;
+use domain::capacity::{Capacity, CapacityError, CapacityStatus, Commitment, CreateOrder};
+use domain::ports::ProvisionedThroughputs;
 
 #[derive(Debug, Clone)]
 pub struct BedrockProvisionedThroughputs {

@@ -5,8 +5,8 @@
 use serde_json::{json, Value};
 
 use super::emf::{directive, document, EmfStdout};
-use crate::domain::capacity::CapacityCounts;
-use crate::ports::CapacityMetricsSink;
+use domain::capacity::CapacityCounts;
+use domain::ports::CapacityMetricsSink;
 
 /// The EMF document of one model's counts.
 pub fn render(namespace: &str, level: &str, counts: &CapacityCounts, timestamp_ms: i64) -> Value {
@@ -62,7 +62,7 @@ impl CapacityMetricsSink for CapacityEmf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::capacity::CapacityAction;
+    use domain::capacity::CapacityAction;
 
     #[test]
     fn every_action_is_a_metric_by_model() {

@@ -2,7 +2,7 @@ use std::sync::Mutex;
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::ports::Clock;
+use domain::ports::Clock;
 
 /// The wall clock.
 #[derive(Debug, Clone, Copy, Default)]
@@ -36,11 +36,5 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
         *self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-impl<C: Clock> Clock for std::sync::Arc<C> {
-    fn now(&self) -> DateTime<Utc> {
-        self.as_ref().now()
     }
 }

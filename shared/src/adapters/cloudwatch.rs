@@ -14,8 +14,8 @@ use aws_sdk_cloudwatch::types::{
 };
 
 use super::sdk_error::SdkFailure;
-use crate::domain::reporting::{Datum, MetricId, MetricsError, Query, Sample, Series};
-use crate::ports::{MetricsReader, MetricsWriter};
+use domain::ports::{MetricsReader, MetricsWriter};
+use domain::reporting::{Datum, MetricId, MetricsError, Query, Sample, Series};
 
 /// Queries in one GetMetricData request.
 pub const MAX_QUERIES_PER_REQUEST: usize = 500;
@@ -217,7 +217,7 @@ impl MetricsReader for CloudWatchMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::reporting::Unit;
+    use domain::reporting::Unit;
 
     #[test]
     fn datums_and_queries_become_the_sdks_shapes() {

@@ -12,9 +12,9 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::cache::{CacheEntry, CacheKey, CachedAnswer, Lease, StoredRecord};
-use crate::domain::error::CacheError;
-use crate::ports::CacheStore;
+use domain::cache::{CacheEntry, CacheKey, CachedAnswer, Lease, StoredRecord};
+use domain::error::CacheError;
+use domain::ports::CacheStore;
 
 /// Partition key attribute, as in infra/template.yaml.
 pub const KEY_ATTRIBUTE: &str = "pk";
@@ -280,10 +280,10 @@ impl CacheStore for DynamoDbCacheStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::conversation::{ContentBlock, Message, ModelAnswer, Role, Usage};
     use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
     use aws_sdk_dynamodb::operation::put_item::PutItemOutput;
     use aws_smithy_mocks::{mock, mock_client, RuleMode};
+    use domain::conversation::{ContentBlock, Message, ModelAnswer, Role, Usage};
     use sha2::Digest;
     use std::collections::HashMap;
 

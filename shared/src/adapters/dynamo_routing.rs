@@ -19,8 +19,8 @@ use std::collections::{BTreeMap, HashMap};
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use crate::domain::capacity::{RoutingTable, RoutingTableError};
-use crate::ports::{RoutingTableSource, RoutingTableStore};
+use domain::capacity::{RoutingTable, RoutingTableError};
+use domain::ports::{RoutingTableSource, RoutingTableStore};
 
 /// Partition key attribute, as in infra/template.yaml.
 pub const KEY_ATTRIBUTE: &str = "pk";
@@ -156,7 +156,7 @@ impl RoutingTableStore for DynamoDbRoutingTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::capacity::{CapacityRecord, Commitment};
+    use domain::capacity::{CapacityRecord, Commitment};
 
     #[test]
     fn the_item_round_trips_and_routes_are_a_native_map() {

@@ -7,9 +7,9 @@ use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
-use crate::domain::error::TenancyError;
-use crate::domain::tenancy::TenantKey;
-use crate::ports::{SpendLedger, TenantKeyStore};
+use domain::error::TenancyError;
+use domain::ports::{SpendLedger, TenantKeyStore};
+use domain::tenancy::TenantKey;
 
 /// Partition key of the keys table, as in infra/template.yaml.
 pub const KEY_ATTRIBUTE: &str = "keyId";

@@ -6,9 +6,9 @@ use std::io::Write;
 use chrono::Utc;
 use serde_json::{json, Value};
 
-use crate::domain::cache::CacheState;
-use crate::domain::metrics::{Outcome, RequestMetrics};
-use crate::ports::MetricsSink;
+use domain::cache::CacheState;
+use domain::metrics::{Outcome, RequestMetrics};
+use domain::ports::MetricsSink;
 
 pub const DEFAULT_NAMESPACE: &str = "Custom/Bedrock";
 
@@ -194,7 +194,7 @@ impl MetricsSink for EmfStdout {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::routing::Route;
+    use domain::routing::Route;
 
     fn answered() -> RequestMetrics {
         RequestMetrics {

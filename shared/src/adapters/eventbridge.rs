@@ -4,9 +4,9 @@ use aws_sdk_eventbridge::error::DisplayErrorContext;
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use serde_json::json;
 
-use crate::domain::batch::Batch;
-use crate::domain::error::EventError;
-use crate::ports::EventPublisher;
+use domain::batch::Batch;
+use domain::error::EventError;
+use domain::ports::EventPublisher;
 
 /// The `source` of the events this toolkit publishes.
 pub const EVENT_SOURCE: &str = "bedrock-toolkit.batch";

@@ -5,9 +5,9 @@ use std::sync::Mutex;
 
 use lru::LruCache;
 
-use crate::domain::cache::{CacheEntry, CacheKey, Lease, StoredRecord};
-use crate::domain::error::CacheError;
-use crate::ports::{CacheStore, Clock};
+use domain::cache::{CacheEntry, CacheKey, Lease, StoredRecord};
+use domain::error::CacheError;
+use domain::ports::{CacheStore, Clock};
 
 /// Bounded (least recently used entries go first) and honouring each entry's expiry. An entry
 /// is kept at most `max_age_seconds`, so that a `refresh` made through another instance reaches
@@ -124,8 +124,8 @@ impl<S: CacheStore, C: Clock> CacheStore for MemoryFronted<S, C> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::cache::CachedAnswer;
-    use crate::domain::conversation::{ContentBlock, Message, ModelAnswer, Role, Usage};
+    use domain::cache::CachedAnswer;
+    use domain::conversation::{ContentBlock, Message, ModelAnswer, Role, Usage};
 
     fn entry(expires_at: i64) -> CacheEntry {
         CacheEntry {

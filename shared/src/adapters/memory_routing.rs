@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::domain::capacity::{RoutingTable, RoutingTableError};
-use crate::ports::{RoutingTableSource, RoutingTableStore};
+use domain::capacity::{RoutingTable, RoutingTableError};
+use domain::ports::{RoutingTableSource, RoutingTableStore};
 
 /// No routing table: every model routes by the static configuration.
 #[derive(Debug, Clone, Copy, Default)]

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::domain::error::TenancyError;
-use crate::domain::tenancy::TenantKey;
-use crate::ports::{SpendLedger, TenantKeyStore};
+use domain::error::TenancyError;
+use domain::ports::{SpendLedger, TenantKeyStore};
+use domain::tenancy::TenantKey;
 
 /// Entries kept at most; past it expired ones go, and new ones are not remembered until then.
 const MAX_ENTRIES: usize = 10_000;

@@ -2,8 +2,8 @@
 
 use aws_sdk_bedrock::error::DisplayErrorContext;
 
-use crate::domain::reporting::{InventoryError, ProvisionedThroughput};
-use crate::ports::ProvisionedInventory;
+use domain::ports::ProvisionedInventory;
+use domain::reporting::{InventoryError, ProvisionedThroughput};
 
 #[derive(Debug, Clone)]
 pub struct BedrockProvisionedInventory {

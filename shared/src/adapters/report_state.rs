@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use crate::domain::reporting::{Partial, PublishLease, ReportState, StateError};
-use crate::ports::ReportStateStore;
+use domain::ports::ReportStateStore;
+use domain::reporting::{Partial, PublishLease, ReportState, StateError};
 
 /// Partition key attribute, as in infra/template.yaml (`MetricsStateTable`).
 pub const KEY_ATTRIBUTE: &str = "pk";

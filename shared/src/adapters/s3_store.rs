@@ -4,8 +4,8 @@ use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 
-use crate::domain::error::StoreError;
-use crate::ports::{ObjectInfo, ObjectStore};
+use domain::error::StoreError;
+use domain::ports::{ObjectInfo, ObjectStore};
 
 #[derive(Debug, Clone)]
 pub struct S3Store {

@@ -10,10 +10,10 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use clap::{ArgGroup, Args, Parser, Subcommand};
+use domain::error::TenancyError;
+use domain::ports::{SpendLedger, TenantKeyStore};
+use domain::tenancy::{check_tenant_name, issue_key, month_of, TenantKey};
 use serde::Serialize;
-use shared::domain::error::TenancyError;
-use shared::domain::tenancy::{check_tenant_name, issue_key, month_of, TenantKey};
-use shared::ports::{SpendLedger, TenantKeyStore};
 
 /// Attempts at a fresh key id when a new one is taken (48 random bits: practically never).
 const CREATE_ATTEMPTS: usize = 3;
@@ -673,8 +673,8 @@ fn listing_table(listings: &[Listing], month: &str) -> String {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+    use domain::tenancy::{key_id_of, secret_sha256};
     use shared::adapters::memory_tenancy::InMemoryTenancy;
-    use shared::domain::tenancy::{key_id_of, secret_sha256};
 
     fn now() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 30, 12, 0, 0).unwrap()

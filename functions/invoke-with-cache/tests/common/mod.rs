@@ -6,6 +6,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
+use domain::cache::{CacheEntry, CacheKey, Lease, StoredRecord};
+use domain::conversation::{ContentBlock, Conversation, Message, ModelAnswer, Role, Usage};
+use domain::error::{CacheError, ModelError, ModelErrorKind};
+use domain::metrics::RequestMetrics;
+use domain::ports::{CacheStore, MetricsSink, ModelInvoker, ModelStream};
+use domain::routing::Target;
+use domain::stream::{replay, StreamEvent};
 use futures_util::FutureExt;
 use http_body_util::BodyExt;
 use invoke_with_cache::{App, InvokeConfig, ResponseBody};
@@ -15,13 +22,6 @@ use shared::adapters::clock::ManualClock;
 use shared::adapters::memory_cache::{MemoryCache, MemoryFronted};
 use shared::adapters::memory_tenancy::InMemoryTenancy;
 use shared::config::Env;
-use shared::domain::cache::{CacheEntry, CacheKey, Lease, StoredRecord};
-use shared::domain::conversation::{ContentBlock, Conversation, Message, ModelAnswer, Role, Usage};
-use shared::domain::error::{CacheError, ModelError, ModelErrorKind};
-use shared::domain::metrics::RequestMetrics;
-use shared::domain::routing::Target;
-use shared::domain::stream::{replay, StreamEvent};
-use shared::ports::{CacheStore, MetricsSink, ModelInvoker, ModelStream};
 
 pub const V2_EVENT: &str = include_str!("../fixtures/apigw-v2-iam.json");
 pub const V1_EVENT: &str = include_str!("../fixtures/apigw-rest-v1.json");

@@ -82,6 +82,25 @@ pub enum CacheError {
     TooLarge(usize),
 }
 
+/// A setting whose value is invalid, named by its variable: the domain's parsers of setting
+/// values (`MODEL_PRICES`, alarm thresholds) report it, and `shared::config` reads the
+/// environment into them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration: {variable}: {message}")]
+pub struct ConfigError {
+    pub variable: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(variable: &str, message: impl Into<String>) -> Self {
+        Self {
+            variable: variable.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use super::conversation::Usage;
-use crate::config::ConfigError;
+use crate::error::ConfigError;
 
 /// US dollars per 1,000 tokens.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -9,24 +9,24 @@ use futures_util::Stream;
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::batch::Batch;
-use crate::domain::cache::{CacheEntry, CacheKey, Lease, StoredRecord};
-use crate::domain::capacity::{
+use crate::batch::Batch;
+use crate::cache::{CacheEntry, CacheKey, Lease, StoredRecord};
+use crate::capacity::{
     live_plan, Capacity, CapacityCounts, CapacityError, CreateOrder, RoutingTable,
     RoutingTableError,
 };
-use crate::domain::conversation::{Conversation, ModelAnswer};
-use crate::domain::error::{
+use crate::conversation::{Conversation, ModelAnswer};
+use crate::error::{
     CacheError, EventError, JobError, ModelError, RegistryError, StoreError, TenancyError,
 };
-use crate::domain::metrics::RequestMetrics;
-use crate::domain::reporting::{
+use crate::metrics::RequestMetrics;
+use crate::reporting::{
     Datum, InventoryError, MetricId, MetricsError, ProvisionedThroughput, Query, ReportState,
     Series, StateError,
 };
-use crate::domain::routing::{CapacityRouter, Plan, Target};
-use crate::domain::stream::StreamEvent;
-use crate::domain::tenancy::TenantKey;
+use crate::routing::{CapacityRouter, Plan, Target};
+use crate::stream::StreamEvent;
+use crate::tenancy::TenantKey;
 
 /// A model's answer as it is produced; an error ends it.
 pub type ModelStream = Pin<Box<dyn Stream<Item = Result<StreamEvent, ModelError>> + Send>>;
@@ -88,6 +88,12 @@ pub trait ModelInvoker: Send + Sync {
 /// The time, injected so that expiry and schedules are tested without waiting.
 pub trait Clock: Send + Sync {
     fn now(&self) -> DateTime<Utc>;
+}
+
+impl<C: Clock> Clock for std::sync::Arc<C> {
+    fn now(&self) -> DateTime<Utc> {
+        self.as_ref().now()
+    }
 }
 
 /// Where per-request metrics go (CloudWatch Embedded Metric Format on stdout in Lambda).
@@ -222,7 +228,7 @@ pub trait MetricsReader: Send + Sync {
 }
 
 /// Where datums are published (PutMetricData); one call is one request, within the API's
-/// limits ([`crate::domain::reporting::requests`]), retried on throttling by the adapter.
+/// limits ([`crate::reporting::requests`]), retried on throttling by the adapter.
 pub trait MetricsWriter: Send + Sync {
     fn put(
         &self,

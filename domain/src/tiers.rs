@@ -109,7 +109,7 @@ impl TierModels {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::conversation::{ContentBlock, InferenceConfig, Message, Role};
+    use crate::conversation::{ContentBlock, InferenceConfig, Message, Role};
 
     fn ask(text: &str) -> Conversation {
         Conversation {

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use super::batch::{job_has_ended, Batch, BatchStatus, JOB_QUEUED};
 use super::pricing::underlying_model;
-use crate::config::ConfigError;
+use crate::error::ConfigError;
 
 /// Every period is five minutes, aligned on the epoch (so on the hour).
 pub const PERIOD_SECONDS: i64 = 300;
@@ -968,7 +968,7 @@ impl PeriodReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::batch::{BatchSummary, JobEntry};
+    use crate::batch::{BatchSummary, JobEntry};
 
     const HAIKU: &str = "anthropic.claude-3-haiku-20240307-v1:0";
     const ARN: &str = "arn:aws:bedrock:us-east-1:123456789012:provisioned-model/abcdefghijkl";

@@ -237,7 +237,7 @@ impl CacheState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::conversation::{
+    use crate::conversation::{
         ContentBlock, InferenceConfig, InputSchema, Message, Role, TextBlock, Tool, ToolChoice,
         ToolConfig, ToolSpec, ToolUse,
     };
@@ -345,7 +345,7 @@ mod tests {
                 content: vec![ContentBlock::text(text)],
             },
             stop_reason: stop_reason.into(),
-            usage: crate::domain::conversation::Usage::default(),
+            usage: crate::conversation::Usage::default(),
         }
     }
 

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::domain::conversation::{ContentBlock, Message, ModelAnswer, Role, ToolUse, Usage};
-use crate::domain::error::{ModelError, ModelErrorKind};
+use crate::conversation::{ContentBlock, Message, ModelAnswer, Role, ToolUse, Usage};
+use crate::error::{ModelError, ModelErrorKind};
 
 /// One step of a streamed answer. `index` is the content block's position in the answer.
 #[derive(Debug, Clone, PartialEq, Eq)]

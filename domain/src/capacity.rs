@@ -1076,7 +1076,7 @@ pub enum RoutingTableError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::routing::RoutingPolicy;
+    use crate::routing::RoutingPolicy;
     use chrono::TimeZone;
 
     const HAIKU: &str = "anthropic.claude-3-haiku-20240307-v1:0";
