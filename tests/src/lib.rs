@@ -142,7 +142,7 @@ pub async fn wait_in_service(bedrock: &aws_sdk_bedrock::Client, identifier: &str
     }
 }
 
-pub use invoke_with_cache::wire::{event_names, parse_events, text_deltas, Sse};
+pub use invoke_with_cache::sse::{event_names, parse_events, text_deltas, Sse};
 
 /// invoke-with-cache wired to the local stack: real DynamoDB (moto) and Bedrock (emulator)
 /// adapters, an injected clock and a metrics recorder.
@@ -152,7 +152,7 @@ pub mod invoke {
     use chrono::{DateTime, TimeZone, Utc};
     use domain::metrics::RequestMetrics;
     use domain::ports::MetricsSink;
-    use invoke_with_cache::{App, InvokeConfig, ResponseBody, Tenancy};
+    use invoke_with_cache::{Adapters, App, InvokeConfig, Ports, ResponseBody, Tenancy};
     use lambda_http::Request;
     use serde_json::Value;
     use shared::adapters::bedrock::BedrockInvoker;
@@ -160,6 +160,7 @@ pub mod invoke {
     use shared::adapters::dynamo_cache::DynamoDbCacheStore;
     use shared::adapters::dynamo_tenancy::{DynamoDbSpendLedger, DynamoDbTenantKeys};
     use shared::adapters::memory_cache::{MemoryCache, MemoryFronted};
+    use shared::adapters::memory_routing::NoRoutingTable;
     use shared::adapters::memory_tenancy::{CachedKeys, CachedSpend};
     use shared::config::Env;
 
@@ -205,14 +206,20 @@ pub mod invoke {
 
     pub type Store = MemoryFronted<DynamoDbCacheStore, Arc<ManualClock>>;
 
-    pub type InvokeApp = App<
-        Store,
-        BedrockInvoker,
-        Arc<ManualClock>,
-        Recorder,
-        CachedKeys<DynamoDbTenantKeys>,
-        CachedSpend<DynamoDbSpendLedger>,
-    >;
+    /// The AWS adapters on the local stack, with a manual clock and recorded metrics.
+    pub struct LocalStack;
+
+    impl Adapters for LocalStack {
+        type Store = Store;
+        type Model = BedrockInvoker;
+        type Clock = Arc<ManualClock>;
+        type Metrics = Recorder;
+        type Keys = CachedKeys<DynamoDbTenantKeys>;
+        type Ledger = CachedSpend<DynamoDbSpendLedger>;
+        type Routes = NoRoutingTable;
+    }
+
+    pub type InvokeApp = App<LocalStack>;
 
     pub struct Harness {
         pub app: Arc<InvokeApp>,
@@ -295,8 +302,15 @@ pub mod invoke {
                     settings.spend_cache,
                 ),
             });
-            let app = App::new(config, store, model, clock.clone(), metrics.clone())
-                .with_tenancy(tenancy);
+            let ports = Ports::<LocalStack> {
+                store,
+                model,
+                clock: clock.clone(),
+                metrics: metrics.clone(),
+                tenancy,
+                routes: None,
+            };
+            let app = App::new(config, ports);
             Self {
                 app: Arc::new(app),
                 clock,

@@ -19,7 +19,7 @@ use domain::ports::{CapacityMetricsSink, RoutingTableSource};
 use futures_util::future::join_all;
 use integration_tests::invoke::{unique, Recorder, Store, HAIKU, OPUS, SONNET};
 use integration_tests::{http_event, sdk_config, stack_var, Emulator};
-use invoke_with_cache::{App, InvokeConfig};
+use invoke_with_cache::{Adapters, App, InvokeConfig, Ports};
 use serde_json::{json, Value};
 use shared::adapters::bedrock::BedrockInvoker;
 use shared::adapters::bedrock_capacity::BedrockProvisionedThroughputs;
@@ -67,15 +67,20 @@ impl Counted {
 type Capacity =
     CapacityApp<BedrockProvisionedThroughputs, DynamoDbRoutingTable, Arc<ManualClock>, Counted>;
 
-type Invoke = App<
-    Store,
-    BedrockInvoker,
-    Arc<ManualClock>,
-    Recorder,
-    InMemoryTenancy,
-    InMemoryTenancy,
-    CachedRoutingTable<DynamoDbRoutingTable>,
->;
+/// invoke-with-cache on the local stack, routing by the capacity function's table.
+struct Routed;
+
+impl Adapters for Routed {
+    type Store = Store;
+    type Model = BedrockInvoker;
+    type Clock = Arc<ManualClock>;
+    type Metrics = Recorder;
+    type Keys = InMemoryTenancy;
+    type Ledger = InMemoryTenancy;
+    type Routes = CachedRoutingTable<DynamoDbRoutingTable>;
+}
+
+type Invoke = App<Routed>;
 
 struct Stack {
     emulator: Emulator,
@@ -156,17 +161,18 @@ impl Stack {
             self.clock.clone(),
         );
         let model = BedrockInvoker::new(&sdk, &config.bedrock);
-        App::new(
-            config,
+        let ports = Ports::<Routed> {
             store,
             model,
-            self.clock.clone(),
-            Recorder::default(),
-        )
-        .with_routing_table(CachedRoutingTable::new(
-            DynamoDbRoutingTable::new(self.dynamodb.clone(), &settings.table),
-            settings.cache,
-        ))
+            clock: self.clock.clone(),
+            metrics: Recorder::default(),
+            tenancy: None,
+            routes: Some(CachedRoutingTable::new(
+                DynamoDbRoutingTable::new(self.dynamodb.clone(), &settings.table),
+                settings.cache,
+            )),
+        };
+        App::new(config, ports)
     }
 
     /// Every Provisioned Throughput the emulator holds: (name, ARN, units, status).

@@ -1,11 +1,9 @@
-#![recursion_limit = "256"]
-
 use std::sync::Arc;
 
 use aws_config::BehaviorVersion;
 use http_body_util::BodyExt;
 use invoke_with_cache::config::ResponseMode;
-use invoke_with_cache::{App, InvokeConfig, Tenancy};
+use invoke_with_cache::{Adapters, App, InvokeConfig, Ports, Tenancy};
 use lambda_http::{run, run_with_streaming_response, service_fn, Body, Error, Request, Response};
 use shared::adapters::bedrock::BedrockInvoker;
 use shared::adapters::clock::SystemClock;
@@ -18,6 +16,19 @@ use shared::adapters::memory_routing::CachedRoutingTable;
 use shared::adapters::memory_tenancy::{CachedKeys, CachedSpend};
 use shared::config::Env;
 use shared::runtime_nodelay::RuntimeApiNoDelay;
+
+/// The AWS adapters, each behind the in-process cache that fronts it.
+struct Aws;
+
+impl Adapters for Aws {
+    type Store = MemoryFronted<DynamoDbCacheStore, SystemClock>;
+    type Model = BedrockInvoker;
+    type Clock = SystemClock;
+    type Metrics = EmfStdout;
+    type Keys = CachedKeys<DynamoDbTenantKeys>;
+    type Ledger = CachedSpend<DynamoDbSpendLedger>;
+    type Routes = CachedRoutingTable<DynamoDbRoutingTable>;
+}
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -49,11 +60,15 @@ async fn main() -> Result<(), Error> {
     let metrics = EmfStdout::new(&config.metrics_namespace, config.log_level.as_deref());
     let mode = config.response_mode;
     let nodelay = config.runtime_api_nodelay;
-    let app = Arc::new(
-        App::new(config, store, model, SystemClock, metrics)
-            .with_tenancy(tenancy)
-            .with_routing_table(routes),
-    );
+    let ports = Ports::<Aws> {
+        store,
+        model,
+        clock: SystemClock,
+        metrics,
+        tenancy,
+        routes,
+    };
+    let app = Arc::new(App::new(config, ports));
     match mode {
         // Every answer is written as a stream (whole for buffered answers), so API Gateway's
         // response streaming and `cargo lambda watch` pass server-sent events on as they come.
@@ -69,7 +84,9 @@ async fn main() -> Result<(), Error> {
                     nodelay.apply();
                 }
                 let app = Arc::clone(&app);
-                async move { Ok::<_, Error>(app.handle(request).await) }
+                // Boxed: nested inside the streaming runtime's own futures, the handler's future
+                // is too deep for the compiler's default layout depth (one allocation a request).
+                async move { Ok::<_, Error>(Box::pin(app.handle(request)).await) }
             }))
             .await
         }

@@ -173,10 +173,12 @@ async fn a_client_that_disconnects_mid_stream_stores_nothing() {
     let metrics = common::Recorder::default();
     let app = Arc::new(invoke_with_cache::App::new(
         config,
-        fronted,
-        GatedModel { gate: gate.clone() },
-        clock,
-        metrics.clone(),
+        common::ports(
+            fronted,
+            GatedModel { gate: gate.clone() },
+            clock,
+            metrics.clone(),
+        ),
     ));
     let body = json!({"prompt": "leave early", "stream": true});
     let response = app

@@ -15,7 +15,7 @@ use domain::routing::Target;
 use domain::stream::{replay, StreamEvent};
 use futures_util::FutureExt;
 use http_body_util::BodyExt;
-use invoke_with_cache::{App, InvokeConfig, ResponseBody};
+use invoke_with_cache::{Adapters, App, InvokeConfig, Ports, ResponseBody};
 use lambda_http::{Request, Response};
 use serde_json::Value;
 use shared::adapters::clock::ManualClock;
@@ -261,7 +261,40 @@ impl Recorder {
 }
 
 pub type Store = MemoryFronted<MemoryStore, Arc<ManualClock>>;
-pub type TestApp = App<Store, FakeModel, Arc<ManualClock>, Recorder>;
+pub type Keys = shared::adapters::memory_tenancy::CachedKeys<Arc<InMemoryTenancy>>;
+pub type Spend = shared::adapters::memory_tenancy::CachedSpend<Arc<InMemoryTenancy>>;
+
+/// The handler tests' fakes: memory for every store, a manual clock, a model of the test's.
+pub struct Fakes<M = FakeModel>(std::marker::PhantomData<fn() -> M>);
+
+impl<M: ModelInvoker + 'static> Adapters for Fakes<M> {
+    type Store = Store;
+    type Model = M;
+    type Clock = Arc<ManualClock>;
+    type Metrics = Recorder;
+    type Keys = Keys;
+    type Ledger = Spend;
+    type Routes = shared::adapters::memory_routing::NoRoutingTable;
+}
+
+/// The ports of a deployment without tenant keys or a routing table.
+pub fn ports<M: ModelInvoker + 'static>(
+    store: Store,
+    model: M,
+    clock: Arc<ManualClock>,
+    metrics: Recorder,
+) -> Ports<Fakes<M>> {
+    Ports {
+        store,
+        model,
+        clock,
+        metrics,
+        tenancy: None,
+        routes: None,
+    }
+}
+
+pub type TestApp = App<Fakes>;
 
 /// Noon UTC on a Monday.
 pub fn clock() -> Arc<ManualClock> {
@@ -290,7 +323,10 @@ pub fn build_with_clock(
     let store = MemoryFronted::new(store, memory, clock.clone());
     let recorder = Recorder::default();
     (
-        Arc::new(App::new(config, store, model, clock, recorder.clone())),
+        Arc::new(App::new(
+            config,
+            ports(store, model, clock, recorder.clone()),
+        )),
         recorder,
     )
 }
@@ -340,7 +376,7 @@ pub fn read(response: Response<ResponseBody>) -> (u16, Option<String>, Value) {
 }
 
 #[allow(unused_imports)] // each test file uses some
-pub use invoke_with_cache::wire::{event_names, parse_events, text_deltas, Sse};
+pub use invoke_with_cache::sse::{event_names, parse_events, text_deltas, Sse};
 
 /// Reads a streamed body to its end.
 pub async fn read_stream(response: Response<ResponseBody>) -> (u16, Option<String>, Vec<Sse>) {
@@ -357,9 +393,7 @@ pub async fn read_stream(response: Response<ResponseBody>) -> (u16, Option<Strin
     )
 }
 
-pub type Keys = shared::adapters::memory_tenancy::CachedKeys<Arc<InMemoryTenancy>>;
-pub type Spend = shared::adapters::memory_tenancy::CachedSpend<Arc<InMemoryTenancy>>;
-pub type TenantApp<M> = App<Store, M, Arc<ManualClock>, Recorder, Keys, Spend>;
+pub type TenantApp<M> = App<Fakes<M>>;
 
 /// The function with tenant keys on (in memory, behind the instance caches `main` puts in
 /// front of DynamoDB, with the TTLs of the configuration).
@@ -381,19 +415,15 @@ pub fn build_with_tenancy<M: ModelInvoker + 'static>(
     let memory = MemoryCache::new(config.memory_cache_entries, config.memory_cache_ttl_seconds);
     let store = MemoryFronted::new(MemoryStore::default(), memory, clock.clone());
     let recorder = Recorder::default();
-    let app = App::new(config, store, model, clock, recorder.clone()).with_tenancy(Some(
-        invoke_with_cache::Tenancy {
-            keys: shared::adapters::memory_tenancy::CachedKeys::new(
-                tenancy.clone(),
-                settings.key_cache,
-            ),
-            ledger: shared::adapters::memory_tenancy::CachedSpend::new(
-                tenancy,
-                settings.spend_cache,
-            ),
-        },
-    ));
-    (Arc::new(app), recorder)
+    let mut ports = ports(store, model, clock, recorder.clone());
+    ports.tenancy = Some(invoke_with_cache::Tenancy {
+        keys: shared::adapters::memory_tenancy::CachedKeys::new(
+            tenancy.clone(),
+            settings.key_cache,
+        ),
+        ledger: shared::adapters::memory_tenancy::CachedSpend::new(tenancy, settings.spend_cache),
+    });
+    (Arc::new(App::new(config, ports)), recorder)
 }
 
 /// An HTTP API event for `method path`, with a bearer key when given.

@@ -1,0 +1,124 @@
+//! What a request carries from step to step: who is calling, what the path serves, what is
+//! known of it so far (for the log line of a failure too), and what it becomes.
+
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use lambda_http::{Request, Response};
+use serde_json::Value;
+
+use domain::cache::{CacheEntry, CacheKey, CacheState};
+use domain::conversation::ModelAnswer;
+use domain::routing::{Plan, Route};
+use domain::tenancy::Tenant;
+use domain::tiers::Tier;
+
+use crate::body::ResponseBody;
+use crate::openai::OpenAiOptions;
+use crate::request::InvokeRequest;
+use crate::wire::Wire;
+
+/// A successful answer, before it becomes HTTP.
+pub(crate) struct Answer {
+    pub(crate) answer: ModelAnswer,
+    pub(crate) cache: CacheState,
+    pub(crate) cost_usd: f64,
+    pub(crate) saved_usd: f64,
+    pub(crate) on_demand_equivalent_usd: f64,
+    pub(crate) too_large_to_cache: bool,
+}
+
+/// What is known of a request as it goes: the log line and metrics of a failure need it too.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Trace {
+    pub(crate) model_id: Option<String>,
+    pub(crate) tier: Option<Tier>,
+    pub(crate) route: Option<Route>,
+    pub(crate) spilled_over: bool,
+}
+
+/// One request's identity, clock and reporting, carried into a stream's task.
+#[derive(Debug, Clone)]
+pub(crate) struct Ctx {
+    pub(crate) request_id: String,
+    /// The invocation's X-Ray trace header, on every log line of the request.
+    pub(crate) xray_trace_id: String,
+    pub(crate) started: Instant,
+    pub(crate) trace: Trace,
+    pub(crate) wire: Wire,
+}
+
+/// The routes the function serves (matched on the path's end, whatever the stage prefix).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Endpoint {
+    Invoke,
+    ChatCompletions,
+    Models,
+    /// Another path under `/openai/`: a 404 in OpenAI's shape.
+    OpenAiOther,
+}
+
+impl Endpoint {
+    pub(crate) fn of(request: &Request) -> Self {
+        let path = request.uri().path().trim_end_matches('/');
+        if path.ends_with("/chat/completions") {
+            Self::ChatCompletions
+        } else if path.ends_with("/openai/v1/models") || path.ends_with("/models") {
+            Self::Models
+        } else if path.contains("/openai/") {
+            Self::OpenAiOther
+        } else {
+            Self::Invoke
+        }
+    }
+
+    pub(crate) fn wire(self) -> Wire {
+        match self {
+            Self::Invoke => Wire::Native,
+            Self::ChatCompletions | Self::Models | Self::OpenAiOther => {
+                Wire::OpenAi(OpenAiOptions::default())
+            }
+        }
+    }
+}
+
+/// Who is asking: the cache namespace, and the tenant when a key was presented.
+pub(crate) struct Caller {
+    pub(crate) namespace: String,
+    pub(crate) tenant: Option<Tenant>,
+}
+
+/// A request past its checks, on its way to the model.
+pub(crate) struct Job {
+    pub(crate) invoke: InvokeRequest,
+    pub(crate) caller: Caller,
+    pub(crate) plan: Plan,
+    pub(crate) key: Option<CacheKey>,
+    pub(crate) state: CacheState,
+    pub(crate) lease_owner: Option<String>,
+    pub(crate) now: DateTime<Utc>,
+}
+
+/// What the handler answers with.
+pub(crate) enum Reply {
+    Answer(Answer),
+    /// A stream, reported by its own task when it ends.
+    Stream(Response<ResponseBody>),
+    Json(Value),
+}
+
+pub(crate) fn hit(entry: CacheEntry, trace: &mut Trace) -> Answer {
+    trace.model_id = Some(entry.cached.model_id);
+    Answer {
+        saved_usd: entry.cached.cost_usd,
+        answer: entry.cached.answer,
+        cache: CacheState::Hit,
+        cost_usd: 0.0,
+        on_demand_equivalent_usd: 0.0,
+        too_large_to_cache: false,
+    }
+}
+
+pub(crate) fn elapsed_ms(started: Instant) -> u64 {
+    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,120 @@
+//! The request path as a short sequence of steps: who is calling, what they ask, the cache,
+//! the model, the answer. Each step lives in the module named for it.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::StatusCode;
+use lambda_http::{Request, RequestExt, Response};
+use tracing::Instrument;
+
+use domain::cache::{CacheMode, CacheState};
+use domain::ports::{Clock, RoutingTableSource};
+use shared::http::request_id;
+
+use crate::app::{Adapters, App};
+use crate::body::ResponseBody;
+use crate::cache::Claim;
+use crate::context::{elapsed_ms, Ctx, Endpoint, Job, Reply, Trace};
+use crate::error::ApiError;
+use crate::respond::{answer_response, answered, error_response, json_body_response, meta};
+
+impl<A: Adapters> App<A> {
+    /// Answers every request with a response, never an error: API Gateway would turn an
+    /// error into a 502 without a body. A stream's failures after its start end the stream
+    /// with an error event.
+    pub async fn handle(self: &Arc<Self>, request: Request) -> Response<ResponseBody> {
+        let request_id = request_id(&request);
+        // Warnings logged on the way (cache faults, spillover) carry the request id too.
+        let xray_trace_id = request
+            .lambda_context_ref()
+            .and_then(|c| c.xray_trace_id.clone())
+            .unwrap_or_default();
+        let span =
+            tracing::info_span!("invoke", request_id = %request_id, xrayTraceId = %xray_trace_id);
+        let mut ctx = Ctx {
+            request_id,
+            xray_trace_id,
+            started: Instant::now(),
+            trace: Trace::default(),
+            wire: Endpoint::of(&request).wire(),
+        };
+        let outcome = self.process(&request, &mut ctx).instrument(span).await;
+        let latency_ms = elapsed_ms(ctx.started);
+        match outcome {
+            Ok(Reply::Answer(answer)) => {
+                self.report_answer(&ctx, &answer, latency_ms);
+                let meta = meta(&ctx, answer.cache, self.ports.clock.now().timestamp());
+                answer_response(&ctx.wire, &answered(&answer, &meta, latency_ms), &meta)
+            }
+            Ok(Reply::Stream(response)) => response,
+            Ok(Reply::Json(body)) => json_body_response(StatusCode::OK, &body),
+            Err(error) => {
+                self.report_failure(&ctx, &error, latency_ms);
+                error_response(&ctx.wire, &error, &ctx.request_id)
+            }
+        }
+    }
+
+    pub(crate) async fn process(
+        self: &Arc<Self>,
+        request: &Request,
+        ctx: &mut Ctx,
+    ) -> Result<Reply, ApiError> {
+        let endpoint = Endpoint::of(request);
+        let caller = self.authenticate(request, endpoint).await?;
+        match endpoint {
+            Endpoint::Models => return self.list_models(request, &caller).map(Reply::Json),
+            Endpoint::OpenAiOther => {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    format!(
+                        "{} is not served here; the OpenAI-compatible routes are POST /openai/v1/chat/completions and GET /openai/v1/models",
+                        request.uri().path()
+                    ),
+                ))
+            }
+            Endpoint::Invoke | Endpoint::ChatCompletions => {}
+        }
+        let invoke = self.read_request(request, endpoint, ctx)?;
+        // A tenant's namespace is its own: the shared scope's rules do not apply to it.
+        if caller.tenant.is_none() {
+            self.check_cache_control(&invoke)?;
+        }
+        let model = self.choose_model(&invoke, &mut ctx.trace);
+        self.admit(&caller, &model).await?;
+        let now = self.ports.clock.now();
+        let plan = self
+            .ports
+            .routes
+            .plan(&self.config.router, &model, now)
+            .await;
+        let key = self.cache_key(&invoke, &caller.namespace, &plan.primary.model);
+
+        let (state, lease_owner) = match (invoke.cache_mode, &key) {
+            (CacheMode::Bypass, _) | (_, None) => (CacheState::Bypass, None),
+            (CacheMode::Refresh, Some(_)) => (CacheState::Refresh, None),
+            (CacheMode::Use, Some(key)) => match self.claim(key, &ctx.request_id).await {
+                Claim::Hit(entry) => return Ok(self.answer_hit(entry, invoke.stream, ctx)),
+                Claim::Holder(owner) => (CacheState::Miss, Some(owner)),
+                Claim::Unclaimed => (CacheState::Miss, None),
+                Claim::StoreFailed => (CacheState::Bypass, None),
+            },
+        };
+        let job = Job {
+            invoke,
+            caller,
+            plan,
+            key,
+            state,
+            lease_owner,
+            now,
+        };
+        if job.invoke.stream {
+            self.stream_miss(job, ctx).await.map(Reply::Stream)
+        } else {
+            self.answer_miss(job, ctx).await.map(Reply::Answer)
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! What each request leaves behind: one JSON log line (no prompt or answer text) and its EMF
+//! metrics, for an answer and for a failure.
+
+use domain::cache::CacheState;
+use domain::conversation::Usage;
+use domain::metrics::{Outcome, RequestMetrics};
+use domain::ports::MetricsSink;
+use domain::routing::Route;
+use domain::tiers::Tier;
+
+use crate::app::{Adapters, App};
+use crate::context::{Answer, Ctx};
+use crate::error::ApiError;
+
+impl<A: Adapters> App<A> {
+    pub(crate) fn report_answer(&self, ctx: &Ctx, answer: &Answer, latency_ms: u64) {
+        let trace = &ctx.trace;
+        let processed = if answer.cache == CacheState::Hit {
+            Usage::default()
+        } else {
+            answer.answer.usage
+        };
+        tracing::info!(
+            request_id = ctx.request_id,
+            status = 200,
+            route = trace.route.map(Route::as_str),
+            spilled_over = trace.spilled_over,
+            tier = trace.tier.map(Tier::as_str),
+            model_id = trace.model_id,
+            cache = answer.cache.as_str(),
+            latency_ms,
+            input_tokens = processed.input_tokens,
+            output_tokens = processed.output_tokens,
+            cost_usd = answer.cost_usd,
+            on_demand_equivalent_usd = answer.on_demand_equivalent_usd,
+            saved_usd = answer.saved_usd,
+            "invoke answered"
+        );
+        self.ports.metrics.publish(&RequestMetrics {
+            model_id: trace.model_id.clone(),
+            route: trace.route,
+            tier: trace.tier,
+            cache: Some(answer.cache),
+            latency_ms,
+            input_tokens: processed.input_tokens,
+            output_tokens: processed.output_tokens,
+            cost_usd: answer.cost_usd,
+            saved_usd: answer.saved_usd,
+            on_demand_equivalent_usd: answer.on_demand_equivalent_usd,
+            too_large_to_cache: answer.too_large_to_cache,
+            outcome: Outcome::Answered,
+            spilled_over: trace.spilled_over,
+        });
+    }
+
+    /// A Bedrock 4xx and every 5xx reach the log with the underlying error, for the operator.
+    pub(crate) fn report_failure(&self, ctx: &Ctx, error: &ApiError, latency_ms: u64) {
+        let trace = &ctx.trace;
+        let status = error.status.as_u16();
+        if error.status.is_server_error() || error.cause.is_some() {
+            tracing::error!(
+                request_id = ctx.request_id,
+                status,
+                code = error.code,
+                cause = error.cause.as_deref().unwrap_or("none"),
+                route = trace.route.map(Route::as_str),
+                spilled_over = trace.spilled_over,
+                model_id = trace.model_id,
+                latency_ms,
+                "invoke failed"
+            );
+        } else {
+            tracing::warn!(
+                request_id = ctx.request_id,
+                status,
+                code = error.code,
+                latency_ms,
+                "invoke refused"
+            );
+        }
+        self.ports.metrics.publish(&RequestMetrics {
+            model_id: trace.model_id.clone(),
+            route: trace.route,
+            tier: trace.tier,
+            spilled_over: trace.spilled_over,
+            ..RequestMetrics::refused(status, latency_ms)
+        });
+    }
+}

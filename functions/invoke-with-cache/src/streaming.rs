@@ -1,0 +1,191 @@
+//! Streamed answers: a hit replayed as the stream a miss would have written, and a miss's
+//! model stream pumped to the client by a task of its own, settled when the model stops.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::Response;
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+use domain::cache::{CacheEntry, CacheState};
+use domain::error::{ModelError, ModelErrorKind};
+use domain::ports::{Clock, ModelInvoker, ModelStream};
+use domain::routing::Target;
+use domain::stream::{replay, AnswerBuilder};
+
+use crate::answered::StreamMeta;
+use crate::app::{Adapters, App};
+use crate::body::{self, ResponseBody};
+use crate::context::{elapsed_ms, hit, Ctx, Job, Reply};
+use crate::error::ApiError;
+use crate::respond::{answered, client_closed, meta, stream_response};
+use crate::wire::StreamWriter;
+
+impl<A: Adapters> App<A> {
+    /// A hit: whole, or replayed as the stream a miss would have written.
+    pub(crate) fn answer_hit(&self, entry: CacheEntry, stream: bool, ctx: &mut Ctx) -> Reply {
+        let answer = hit(entry, &mut ctx.trace);
+        if !stream {
+            return Reply::Answer(answer);
+        }
+        let meta = meta(ctx, CacheState::Hit, self.ports.clock.now().timestamp());
+        let mut writer = ctx.wire.writer(&meta);
+        let mut frames = vec![writer.opening(&meta)];
+        frames.extend(
+            replay(&answer.answer)
+                .iter()
+                .filter_map(|event| writer.event(event)),
+        );
+        let latency_ms = elapsed_ms(ctx.started);
+        frames.push(writer.closing(&answered(&answer, &meta, latency_ms)));
+        self.report_answer(ctx, &answer, latency_ms);
+        Reply::Stream(stream_response(&meta, body::frames(frames)))
+    }
+
+    /// Starts the model's stream (spilling over before its first event if need be), answers
+    /// with the stream's headers, and leaves the rest to a task.
+    pub(crate) async fn stream_miss(
+        self: &Arc<Self>,
+        job: Job,
+        ctx: &mut Ctx,
+    ) -> Result<Response<ResponseBody>, ApiError> {
+        let conversation = &job.invoke.conversation;
+        let started = self
+            .with_spillover(&job.plan, ctx, |target, timeout| async move {
+                self.ports
+                    .model
+                    .converse_stream(&target, conversation, timeout)
+                    .await
+            })
+            .await;
+        let (events, target) = match started {
+            Ok(started) => started,
+            Err(error) => {
+                self.release(job.key.as_ref(), job.lease_owner.as_deref())
+                    .await;
+                return Err(error.into());
+            }
+        };
+        let meta = meta(ctx, job.state, self.ports.clock.now().timestamp());
+        let (sender, body) = body::channel();
+        let app = Arc::clone(self);
+        let task_ctx = ctx.clone();
+        let span = tracing::info_span!("invoke", request_id = %ctx.request_id, xrayTraceId = %ctx.xray_trace_id);
+        let response = stream_response(&meta, body);
+        tokio::spawn(
+            async move {
+                app.pump(job, target, events, meta, sender, task_ctx).await;
+            }
+            .instrument(span),
+        );
+        Ok(response)
+    }
+
+    /// Writes the model's events to the client as they come, and settles the answer once the
+    /// model stopped. A client gone or a failed stream stores nothing.
+    pub(crate) async fn pump(
+        self: Arc<Self>,
+        job: Job,
+        target: Target,
+        mut events: ModelStream,
+        meta: StreamMeta,
+        sender: mpsc::Sender<Bytes>,
+        ctx: Ctx,
+    ) {
+        let mut writer = ctx.wire.writer(&meta);
+        let mut client_gone = sender.send(writer.opening(&meta)).await.is_err();
+        // A tenant's answer is read to its end even when its client left, so the tokens it
+        // cost count against the budget; anyone else's is dropped at once, which ends the call.
+        let drain = job.caller.tenant.is_some();
+        if client_gone && !drain {
+            return self.abandon(&job, &ctx).await;
+        }
+        let idle = self.config.bedrock.read_timeout;
+        let mut builder = AnswerBuilder::default();
+        loop {
+            let item = match tokio::time::timeout(idle, events.next()).await {
+                Ok(Some(item)) => item,
+                Ok(None) => break,
+                // A stream that stalls ends with an error event, never a silent cut.
+                Err(_) => Err(ModelError::new(
+                    ModelErrorKind::Timeout,
+                    format!("no event from the model for {} ms", idle.as_millis()),
+                )),
+            };
+            match item {
+                Ok(event) => {
+                    builder.push(&event);
+                    if client_gone {
+                        continue;
+                    }
+                    if let Some(frame) = writer.event(&event) {
+                        if sender.send(frame).await.is_err() {
+                            if !drain {
+                                return self.abandon(&job, &ctx).await;
+                            }
+                            client_gone = true;
+                        }
+                    }
+                }
+                Err(error) => {
+                    self.charge_partial(&job, &target, &builder).await;
+                    return self.fail_stream(&job, &ctx, &writer, &sender, error).await;
+                }
+            }
+        }
+        if client_gone {
+            self.charge_partial(&job, &target, &builder).await;
+            return self.abandon(&job, &ctx).await;
+        }
+        let usage = builder.usage();
+        let answer = match builder.finish() {
+            Ok(answer) => answer,
+            Err(error) => {
+                self.record_spend(&job.caller, self.prices(&target, &usage).0)
+                    .await;
+                return self.fail_stream(&job, &ctx, &writer, &sender, error).await;
+            }
+        };
+        let settled = self.settle(&job, answer, &target).await;
+        let latency_ms = elapsed_ms(ctx.started);
+        let meta = StreamMeta {
+            cache: settled.cache,
+            ..meta
+        };
+        // The client may be gone by now; the answer is whole and stored all the same.
+        let _ = sender
+            .send(writer.closing(&answered(&settled, &meta, latency_ms)))
+            .await;
+        self.report_answer(&ctx, &settled, latency_ms);
+    }
+
+    pub(crate) async fn fail_stream(
+        &self,
+        job: &Job,
+        ctx: &Ctx,
+        writer: &StreamWriter,
+        sender: &mpsc::Sender<Bytes>,
+        error: ModelError,
+    ) {
+        let error = ApiError::from(error);
+        let _ = sender.send(writer.failure(&error, &ctx.request_id)).await;
+        self.release(job.key.as_ref(), job.lease_owner.as_deref())
+            .await;
+        self.report_failure(ctx, &error, elapsed_ms(ctx.started));
+    }
+
+    /// The client went away mid-stream: the model's stream is dropped (which ends the call),
+    /// nothing is stored and the key is given back.
+    pub(crate) async fn abandon(&self, job: &Job, ctx: &Ctx) {
+        self.release(job.key.as_ref(), job.lease_owner.as_deref())
+            .await;
+        let error = ApiError::new(
+            client_closed(),
+            "ClientClosedRequest",
+            "the client closed the stream before the answer ended",
+        );
+        self.report_failure(ctx, &error, elapsed_ms(ctx.started));
+    }
+}
