@@ -51,6 +51,7 @@ test: lint unit-test integration-test stack-check dev-check template-check ## Ev
 lint: ## cargo fmt --check and clippy with warnings as errors
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	python3 scripts/check_links.py
 
 unit-test: ## Unit and handler tests (no stack needed)
 	cargo test --workspace --exclude integration-tests
