@@ -1,0 +1,205 @@
+//! One period's report: the figures of the other modules together, the datums they become and
+//! the advice (keep, add or remove model units) they support.
+
+use std::collections::BTreeMap;
+
+use super::*;
+
+/// Everything known of one period.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PeriodReport {
+    pub start: i64,
+    pub usage: BTreeMap<String, ModelUsage>,
+    pub batches: BTreeMap<String, BatchTotals>,
+    pub provisioned: Vec<(ProvisionedThroughput, ProvisionedFigures)>,
+    /// The backlog now: published with the newest period of a run only.
+    pub backlog: Option<Backlog>,
+}
+
+pub(crate) fn percent(part: f64, whole: f64) -> Option<f64> {
+    (whole > 0.0).then(|| 100.0 * part / whole)
+}
+
+impl PeriodReport {
+    /// The datums to publish, all at the period's start:
+    ///
+    /// - by `ModelId`, for each model with requests or ended batches: `EstimatedCostUSD`,
+    ///   `SavedByCacheUSD`, `SavedByBatchUSD`, `CacheHitRate` (when it answered any request);
+    /// - without dimensions: the same over all models, `TotalCostUSD` (with the Provisioned
+    ///   Throughputs' hours), `ProvisionedUtilization` (the busiest one's), the backlog;
+    /// - by `ProvisionedModelArn`: `ProvisionedModelUnits`, `ProvisionedUtilization`,
+    ///   `ProvisionedPeakUtilization`, `ProvisionedHourlyCostUSD` (when priced),
+    ///   `ProvisionedOnDemandEquivalentUSD`, `RecommendedModelUnits`.
+    pub fn datums(&self) -> Vec<Datum> {
+        let t = self.start;
+        let mut out = Vec::new();
+        let mut total = ModelUsage::default();
+        let mut batch_total = BatchTotals::default();
+        let mut models: Vec<&String> = self.usage.keys().chain(self.batches.keys()).collect();
+        models.sort();
+        models.dedup();
+        for model in models.into_iter().filter(|m| *m != NO_MODEL) {
+            let usage = self.usage.get(model).copied().unwrap_or_default();
+            let batch = self.batches.get(model).copied().unwrap_or_default();
+            if usage.requests <= 0.0 && batch.batches == 0 {
+                continue;
+            }
+            total.add(&usage);
+            batch_total.batches += batch.batches;
+            batch_total.cost_usd += batch.cost_usd;
+            batch_total.on_demand_cost_usd += batch.on_demand_cost_usd;
+            let dims = || vec![(MODEL_DIMENSION.to_owned(), model.clone())];
+            out.push(Datum::value(
+                "EstimatedCostUSD",
+                dims(),
+                t,
+                usage.cost_usd + batch.cost_usd,
+                Unit::None,
+            ));
+            out.push(Datum::value(
+                "SavedByCacheUSD",
+                dims(),
+                t,
+                usage.saved_usd,
+                Unit::None,
+            ));
+            out.push(Datum::value(
+                "SavedByBatchUSD",
+                dims(),
+                t,
+                batch.saved_usd(),
+                Unit::None,
+            ));
+            if let Some(rate) = percent(usage.hits, usage.answered()) {
+                out.push(Datum::value("CacheHitRate", dims(), t, rate, Unit::Percent));
+            }
+        }
+
+        let estimated = total.cost_usd + batch_total.cost_usd;
+        let period_hours = PERIOD_SECONDS as f64 / 3600.0;
+        let provisioned_cost: f64 = self
+            .provisioned
+            .iter()
+            .filter_map(|(_, f)| f.hourly_cost_usd)
+            .sum::<f64>()
+            * period_hours;
+        out.push(Datum::value(
+            "EstimatedCostUSD",
+            vec![],
+            t,
+            estimated,
+            Unit::None,
+        ));
+        out.push(Datum::value(
+            "SavedByCacheUSD",
+            vec![],
+            t,
+            total.saved_usd,
+            Unit::None,
+        ));
+        out.push(Datum::value(
+            "SavedByBatchUSD",
+            vec![],
+            t,
+            batch_total.saved_usd(),
+            Unit::None,
+        ));
+        if let Some(rate) = percent(total.hits, total.answered()) {
+            out.push(Datum::value("CacheHitRate", vec![], t, rate, Unit::Percent));
+        }
+        out.push(Datum::value(
+            "TotalCostUSD",
+            vec![],
+            t,
+            estimated + provisioned_cost,
+            Unit::None,
+        ));
+
+        if let Some(busiest) = self
+            .provisioned
+            .iter()
+            .map(|(_, f)| f.utilization_pct)
+            .reduce(f64::max)
+        {
+            out.push(Datum::value(
+                "ProvisionedUtilization",
+                vec![],
+                t,
+                busiest,
+                Unit::Percent,
+            ));
+        }
+        for (pt, f) in &self.provisioned {
+            let dims = || vec![(PROVISIONED_DIMENSION.to_owned(), pt.arn.clone())];
+            out.push(Datum::value(
+                "ProvisionedModelUnits",
+                dims(),
+                t,
+                f64::from(f.model_units),
+                Unit::Count,
+            ));
+            out.push(Datum::value(
+                "ProvisionedUtilization",
+                dims(),
+                t,
+                f.utilization_pct,
+                Unit::Percent,
+            ));
+            out.push(Datum::value(
+                "ProvisionedPeakUtilization",
+                dims(),
+                t,
+                f.peak_utilization_pct,
+                Unit::Percent,
+            ));
+            if let Some(cost) = f.hourly_cost_usd {
+                out.push(Datum::value(
+                    "ProvisionedHourlyCostUSD",
+                    dims(),
+                    t,
+                    cost,
+                    Unit::None,
+                ));
+            }
+            out.push(Datum::value(
+                "ProvisionedOnDemandEquivalentUSD",
+                dims(),
+                t,
+                f.on_demand_equivalent_usd,
+                Unit::None,
+            ));
+            out.push(Datum::value(
+                "RecommendedModelUnits",
+                dims(),
+                t,
+                f64::from(f.recommended_units),
+                Unit::Count,
+            ));
+        }
+
+        if let Some(b) = self.backlog {
+            out.push(Datum::value(
+                "BatchJobsInProgress",
+                vec![],
+                t,
+                b.jobs_in_progress as f64,
+                Unit::Count,
+            ));
+            out.push(Datum::value(
+                "BatchJobsQueued",
+                vec![],
+                t,
+                b.jobs_queued as f64,
+                Unit::Count,
+            ));
+            out.push(Datum::value(
+                "BatchRecordsPending",
+                vec![],
+                t,
+                b.records_pending as f64,
+                Unit::Count,
+            ));
+        }
+        out
+    }
+}
