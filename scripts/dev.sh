@@ -11,7 +11,7 @@ export PATH="$PWD/.venv/bin:$PATH"
 export CACHE_SCOPE=${CACHE_SCOPE:-shared}
 # The emulator checks the role's shape only; on AWS the template passes its batch service role.
 export BATCH_ROLE_ARN=${BATCH_ROLE_ARN:-arn:aws:iam::123456789012:role/local-bedrock-batch}
-# The capacity function's plan: none unless given (see README, "capacity"). Nothing schedules it
+# The capacity function's plan: none unless given (see docs/api-capacity.md). Nothing schedules it
 # here: a run is one POST to its Invoke API (printed below).
 export CAPACITY_PLAN=${CAPACITY_PLAN:-'{}'}
 

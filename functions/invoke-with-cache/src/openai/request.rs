@@ -381,7 +381,7 @@ pub fn parse(body: &[u8]) -> Result<(InvokeRequest, String, OpenAiOptions), ApiE
             None if !FIELDS.contains(&name.as_str()) => {
                 return Err(bad(
                     &name,
-                    format!("unknown field {name:?}; see the README for the fields served"),
+                    format!("unknown field {name:?}; see docs/api-openai.md for the fields served"),
                 ))
             }
             None => {}
