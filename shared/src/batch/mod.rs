@@ -1,0 +1,22 @@
+//! Batch orchestration over the ports: writing job inputs, submitting jobs within the quota,
+//! following them, and merging their output into one `results.jsonl` in input order. Shared
+//! by batch-submit and batch-status; no AWS SDK type appears here.
+
+mod direct;
+mod input;
+mod jobs;
+mod layout;
+mod lifecycle;
+mod merge;
+mod settings;
+
+pub use direct::*;
+pub use input::*;
+pub use jobs::*;
+pub use layout::*;
+pub use lifecycle::*;
+pub use merge::*;
+pub use settings::*;
+
+#[cfg(test)]
+mod tests;
