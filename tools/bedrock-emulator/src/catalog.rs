@@ -120,8 +120,8 @@ impl Catalog {
         match kind {
             "foundation-model" => self.foundation_limit(id, false),
             "inference-profile" => self.foundation_limit(profile_base(id).unwrap_or(id), true),
-            // Provisioned Throughput ARNs are resolved by the emulator's registry
-            // (`EmulatorState::max_output_tokens`): an ARN it does not hold is not a model.
+            // Provisioned Throughput ARNs are resolved by the Provisioned Throughput registry
+            // (`ProvisionedState::max_output_tokens`): an ARN it does not hold is not a model.
             _ => None,
         }
     }

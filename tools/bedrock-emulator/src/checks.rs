@@ -9,20 +9,11 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use crate::error::BedrockError;
+use crate::time::parse_time;
 
 /// Whether the whole value matches a model pattern.
 pub fn full_match(pattern: &str, value: &str) -> bool {
     regex_lite::Regex::new(&format!("^(?:{pattern})$")).is_ok_and(|re| re.is_match(value))
-}
-
-/// An ISO-8601 time or epoch seconds (possibly fractional), as the SDKs send timestamps.
-pub fn parse_time(value: &str) -> Option<DateTime<Utc>> {
-    if let Ok(time) = DateTime::parse_from_rfc3339(value) {
-        return Some(time.with_timezone(&Utc));
-    }
-    // Epoch seconds, possibly fractional.
-    let seconds: f64 = value.parse().ok()?;
-    DateTime::from_timestamp_millis((seconds * 1000.0) as i64)
 }
 
 /// A `1 validation error detected` for one query parameter.

@@ -6,73 +6,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::tools::ToolCall;
-
-const VOCABULARY: &[&str] = &[
-    "the",
-    "model",
-    "answer",
-    "cache",
-    "token",
-    "request",
-    "serverless",
-    "latency",
-    "cost",
-    "bedrock",
-    "lambda",
-    "response",
-    "prompt",
-    "context",
-    "stream",
-    "batch",
-    "region",
-    "capacity",
-    "throughput",
-    "provisioned",
-    "demand",
-    "result",
-    "record",
-    "metric",
-    "signal",
-    "value",
-    "quickly",
-    "clearly",
-    "because",
-    "therefore",
-    "however",
-    "and",
-    "with",
-    "from",
-    "into",
-    "about",
-    "each",
-    "every",
-    "first",
-    "next",
-    "then",
-    "finally",
-    "simple",
-    "moderate",
-    "complex",
-    "careful",
-    "useful",
-    "steady",
-    "bright",
-    "calm",
-    "plan",
-    "table",
-    "item",
-    "key",
-    "hash",
-    "window",
-    "schedule",
-    "route",
-    "tier",
-    "usage",
-    "price",
-    "saving",
-    "budget",
-    "report",
-];
+use crate::vocabulary::VOCABULARY;
 
 /// Tokens for a piece of text: about four characters a token, at least one.
 pub fn tokens_for(chars: usize) -> u32 {
@@ -169,13 +103,6 @@ impl Generated {
             tool_use: Some(call),
         }
     }
-}
-
-/// A word of the vocabulary derived from any bytes (a tool input's string values).
-pub fn word_for(seed: &[u8]) -> &'static str {
-    let digest = Sha256::digest(seed);
-    let index = (usize::from(digest[0]) << 8) | usize::from(digest[1]);
-    VOCABULARY[index % VOCABULARY.len()]
 }
 
 /// A small xorshift generator seeded from the request fingerprint.
@@ -379,14 +306,6 @@ mod tests {
         let ended = answer.clone().stopped_by(StopReason::EndTurn);
         assert_eq!(ended.tool_use, answer.tool_use);
         assert_eq!(ended.output_tokens, answer.output_tokens);
-    }
-
-    #[test]
-    fn words_are_derived_from_their_seed() {
-        assert_eq!(word_for(b"a"), word_for(b"a"));
-        assert!(VOCABULARY.contains(&word_for(b"b")));
-        let distinct: std::collections::HashSet<_> = (0u8..50).map(|i| word_for(&[i])).collect();
-        assert!(distinct.len() > 10);
     }
 
     #[test]

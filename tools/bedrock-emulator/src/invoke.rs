@@ -14,7 +14,7 @@ use serde_json::{json, Map, Value};
 use crate::converse::{admit_checked, check_value, Checked};
 use crate::error::BedrockError;
 use crate::generate::StopReason;
-use crate::state::EmulatorState;
+use crate::runtime::RuntimeState;
 
 pub(crate) enum Dialect {
     Messages,
@@ -125,7 +125,7 @@ fn to_converse(body: &Map<String, Value>) -> Result<(Dialect, Value), BedrockErr
 /// Parses an InvokeModel body and checks it as Bedrock does (also a batch record's
 /// `modelInput` for `modelInvocationType: InvokeModel`).
 pub(crate) fn check_body(
-    state: &EmulatorState,
+    state: &RuntimeState,
     model_id: &str,
     value: &Value,
 ) -> Result<(Dialect, Checked), BedrockError> {
@@ -164,7 +164,7 @@ pub(crate) fn response_body(dialect: &Dialect, model_id: &str, checked: &Checked
 }
 
 pub async fn invoke_model(
-    State(state): State<Arc<EmulatorState>>,
+    State(state): State<Arc<RuntimeState>>,
     Path(model_id): Path<String>,
     body: Bytes,
 ) -> Result<Response, BedrockError> {

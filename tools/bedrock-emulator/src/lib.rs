@@ -14,6 +14,7 @@
 //! Admin API: `GET|POST /_emulator/config`, `GET /_emulator/stats`, `POST /_emulator/reset`,
 //! `GET /_emulator/events`, `GET /_emulator/health`, `POST /_emulator/emf` (EMF log lines).
 
+pub mod admin;
 pub mod batch;
 pub mod catalog;
 pub mod checks;
@@ -24,20 +25,24 @@ pub mod events;
 pub mod eventstream;
 pub mod fault;
 pub mod generate;
+pub mod identity;
 pub mod ids;
 pub mod invoke;
+pub mod patch;
 pub mod provisioned;
+pub mod runtime;
 pub mod state;
+pub mod time;
 pub mod tools;
+pub mod vocabulary;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::extract::Request;
+use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
@@ -46,9 +51,9 @@ pub use catalog::Catalog;
 pub use state::{EmulatorState, RuntimeConfig};
 
 use error::BedrockError;
-use state::ConfigPatch;
 
-/// Builds the emulator's router over a shared state.
+/// Builds the emulator's router over a shared state: each service's routes get that service's
+/// state, the admin routes all of them.
 pub fn router(state: Arc<EmulatorState>) -> Router {
     Router::new()
         .route("/model/{model_id}/converse", post(converse::converse))
@@ -81,17 +86,20 @@ pub fn router(state: Arc<EmulatorState>) -> Router {
         )
         .route("/", post(cloudwatch::aws_json))
         .route("/_emulator/emf", post(cloudwatch::emf))
-        .route("/_emulator/config", get(get_config).post(post_config))
+        .route(
+            "/_emulator/config",
+            get(admin::get_config).post(admin::post_config),
+        )
         .route("/_emulator/events", get(batch::events))
-        .route("/_emulator/stats", get(get_stats))
-        .route("/_emulator/reset", post(reset))
+        .route("/_emulator/stats", get(admin::get_stats))
+        .route("/_emulator/reset", post(admin::reset))
         .route(
             "/_emulator/health",
             get(|| async { Json(json!({"status": "ok"})) }),
         )
         .fallback(|| async { BedrockError::unknown_operation() })
         .layer(middleware::from_fn(request_id))
-        .with_state(state)
+        .with_state(EmulatorState::clone(&state))
 }
 
 /// Every answer carries a request id, as Bedrock's do.
@@ -103,39 +111,4 @@ async fn request_id(request: Request, next: Next) -> Response {
         response.headers_mut().insert("x-amzn-requestid", value);
     }
     response
-}
-
-async fn get_config(State(state): State<Arc<EmulatorState>>) -> Json<RuntimeConfig> {
-    Json(state.config())
-}
-
-async fn post_config(State(state): State<Arc<EmulatorState>>, body: Bytes) -> Response {
-    let patch: ConfigPatch = match serde_json::from_slice(&body) {
-        Ok(patch) => patch,
-        Err(e) => {
-            return BedrockError::validation(format!("invalid emulator config: {e}"))
-                .into_response()
-        }
-    };
-    match state.apply(&patch) {
-        Ok(config) => Json(config).into_response(),
-        Err(message) => BedrockError::validation(message).into_response(),
-    }
-}
-
-async fn get_stats(State(state): State<Arc<EmulatorState>>) -> Response {
-    let models = state.stats();
-    let total: u64 = models.values().map(|s| s.calls).sum();
-    Json(json!({
-        "totalCalls": total,
-        "models": models,
-        "batchJobs": batch::stats(&state),
-        "provisionedThroughputs": provisioned::stats(&state),
-    }))
-    .into_response()
-}
-
-async fn reset(State(state): State<Arc<EmulatorState>>) -> StatusCode {
-    state.reset();
-    StatusCode::NO_CONTENT
 }

@@ -1,13 +1,14 @@
 //! A batch inference job (`ModelInvocationJob`) and the checks `CreateModelInvocationJob`
 //! makes, with the constraints of botocore's `bedrock` service model.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::catalog::Catalog;
 use crate::checks::Violations;
 use crate::error::BedrockError;
+use crate::time::timestamp;
 
 /// The model's `ModelInvocationJobName` pattern (anchored, as Bedrock applies it).
 pub const JOB_NAME_PATTERN: &str = r"[a-zA-Z0-9]{1,63}(-*[a-zA-Z0-9\+\-\.]){0,63}";
@@ -350,11 +351,6 @@ pub struct Job {
     pub expiration_time: DateTime<Utc>,
     /// `None` until the input was read.
     pub counts: Option<Counts>,
-}
-
-/// ISO-8601 with milliseconds, as the SDKs parse Bedrock's timestamps.
-pub fn timestamp(time: DateTime<Utc>) -> String {
-    time.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 impl Job {

@@ -7,9 +7,8 @@
 
 pub mod job;
 pub mod run;
+pub mod settings;
 pub mod storage;
-#[cfg(test)]
-mod tests;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -25,24 +24,31 @@ use tokio::task::AbortHandle;
 
 use crate::checks::{full_match, status_equals, ListPage, ListSpec};
 use crate::error::BedrockError;
+use crate::events::Events;
+pub use crate::identity::Identity;
 use crate::ids::new_id;
-use crate::state::{BatchSettings, EmulatorState};
+use crate::runtime::RuntimeState;
 use job::{check_create, Accepted, CreateRequest, Job, Status};
+pub use settings::{BatchPatch, BatchSettings};
+use storage::{S3Storage, Storage};
 
-/// The account and region jobs and events belong to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    pub account: String,
-    pub region: String,
-}
-
-impl Default for Identity {
-    fn default() -> Self {
-        Self {
-            account: "123456789012".to_owned(),
-            region: "us-east-1".to_owned(),
-        }
-    }
+/// The batch service's state: its settings, every job and its events, where jobs read and
+/// write, and the runtime that answers their records.
+#[derive(Debug)]
+pub struct BatchState {
+    /// Answers the records (and names the models jobs may use).
+    pub runtime: Arc<RuntimeState>,
+    /// The account and region of job ARNs and events.
+    pub identity: Identity,
+    /// What `/_emulator/reset` returns to.
+    initial: BatchSettings,
+    settings: Mutex<BatchSettings>,
+    /// Batch inference jobs.
+    pub jobs: Jobs,
+    /// Job-state events, kept and delivered.
+    pub events: Events,
+    /// Where batch jobs read and write (S3, or memory in tests).
+    pub storage: Arc<dyn Storage>,
 }
 
 #[derive(Debug, Default)]
@@ -100,7 +106,72 @@ pub(crate) fn uuid_from(seed: &str) -> String {
     )
 }
 
-impl EmulatorState {
+impl BatchState {
+    /// Jobs over S3 (reached as any SDK reaches it, from the environment).
+    pub fn new(runtime: Arc<RuntimeState>, settings: BatchSettings, identity: Identity) -> Self {
+        Self {
+            runtime,
+            identity,
+            settings: Mutex::new(settings.clone()),
+            initial: settings,
+            jobs: Jobs::default(),
+            events: Events::default(),
+            storage: Arc::new(S3Storage::default()),
+        }
+    }
+
+    /// The same state with jobs reading and writing elsewhere than S3.
+    pub fn with_storage(mut self, storage: Arc<dyn Storage>) -> Self {
+        self.storage = storage;
+        self
+    }
+
+    fn lock_settings(&self) -> MutexGuard<'_, BatchSettings> {
+        // Settings are replaced in one step: they stay consistent if a holder panicked.
+        self.settings.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The settings in effect.
+    pub fn settings(&self) -> BatchSettings {
+        self.lock_settings().clone()
+    }
+
+    /// The settings the service started with (and returns to on reset).
+    pub fn initial_settings(&self) -> &BatchSettings {
+        &self.initial
+    }
+
+    /// The settings in effect with a patch applied, or why the result is refused; nothing
+    /// changes.
+    pub fn patched(&self, patch: &BatchPatch) -> Result<BatchSettings, String> {
+        self.lock_settings().patched(patch)
+    }
+
+    /// Puts settings (checked by [`Self::patched`]) in effect.
+    pub fn set_settings(&self, settings: BatchSettings) {
+        *self.lock_settings() = settings;
+    }
+
+    /// Applies a patch: the settings now in effect, or why the result is refused.
+    pub fn apply(&self, patch: &BatchPatch) -> Result<BatchSettings, String> {
+        let mut settings = self.lock_settings();
+        let next = settings.patched(patch)?;
+        *settings = next.clone();
+        Ok(next)
+    }
+
+    /// Back to the initial settings, with no job (their tasks stopped) and no event.
+    pub fn reset(&self) {
+        self.set_settings(self.initial.clone());
+        self.jobs.clear();
+        self.events.clear();
+    }
+
+    /// For `/_emulator/stats`: jobs by status.
+    pub fn stats(&self) -> Value {
+        json!(self.jobs.counts())
+    }
+
     /// The EventBridge event for a job's current state ("Batch Inference Job State Change").
     fn job_event(&self, job: &Job) -> Value {
         let identity = &self.identity;
@@ -141,7 +212,7 @@ impl EmulatorState {
     /// (under the same lock, so a job's events are in the order of its changes). `None` when
     /// the job is gone (reset).
     pub(crate) fn update_job(&self, id: &str, change: impl FnOnce(&mut Job)) -> Option<Job> {
-        let settings = self.config().batch;
+        let settings = self.settings();
         let mut registry = self.jobs.lock();
         let job = registry.jobs.get_mut(id)?;
         let before = job.status;
@@ -161,7 +232,7 @@ impl EmulatorState {
     /// Registers a job, or finds the one an earlier request with the same token created.
     /// `Ok((job, true))` for a new job.
     fn create_job(&self, accepted: Accepted) -> Result<(Job, bool), BedrockError> {
-        let settings = self.config().batch;
+        let settings = self.settings();
         let mut registry = self.jobs.lock();
         if let Some(token) = &accepted.client_request_token {
             let earlier = registry
@@ -249,12 +320,12 @@ impl EmulatorState {
 }
 
 pub async fn create(
-    State(state): State<Arc<EmulatorState>>,
+    State(state): State<Arc<BatchState>>,
     body: Bytes,
 ) -> Result<Json<Value>, BedrockError> {
     let request: CreateRequest = serde_json::from_slice(&body)
         .map_err(|e| BedrockError::validation(format!("Malformed request body: {e}")))?;
-    let accepted = check_create(&state.catalog, request)?;
+    let accepted = check_create(&state.runtime.catalog, request)?;
     let (job, created) = state.create_job(accepted)?;
     if created {
         tracing::info!(job_arn = %job.arn, model_id = %job.request.model_id, "batch inference job submitted");
@@ -265,14 +336,14 @@ pub async fn create(
 }
 
 pub async fn get(
-    State(state): State<Arc<EmulatorState>>,
+    State(state): State<Arc<BatchState>>,
     Path(identifier): Path<String>,
 ) -> Result<Json<Value>, BedrockError> {
     Ok(Json(state.find_job(&identifier)?.describe()))
 }
 
 pub async fn stop(
-    State(state): State<Arc<EmulatorState>>,
+    State(state): State<Arc<BatchState>>,
     Path(identifier): Path<String>,
 ) -> Result<Json<Value>, BedrockError> {
     let job = state.find_job(&identifier)?;
@@ -300,7 +371,7 @@ const LIST_SPEC: ListSpec = ListSpec {
 };
 
 pub async fn list(
-    State(state): State<Arc<EmulatorState>>,
+    State(state): State<Arc<BatchState>>,
     params: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<Value>, BedrockError> {
     let Query(params) =
@@ -327,11 +398,9 @@ pub async fn list(
 }
 
 /// `GET /_emulator/events`: the most recent job-state events, oldest first.
-pub async fn events(State(state): State<Arc<EmulatorState>>) -> Json<Value> {
+pub async fn events(State(state): State<Arc<BatchState>>) -> Json<Value> {
     Json(json!({ "events": state.events.recent() }))
 }
 
-/// For `/_emulator/stats`: jobs by status.
-pub fn stats(state: &EmulatorState) -> Value {
-    json!(state.jobs.counts())
-}
+#[cfg(test)]
+mod tests;

@@ -16,10 +16,11 @@ use sha2::{Digest, Sha256};
 
 use super::job::{Counts, InvocationType, Job, Status};
 use super::storage::{read_input, InputFile, S3Location};
+use super::BatchState;
 use crate::converse;
 use crate::error::BedrockError;
 use crate::invoke;
-use crate::state::EmulatorState;
+use crate::runtime::RuntimeState;
 
 /// InProgress answers the records in this many slices, one step each.
 const SLICES: usize = 4;
@@ -113,7 +114,7 @@ pub fn check_count(total: u64, min: u64, max: u64) -> Result<(), String> {
 
 /// The answer to one record's `modelInput`, with its input and output tokens.
 pub fn answer(
-    state: &EmulatorState,
+    state: &RuntimeState,
     model_id: &str,
     invocation_type: InvocationType,
     model_input: &Value,
@@ -169,7 +170,7 @@ impl Spreader {
 
 /// The output line of one record, and whether it succeeded, with its tokens.
 fn process(
-    state: &EmulatorState,
+    state: &BatchState,
     job: &Job,
     record: &Record,
     inject: bool,
@@ -186,7 +187,7 @@ fn process(
     }
     let request = &job.request;
     match answer(
-        state,
+        &state.runtime,
         &request.model_id,
         request.invocation_type,
         &record.model_input,
@@ -231,7 +232,7 @@ fn manifest(counts: &Counts) -> Value {
 
 /// Writes each file's lines and the manifest under `{output}/{jobId}/`.
 async fn write_output(
-    state: &EmulatorState,
+    state: &BatchState,
     job: &Job,
     outputs: Vec<(String, Vec<(usize, Value)>)>,
     counts: &Counts,
@@ -263,10 +264,10 @@ async fn write_output(
 
 /// Waits one `batchStepMs`, re-reading it as it waits so that a change at run time applies to
 /// the steps already under way.
-async fn step(state: &EmulatorState) {
+async fn step(state: &BatchState) {
     let started = Instant::now();
     loop {
-        let step = Duration::from_millis(state.config().batch.batch_step_ms);
+        let step = Duration::from_millis(state.settings().batch_step_ms);
         let Some(left) = step.checked_sub(started.elapsed()).filter(|d| !d.is_zero()) else {
             return;
         };
@@ -279,7 +280,7 @@ const RECHECK: Duration = Duration::from_millis(20);
 
 /// Moves an active job to `next`, or a stopping one to Stopped. `false` when the job does not
 /// go on (stopped, ended or gone).
-fn advance(state: &EmulatorState, id: &str, next: Status) -> bool {
+fn advance(state: &BatchState, id: &str, next: Status) -> bool {
     let mut moved = false;
     state.update_job(id, |job| {
         if job.status == Status::Stopping {
@@ -293,7 +294,7 @@ fn advance(state: &EmulatorState, id: &str, next: Status) -> bool {
 }
 
 /// Ends an active job with a status and message (a stopping one ends Stopped).
-fn finish(state: &EmulatorState, id: &str, status: Status, message: Option<String>) {
+fn finish(state: &BatchState, id: &str, status: Status, message: Option<String>) {
     state.update_job(id, |job| {
         if job.status == Status::Stopping {
             job.status = Status::Stopped;
@@ -304,12 +305,12 @@ fn finish(state: &EmulatorState, id: &str, status: Status, message: Option<Strin
     });
 }
 
-fn status_of(state: &EmulatorState, id: &str) -> Option<Status> {
+fn status_of(state: &BatchState, id: &str) -> Option<Status> {
     state.jobs.get(id).map(|j| j.status)
 }
 
 /// Runs a job from Submitted to its end.
-pub async fn run(state: Arc<EmulatorState>, id: String) {
+pub async fn run(state: Arc<BatchState>, id: String) {
     let Some(job) = state.jobs.get(&id) else {
         return;
     };
@@ -322,7 +323,7 @@ pub async fn run(state: Arc<EmulatorState>, id: String) {
         None => Err(format!("Invalid input URI {}", job.request.input_uri)),
     };
     step(&state).await;
-    let settings = state.config().batch;
+    let settings = state.settings();
     let files = input.and_then(parse_input).and_then(|files| {
         let total = files.iter().map(|f| f.records.len() as u64).sum();
         check_count(
@@ -354,7 +355,7 @@ pub async fn run(state: Arc<EmulatorState>, id: String) {
     }
 
     let mut spreader = Spreader {
-        rate: state.config().batch.batch_record_error_rate,
+        rate: state.settings().batch_record_error_rate,
         acc: 0.0,
     };
     let mut outputs: Vec<(String, Vec<(usize, Value)>)> =

@@ -1,4 +1,6 @@
-//! The batch control plane and job lifecycle against in-memory storage.
+//! The batch control plane and job lifecycle against in-memory storage. (Batch's settings as
+//! `/_emulator/config` checks and shows them are tested with the services composed, in
+//! `state`.)
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -10,13 +12,12 @@ use serde_json::{json, Value};
 
 use super::storage::MemoryStorage;
 use super::*;
-use crate::catalog::Catalog;
-use crate::state::{ConfigPatch, RuntimeConfig};
+use crate::runtime::RuntimeState;
 
 const HAIKU: &str = "anthropic.claude-3-haiku-20240307-v1:0";
 
 struct Fixture {
-    state: Arc<EmulatorState>,
+    state: Arc<BatchState>,
     storage: Arc<MemoryStorage>,
 }
 
@@ -24,7 +25,8 @@ fn fixture() -> Fixture {
     let storage = Arc::new(MemoryStorage::default());
     storage.create_bucket("batch-in");
     storage.create_bucket("batch-out");
-    let state = EmulatorState::new(Catalog::default(), RuntimeConfig::default())
+    let runtime = Arc::new(RuntimeState::for_tests());
+    let state = BatchState::new(runtime, BatchSettings::default(), Identity::default())
         .with_storage(storage.clone());
     let fixture = Fixture {
         state: Arc::new(state),
@@ -46,8 +48,9 @@ fn jsonl(records: impl IntoIterator<Item = Value>) -> String {
 }
 
 impl Fixture {
+    /// Applies batch's fields of a `/_emulator/config` body.
     fn configure(&self, patch: Value) {
-        let patch: ConfigPatch = serde_json::from_value(patch).unwrap();
+        let patch: BatchPatch = serde_json::from_value(patch).unwrap();
         self.state.apply(&patch).unwrap();
     }
 
@@ -170,7 +173,7 @@ async fn a_converse_job_completes_with_shuffled_output_manifest_and_events() {
     // The same text as a synchronous Converse of the same body.
     let record = converse_record(7);
     let (sync, ..) = run::answer(
-        &f.state,
+        &f.state.runtime,
         HAIKU,
         job::InvocationType::Converse,
         &record["modelInput"],
@@ -599,39 +602,6 @@ async fn events_can_be_switched_off() {
         .unwrap();
     assert_eq!(f.ended(&arn).await["status"], "Completed");
     assert!(f.state.events.recent().is_empty());
-}
-
-#[test]
-fn batch_settings_are_checked() {
-    let f = fixture();
-    for bad in [
-        json!({"batchRecordErrorRate": 1.5}),
-        json!({"batchMinRecords": 10, "batchMaxRecords": 5}),
-        json!({"eventTarget": "not a url"}),
-        json!({"eventTarget": "ftp://host/x"}),
-    ] {
-        let patch: ConfigPatch = serde_json::from_value(bad.clone()).unwrap();
-        assert!(f.state.apply(&patch).is_err(), "{bad}");
-    }
-    for bogus in [
-        json!({"models": {"m": {"batchStepMs": 1}}}),
-        json!({"batchStepMs": -1}),
-    ] {
-        assert!(
-            serde_json::from_value::<ConfigPatch>(bogus.clone()).is_err(),
-            "{bogus}"
-        );
-    }
-    f.configure(json!({"eventTarget": "http://127.0.0.1:9/events", "batchConcurrentJobQuota": 3}));
-    let shown = serde_json::to_value(f.state.config()).unwrap();
-    assert_eq!(shown["eventTarget"], "http://127.0.0.1:9/events");
-    assert_eq!(shown["batchConcurrentJobQuota"], 3);
-    assert_eq!(shown["batchStepMs"], 1);
-    assert_eq!(shown["eventsEnabled"], true);
-    f.configure(json!({"eventTarget": null}));
-    assert_eq!(f.state.config().batch.event_target, None);
-    f.state.reset();
-    assert_eq!(f.state.config().batch.batch_step_ms, 1000);
 }
 
 #[tokio::test]

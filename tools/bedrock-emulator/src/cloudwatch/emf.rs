@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use super::store::DatumInput;
+use super::put::DatumInput;
 
 /// Metrics in one directive, and values in one metric's array (EMF's limits).
 const MAX_METRICS: usize = 100;

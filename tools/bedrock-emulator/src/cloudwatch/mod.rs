@@ -9,10 +9,15 @@
 //! Errors are CloudWatch's query-compatible ones (see [`error`]). `POST /_emulator/emf` feeds
 //! log lines in, extracting their Embedded Metric Format metrics as CloudWatch Logs does.
 
+pub mod datum;
 pub mod doc;
 pub mod emf;
 pub mod error;
+pub mod list;
+pub mod math;
+pub mod put;
 pub mod query;
+pub mod statistics;
 pub mod store;
 
 use std::io::Read;
@@ -27,7 +32,6 @@ use axum::Json;
 use serde_json::json;
 
 use crate::error::BedrockError;
-use crate::state::EmulatorState;
 use doc::Doc;
 use error::CwError;
 pub use store::Metrics;
@@ -54,15 +58,15 @@ fn now_ms() -> i64 {
 
 /// `POST /service/GraniteServiceVersion20100801/operation/{operation}`.
 pub async fn rpc_v2_cbor(
-    State(state): State<Arc<EmulatorState>>,
+    State(metrics): State<Arc<Metrics>>,
     Path(operation): Path<String>,
     request: Request,
 ) -> Response {
-    serve(&state, Protocol::RpcV2Cbor, &operation, request).await
+    serve(&metrics, Protocol::RpcV2Cbor, &operation, request).await
 }
 
 /// `POST /` with `X-Amz-Target: GraniteServiceVersion20100801.{operation}`.
-pub async fn aws_json(State(state): State<Arc<EmulatorState>>, request: Request) -> Response {
+pub async fn aws_json(State(metrics): State<Arc<Metrics>>, request: Request) -> Response {
     let target = request
         .headers()
         .get("x-amz-target")
@@ -71,21 +75,22 @@ pub async fn aws_json(State(state): State<Arc<EmulatorState>>, request: Request)
         .and_then(|t| t.strip_prefix('.'))
         .map(str::to_owned);
     match target {
-        Some(operation) => serve(&state, Protocol::AwsJson, &operation, request).await,
+        Some(operation) => serve(&metrics, Protocol::AwsJson, &operation, request).await,
         None => BedrockError::unknown_operation().into_response(),
     }
 }
 
 async fn serve(
-    state: &EmulatorState,
+    metrics: &Metrics,
     protocol: Protocol,
     operation: &str,
     request: Request,
 ) -> Response {
     let (parts, body) = request.into_parts();
     let answer = match read_body(&parts.headers, body).await {
-        Ok(bytes) => decode(protocol, &bytes)
-            .and_then(|doc| dispatch(&state.cloudwatch, operation, &doc, now_ms())),
+        Ok(bytes) => {
+            decode(protocol, &bytes).and_then(|doc| dispatch(metrics, operation, &doc, now_ms()))
+        }
         Err(e) => Err(e),
     };
     respond(protocol, answer)
@@ -167,8 +172,8 @@ pub fn dispatch(
             if metrics.take_put_fault() {
                 return Err(CwError::throttling());
             }
-            let (namespace, inputs) = store::parse_put(input)?;
-            let datums = store::check_put(namespace.as_deref(), &inputs, now_ms)?;
+            let (namespace, inputs) = put::parse_put(input)?;
+            let datums = put::check_put(namespace.as_deref(), &inputs, now_ms)?;
             metrics.put(datums, now_ms);
             Ok(None)
         }
@@ -177,20 +182,20 @@ pub fn dispatch(
             query::run(&request, metrics).map(Some)
         }
         "ListMetrics" => {
-            let (filter, offset) = store::parse_list(input)?;
+            let (filter, offset) = list::parse_list(input)?;
             let all = metrics.list(&filter, now_ms);
             if offset > all.len() {
                 return Err(CwError::invalid_value(
                     "Request parameter NextToken is invalid",
                 ));
             }
-            let end = all.len().min(offset + store::LIST_PAGE);
-            let page = all[offset..end].iter().map(store::MetricKey::to_doc);
+            let end = all.len().min(offset + list::LIST_PAGE);
+            let page = all[offset..end].iter().map(datum::MetricKey::to_doc);
             Ok(Some(Doc::structure([
                 ("Metrics", Some(Doc::List(page.collect()))),
                 (
                     "NextToken",
-                    (end < all.len()).then(|| Doc::text(store::page_token(end))),
+                    (end < all.len()).then(|| Doc::text(list::page_token(end))),
                 ),
             ])))
         }
@@ -240,9 +245,9 @@ fn respond(protocol: Protocol, answer: Result<Option<Doc>, CwError>) -> Response
 /// `POST /_emulator/emf`: log lines (any text; one log event a line). Every line that is an EMF
 /// document has its metrics recorded, as CloudWatch Logs extracts them; a document CloudWatch
 /// would reject records nothing and is reported with its line number.
-pub async fn emf(State(state): State<Arc<EmulatorState>>, body: Bytes) -> Response {
+pub async fn emf(State(metrics): State<Arc<Metrics>>, body: Bytes) -> Response {
     Json(feed_emf(
-        &state.cloudwatch,
+        &metrics,
         &String::from_utf8_lossy(&body),
         now_ms(),
     ))
@@ -267,13 +272,13 @@ pub fn feed_emf(metrics: &Metrics, text: &str, now_ms: i64) -> serde_json::Value
             directives
                 .iter()
                 .map(|d| {
-                    store::check_put(Some(&d.namespace), &d.datums, now_ms).map_err(|e| e.message)
+                    put::check_put(Some(&d.namespace), &d.datums, now_ms).map_err(|e| e.message)
                 })
                 .collect::<Result<Vec<_>, String>>()
         });
         match checked {
             Ok(datums) => {
-                let datums: Vec<store::Datum> = datums.into_iter().flatten().collect();
+                let datums: Vec<datum::Datum> = datums.into_iter().flatten().collect();
                 recorded += datums.len();
                 metrics.put(datums, now_ms);
             }

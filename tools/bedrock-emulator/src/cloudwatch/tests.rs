@@ -10,14 +10,10 @@ use serde_json::{json, Value};
 
 use super::doc::{from_cbor, to_cbor, Doc, Fields};
 use super::*;
-use crate::catalog::Catalog;
-use crate::state::RuntimeConfig;
 
-fn state() -> Arc<EmulatorState> {
-    Arc::new(EmulatorState::new(
-        Catalog::default(),
-        RuntimeConfig::default(),
-    ))
+/// CloudWatch's state: its metrics (and its fault knob).
+fn state() -> Arc<Metrics> {
+    Arc::new(Metrics::default())
 }
 
 /// The start of the current minute, in epoch seconds.
@@ -65,7 +61,7 @@ async fn answer(response: Response) -> Answer {
     }
 }
 
-async fn cbor_call(state: &Arc<EmulatorState>, op: &str, body: Vec<u8>, gzipped: bool) -> Answer {
+async fn cbor_call(state: &Arc<Metrics>, op: &str, body: Vec<u8>, gzipped: bool) -> Answer {
     let mut request = Request::builder()
         .method("POST")
         .uri(format!("/service/{SERVICE}/operation/{op}"))
@@ -78,7 +74,7 @@ async fn cbor_call(state: &Arc<EmulatorState>, op: &str, body: Vec<u8>, gzipped:
     answer(rpc_v2_cbor(State(state.clone()), Path(op.to_owned()), request).await).await
 }
 
-async fn json_call(state: &Arc<EmulatorState>, target: &str, body: Value) -> Answer {
+async fn json_call(state: &Arc<Metrics>, target: &str, body: Value) -> Answer {
     let request = Request::builder()
         .method("POST")
         .uri("/")
@@ -297,7 +293,7 @@ async fn requests_above_one_megabyte_uncompressed_are_refused_even_gzipped() {
         answer.header("x-amzn-query-error"),
         Some("RequestEntityTooLarge;Sender")
     );
-    assert_eq!(state.cloudwatch.counts(), (0, 0));
+    assert_eq!(state.counts(), (0, 0));
     // A gzip bomb is cut at the read limit, not inflated whole.
     let bomb = gzip(&vec![0u8; 3 * READ_LIMIT]);
     assert_eq!(inflate(&bomb).unwrap().len(), READ_LIMIT + 1);
@@ -421,7 +417,8 @@ async fn list_metrics_pages_by_500_with_a_token() {
         Some("InvalidParameterValue;Sender")
     );
 
-    state.reset();
+    // What `/_emulator/reset` does to CloudWatch.
+    state.clear();
     let empty = cbor_call(&state, "ListMetrics", Vec::new(), false)
         .await
         .cbor();
@@ -467,18 +464,18 @@ fn emf_feed_records_valid_documents_and_reports_the_rest() {
             {"line": 5, "message": "metric InferenceLatency has no numeric member in the document"},
         ]})
     );
-    let key = store::MetricKey::new(
+    let key = datum::MetricKey::new(
         "Custom/Bedrock",
         "InferenceLatency",
         vec![("ModelId".into(), "m".into())],
     );
     let sum = metrics.with_points(&key, |points| {
-        query::aggregate(
+        statistics::aggregate(
             points,
             now - 60_000,
             now + 60_000,
             60,
-            query::Stat::Sum,
+            statistics::Stat::Sum,
             None,
         )
     });
@@ -488,9 +485,9 @@ fn emf_feed_records_valid_documents_and_reports_the_rest() {
 #[tokio::test]
 async fn fail_put_metric_data_throttles_the_next_puts_then_lets_them_through() {
     let state = state();
-    let patch: crate::state::ConfigPatch =
-        serde_json::from_value(json!({"cloudwatch": {"failPutMetricData": 2}})).unwrap();
-    state.apply(&patch).unwrap();
+    // The `"cloudwatch"` part of a `/_emulator/config` body.
+    let patch: FaultPatch = serde_json::from_value(json!({"failPutMetricData": 2})).unwrap();
+    patch.apply(&state);
     let body = put("App", vec![datum("Requests", 1.0, minute(), &[])]);
     for _ in 0..2 {
         let answer = cbor_call(&state, "PutMetricData", to_cbor(&body), false).await;
@@ -516,7 +513,7 @@ async fn fail_put_metric_data_throttles_the_next_puts_then_lets_them_through() {
     );
     let answer = cbor_call(&state, "GetMetricData", to_cbor(&get), false).await;
     assert_eq!(result_points(&answer.cbor()).1, [1.0]);
-    state.cloudwatch.fail_puts(1);
+    state.fail_puts(1);
     let target = format!("{SERVICE}.PutMetricData");
     let refused = json_call(
         &state,
@@ -528,10 +525,11 @@ async fn fail_put_metric_data_throttles_the_next_puts_then_lets_them_through() {
         refused.json()["__type"],
         "com.amazonaws.cloudwatch#Throttling"
     );
-    state.cloudwatch.fail_puts(5);
-    state.reset();
-    assert!(!state.cloudwatch.take_put_fault());
-    let unknown: Result<crate::state::ConfigPatch, _> =
-        serde_json::from_value(json!({"cloudwatch": {"failPut": 1}}));
+    // What `/_emulator/reset` does to CloudWatch (the config endpoint's own handling of
+    // `"cloudwatch"` is tested with the services composed, in `state`).
+    state.fail_puts(5);
+    state.clear();
+    assert!(!state.take_put_fault());
+    let unknown: Result<FaultPatch, _> = serde_json::from_value(json!({"failPut": 1}));
     assert!(unknown.is_err());
 }

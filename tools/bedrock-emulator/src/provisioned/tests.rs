@@ -1,25 +1,32 @@
-//! The Provisioned Throughput control plane, lifecycle and runtime capacity.
+//! The Provisioned Throughput control plane, lifecycle and capacity window. (Runtime calls
+//! through Provisioned Throughputs, and the settings as `/_emulator/config` shows them, are
+//! tested with the services composed, in `state`.)
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration as StdDuration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
+use chrono::{Duration, Months};
 use serde_json::{json, Value};
 
+use super::capacity::Window;
 use super::*;
-use crate::catalog::Catalog;
-use crate::converse::{admit_checked, check_value};
-use crate::state::{ConfigPatch, RuntimeConfig};
+use crate::checks::full_match;
+use crate::error::BedrockError;
+use crate::time::{parse_time, timestamp};
 
-const HAIKU: &str = "anthropic.claude-3-haiku-20240307-v1:0";
-const SONNET_4_5: &str = "anthropic.claude-sonnet-4-5-20250929-v1:0";
+pub(crate) const HAIKU: &str = "anthropic.claude-3-haiku-20240307-v1:0";
+pub(crate) const SONNET_4_5: &str = "anthropic.claude-sonnet-4-5-20250929-v1:0";
 
-fn state() -> Arc<EmulatorState> {
-    let state = Arc::new(EmulatorState::new(
+fn state() -> Arc<ProvisionedState> {
+    let state = Arc::new(ProvisionedState::new(
         Catalog::default(),
-        RuntimeConfig::default(),
+        Identity::default(),
+        ProvisionedSettings::default(),
     ));
     configure(
         &state,
@@ -28,12 +35,16 @@ fn state() -> Arc<EmulatorState> {
     state
 }
 
-fn configure(state: &EmulatorState, patch: Value) {
-    let patch: ConfigPatch = serde_json::from_value(patch).unwrap();
+/// Applies the `"provisioned"` part of a `/_emulator/config` body.
+fn configure(state: &ProvisionedState, patch: Value) {
+    let patch: ProvisionedPatch = serde_json::from_value(patch["provisioned"].clone()).unwrap();
     state.apply(&patch).unwrap();
 }
 
-async fn create(state: &Arc<EmulatorState>, body: Value) -> Result<String, BedrockError> {
+pub(crate) async fn create(
+    state: &Arc<ProvisionedState>,
+    body: Value,
+) -> Result<String, BedrockError> {
     let response = super::create(State(state.clone()), Bytes::from(body.to_string())).await?;
     assert_eq!(response.status(), StatusCode::CREATED);
     let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
@@ -43,17 +54,23 @@ async fn create(state: &Arc<EmulatorState>, body: Value) -> Result<String, Bedro
     Ok(answer["provisionedModelArn"].as_str().unwrap().to_owned())
 }
 
-fn request(name: &str, units: u32) -> Value {
+pub(crate) fn request(name: &str, units: u32) -> Value {
     json!({"provisionedModelName": name, "modelId": HAIKU, "modelUnits": units})
 }
 
-async fn get(state: &Arc<EmulatorState>, identifier: &str) -> Result<Value, BedrockError> {
+pub(crate) async fn get(
+    state: &Arc<ProvisionedState>,
+    identifier: &str,
+) -> Result<Value, BedrockError> {
     super::get(State(state.clone()), Path(identifier.to_owned()))
         .await
         .map(|j| j.0)
 }
 
-async fn list(state: &Arc<EmulatorState>, query: &[(&str, &str)]) -> Result<Value, BedrockError> {
+pub(crate) async fn list(
+    state: &Arc<ProvisionedState>,
+    query: &[(&str, &str)],
+) -> Result<Value, BedrockError> {
     let params: HashMap<String, String> = query
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -63,8 +80,8 @@ async fn list(state: &Arc<EmulatorState>, query: &[(&str, &str)]) -> Result<Valu
         .map(|j| j.0)
 }
 
-async fn update(
-    state: &Arc<EmulatorState>,
+pub(crate) async fn update(
+    state: &Arc<ProvisionedState>,
     identifier: &str,
     body: Value,
 ) -> Result<Value, BedrockError> {
@@ -77,13 +94,16 @@ async fn update(
     .map(|j| j.0)
 }
 
-async fn delete(state: &Arc<EmulatorState>, identifier: &str) -> Result<Value, BedrockError> {
+pub(crate) async fn delete(
+    state: &Arc<ProvisionedState>,
+    identifier: &str,
+) -> Result<Value, BedrockError> {
     super::delete(State(state.clone()), Path(identifier.to_owned()))
         .await
         .map(|j| j.0)
 }
 
-fn names(list: &Value) -> Vec<String> {
+pub(crate) fn names(list: &Value) -> Vec<String> {
     list["provisionedModelSummaries"]
         .as_array()
         .unwrap()
@@ -92,24 +112,9 @@ fn names(list: &Value) -> Vec<String> {
         .collect()
 }
 
-/// A runtime Converse call, as the handlers admit it.
-fn call(state: &EmulatorState, model_id: &str, text: &str) -> Result<u64, BedrockError> {
-    let body = json!({"messages": [{"role": "user", "content": [{"text": text}]}]});
-    let (checked, _) = admit_checked(state, model_id, || {
-        check_value(state, model_id, body.clone())
-    })?;
-    Ok(u64::from(checked.input_tokens) + u64::from(checked.answer.output_tokens))
-}
-
 /// Moves a Provisioned Throughput's timed phase to its end, as time would.
-fn finish_phase(state: &EmulatorState, arn: &str) {
-    let mut inner = state.provisioned.inner.lock().unwrap();
-    let pt = inner.pts.values_mut().find(|pt| pt.arn == arn).unwrap();
-    let until = match &pt.phase {
-        Phase::Creating { until, .. } | Phase::Updating { until } => *until,
-        _ => return,
-    };
-    pt.settle(until);
+fn finish_phase(state: &ProvisionedState, arn: &str) {
+    state.finish_phase(arn);
 }
 
 #[tokio::test]
@@ -225,7 +230,7 @@ async fn creation_checks_the_models_constraints_and_the_model() {
     )
     .await
     .unwrap();
-    assert!(state.provisioned.all().iter().all(|pt| !pt.arn.is_empty()));
+    assert!(state.all().iter().all(|pt| !pt.arn.is_empty()));
 }
 
 #[tokio::test]
@@ -235,7 +240,7 @@ async fn the_same_token_gives_the_same_arn_and_a_taken_name_conflicts() {
     body["clientRequestToken"] = json!("token-1");
     let first = create(&state, body.clone()).await.unwrap();
     assert_eq!(create(&state, body.clone()).await.unwrap(), first);
-    assert_eq!(state.provisioned.all().len(), 1);
+    assert_eq!(state.all().len(), 1);
 
     body["clientRequestToken"] = json!("token-2");
     let conflict = create(&state, body).await.unwrap_err();
@@ -311,36 +316,6 @@ async fn committed_capacity_refuses_deletion_before_its_term_ends() {
 }
 
 #[tokio::test]
-async fn listed_names_and_models_fail_with_the_configured_message() {
-    let state = state();
-    configure(
-        &state,
-        json!({"provisioned": {"failOn": ["doomed", SONNET_4_5], "failureMessage": "No capacity."}}),
-    );
-    let doomed = create(&state, request("doomed", 1)).await.unwrap();
-    let pt = get(&state, &doomed).await.unwrap();
-    assert_eq!(pt["status"], "Failed");
-    assert_eq!(pt["failureMessage"], "No capacity.");
-    let by_model = create(
-        &state,
-        json!({"provisionedModelName": "sonnet", "modelId": format!("arn:aws:bedrock:us-east-1::foundation-model/{SONNET_4_5}"), "modelUnits": 1}),
-    )
-    .await
-    .unwrap();
-    assert_eq!(get(&state, &by_model).await.unwrap()["status"], "Failed");
-    // A failed one is not served, and can be deleted.
-    let error = call(&state, &doomed, "hi").unwrap_err();
-    assert_eq!(error.error_type, "ModelNotReadyException");
-    delete(&state, &doomed).await.unwrap();
-    // A summary has no failureMessage.
-    let listed = list(&state, &[("statusEquals", "Failed")]).await.unwrap();
-    assert_eq!(names(&listed), ["sonnet"]);
-    assert!(listed["provisionedModelSummaries"][0]
-        .get("failureMessage")
-        .is_none());
-}
-
-#[tokio::test]
 async fn list_filters_sorts_and_paginates() {
     let state = state();
     for name in ["alpha-1", "beta-1", "alpha-2", "gamma"] {
@@ -396,7 +371,7 @@ async fn list_filters_sorts_and_paginates() {
     assert_eq!(seen, ["alpha-1", "beta-1", "alpha-2", "gamma", "sonnet"]);
 
     // Creation times, exclusive.
-    let first = state.provisioned.all()[0].creation_time;
+    let first = state.all()[0].creation_time;
     let after = list(&state, &[("creationTimeAfter", &timestamp(first))])
         .await
         .unwrap();
@@ -420,75 +395,6 @@ async fn list_filters_sorts_and_paginates() {
         let error = list(&state, &[bad]).await.unwrap_err();
         assert_eq!(error.error_type, "ValidationException", "{bad:?}");
     }
-}
-
-#[tokio::test]
-async fn update_renames_through_updating_and_keeps_base_models() {
-    let state = state();
-    configure(&state, json!({"provisioned": {"updateMs": 3_600_000}}));
-    let arn = create(&state, request("old-name", 1)).await.unwrap();
-    create(&state, request("taken", 1)).await.unwrap();
-
-    let conflict = update(
-        &state,
-        &arn,
-        json!({"desiredProvisionedModelName": "taken"}),
-    )
-    .await
-    .unwrap_err();
-    assert_eq!(conflict.error_type, "ConflictException");
-    let bad = update(&state, &arn, json!({"desiredProvisionedModelName": "a b"}))
-        .await
-        .unwrap_err();
-    assert_eq!(bad.error_type, "ValidationException");
-    let other_model = update(
-        &state,
-        &arn,
-        json!({"desiredModelId": "anthropic.claude-3-sonnet-20240229-v1:0"}),
-    )
-    .await
-    .unwrap_err();
-    assert_eq!(other_model.error_type, "ValidationException");
-    assert!(
-        other_model.message.contains("You can't change the model"),
-        "{}",
-        other_model.message
-    );
-
-    assert_eq!(
-        update(
-            &state,
-            &arn,
-            json!({"desiredProvisionedModelName": "new-name", "desiredModelId": HAIKU})
-        )
-        .await
-        .unwrap(),
-        json!({})
-    );
-    let updating = get(&state, "new-name").await.unwrap();
-    assert_eq!(updating["status"], "Updating");
-    assert_eq!(updating["provisionedModelArn"], arn);
-    assert!(get(&state, "old-name").await.is_err());
-    // Bedrock serves during an update; a second update or a deletion waits for its end.
-    call(&state, &arn, "still served").unwrap();
-    let again = update(
-        &state,
-        &arn,
-        json!({"desiredProvisionedModelName": "third"}),
-    )
-    .await
-    .unwrap_err();
-    assert_eq!(again.error_type, "ValidationException");
-    let busy = delete(&state, &arn).await.unwrap_err();
-    assert_eq!(busy.error_type, "ConflictException");
-
-    finish_phase(&state, &arn);
-    assert_eq!(get(&state, &arn).await.unwrap()["status"], "InService");
-    delete(&state, "new-name").await.unwrap();
-    let missing = update(&state, &arn, json!({"desiredProvisionedModelName": "x"}))
-        .await
-        .unwrap_err();
-    assert_eq!(missing.error_type, "ResourceNotFoundException");
 }
 
 #[tokio::test]
@@ -516,114 +422,6 @@ async fn unknown_or_malformed_identifiers_are_refused() {
     }
 }
 
-#[tokio::test]
-async fn the_runtime_serves_only_what_exists_and_serves() {
-    let state = state();
-    let unknown = "arn:aws:bedrock:us-east-1:123456789012:provisioned-model/abcdefabcdef";
-    let error = call(&state, unknown, "hi").unwrap_err();
-    assert_eq!(
-        (error.error_type, error.status),
-        ("ResourceNotFoundException", StatusCode::NOT_FOUND)
-    );
-
-    configure(&state, json!({"provisioned": {"createMs": 3_600_000}}));
-    let arn = create(&state, request("runtime", 1)).await.unwrap();
-    let early = call(&state, &arn, "hi").unwrap_err();
-    assert_eq!(
-        (early.error_type, early.status),
-        ("ModelNotReadyException", StatusCode::TOO_MANY_REQUESTS)
-    );
-    assert!(early.message.contains("Creating"), "{}", early.message);
-    finish_phase(&state, &arn);
-    call(&state, &arn, "hi").unwrap();
-
-    // The base model's limit applies.
-    let body = json!({"messages": [{"role": "user", "content": [{"text": "hi"}]}], "inferenceConfig": {"maxTokens": 4097}});
-    let Err(too_long) = check_value(&state, &arn, body) else {
-        panic!("maxTokens beyond the base model's limit was accepted");
-    };
-    assert!(
-        too_long.message.contains("model limit of 4096"),
-        "{}",
-        too_long.message
-    );
-
-    // Faults configured for the ARN still apply.
-    configure(
-        &state,
-        json!({"models": {arn.as_str(): {"throttleRate": 1.0}}}),
-    );
-    assert_eq!(
-        call(&state, &arn, "hi").unwrap_err().error_type,
-        "ThrottlingException"
-    );
-    configure(&state, json!({"models": {arn.as_str(): null}}));
-
-    delete(&state, &arn).await.unwrap();
-    let after = call(&state, &arn, "hi").unwrap_err();
-    assert_eq!(after.error_type, "ResourceNotFoundException");
-
-    let stats = serde_json::to_value(&state.stats()[&arn]).unwrap();
-    assert_eq!(stats["calls"], 4, "{stats}");
-    assert_eq!(stats["served"], 0, "served is counted by the handlers");
-    assert_eq!(stats["modelNotReady"], 1, "{stats}");
-    assert_eq!(stats["resourceNotFound"], 1, "{stats}");
-    assert_eq!(stats["throttled"], 1, "{stats}");
-    assert_eq!(stats["validationErrors"], 0, "{stats}");
-}
-
-#[tokio::test]
-async fn calls_beyond_the_tokens_per_minute_are_throttled() {
-    let state = state();
-    configure(
-        &state,
-        json!({"provisioned": {"tokensPerMinute": 1_000_000, "tokensPerMinuteByModel": {HAIKU: 100}}}),
-    );
-    let arn = create(&state, request("small", 2)).await.unwrap();
-    let mut used = 0;
-    let mut served = 0;
-    let mut throttled = 0;
-    for i in 0..20 {
-        match call(&state, &arn, &format!("question {i}")) {
-            Ok(tokens) => {
-                used += tokens;
-                served += 1;
-            }
-            Err(e) => {
-                assert_eq!(e.error_type, "ThrottlingException");
-                assert_eq!(
-                    e.message,
-                    "Too many tokens, please wait before trying again."
-                );
-                throttled += 1;
-            }
-        }
-    }
-    assert!(
-        served > 0 && throttled > 0,
-        "{served} served, {throttled} throttled"
-    );
-    assert!(
-        used <= 200,
-        "two model units of 100 tokens a minute: {used}"
-    );
-    let shown = stats(&state);
-    assert_eq!(shown[&arn]["tokensPerMinute"], 200);
-    assert_eq!(shown[&arn]["tokensLastMinute"], used);
-    assert_eq!(shown[&arn]["capacityThrottled"], throttled);
-    assert_eq!(shown[&arn]["calls"], 20);
-    assert_eq!(shown[&arn]["status"], "InService");
-
-    // On-demand calls of the same model are not counted against it.
-    call(&state, HAIKU, "on demand").unwrap();
-    // A bigger table entry gives room again.
-    configure(
-        &state,
-        json!({"provisioned": {"tokensPerMinuteByModel": {HAIKU: null}}}),
-    );
-    call(&state, &arn, "room again").unwrap();
-}
-
 #[test]
 fn the_window_forgets_calls_older_than_a_minute() {
     let start = Instant::now();
@@ -645,7 +443,7 @@ async fn tags_are_kept_listed_changed_and_bounded() {
     let mut body = request("tagged", 1);
     body["tags"] = json!([{"key": "team", "value": "search"}]);
     let arn = create(&state, body).await.unwrap();
-    let tags = |state: Arc<EmulatorState>, arn: String| async move {
+    let tags = |state: Arc<ProvisionedState>, arn: String| async move {
         super::list_tags(
             State(state),
             Bytes::from(json!({"resourceARN": arn}).to_string()),
@@ -710,40 +508,6 @@ async fn tags_are_kept_listed_changed_and_bounded() {
         "{}",
         missing.message
     );
-}
-
-#[tokio::test]
-async fn settings_are_patched_shown_and_reset() {
-    let state = state();
-    configure(
-        &state,
-        json!({"provisioned": {"noCommitmentUnitQuota": 4, "now": "2030-01-01T00:00:00Z", "tokensPerMinuteByModel": {HAIKU: 7}}}),
-    );
-    let shown = serde_json::to_value(state.config()).unwrap();
-    assert_eq!(shown["provisioned"]["noCommitmentUnitQuota"], 4);
-    assert_eq!(shown["provisioned"]["now"], "2030-01-01T00:00:00.000Z");
-    assert_eq!(shown["provisioned"]["tokensPerMinuteByModel"][HAIKU], 7);
-    assert_eq!(shown["provisioned"]["createMs"], 0);
-    configure(&state, json!({"provisioned": {"now": null}}));
-    assert_eq!(state.config().provisioned.now, None);
-
-    for bogus in [
-        json!({"provisioned": {"bogus": 1}}),
-        json!({"provisioned": {"createMs": -1}}),
-    ] {
-        assert!(
-            serde_json::from_value::<ConfigPatch>(bogus.clone()).is_err(),
-            "{bogus}"
-        );
-    }
-    let bad_time: ConfigPatch =
-        serde_json::from_value(json!({"provisioned": {"now": "tomorrow"}})).unwrap();
-    assert!(state.apply(&bad_time).is_err());
-
-    create(&state, request("to-forget", 1)).await.unwrap();
-    state.reset();
-    assert!(state.provisioned.all().is_empty());
-    assert_eq!(state.config().provisioned, ProvisionedSettings::default());
 }
 
 #[tokio::test]

@@ -1,0 +1,235 @@
+//! The checks Bedrock makes on a Converse request, and the answer a checked request gets.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::Checked;
+use crate::error::BedrockError;
+use crate::generate::{generate, tokens_for, Generated};
+use crate::runtime::RuntimeState;
+use crate::tools::{self, ToolConfig};
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ConverseRequest {
+    messages: Option<Vec<Message>>,
+    #[serde(default)]
+    system: Vec<Value>,
+    #[serde(default)]
+    inference_config: InferenceConfig,
+    #[serde(default)]
+    tool_config: Option<ToolConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Message {
+    role: String,
+    content: Vec<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct InferenceConfig {
+    max_tokens: Option<i64>,
+    temperature: Option<f64>,
+    top_p: Option<f64>,
+    #[serde(default)]
+    stop_sequences: Vec<String>,
+}
+
+fn characters_of(block: &Value) -> usize {
+    match block.get("text").and_then(Value::as_str) {
+        Some(text) => text.chars().count(),
+        // Images, documents and tool blocks: their serialised size stands in for their text.
+        None => block.to_string().len(),
+    }
+}
+
+/// Parses and checks a Converse body the way Bedrock does.
+pub(super) fn check(
+    state: &RuntimeState,
+    model_id: &str,
+    body: &[u8],
+) -> Result<Checked, BedrockError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| BedrockError::validation(format!("Malformed input request: {e}")))?;
+    check_value(state, model_id, value)
+}
+
+/// Checks a parsed Converse-shaped request (InvokeModel bodies are translated to this shape).
+pub fn check_value(
+    state: &RuntimeState,
+    model_id: &str,
+    value: Value,
+) -> Result<Checked, BedrockError> {
+    let request: ConverseRequest = serde_json::from_value(value.clone())
+        .map_err(|e| BedrockError::validation(format!("Malformed input request: {e}")))?;
+    // A Provisioned Throughput ARN has its base model's limit.
+    let limit = state.max_output_tokens(model_id)?;
+
+    let messages = request.messages.unwrap_or_default();
+    if messages.is_empty() {
+        return Err(BedrockError::validation(
+            "A conversation must start with a user message. Try again with a conversation that starts with a user message.",
+        ));
+    }
+    let mut expected = "user";
+    for (i, message) in messages.iter().enumerate() {
+        if message.role != "user" && message.role != "assistant" {
+            return Err(BedrockError::validation(format!(
+                "1 validation error detected: Value '{}' at 'messages.{}.member.role' failed to satisfy constraint: Member must satisfy enum value set: [user, assistant]",
+                message.role,
+                i + 1
+            )));
+        }
+        if message.role != expected {
+            return Err(BedrockError::validation(if i == 0 {
+                "A conversation must start with a user message. Try again with a conversation that starts with a user message.".to_owned()
+            } else {
+                "A conversation must alternate between user and assistant roles. Make sure the conversation alternates between user and assistant roles and try again.".to_owned()
+            }));
+        }
+        if message.content.is_empty() {
+            return Err(BedrockError::validation(format!(
+                "The content field in the Message object at messages.{i} is empty. Add a ContentBlock object to the content field and try again."
+            )));
+        }
+        check_message_text(i, &message.content)?;
+        expected = if expected == "user" {
+            "assistant"
+        } else {
+            "user"
+        };
+    }
+
+    check_system_text(&request.system)?;
+
+    if let Some(tool_config) = &request.tool_config {
+        tool_config.check()?;
+    }
+    let conversation: Vec<(&str, &[Value])> = messages
+        .iter()
+        .map(|m| (m.role.as_str(), m.content.as_slice()))
+        .collect();
+    tools::check_messages(&conversation, request.tool_config.as_ref())?;
+
+    let config = &request.inference_config;
+    let max_tokens = match config.max_tokens {
+        None => limit,
+        Some(n) if n < 1 => {
+            return Err(BedrockError::validation(format!(
+                "1 validation error detected: Value '{n}' at 'inferenceConfig.maxTokens' failed to satisfy constraint: Member must have value greater than or equal to 1"
+            )))
+        }
+        Some(n) if n > i64::from(limit) => {
+            return Err(BedrockError::validation(format!(
+                "The maximum tokens you requested exceeds the model limit of {limit}. Try again with a maximum tokens value that is lower than {limit}."
+            )))
+        }
+        Some(n) => u32::try_from(n).unwrap_or(limit),
+    };
+    for (name, value) in [("temperature", config.temperature), ("topP", config.top_p)] {
+        if let Some(v) = value {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(BedrockError::validation(format!(
+                    "1 validation error detected: Value '{v}' at 'inferenceConfig.{name}' failed to satisfy constraint: Member must have value between 0 and 1"
+                )));
+            }
+        }
+    }
+
+    let input_chars: usize = request.system.iter().map(characters_of).sum::<usize>()
+        + messages
+            .iter()
+            .flat_map(|m| m.content.iter())
+            .map(characters_of)
+            .sum::<usize>()
+        + tools::definition_chars(&value);
+    let fingerprint = fingerprint(model_id, value);
+    let last_user = messages
+        .iter()
+        .rev()
+        .find(|m| m.role == "user")
+        .map_or(&[][..], |m| m.content.as_slice());
+    let tool_call = request
+        .tool_config
+        .as_ref()
+        .and_then(|tools| tools.call(last_user, &fingerprint));
+    Ok(Checked {
+        input_tokens: tokens_for(input_chars),
+        answer: match tool_call {
+            Some(call) => Generated::tool_call(call, max_tokens),
+            None => generate(&fingerprint, max_tokens, &config.stop_sequences),
+        },
+    })
+}
+
+fn text_of(block: &Value) -> Option<&str> {
+    block.get("text").and_then(Value::as_str)
+}
+
+/// Bedrock refuses an empty text block itself; the model refuses a whitespace-only one
+/// (Anthropic's wording, which Bedrock passes on).
+fn check_message_text(i: usize, content: &[Value]) -> Result<(), BedrockError> {
+    for (j, text) in content
+        .iter()
+        .enumerate()
+        .filter_map(|(j, b)| Some((j, text_of(b)?)))
+    {
+        if text.is_empty() {
+            return Err(BedrockError::validation(format!(
+                "The text field in the ContentBlock object at messages.{i}.content.{j} is blank. Add text to the text field, and try again."
+            )));
+        }
+        if text.trim().is_empty() {
+            return Err(BedrockError::validation(
+                "The model returned the following errors: messages: text content blocks must contain non-whitespace text",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// An empty system text fails the API's length constraint; a whitespace-only one the model.
+fn check_system_text(system: &[Value]) -> Result<(), BedrockError> {
+    for (i, text) in system
+        .iter()
+        .enumerate()
+        .filter_map(|(i, b)| Some((i, text_of(b)?)))
+    {
+        if text.is_empty() {
+            return Err(BedrockError::validation(format!(
+                "1 validation error detected: Value at 'system.{}.member.text' failed to satisfy constraint: Member must have length greater than or equal to 1",
+                i + 1
+            )));
+        }
+        if text.trim().is_empty() {
+            return Err(BedrockError::validation(
+                "The model returned the following errors: system: text content blocks must contain non-whitespace text",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What the answer's text derives from: the model and the request, but not `maxTokens` or
+/// `stopSequences`, which only cut the answer (as at temperature 0, a tighter limit gives a
+/// prefix of the same answer).
+fn fingerprint(model_id: &str, mut request: Value) -> Vec<u8> {
+    if let Some(request) = request.as_object_mut() {
+        let config = request
+            .get_mut("inferenceConfig")
+            .and_then(Value::as_object_mut);
+        if let Some(config) = config {
+            config.remove("maxTokens");
+            config.remove("stopSequences");
+            if config.is_empty() {
+                request.remove("inferenceConfig");
+            }
+        }
+    }
+    let mut fingerprint = model_id.as_bytes().to_vec();
+    fingerprint.push(0);
+    fingerprint.extend_from_slice(request.to_string().as_bytes());
+    fingerprint
+}
