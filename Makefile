@@ -48,9 +48,10 @@ dev: $(VENV)/.cargo-lambda ## Build, start the local stack and serve the functio
 test: lint unit-test integration-test stack-check dev-check template-check ## Everything CI checks
 	@echo "make test: all checks passed"
 
-lint: ## cargo fmt --check and clippy with warnings as errors
+lint: ## cargo fmt --check, clippy and rustdoc with warnings as errors, every relative Markdown link
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --all-features
 	python3 scripts/check_links.py
 
 unit-test: ## Unit and handler tests (no stack needed)

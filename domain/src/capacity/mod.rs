@@ -8,7 +8,7 @@
 //!
 //! - **Due**: capacity without a window is always due; windowed capacity is due from
 //!   `lead_minutes` before its window opens until the window closes (the window read as the
-//!   schedule policy reads it, [`Schedule`], wall-clock times in its zone).
+//!   schedule policy reads it, [`Schedule`](crate::routing::Schedule), wall-clock times in its zone).
 //! - **Ours**: a Provisioned Throughput is managed here when the routing table's records name
 //!   it, when it carries the tag `bgw:plan` with this plan's name, or when it has no `bgw:plan`
 //!   tag and the deterministic name of what it is (`bgw-<model-slug>-<units>u`). The last two are

@@ -49,7 +49,7 @@ pub fn check_budget(usd: f64) -> Result<f64, Error> {
     }
 }
 
-/// `YYYY-MM` with a month from 01 to 12, as [`month_of`] writes it.
+/// `YYYY-MM` with a month from 01 to 12, as [`month_of`](domain::tenancy::month_of) writes it.
 pub fn check_month(month: &str) -> Result<(), Error> {
     let valid = match month.as_bytes() {
         [y1, y2, y3, y4, b'-', m1, m2] => {
