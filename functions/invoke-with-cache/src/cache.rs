@@ -10,9 +10,22 @@ use domain::ports::{CacheStore, Clock};
 use domain::routing::Target;
 
 use crate::app::{Adapters, App};
-use crate::context::Answer;
+use crate::context::{Answer, Ctx};
 use crate::request::InvokeRequest;
-use domain::cache::CacheState;
+use domain::cache::{CacheMode, CacheState};
+
+/// Where a request stands with the cache.
+pub(crate) enum Standing {
+    /// A live answer to give at once.
+    Hit(CacheEntry),
+    /// The model answers: `state` is what the answer reports (`Miss`, `Refresh`, or `Bypass`
+    /// when the cache takes no part or failed), `lease_owner` set when this request holds the
+    /// key's lease.
+    ToAnswer {
+        state: CacheState,
+        lease_owner: Option<String>,
+    },
+}
 
 /// The outcome of looking a key up, with stampede protection.
 pub(crate) enum Claim {
@@ -27,6 +40,27 @@ pub(crate) enum Claim {
 }
 
 impl<A: Adapters> App<A> {
+    /// The request's standing by its cache mode: a bypass or a refresh never reads the cache;
+    /// a use claims the key.
+    pub(crate) async fn standing(
+        &self,
+        mode: CacheMode,
+        key: Option<&CacheKey>,
+        ctx: &Ctx,
+    ) -> Standing {
+        let (state, lease_owner) = match (mode, key) {
+            (CacheMode::Bypass, _) | (_, None) => (CacheState::Bypass, None),
+            (CacheMode::Refresh, Some(_)) => (CacheState::Refresh, None),
+            (CacheMode::Use, Some(key)) => match self.claim(key, &ctx.request_id).await {
+                Claim::Hit(entry) => return Standing::Hit(entry),
+                Claim::Holder(owner) => (CacheState::Miss, Some(owner)),
+                Claim::Unclaimed => (CacheState::Miss, None),
+                Claim::StoreFailed => (CacheState::Bypass, None),
+            },
+        };
+        Standing::ToAnswer { state, lease_owner }
+    }
+
     /// The key of the request's answer from `model`, or `None` when the cache takes no part.
     pub(crate) fn cache_key(
         &self,

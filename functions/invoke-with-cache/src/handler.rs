@@ -8,15 +8,15 @@ use http::StatusCode;
 use lambda_http::{Request, RequestExt, Response};
 use tracing::Instrument;
 
-use domain::cache::{CacheMode, CacheState};
 use domain::ports::{Clock, RoutingTableSource};
 use shared::http::request_id;
 
 use crate::app::{Adapters, App};
 use crate::body::ResponseBody;
-use crate::cache::Claim;
+use crate::cache::Standing;
 use crate::context::{elapsed_ms, Ctx, Endpoint, Job, Reply, Trace};
 use crate::error::ApiError;
+use crate::intake::not_served;
 use crate::respond::{answer_response, answered, error_response, json_body_response, meta};
 
 impl<A: Adapters> App<A> {
@@ -65,16 +65,7 @@ impl<A: Adapters> App<A> {
         let caller = self.authenticate(request, endpoint).await?;
         match endpoint {
             Endpoint::Models => return self.list_models(request, &caller).map(Reply::Json),
-            Endpoint::OpenAiOther => {
-                return Err(ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    "not_found",
-                    format!(
-                        "{} is not served here; the OpenAI-compatible routes are POST /openai/v1/chat/completions and GET /openai/v1/models",
-                        request.uri().path()
-                    ),
-                ))
-            }
+            Endpoint::OpenAiOther => return Err(not_served(request)),
             Endpoint::Invoke | Endpoint::ChatCompletions => {}
         }
         let invoke = self.read_request(request, endpoint, ctx)?;
@@ -92,15 +83,9 @@ impl<A: Adapters> App<A> {
             .await;
         let key = self.cache_key(&invoke, &caller.namespace, &plan.primary.model);
 
-        let (state, lease_owner) = match (invoke.cache_mode, &key) {
-            (CacheMode::Bypass, _) | (_, None) => (CacheState::Bypass, None),
-            (CacheMode::Refresh, Some(_)) => (CacheState::Refresh, None),
-            (CacheMode::Use, Some(key)) => match self.claim(key, &ctx.request_id).await {
-                Claim::Hit(entry) => return Ok(self.answer_hit(entry, invoke.stream, ctx)),
-                Claim::Holder(owner) => (CacheState::Miss, Some(owner)),
-                Claim::Unclaimed => (CacheState::Miss, None),
-                Claim::StoreFailed => (CacheState::Bypass, None),
-            },
+        let (state, lease_owner) = match self.standing(invoke.cache_mode, key.as_ref(), ctx).await {
+            Standing::Hit(entry) => return Ok(self.answer_hit(entry, invoke.stream, ctx)),
+            Standing::ToAnswer { state, lease_owner } => (state, lease_owner),
         };
         let job = Job {
             invoke,

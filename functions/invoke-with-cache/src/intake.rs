@@ -23,27 +23,7 @@ impl<A: Adapters> App<A> {
         endpoint: Endpoint,
         ctx: &mut Ctx,
     ) -> Result<InvokeRequest, ApiError> {
-        if request.method() != Method::POST {
-            return Err(ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "MethodNotAllowed",
-                format!("{} is not allowed here; send POST", request.method()),
-            ));
-        }
-        if let Some(content_type) = request.headers().get(header::CONTENT_TYPE) {
-            let content_type = content_type
-                .to_str()
-                .unwrap_or_default()
-                .to_ascii_lowercase();
-            let essence = content_type.split(';').next().unwrap_or_default().trim();
-            if essence != "application/json" && !essence.ends_with("+json") {
-                return Err(ApiError::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "UnsupportedMediaType",
-                    format!("content-type {essence:?} is not JSON; send application/json"),
-                ));
-            }
-        }
+        json_post(request)?;
         let body = request.body().as_ref();
         if body.len() > self.config.max_body_bytes {
             return Err(ApiError::new(
@@ -145,4 +125,42 @@ impl<A: Adapters> App<A> {
         }
         Ok(())
     }
+}
+
+/// A POST with a JSON body (or none said): anything else is refused before the body is read.
+fn json_post(request: &Request) -> Result<(), ApiError> {
+    if request.method() != Method::POST {
+        return Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            format!("{} is not allowed here; send POST", request.method()),
+        ));
+    }
+    if let Some(content_type) = request.headers().get(header::CONTENT_TYPE) {
+        let content_type = content_type
+            .to_str()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let essence = content_type.split(';').next().unwrap_or_default().trim();
+        if essence != "application/json" && !essence.ends_with("+json") {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UnsupportedMediaType",
+                format!("content-type {essence:?} is not JSON; send application/json"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Another path under `/openai/`: answered 404 in OpenAI's shape.
+pub(crate) fn not_served(request: &Request) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!(
+            "{} is not served here; the OpenAI-compatible routes are POST /openai/v1/chat/completions and GET /openai/v1/models",
+            request.uri().path()
+        ),
+    )
 }

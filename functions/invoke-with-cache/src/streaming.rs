@@ -23,6 +23,16 @@ use crate::error::ApiError;
 use crate::respond::{answered, client_closed, meta, stream_response};
 use crate::wire::StreamWriter;
 
+/// How relaying a model's stream to the client ended.
+enum Relayed {
+    /// The model stopped; `client_gone` when a draining tenant's client left on the way.
+    Ended { client_gone: bool },
+    /// The client left, and the answer is not worth reading to its end.
+    Abandoned,
+    /// The model's stream failed or stalled.
+    Failed(ModelError),
+}
+
 impl<A: Adapters> App<A> {
     /// A hit: whole, or replayed as the stream a miss would have written.
     pub(crate) fn answer_hit(&self, entry: CacheEntry, stream: bool, ctx: &mut Ctx) -> Reply {
@@ -95,49 +105,35 @@ impl<A: Adapters> App<A> {
         ctx: Ctx,
     ) {
         let mut writer = ctx.wire.writer(&meta);
-        let mut client_gone = sender.send(writer.opening(&meta)).await.is_err();
+        let client_gone = sender.send(writer.opening(&meta)).await.is_err();
         // A tenant's answer is read to its end even when its client left, so the tokens it
         // cost count against the budget; anyone else's is dropped at once, which ends the call.
         let drain = job.caller.tenant.is_some();
         if client_gone && !drain {
             return self.abandon(&job, &ctx).await;
         }
-        let idle = self.config.bedrock.read_timeout;
         let mut builder = AnswerBuilder::default();
-        loop {
-            let item = match tokio::time::timeout(idle, events.next()).await {
-                Ok(Some(item)) => item,
-                Ok(None) => break,
-                // A stream that stalls ends with an error event, never a silent cut.
-                Err(_) => Err(ModelError::new(
-                    ModelErrorKind::Timeout,
-                    format!("no event from the model for {} ms", idle.as_millis()),
-                )),
-            };
-            match item {
-                Ok(event) => {
-                    builder.push(&event);
-                    if client_gone {
-                        continue;
-                    }
-                    if let Some(frame) = writer.event(&event) {
-                        if sender.send(frame).await.is_err() {
-                            if !drain {
-                                return self.abandon(&job, &ctx).await;
-                            }
-                            client_gone = true;
-                        }
-                    }
-                }
-                Err(error) => {
-                    self.charge_partial(&job, &target, &builder).await;
-                    return self.fail_stream(&job, &ctx, &writer, &sender, error).await;
-                }
+        let relayed = self
+            .relay(
+                &mut events,
+                &mut writer,
+                &sender,
+                &mut builder,
+                drain,
+                client_gone,
+            )
+            .await;
+        match relayed {
+            Relayed::Abandoned => return self.abandon(&job, &ctx).await,
+            Relayed::Failed(error) => {
+                self.charge_partial(&job, &target, &builder).await;
+                return self.fail_stream(&job, &ctx, &writer, &sender, error).await;
             }
-        }
-        if client_gone {
-            self.charge_partial(&job, &target, &builder).await;
-            return self.abandon(&job, &ctx).await;
+            Relayed::Ended { client_gone: true } => {
+                self.charge_partial(&job, &target, &builder).await;
+                return self.abandon(&job, &ctx).await;
+            }
+            Relayed::Ended { client_gone: false } => {}
         }
         let usage = builder.usage();
         let answer = match builder.finish() {
@@ -159,6 +155,48 @@ impl<A: Adapters> App<A> {
             .send(writer.closing(&answered(&settled, &meta, latency_ms)))
             .await;
         self.report_answer(&ctx, &settled, latency_ms);
+    }
+
+    /// Writes each of the model's events to the client as it comes and builds the answer; a
+    /// draining tenant's stream is read to its end though its client left.
+    async fn relay(
+        &self,
+        events: &mut ModelStream,
+        writer: &mut StreamWriter,
+        sender: &mpsc::Sender<Bytes>,
+        builder: &mut AnswerBuilder,
+        drain: bool,
+        mut client_gone: bool,
+    ) -> Relayed {
+        let idle = self.config.bedrock.read_timeout;
+        loop {
+            let item = match tokio::time::timeout(idle, events.next()).await {
+                Ok(Some(item)) => item,
+                Ok(None) => return Relayed::Ended { client_gone },
+                // A stream that stalls ends with an error event, never a silent cut.
+                Err(_) => Err(ModelError::new(
+                    ModelErrorKind::Timeout,
+                    format!("no event from the model for {} ms", idle.as_millis()),
+                )),
+            };
+            let event = match item {
+                Ok(event) => event,
+                Err(error) => return Relayed::Failed(error),
+            };
+            builder.push(&event);
+            if client_gone {
+                continue;
+            }
+            let Some(frame) = writer.event(&event) else {
+                continue;
+            };
+            if sender.send(frame).await.is_err() {
+                if !drain {
+                    return Relayed::Abandoned;
+                }
+                client_gone = true;
+            }
+        }
     }
 
     pub(crate) async fn fail_stream(
