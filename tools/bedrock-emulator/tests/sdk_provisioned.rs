@@ -1,8 +1,10 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 //! The emulator's Provisioned Throughput control plane through the AWS SDK for Rust
-//! (`aws-sdk-bedrock` by `AWS_ENDPOINT_URL_BEDROCK` alone), and the runtime
-//! (`aws-sdk-bedrockruntime`) following it: served only while it serves, throttled beyond its
-//! tokens per minute.
+//! (`aws-sdk-bedrock` by endpoint alone), and the runtime (`aws-sdk-bedrockruntime`) following
+//! it: served only while it serves, throttled beyond its tokens per minute (the emulator
+//! in-process, one per test).
+
+mod common;
 
 use aws_sdk_bedrock::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_bedrock::operation::create_provisioned_model_throughput::builders::CreateProvisionedModelThroughputFluentBuilder;
@@ -23,7 +25,7 @@ use aws_sdk_bedrockruntime::operation::invoke_model::{InvokeModelError, InvokeMo
 use aws_sdk_bedrockruntime::types::{
     ContentBlock, ConversationRole, InferenceConfiguration, Message,
 };
-use integration_tests::{sdk_config, wait_in_service, Emulator};
+use common::{wait_in_service, Emulator};
 use serde_json::{json, Value};
 
 const HAIKU: &str = "anthropic.claude-3-haiku-20240307-v1:0";
@@ -38,11 +40,11 @@ struct Stack {
 /// A fresh emulator whose Provisioned Throughputs are created and updated at once unless a
 /// test says otherwise.
 async fn stack() -> Stack {
-    let emulator = Emulator::reset().await;
+    let emulator = Emulator::start().await;
     emulator
         .configure(json!({"provisioned": {"createMs": 0, "updateMs": 0}}))
         .await;
-    let sdk = sdk_config().await;
+    let sdk = emulator.sdk_config();
     Stack {
         emulator,
         bedrock: aws_sdk_bedrock::Client::new(&sdk),
@@ -649,7 +651,7 @@ async fn reset_forgets_every_provisioned_throughput() {
     let arn = stack.create("forgotten", HAIKU, 1).await;
     let stats = stack.stats().await;
     assert_eq!(stats["provisionedThroughputs"][&arn]["modelUnits"], 1);
-    Emulator::reset().await;
+    stack.emulator.reset().await;
     let listed = stack
         .bedrock
         .list_provisioned_model_throughputs()

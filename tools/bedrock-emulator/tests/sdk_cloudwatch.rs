@@ -1,7 +1,10 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
-//! The emulator's CloudWatch through the AWS SDK for Rust (Smithy RPC v2 CBOR, by
-//! `AWS_ENDPOINT_URL_CLOUDWATCH` alone): data read back per period, ListMetrics filters, each
-//! PutMetricData limit refused with its typed error, a gzip-compressed request, the EMF feed.
+//! The emulator's CloudWatch through the AWS SDK for Rust (Smithy RPC v2 CBOR, by endpoint
+//! alone): data read back per period, ListMetrics filters, each PutMetricData limit refused with
+//! its typed error, a gzip-compressed request, the EMF feed (the emulator in-process, one per
+//! test).
+
+mod common;
 
 use std::sync::{Arc, Mutex};
 
@@ -15,7 +18,7 @@ use aws_sdk_cloudwatch::types::{
     ScanBy, StandardUnit, StatisticSet, StatusCode,
 };
 use aws_sdk_cloudwatch::Client;
-use integration_tests::{sdk_config, stack_var, Emulator};
+use common::Emulator;
 use serde_json::{json, Value};
 
 const NAMESPACE: &str = "Test/Emulator";
@@ -81,9 +84,9 @@ fn points(result: &MetricDataResult) -> Vec<(i64, f64)> {
 }
 
 async fn stack() -> (Emulator, Client) {
-    stack_var("AWS_ENDPOINT_URL_CLOUDWATCH");
-    let emulator = Emulator::reset().await;
-    (emulator, Client::new(&sdk_config().await))
+    let emulator = Emulator::start().await;
+    let client = Client::new(&emulator.sdk_config());
+    (emulator, client)
 }
 
 async fn put(
@@ -498,9 +501,9 @@ impl Intercept for Sent {
 
 #[tokio::test]
 async fn a_large_put_is_gzipped_by_the_sdk_and_accepted() {
-    let (_emulator, _) = stack().await;
+    let (emulator, _) = stack().await;
     let sent = Sent::default();
-    let config = aws_sdk_cloudwatch::config::Builder::from(&sdk_config().await)
+    let config = aws_sdk_cloudwatch::config::Builder::from(&emulator.sdk_config())
         .interceptor(sent.clone())
         .build();
     let client = Client::from_conf(config);
@@ -640,7 +643,7 @@ async fn get_metric_data_errors_and_emf_feed() {
     assert_eq!(points(&results[1]), [(at, 30.0)]);
 
     // Reset forgets every metric.
-    Emulator::reset().await;
+    emulator.reset().await;
     let listed = client.list_metrics().send().await.unwrap();
     assert!(listed.metrics().is_empty());
 }

@@ -1,5 +1,8 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
-//! The Bedrock emulator through the AWS SDK for Rust, as the functions use it.
+//! The Bedrock emulator through the AWS SDK for Rust, as the functions use it (the emulator
+//! in-process, one per test).
+
+mod common;
 
 use aws_sdk_bedrockruntime::error::ProvideErrorMetadata;
 use aws_sdk_bedrockruntime::operation::converse::ConverseError;
@@ -10,7 +13,7 @@ use aws_sdk_bedrockruntime::types::{
     StopReason, SystemContentBlock,
 };
 use aws_sdk_bedrockruntime::Client;
-use integration_tests::{sdk_config, Emulator};
+use common::Emulator;
 use serde_json::{json, Value};
 
 const HAIKU: &str = "anthropic.claude-3-haiku-20240307-v1:0";
@@ -23,8 +26,8 @@ fn user(text: &str) -> Message {
         .expect("message")
 }
 
-async fn client() -> Client {
-    Client::new(&sdk_config().await)
+fn client(emulator: &Emulator) -> Client {
+    Client::new(&emulator.sdk_config())
 }
 
 async fn converse_text(client: &Client, prompt: &str) -> (String, i32, i32) {
@@ -48,8 +51,8 @@ async fn converse_text(client: &Client, prompt: &str) -> (String, i32, i32) {
 
 #[tokio::test]
 async fn converse_round_trips_with_usage() {
-    Emulator::reset().await;
-    let client = client().await;
+    let emulator = Emulator::start().await;
+    let client = client(&emulator);
     let (text, input_tokens, output_tokens) =
         converse_text(&client, "Explain caching in one line").await;
     assert!(!text.is_empty());
@@ -60,8 +63,8 @@ async fn converse_round_trips_with_usage() {
 
 #[tokio::test]
 async fn the_same_request_gives_the_same_text() {
-    Emulator::reset().await;
-    let client = client().await;
+    let emulator = Emulator::start().await;
+    let client = client(&emulator);
     let first = converse_text(&client, "What is a TTL?").await;
     let second = converse_text(&client, "What is a TTL?").await;
     let other = converse_text(&client, "What is an LRU?").await;
@@ -71,9 +74,8 @@ async fn the_same_request_gives_the_same_text() {
 
 #[tokio::test]
 async fn max_tokens_is_respected() {
-    Emulator::reset().await;
-    let output = client()
-        .await
+    let emulator = Emulator::start().await;
+    let output = client(&emulator)
         .converse()
         .model_id(HAIKU)
         .messages(user("Write a long essay"))
@@ -87,8 +89,8 @@ async fn max_tokens_is_respected() {
 
 #[tokio::test]
 async fn converse_stream_round_trips_with_usage() {
-    Emulator::reset().await;
-    let client = client().await;
+    let emulator = Emulator::start().await;
+    let client = client(&emulator);
     let (expected_text, expected_input, expected_output) =
         converse_text(&client, "Stream me an answer").await;
 
@@ -145,14 +147,13 @@ async fn converse_stream_round_trips_with_usage() {
 
 #[tokio::test]
 async fn invoke_model_answers_the_anthropic_messages_body() {
-    Emulator::reset().await;
+    let emulator = Emulator::start().await;
     let body = json!({
         "anthropic_version": "bedrock-2023-05-31",
         "max_tokens": 50,
         "messages": [{"role": "user", "content": "hello"}],
     });
-    let output = client()
-        .await
+    let output = client(&emulator)
         .invoke_model()
         .model_id(HAIKU)
         .content_type("application/json")
@@ -170,9 +171,9 @@ async fn invoke_model_answers_the_anthropic_messages_body() {
 
 #[tokio::test]
 async fn a_throttle_rate_throttles_about_that_share_of_calls() {
-    let emulator = Emulator::reset().await;
+    let emulator = Emulator::start().await;
     emulator.configure(json!({"throttleRate": 0.3})).await;
-    let client = client().await;
+    let client = client(&emulator);
     let mut throttled = 0;
     for i in 0..40 {
         match client
@@ -198,8 +199,8 @@ async fn a_throttle_rate_throttles_about_that_share_of_calls() {
 
 #[tokio::test]
 async fn the_call_counter_counts_each_model() {
-    let emulator = Emulator::reset().await;
-    let client = client().await;
+    let emulator = Emulator::start().await;
+    let client = client(&emulator);
     for _ in 0..3 {
         converse_text(&client, "count me").await;
     }
@@ -214,9 +215,8 @@ async fn the_call_counter_counts_each_model() {
 
 #[tokio::test]
 async fn an_unknown_model_is_a_validation_exception() {
-    Emulator::reset().await;
-    let error = client()
-        .await
+    let emulator = Emulator::start().await;
+    let error = client(&emulator)
         .converse()
         .model_id("vendor.no-such-model-v1")
         .messages(user("hi"))
@@ -234,7 +234,7 @@ async fn an_unknown_model_is_a_validation_exception() {
 /// Raw HTTP: what no SDK would send still gets Bedrock's error shape.
 #[tokio::test]
 async fn bad_requests_get_bedrocks_error_shape() {
-    let emulator = Emulator::reset().await;
+    let emulator = Emulator::start().await;
     let converse = emulator.url(&format!("/model/{HAIKU}/converse"));
     let cases: Vec<(String, &str, u16, &str)> = vec![
         (converse.clone(), "{not json", 400, "ValidationException"),
@@ -311,8 +311,8 @@ async fn converse_error(client: &Client, model_id: &str, message: Message) -> Co
 
 #[tokio::test]
 async fn per_model_faults_answer_bedrocks_exceptions() {
-    let emulator = Emulator::reset().await;
-    let client = client().await;
+    let emulator = Emulator::start().await;
+    let client = client(&emulator);
     type IsFault = fn(&ConverseError) -> bool;
     let faults: [(&str, u16, &str, IsFault); 5] = [
         (
@@ -389,8 +389,8 @@ async fn per_model_faults_answer_bedrocks_exceptions() {
 
 #[tokio::test]
 async fn a_chosen_stop_reason_reaches_converse_stream_and_invoke_model() {
-    let emulator = Emulator::reset().await;
-    let client = client().await;
+    let emulator = Emulator::start().await;
+    let client = client(&emulator);
     emulator
         .configure(json!({"stopReason": "content_filtered"}))
         .await;
@@ -489,8 +489,8 @@ async fn stream_until_error(client: &Client) -> (Vec<String>, ConverseStreamOutp
 
 #[tokio::test]
 async fn a_mid_stream_exception_arrives_after_the_deltas_as_a_typed_error() {
-    let emulator = Emulator::reset().await;
-    let client = client().await;
+    let emulator = Emulator::start().await;
+    let client = client(&emulator);
     emulator
         .configure(json!({"streamError": {"exception": "throttlingException", "afterDeltas": 2}}))
         .await;
@@ -533,8 +533,8 @@ async fn a_mid_stream_exception_arrives_after_the_deltas_as_a_typed_error() {
 
 #[tokio::test]
 async fn a_stop_sequence_is_reported_only_when_it_cut_the_answer() {
-    Emulator::reset().await;
-    let client = client().await;
+    let emulator = Emulator::start().await;
+    let client = client(&emulator);
     let ask = |max_tokens: Option<i32>, stop: &str| {
         client
             .converse()
@@ -595,8 +595,8 @@ async fn a_stop_sequence_is_reported_only_when_it_cut_the_answer() {
 
 #[tokio::test]
 async fn whitespace_only_text_is_a_validation_exception() {
-    Emulator::reset().await;
-    let client = client().await;
+    let emulator = Emulator::start().await;
+    let client = client(&emulator);
     let error = converse_error(&client, HAIKU, user("   \n")).await;
     assert!(error.is_validation_exception(), "{error:?}");
     assert!(error
@@ -618,8 +618,8 @@ async fn whitespace_only_text_is_a_validation_exception() {
 
 #[tokio::test]
 async fn profile_only_models_are_served_through_inference_profiles_only() {
-    Emulator::reset().await;
-    let client = client().await;
+    let emulator = Emulator::start().await;
+    let client = client(&emulator);
     const SONNET_4_5: &str = "anthropic.claude-sonnet-4-5-20250929-v1:0";
     for on_demand in [
         SONNET_4_5.to_owned(),

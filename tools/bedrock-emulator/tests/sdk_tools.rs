@@ -1,6 +1,9 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 //! Converse tool use against the Bedrock emulator through the AWS SDK for Rust: a tool call and
-//! its result, buffered and streamed, and the requests Bedrock refuses.
+//! its result, buffered and streamed, and the requests Bedrock refuses (the emulator
+//! in-process, one per test).
+
+mod common;
 
 use std::collections::HashMap;
 
@@ -11,14 +14,14 @@ use aws_sdk_bedrockruntime::types::{
     ToolResultBlock, ToolResultContentBlock, ToolResultStatus, ToolSpecification, ToolUseBlock,
 };
 use aws_sdk_bedrockruntime::Client;
-use integration_tests::{sdk_config, Emulator};
+use common::Emulator;
 use serde_json::{json, Value};
 
 const HAIKU: &str = "anthropic.claude-3-haiku-20240307-v1:0";
 const ASK: &str = "What is the weather in Paris? Use get_weather.";
 
-/// JSON as the SDK's `Document`, through its `From` conversions (the tests crate does not
-/// depend on aws-smithy-types, so the type is only ever inferred).
+/// JSON as the SDK's `Document`, through its `From` conversions (the type is only ever
+/// inferred).
 fn document<D>(value: &Value) -> D
 where
     D: From<bool>
@@ -129,8 +132,8 @@ fn tool_result(id: &str, result: &Value) -> ContentBlock {
     )
 }
 
-async fn client() -> Client {
-    Client::new(&sdk_config().await)
+fn client(emulator: &Emulator) -> Client {
+    Client::new(&emulator.sdk_config())
 }
 
 async fn converse(
@@ -160,8 +163,8 @@ fn answer(output: &aws_sdk_bedrockruntime::operation::converse::ConverseOutput) 
 
 #[tokio::test]
 async fn a_tool_call_and_its_result_round_trip() {
-    Emulator::reset().await;
-    let client = client().await;
+    let emulator = Emulator::start().await;
+    let client = client(&emulator);
     let output = converse(&client, vec![user(ASK)], Some(weather_tools()))
         .await
         .expect("converse");
@@ -227,8 +230,8 @@ async fn a_tool_call_and_its_result_round_trip() {
 
 #[tokio::test]
 async fn tool_choice_decides_whether_the_model_calls() {
-    Emulator::reset().await;
-    let client = client().await;
+    let emulator = Emulator::start().await;
+    let client = client(&emulator);
     // auto, no tool named: text.
     let output = converse(
         &client,
@@ -268,8 +271,8 @@ async fn tool_choice_decides_whether_the_model_calls() {
 
 #[tokio::test]
 async fn a_streamed_tool_call_rebuilds_the_buffered_input() {
-    Emulator::reset().await;
-    let client = client().await;
+    let emulator = Emulator::start().await;
+    let client = client(&emulator);
     let buffered = converse(&client, vec![user(ASK)], Some(weather_tools()))
         .await
         .expect("converse");
@@ -354,8 +357,8 @@ async fn a_streamed_tool_call_rebuilds_the_buffered_input() {
 
 #[tokio::test]
 async fn bad_tool_use_requests_are_validation_exceptions() {
-    let emulator = Emulator::reset().await;
-    let client = client().await;
+    let emulator = Emulator::start().await;
+    let client = client(&emulator);
     let ask = || user(ASK);
     let call = |ids: &[&str]| {
         message(
@@ -478,8 +481,8 @@ async fn bad_tool_use_requests_are_validation_exceptions() {
 
 #[tokio::test]
 async fn a_tool_result_only_message_passes_the_text_checks() {
-    Emulator::reset().await;
-    let client = client().await;
+    let emulator = Emulator::start().await;
+    let client = client(&emulator);
     // Two calls answered in one user message made only of toolResult blocks, as parallel
     // tool use does.
     let calls = message(

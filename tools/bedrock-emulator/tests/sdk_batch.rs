@@ -1,6 +1,9 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 //! The emulator's batch inference control plane through the AWS SDK for Rust (`aws-sdk-bedrock`
-//! by `AWS_ENDPOINT_URL_BEDROCK` alone), with input and output in moto's S3.
+//! by endpoint alone), with input and output in the emulator's in-memory buckets (the emulator
+//! in-process, one per test).
+
+mod common;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -12,7 +15,8 @@ use aws_sdk_bedrock::types::{
     ModelInvocationJobS3InputDataConfig, ModelInvocationJobS3OutputDataConfig,
     ModelInvocationJobStatus, ModelInvocationType, S3InputFormat, SortJobsBy, SortOrder,
 };
-use integration_tests::{sdk_config, Emulator};
+use bedrock_emulator::batch::storage::Storage;
+use common::Emulator;
 use serde_json::{json, Value};
 
 const HAIKU: &str = "anthropic.claude-3-haiku-20240307-v1:0";
@@ -24,30 +28,23 @@ const BOUND: Duration = Duration::from_secs(30);
 struct Stack {
     emulator: Emulator,
     bedrock: aws_sdk_bedrock::Client,
-    s3: aws_sdk_s3::Client,
     bucket: String,
 }
 
-/// A fresh emulator (reset, 20 ms a step) and a bucket of the test's own in moto.
+/// A fresh emulator (20 ms a step) and a bucket of the test's own in its storage.
 async fn stack(label: &str) -> Stack {
-    let emulator = Emulator::reset().await;
+    let emulator = Emulator::start().await;
     emulator.configure(json!({"batchStepMs": 20})).await;
-    let sdk = sdk_config().await;
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(true)
-            .build(),
-    );
+    let sdk = emulator.sdk_config();
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos();
     let bucket = format!("batch-{label}-{nanos}");
-    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    emulator.storage().create_bucket(&bucket);
     Stack {
-        emulator,
         bedrock: aws_sdk_bedrock::Client::new(&sdk),
-        s3,
+        emulator,
         bucket,
     }
 }
@@ -68,26 +65,19 @@ fn jsonl(records: impl IntoIterator<Item = Value>) -> String {
 
 impl Stack {
     async fn upload(&self, key: &str, body: String) {
-        self.s3
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .body(body.into_bytes().into())
-            .send()
+        self.emulator
+            .storage()
+            .put(&self.bucket, key, body)
             .await
             .unwrap();
     }
 
     async fn object(&self, key: &str) -> String {
-        let object = self
-            .s3
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("s3://{}/{key}: {e:?}", self.bucket));
-        String::from_utf8(object.body.collect().await.unwrap().to_vec()).unwrap()
+        let storage = self.emulator.storage();
+        storage.object(&self.bucket, key).unwrap_or_else(|| {
+            let keys = storage.keys(&self.bucket);
+            panic!("s3://{}/{key}: not among {keys:?}", self.bucket)
+        })
     }
 
     fn create(
