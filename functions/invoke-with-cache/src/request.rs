@@ -107,6 +107,46 @@ fn optimise(text: &mut String, collapse: bool, limit: Option<usize>) {
 
 /// Parses and validates a request body.
 pub fn parse(body: &[u8]) -> Result<InvokeRequest, RequestError> {
+    let mut parsed = read_body(body)?;
+    let mut messages = messages_of(parsed.messages.take(), parsed.prompt.take())?;
+    let mut system = parsed.system.take().unwrap_or_default();
+    check_texts("system", &system)?;
+    let inference_config = parsed.inference_config.take().unwrap_or_default();
+    check_inference(&inference_config)?;
+    let model_id = check_model_id(parsed.model_id.take())?;
+    let cache = parsed.cache.take().unwrap_or_default();
+    let ttl_seconds = check_ttl(cache.ttl_seconds)?;
+    check_limits(&parsed)?;
+    check_tools(parsed.tool_config.as_ref(), &messages)?;
+
+    // Tool calls and results are passed as they are: cutting them would change their meaning.
+    let collapse = parsed.optimize_prompt.unwrap_or(false);
+    for block in &mut system {
+        optimise(&mut block.text, collapse, parsed.context_limit_chars);
+    }
+    for block in messages.iter_mut().flat_map(|m| m.content.iter_mut()) {
+        if let ContentBlock::Text(text) = block {
+            optimise(text, collapse, parsed.context_limit_chars);
+        }
+    }
+
+    Ok(InvokeRequest {
+        conversation: Conversation {
+            system,
+            messages,
+            inference_config,
+            additional_model_request_fields: parsed.additional_model_request_fields,
+            tool_config: parsed.tool_config,
+        },
+        model_id,
+        cache_mode: cache.mode,
+        ttl_seconds,
+        stream: parsed.stream.unwrap_or(false),
+    })
+}
+
+/// The body as one JSON object of the request's shape, errors naming the field.
+fn read_body(body: &[u8]) -> Result<InvokeBody, RequestError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(RequestError::invalid(
             "body",
@@ -136,20 +176,23 @@ pub fn parse(body: &[u8]) -> Result<InvokeRequest, RequestError> {
             strip_position(&e.to_string())
         ))
     })?;
+    Ok(parsed)
+}
 
-    let mut messages = match (parsed.messages, parsed.prompt) {
-        (Some(_), Some(_)) => {
-            return Err(RequestError::invalid(
-                "prompt",
-                "send either messages or prompt, not both",
-            ))
-        }
-        (None, None) => {
-            return Err(RequestError::invalid(
-                "messages",
-                "is required (or prompt, a string for a single user message)",
-            ))
-        }
+/// The conversation's messages: `messages`, or `prompt` as one user message.
+fn messages_of(
+    messages: Option<Vec<Message>>,
+    prompt: Option<String>,
+) -> Result<Vec<Message>, RequestError> {
+    match (messages, prompt) {
+        (Some(_), Some(_)) => Err(RequestError::invalid(
+            "prompt",
+            "send either messages or prompt, not both",
+        )),
+        (None, None) => Err(RequestError::invalid(
+            "messages",
+            "is required (or prompt, a string for a single user message)",
+        )),
         (None, Some(prompt)) => {
             if prompt.trim().is_empty() {
                 return Err(RequestError::invalid(
@@ -157,38 +200,37 @@ pub fn parse(body: &[u8]) -> Result<InvokeRequest, RequestError> {
                     "must not be empty or only whitespace",
                 ));
             }
-            vec![Message::user_text(prompt)]
+            Ok(vec![Message::user_text(prompt)])
         }
         (Some(messages), None) => {
             check_messages(&messages)?;
-            messages
+            Ok(messages)
         }
-    };
-    let mut system = parsed.system.unwrap_or_default();
-    check_texts("system", &system)?;
-    let inference_config = parsed.inference_config.unwrap_or_default();
-    check_inference(&inference_config)?;
+    }
+}
 
-    let model_id = match parsed.model_id {
-        Some(id) if id.trim().is_empty() => {
-            return Err(RequestError::invalid(
-                "modelId",
-                "must not be empty; omit it to choose the model by complexity",
-            ))
-        }
-        other => other,
-    };
-    let cache = parsed.cache.unwrap_or_default();
-    let ttl_seconds = match cache.ttl_seconds {
-        None => None,
-        Some(ttl) if ttl < 1 => {
-            return Err(RequestError::invalid(
-                "cache.ttlSeconds",
-                format!("must be at least 1, got {ttl}"),
-            ))
-        }
-        Some(ttl) => Some(u64::try_from(ttl).unwrap_or(u64::MAX)),
-    };
+fn check_model_id(model_id: Option<String>) -> Result<Option<String>, RequestError> {
+    match model_id {
+        Some(id) if id.trim().is_empty() => Err(RequestError::invalid(
+            "modelId",
+            "must not be empty; omit it to choose the model by complexity",
+        )),
+        other => Ok(other),
+    }
+}
+
+fn check_ttl(ttl_seconds: Option<i64>) -> Result<Option<u64>, RequestError> {
+    match ttl_seconds {
+        None => Ok(None),
+        Some(ttl) if ttl < 1 => Err(RequestError::invalid(
+            "cache.ttlSeconds",
+            format!("must be at least 1, got {ttl}"),
+        )),
+        Some(ttl) => Ok(Some(u64::try_from(ttl).unwrap_or(u64::MAX))),
+    }
+}
+
+fn check_limits(parsed: &InvokeBody) -> Result<(), RequestError> {
     if parsed.context_limit_chars == Some(0) {
         return Err(RequestError::invalid(
             "contextLimitChars",
@@ -203,33 +245,7 @@ pub fn parse(body: &[u8]) -> Result<InvokeRequest, RequestError> {
             ));
         }
     }
-
-    check_tools(parsed.tool_config.as_ref(), &messages)?;
-
-    // Tool calls and results are passed as they are: cutting them would change their meaning.
-    let collapse = parsed.optimize_prompt.unwrap_or(false);
-    for block in &mut system {
-        optimise(&mut block.text, collapse, parsed.context_limit_chars);
-    }
-    for block in messages.iter_mut().flat_map(|m| m.content.iter_mut()) {
-        if let ContentBlock::Text(text) = block {
-            optimise(text, collapse, parsed.context_limit_chars);
-        }
-    }
-
-    Ok(InvokeRequest {
-        conversation: Conversation {
-            system,
-            messages,
-            inference_config,
-            additional_model_request_fields: parsed.additional_model_request_fields,
-            tool_config: parsed.tool_config,
-        },
-        model_id,
-        cache_mode: cache.mode,
-        ttl_seconds,
-        stream: parsed.stream.unwrap_or(false),
-    })
+    Ok(())
 }
 
 #[cfg(test)]
