@@ -14,6 +14,7 @@ use domain::error::ModelErrorKind;
 use domain::metrics::Outcome;
 use domain::ports::Clock;
 use serde_json::{json, Value};
+use test_support::events::{iam_authorizer as iam, jwt_authorizer as jwt};
 
 #[tokio::test]
 async fn http_api_event_misses_then_hits() {
@@ -67,20 +68,6 @@ async fn rest_api_event_is_served_and_callers_get_their_own_namespace() {
     let (status, _, body) = read(app.handle(event(&anonymous.to_string(), &body)).await);
     assert_eq!(status, 401);
     assert_eq!(body["error"]["code"], "MissingCallerIdentity");
-}
-
-fn iam(user_arn: &str, cognito_identity: Option<&str>) -> Value {
-    json!({"iam": {
-        "accountId": "123456789012",
-        "userArn": user_arn,
-        "cognitoIdentity": cognito_identity.map(|id| json!({
-            "amr": ["authenticated"], "identityId": id, "identityPoolId": "us-east-1:pool"
-        })),
-    }})
-}
-
-fn jwt(iss: &str, sub: &str) -> Value {
-    json!({"jwt": {"claims": {"iss": iss, "sub": sub}, "scopes": null}})
 }
 
 #[tokio::test]

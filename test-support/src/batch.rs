@@ -1,0 +1,398 @@
+//! Batch inference's ports: the bucket ([`Bucket`]), the registry ([`Registry`]), Bedrock's
+//! batch API ([`Jobs`], [`Completed`]) and EventBridge ([`Bus`]).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use domain::batch::Batch;
+use domain::error::{EventError, JobError, RegistryError, StoreError};
+use domain::ports::{
+    BatchJobs, BatchRegistry, EventPublisher, JobRequest, JobState, ObjectInfo, ObjectStore,
+};
+use serde_json::{json, Value};
+
+/// The bucket's name in [`Bucket::uri`]s.
+pub const BUCKET: &str = "batch-bucket";
+
+/// One object: its bytes and user metadata.
+type Object = (Vec<u8>, HashMap<String, String>);
+
+/// The batch bucket (S3) in memory, keys in order; clones share their objects.
+///
+/// Records every object put ([`object`](Self::object), [`keys`](Self::keys));
+/// [`put_with_metadata`](Self::put_with_metadata) stores an upload with its user metadata
+/// (`x-amz-meta-*`, names without the prefix) as S3 would. URIs are `s3://batch-bucket/{key}`,
+/// presigned URLs `https://batch-bucket/{key}?X-Amz-Signature=x`. To make it fail:
+/// [`fail`](Self::fail) fails every later call with a [`StoreError`] of that message (until
+/// [`recover`](Self::recover)).
+#[derive(Default, Clone)]
+pub struct Bucket {
+    objects: Arc<Mutex<BTreeMap<String, Object>>>,
+    failure: Arc<Mutex<Option<String>>>,
+}
+
+impl Bucket {
+    /// Every later call fails with `StoreError(message)`.
+    pub fn fail(&self, message: &str) {
+        *self.failure.lock().unwrap() = Some(message.to_owned());
+    }
+
+    /// Calls succeed again.
+    pub fn recover(&self) {
+        *self.failure.lock().unwrap() = None;
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        match self.failure.lock().unwrap().as_ref() {
+            Some(message) => Err(StoreError(message.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Stores an object with user metadata, as an upload with `--metadata` is.
+    pub fn put_with_metadata(
+        &self,
+        key: &str,
+        body: impl Into<Vec<u8>>,
+        metadata: &[(&str, &str)],
+    ) {
+        let metadata = metadata
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        self.objects
+            .lock()
+            .unwrap()
+            .insert(key.to_owned(), (body.into(), metadata));
+    }
+
+    /// The object's bytes, whatever [`fail`](Self::fail) says.
+    pub fn object(&self, key: &str) -> Option<Vec<u8>> {
+        self.objects
+            .lock()
+            .unwrap()
+            .get(key)
+            .map(|(b, _)| b.clone())
+    }
+
+    /// Every key, in order.
+    pub fn keys(&self) -> Vec<String> {
+        self.objects.lock().unwrap().keys().cloned().collect()
+    }
+}
+
+impl ObjectStore for Bucket {
+    async fn put(&self, key: &str, body: Vec<u8>) -> Result<(), StoreError> {
+        self.check()?;
+        self.objects
+            .lock()
+            .unwrap()
+            .insert(key.to_owned(), (body, HashMap::new()));
+        Ok(())
+    }
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.check()?;
+        Ok(self.object(key))
+    }
+    async fn info(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError> {
+        self.check()?;
+        Ok(self
+            .objects
+            .lock()
+            .unwrap()
+            .get(key)
+            .map(|(b, metadata)| ObjectInfo {
+                size: b.len() as u64,
+                metadata: metadata.clone(),
+            }))
+    }
+    async fn get_range(&self, key: &str, start: u64, end: u64) -> Result<Vec<u8>, StoreError> {
+        self.check()?;
+        let bytes = self.object(key).unwrap_or_default();
+        let end = (end as usize).min(bytes.len());
+        Ok(bytes[(start as usize).min(end)..end].to_vec())
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.check()?;
+        Ok(self
+            .keys()
+            .into_iter()
+            .filter(|k| k.starts_with(prefix))
+            .collect())
+    }
+    fn uri(&self, key: &str) -> String {
+        format!("s3://{BUCKET}/{key}")
+    }
+    async fn presign_get(&self, key: &str, _: Duration) -> Result<String, StoreError> {
+        self.check()?;
+        Ok(format!("https://{BUCKET}/{key}?X-Amz-Signature=x"))
+    }
+}
+
+/// The batch registry (DynamoDB) in memory, with its conditions: `create` only when the id is
+/// free, `update` only over the version it replaces. Clones share their batches.
+///
+/// Keeps batches in the order they were stored: `recent` pages through them in that order
+/// (its token is the index of the next), `unfinished` answers the open ones
+/// ([`Batch::is_open`]), as the DynamoDB registry's scan does. Records every successful
+/// `update` ([`writes`](Self::writes)); [`insert`](Self::insert) stores a batch as it is, with
+/// no condition and no write recorded. To make it fail: [`fail`](Self::fail) fails every later
+/// call with that error; a stale `update` fails with [`RegistryError::Conflict`] by itself.
+#[derive(Default, Clone)]
+pub struct Registry {
+    batches: Arc<Mutex<Vec<Batch>>>,
+    writes: Arc<Mutex<Vec<Batch>>>,
+    failure: Arc<Mutex<Option<RegistryError>>>,
+}
+
+impl Registry {
+    /// Stores (or replaces) a batch as it is: a test's starting state.
+    pub fn insert(&self, batch: Batch) {
+        let mut batches = self.batches.lock().unwrap();
+        match batches.iter_mut().find(|b| b.batch_id == batch.batch_id) {
+            Some(stored) => *stored = batch,
+            None => batches.push(batch),
+        }
+    }
+
+    /// The stored batch; panics when there is none.
+    pub fn stored(&self, batch_id: &str) -> Batch {
+        self.find(batch_id)
+            .unwrap_or_else(|| panic!("no batch {batch_id} in the registry"))
+    }
+
+    /// The stored batch, if any.
+    pub fn find(&self, batch_id: &str) -> Option<Batch> {
+        self.batches
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|b| b.batch_id == batch_id)
+            .cloned()
+    }
+
+    /// Every stored batch, in the order stored.
+    pub fn all(&self) -> Vec<Batch> {
+        self.batches.lock().unwrap().clone()
+    }
+
+    /// Every successful `update`, in order.
+    pub fn writes(&self) -> Vec<Batch> {
+        self.writes.lock().unwrap().clone()
+    }
+
+    /// Every later call fails with `error`.
+    pub fn fail(&self, error: RegistryError) {
+        *self.failure.lock().unwrap() = Some(error);
+    }
+
+    fn check(&self) -> Result<(), RegistryError> {
+        match self.failure.lock().unwrap().as_ref() {
+            Some(error) => Err(error.clone()),
+            None => Ok(()),
+        }
+    }
+}
+
+impl BatchRegistry for Registry {
+    async fn create(&self, batch: &Batch) -> Result<bool, RegistryError> {
+        self.check()?;
+        let mut batches = self.batches.lock().unwrap();
+        if batches.iter().any(|b| b.batch_id == batch.batch_id) {
+            return Ok(false);
+        }
+        batches.push(batch.clone());
+        Ok(true)
+    }
+    async fn get(&self, batch_id: &str) -> Result<Option<Batch>, RegistryError> {
+        self.check()?;
+        Ok(self.find(batch_id))
+    }
+    async fn update(&self, batch: &Batch) -> Result<(), RegistryError> {
+        self.check()?;
+        let mut batches = self.batches.lock().unwrap();
+        let Some(stored) = batches
+            .iter_mut()
+            .find(|b| b.batch_id == batch.batch_id && b.version + 1 == batch.version)
+        else {
+            return Err(RegistryError::Conflict);
+        };
+        *stored = batch.clone();
+        self.writes.lock().unwrap().push(batch.clone());
+        Ok(())
+    }
+    /// As the DynamoDB registry's scan: not ended, or ended and not yet announced.
+    async fn unfinished(&self) -> Result<Vec<Batch>, RegistryError> {
+        self.check()?;
+        let batches = self.batches.lock().unwrap();
+        Ok(batches.iter().filter(|b| b.is_open()).cloned().collect())
+    }
+    async fn recent(
+        &self,
+        limit: usize,
+        token: Option<&str>,
+    ) -> Result<(Vec<Batch>, Option<String>), RegistryError> {
+        self.check()?;
+        let all = self.all();
+        let start: usize = token.map_or(0, |t| t.parse().unwrap());
+        let end = (start + limit).min(all.len());
+        Ok((
+            all[start.min(end)..end].to_vec(),
+            (end < all.len()).then(|| end.to_string()),
+        ))
+    }
+}
+
+/// The ARN [`Jobs`] gives the job named `name`.
+pub fn job_arn(name: &str) -> String {
+    format!("arn:aws:bedrock:us-east-1:123456789012:model-invocation-job/{name}")
+}
+
+/// Bedrock's batch API in memory: every job is created (its ARN is [`job_arn`] of its name)
+/// and then reports the [`JobState`] given to [`reporting`](Self::reporting) (`InProgress` by
+/// default). Clones share their records.
+///
+/// Records every `create` request ([`created`](Self::created)) and every `stop`
+/// ([`stopped`](Self::stopped)). To make it fail: [`fail`](Self::fail) fails every later
+/// `create` with that error (`JobError::QuotaExceeded` leaves the job queued, `Refused` fails
+/// it).
+#[derive(Clone)]
+pub struct Jobs {
+    created: Arc<Mutex<Vec<JobRequest>>>,
+    stopped: Arc<Mutex<Vec<String>>>,
+    state: Arc<Mutex<JobState>>,
+    failure: Arc<Mutex<Option<JobError>>>,
+}
+
+impl Default for Jobs {
+    fn default() -> Self {
+        Self {
+            created: Arc::default(),
+            stopped: Arc::default(),
+            state: Arc::new(Mutex::new(JobState {
+                status: "InProgress".into(),
+                ..JobState::default()
+            })),
+            failure: Arc::default(),
+        }
+    }
+}
+
+impl Jobs {
+    /// Every job reports `state` from now on.
+    pub fn reporting(&self, state: JobState) {
+        *self.state.lock().unwrap() = state;
+    }
+
+    /// Every later `create` fails with `error`.
+    pub fn fail(&self, error: JobError) {
+        *self.failure.lock().unwrap() = Some(error);
+    }
+
+    /// The jobs created, in order.
+    pub fn created(&self) -> Vec<JobRequest> {
+        self.created.lock().unwrap().clone()
+    }
+
+    /// The ARNs stopped, in order.
+    pub fn stopped(&self) -> Vec<String> {
+        self.stopped.lock().unwrap().clone()
+    }
+}
+
+impl BatchJobs for Jobs {
+    async fn create(&self, request: &JobRequest) -> Result<String, JobError> {
+        if let Some(error) = self.failure.lock().unwrap().clone() {
+            return Err(error);
+        }
+        self.created.lock().unwrap().push(request.clone());
+        Ok(job_arn(&request.name))
+    }
+    async fn get(&self, _: &str) -> Result<JobState, JobError> {
+        Ok(self.state.lock().unwrap().clone())
+    }
+    async fn stop(&self, arn: &str) -> Result<(), JobError> {
+        self.stopped.lock().unwrap().push(arn.to_owned());
+        Ok(())
+    }
+}
+
+/// Bedrock's batch API when every job has completed: `get` answers `Completed` with 3 records
+/// processed, all succeeded; `stop` succeeds. Records nothing. `create` always fails
+/// (`JobError::Failed`, which leaves a job queued): no job is created here.
+pub struct Completed;
+
+impl BatchJobs for Completed {
+    async fn create(&self, _: &JobRequest) -> Result<String, JobError> {
+        Err(JobError::Failed("no job is created here".into()))
+    }
+    async fn get(&self, _: &str) -> Result<JobState, JobError> {
+        Ok(JobState {
+            status: "Completed".into(),
+            message: None,
+            processed: 3,
+            succeeded: 3,
+            failed: 0,
+        })
+    }
+    async fn stop(&self, _: &str) -> Result<(), JobError> {
+        Ok(())
+    }
+}
+
+/// EventBridge, announcing batch ends. Every call checks (asserts) that the batch's end is
+/// already written in `registry`: final status and results key.
+///
+/// Records every call ([`calls`](Self::calls)) and what it published
+/// ([`published`](Self::published): batchId, status, resultsKey). To make it fail:
+/// [`failing`](Self::failing) refuses the first `failures` calls as the SDK's dispatch failure
+/// does ([`EventError::Call`]), then publishes.
+pub struct Bus {
+    registry: Registry,
+    failures: Mutex<usize>,
+    calls: Mutex<usize>,
+    published: Mutex<Vec<Value>>,
+}
+
+impl Bus {
+    /// Refuses the first `failures` calls; `0` for one that always publishes.
+    pub fn failing(registry: &Registry, failures: usize) -> Self {
+        Self {
+            registry: registry.clone(),
+            failures: Mutex::new(failures),
+            calls: Mutex::new(0),
+            published: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// How many times it was called, failed calls included.
+    pub fn calls(&self) -> usize {
+        *self.calls.lock().unwrap()
+    }
+
+    /// What it published, in order.
+    pub fn published(&self) -> Vec<Value> {
+        self.published.lock().unwrap().clone()
+    }
+}
+
+impl EventPublisher for Bus {
+    async fn batch_ended(&self, batch: &Batch) -> Result<(), EventError> {
+        *self.calls.lock().unwrap() += 1;
+        let stored = self.registry.stored(&batch.batch_id);
+        assert!(
+            stored.status.is_final() && stored.results_key.is_some(),
+            "announced before its end was written: {stored:?}"
+        );
+        let mut failures = self.failures.lock().unwrap();
+        if *failures > 0 {
+            *failures -= 1;
+            return Err(EventError::Call("dispatch failure".into()));
+        }
+        self.published.lock().unwrap().push(json!({
+            "batchId": batch.batch_id, "status": batch.status, "resultsKey": batch.results_key,
+        }));
+        Ok(())
+    }
+}
