@@ -449,86 +449,19 @@ fn unavailable(cause: String) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
 
     use chrono::{DateTime, TimeZone, Utc};
-    use domain::capacity::{CapacityStatus, Commitment, CreateOrder};
+    use domain::capacity::Commitment;
     use domain::ports::RoutingTableSource;
     use shared::adapters::clock::ManualClock;
     use shared::adapters::memory_routing::InMemoryRoutingTable;
     use shared::config::Env;
+    use test_support::capacity::{FakeBedrock, RaceTable};
+    use test_support::events::{scheduled_event, ApiEvent};
+    use test_support::metrics::Counted;
 
     const HAIKU: &str = "anthropic.claude-3-haiku-20240307-v1:0";
-
-    /// Bedrock's Provisioned Throughput API in memory: creation is immediate (`InService`),
-    /// tokens are idempotent, a unit quota applies.
-    #[derive(Default)]
-    struct FakeBedrock {
-        capacities: Mutex<Vec<(Capacity, String)>>,
-        quota: Option<u32>,
-    }
-
-    impl ProvisionedThroughputs for FakeBedrock {
-        async fn list(&self) -> Result<Vec<Capacity>, CapacityError> {
-            Ok(self
-                .capacities
-                .lock()
-                .unwrap()
-                .iter()
-                .map(|(c, _)| c.clone())
-                .collect())
-        }
-        async fn tags(&self, _: &str) -> Result<BTreeMap<String, String>, CapacityError> {
-            Ok(BTreeMap::new())
-        }
-        async fn create(&self, order: &CreateOrder) -> Result<String, CapacityError> {
-            let mut all = self.capacities.lock().unwrap();
-            if let Some((c, _)) = all.iter().find(|(_, t)| *t == order.client_request_token) {
-                return Ok(c.arn.clone());
-            }
-            let used: u32 = all.iter().map(|(c, _)| c.model_units).sum();
-            if self.quota.is_some_and(|q| used + order.model_units > q) {
-                return Err(CapacityError::QuotaExceeded("quota".into()));
-            }
-            let arn = format!(
-                "arn:aws:bedrock:us-east-1:1:provisioned-model/{}",
-                order.name
-            );
-            all.push((
-                Capacity {
-                    arn: arn.clone(),
-                    name: order.name.clone(),
-                    model_id: Some(order.model_id.clone()),
-                    model_units: order.model_units,
-                    status: CapacityStatus::InService,
-                    commitment: order.commitment,
-                    commitment_expires_at: None,
-                    created_at: Utc::now(),
-                },
-                order.client_request_token.clone(),
-            ));
-            Ok(arn)
-        }
-        async fn tag(&self, _: &str, _: &[(String, String)]) -> Result<(), CapacityError> {
-            Ok(())
-        }
-        async fn delete(&self, arn: &str) -> Result<(), CapacityError> {
-            self.capacities
-                .lock()
-                .unwrap()
-                .retain(|(c, _)| c.arn != arn);
-            Ok(())
-        }
-    }
-
-    #[derive(Default, Clone)]
-    struct Counted(Arc<Mutex<Vec<CapacityCounts>>>);
-
-    impl CapacityMetricsSink for Counted {
-        fn publish(&self, counts: &CapacityCounts) {
-            self.0.lock().unwrap().push(counts.clone());
-        }
-    }
 
     fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(y, mo, d, h, mi, 0).unwrap()
@@ -546,10 +479,7 @@ mod tests {
         .unwrap();
         CapacityApp {
             settings,
-            bedrock: FakeBedrock {
-                quota,
-                ..FakeBedrock::default()
-            },
+            bedrock: FakeBedrock::with_quota(quota),
             table: InMemoryRoutingTable::default(),
             clock: Arc::new(ManualClock::at(utc(2026, 11, 23, 1, 0))),
             metrics: Counted::default(),
@@ -589,6 +519,20 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_scheduled_event_is_a_run_answered_with_its_report() {
+        let app = app(&windowed(1), None);
+        let answer = app.on_event(scheduled_event()).await.unwrap();
+        assert_eq!(
+            answer["created"].as_array().map(Vec::len),
+            Some(1),
+            "{answer}"
+        );
+        assert_eq!(answer["published"], true);
+        assert_eq!(app.metrics.total(|c| c.created), 1);
+        assert_eq!(app.bedrock.list().await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
     async fn quota_refusals_are_counted_and_asked_again() {
         let app = app(&windowed(2), Some(1));
         let first = app.reconcile().await.unwrap();
@@ -616,31 +560,8 @@ mod tests {
         assert!(app.bedrock.list().await.unwrap().is_empty());
     }
 
-    /// Reads nothing, but another run has always just written.
-    struct RaceTable;
-
-    impl RoutingTableSource for RaceTable {
-        async fn routing_table(&self) -> Result<Option<RoutingTable>, RoutingTableError> {
-            Ok(None)
-        }
-    }
-
-    impl RoutingTableStore for RaceTable {
-        async fn publish(&self, _: &RoutingTable) -> Result<(), RoutingTableError> {
-            Err(RoutingTableError::Conflict)
-        }
-    }
-
     fn http(method: &str, path: &str) -> Value {
-        json!({
-            "version": "2.0", "routeKey": format!("{method} {path}"), "rawPath": path,
-            "rawQueryString": "", "headers": {},
-            "requestContext": {"accountId": "1", "apiId": "a", "domainName": "d", "domainPrefix": "d",
-                "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "1.1.1.1", "userAgent": "t"},
-                "requestId": "req-1", "routeKey": format!("{method} {path}"), "stage": "$default",
-                "time": "23/Nov/2026:01:00:00 +0000", "timeEpoch": 0},
-            "isBase64Encoded": false
-        })
+        ApiEvent::http(method, path).request_id("req-1").json()
     }
 
     #[tokio::test]
