@@ -6,8 +6,10 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{TimeZone, Utc};
 use domain::batch::{Batch, BatchStatus, BatchSummary};
-use domain::reporting::{Datum, Sample, Series};
+use domain::reporting::Datum;
 use shared::adapters::clock::ManualClock;
+use test_support::batch::Registry;
+use test_support::reporting::{Cloud, Inventory, Sink, State};
 
 use super::*;
 
@@ -17,214 +19,6 @@ const HAIKU: &str = "anthropic.claude-3-haiku-20240307-v1:0";
 const ARN: &str = "arn:aws:bedrock:us-east-1:123456789012:provisioned-model/abcdefghijkl";
 /// A period start.
 const T0: i64 = 1_750_000_200;
-
-/// Datums by metric, at the second they were put: the metrics invoke-with-cache wrote.
-#[derive(Default, Clone)]
-struct Cloud(Arc<Mutex<Vec<(MetricId, i64, f64)>>>);
-
-impl Cloud {
-    fn add(&self, name: &str, dims: &[(&str, &str)], at: i64, value: f64) {
-        let id = MetricId {
-            namespace: NS.into(),
-            name: name.into(),
-            dimensions: dims
-                .iter()
-                .map(|(n, v)| ((*n).into(), (*v).into()))
-                .collect(),
-        };
-        self.0.lock().unwrap().push((id, at, value));
-    }
-}
-
-impl MetricsReader for Cloud {
-    async fn list(
-        &self,
-        namespace: &str,
-        name: &str,
-        dimension_names: &[&str],
-    ) -> Result<Vec<MetricId>, MetricsError> {
-        let mut ids: Vec<MetricId> = self
-            .0
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(id, _, _)| id.clone())
-            .filter(|id| id.namespace == namespace && id.name == name)
-            .filter(|id| {
-                let mut names: Vec<&str> = id.dimensions.iter().map(|(n, _)| n.as_str()).collect();
-                let mut wanted = dimension_names.to_vec();
-                names.sort_unstable();
-                wanted.sort_unstable();
-                names == wanted
-            })
-            .collect();
-        ids.sort();
-        ids.dedup();
-        Ok(ids)
-    }
-
-    async fn query(
-        &self,
-        queries: &[Query],
-        start: i64,
-        end: i64,
-    ) -> Result<HashMap<String, Series>, MetricsError> {
-        let data = self.0.lock().unwrap();
-        Ok(queries
-            .iter()
-            .map(|q| {
-                let mut buckets: BTreeMap<i64, f64> = BTreeMap::new();
-                for (id, at, v) in data.iter() {
-                    if *id == q.metric && *at >= start && *at < end {
-                        let p = i64::from(q.period_seconds);
-                        *buckets.entry(start + (at - start) / p * p).or_default() += v;
-                    }
-                }
-                (q.id.clone(), buckets.into_iter().collect())
-            })
-            .collect())
-    }
-}
-
-/// PutMetricData: what it accepted, and how many calls to fail first.
-#[derive(Default, Clone)]
-struct Sink {
-    accepted: Arc<Mutex<Vec<Vec<Datum>>>>,
-    fail_next: Arc<Mutex<usize>>,
-}
-
-impl Sink {
-    fn datums(&self) -> Vec<Datum> {
-        self.accepted
-            .lock()
-            .unwrap()
-            .iter()
-            .flatten()
-            .cloned()
-            .collect()
-    }
-
-    fn fail(&self, calls: usize) {
-        *self.fail_next.lock().unwrap() = calls;
-    }
-
-    /// The value of a metric at a time, and how many datums carried it.
-    fn value(&self, name: &str, dims: &[(&str, &str)], at: i64) -> (f64, usize) {
-        let found: Vec<f64> = self
-            .datums()
-            .iter()
-            .filter(|d| d.name == name && d.timestamp == at)
-            .filter(|d| {
-                d.dimensions.len() == dims.len()
-                    && d.dimensions
-                        .iter()
-                        .zip(dims)
-                        .all(|((n, v), (dn, dv))| n == dn && v == dv)
-            })
-            .map(|d| match d.sample {
-                Sample::Value(v) => v,
-                Sample::Values { .. } => f64::NAN,
-            })
-            .collect();
-        (found.iter().sum(), found.len())
-    }
-}
-
-impl MetricsWriter for Sink {
-    async fn put(&self, namespace: &str, datums: &[Datum]) -> Result<(), MetricsError> {
-        assert_eq!(namespace, REPORTS);
-        let mut fail = self.fail_next.lock().unwrap();
-        if *fail > 0 {
-            *fail -= 1;
-            return Err(MetricsError::Throttled("Rate exceeded".into()));
-        }
-        self.accepted.lock().unwrap().push(datums.to_vec());
-        Ok(())
-    }
-}
-
-#[derive(Default, Clone)]
-struct Registry(Arc<Mutex<Vec<Batch>>>);
-
-impl BatchRegistry for Registry {
-    async fn create(&self, batch: &Batch) -> Result<bool, RegistryError> {
-        self.0.lock().unwrap().push(batch.clone());
-        Ok(true)
-    }
-    async fn get(&self, id: &str) -> Result<Option<Batch>, RegistryError> {
-        Ok(self
-            .0
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|b| b.batch_id == id)
-            .cloned())
-    }
-    async fn update(&self, _: &Batch) -> Result<(), RegistryError> {
-        Ok(())
-    }
-    async fn unfinished(&self) -> Result<Vec<Batch>, RegistryError> {
-        Ok(self
-            .0
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|b| !b.status.is_final())
-            .cloned()
-            .collect())
-    }
-    async fn recent(
-        &self,
-        limit: usize,
-        token: Option<&str>,
-    ) -> Result<(Vec<Batch>, Option<String>), RegistryError> {
-        let all = self.0.lock().unwrap().clone();
-        let start: usize = token.map_or(0, |t| t.parse().unwrap());
-        let end = (start + limit).min(all.len());
-        Ok((
-            all[start..end].to_vec(),
-            (end < all.len()).then(|| end.to_string()),
-        ))
-    }
-}
-
-#[derive(Default, Clone)]
-struct Inventory(Arc<Mutex<Vec<ProvisionedThroughput>>>);
-
-impl ProvisionedInventory for Inventory {
-    async fn list(&self) -> Result<Vec<ProvisionedThroughput>, InventoryError> {
-        Ok(self.0.lock().unwrap().clone())
-    }
-}
-
-/// The watermark item, written conditionally as DynamoDB does.
-#[derive(Default, Clone)]
-struct State(Arc<Mutex<Option<ReportState>>>);
-
-impl ReportStateStore for State {
-    async fn load(&self) -> Result<Option<ReportState>, StateError> {
-        Ok(self.0.lock().unwrap().clone())
-    }
-    async fn save(&self, state: &ReportState) -> Result<bool, StateError> {
-        let mut stored = self.0.lock().unwrap();
-        let current = stored.as_ref().map_or(0, |s| s.version);
-        if state.version != current + 1 {
-            return Ok(false);
-        }
-        *stored = Some(state.clone());
-        Ok(true)
-    }
-}
-
-impl State {
-    fn through(&self) -> Option<i64> {
-        self.0
-            .lock()
-            .unwrap()
-            .as_ref()
-            .and_then(|s| s.published_through)
-    }
-}
 
 struct World {
     publisher: Publisher<Cloud, Sink, Registry, Inventory, State, Arc<ManualClock>>,
@@ -246,8 +40,8 @@ fn settings(extra: &[(&str, &str)]) -> Settings {
 }
 
 fn world(extra: &[(&str, &str)]) -> World {
-    let cloud = Cloud::default();
-    let sink = Sink::default();
+    let cloud = Cloud::new(NS);
+    let sink = Sink::new(REPORTS);
     let state = State::default();
     // Two minutes after the end of the period [T0, T0 + 300).
     let clock = Arc::new(ManualClock::at(Utc.timestamp_opt(T0 + 420, 0).unwrap()));
@@ -337,13 +131,11 @@ async fn one_run_publishes_the_period_and_a_second_publishes_nothing() {
     provisioned_call(&w.cloud, HAIKU, T0 + 119, 600.0, 0.02);
     provisioned_call(&w.cloud, HAIKU, T0 + 200, 300.0, 0.005);
     request(&w.cloud, HAIKU, T0 - 10, false, 1.0, 0.0);
-    w.publisher.registry.0.lock().unwrap().extend([
-        ended_batch(T0 + 100),
-        Batch {
-            batch_id: "b0".into(),
-            ..ended_batch(T0 - 1)
-        },
-    ]);
+    w.publisher.registry.insert(ended_batch(T0 + 100));
+    w.publisher.registry.insert(Batch {
+        batch_id: "b0".into(),
+        ..ended_batch(T0 - 1)
+    });
     w.publisher.inventory.0.lock().unwrap().push(pt(2));
 
     let summary = w.publisher.run("run-1").await.unwrap();
@@ -509,6 +301,31 @@ async fn overlapping_runs_leave_the_periods_to_the_lease_holder_and_misses_catch
     let summary = w.publisher.run("run-4").await.unwrap();
     assert_eq!(summary.skipped_periods, 12);
     assert_eq!(summary.published[0], iso(T0 + 1200 + 3600));
+}
+
+#[tokio::test]
+async fn an_unreadable_source_fails_the_run_with_its_name_and_publishes_nothing() {
+    let w = world(&[]);
+    request(&w.cloud, HAIKU, T0 + 5, false, 0.5, 0.0);
+    w.publisher.inventory.fail("AccessDeniedException");
+    let error = w.publisher.run("run-1").await.unwrap_err();
+    assert!(matches!(error, PublishError::Inventory(_)), "{error}");
+    assert!(w.sink.datums().is_empty());
+    assert_eq!(w.state.through(), None);
+    assert!(w.state.0.lock().unwrap().as_ref().unwrap().lease.is_none());
+
+    let w = world(&[]);
+    w.publisher
+        .registry
+        .fail(RegistryError::Unavailable("table not found".into()));
+    let error = w.publisher.run("run-1").await.unwrap_err();
+    assert!(matches!(error, PublishError::Registry(_)), "{error}");
+
+    let w = world(&[]);
+    w.state.fail("throttled");
+    let error = w.publisher.run("run-1").await.unwrap_err();
+    assert!(matches!(error, PublishError::State(_)), "{error}");
+    assert!(w.sink.datums().is_empty());
 }
 
 #[test]
