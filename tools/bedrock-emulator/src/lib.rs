@@ -13,6 +13,12 @@
 //! (`POST /service/GraniteServiceVersion20100801/operation/{Op}`) and awsJson1_0 (`POST /`).
 //! Admin API: `GET|POST /_emulator/config`, `GET /_emulator/stats`, `POST /_emulator/reset`,
 //! `GET /_emulator/events`, `GET /_emulator/health`, `POST /_emulator/emf` (EMF log lines).
+//!
+//! Each service owns its state and settings: the runtime ([`runtime`], served by [`converse`]
+//! and [`invoke`] with [`generate`], [`tools`] and [`fault`]), batch inference ([`batch`]),
+//! Provisioned Throughput ([`provisioned`]) and CloudWatch ([`cloudwatch`]). [`state`] composes
+//! them: the router hands each handler its own service's state, and the admin endpoints
+//! ([`admin`]) see them all.
 
 pub mod admin;
 pub mod batch;
