@@ -2,8 +2,8 @@ use serde_json::Value;
 
 use crate::config::Env;
 use domain::batch::{Announcement, Batch, BatchRecord, BatchStatus};
-use domain::error::{EventError, JobError, RegistryError, StoreError};
-use domain::ports::{BatchJobs, BatchRegistry, EventPublisher, JobRequest, ObjectStore};
+use domain::error::StoreError;
+use domain::ports::{BatchRegistry, ObjectStore};
 
 use super::*;
 
@@ -48,182 +48,17 @@ fn job_names_name_their_batch() {
     assert_eq!(batch_id_for(&[b"x"]).len(), 20);
 }
 
-/// The batch flow over in-memory ports: a registry that writes conditionally as DynamoDB
-/// does, a bucket, jobs that have all completed, and a publisher that can fail.
+/// The batch flow over test-support's in-memory ports: a registry that writes conditionally as
+/// DynamoDB does, a bucket, jobs that have all completed, and a publisher that can fail.
 mod announcing {
-    use std::collections::{BTreeMap, HashMap};
-    use std::sync::{Arc, Mutex};
-    use std::time::Duration;
-
     use chrono::{TimeZone, Utc};
     use serde_json::json;
+    use test_support::batch::{Bucket, Bus, Completed, Registry};
 
     use super::*;
     use crate::adapters::clock::ManualClock;
-    use domain::ports::{JobState, ObjectInfo};
 
     const T0: i64 = 1_780_000_000;
-
-    #[derive(Default, Clone)]
-    struct Bucket(Arc<Mutex<BTreeMap<String, Vec<u8>>>>);
-
-    impl ObjectStore for Bucket {
-        async fn put(&self, key: &str, body: Vec<u8>) -> Result<(), StoreError> {
-            self.0.lock().unwrap().insert(key.to_owned(), body);
-            Ok(())
-        }
-        async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-            Ok(self.0.lock().unwrap().get(key).cloned())
-        }
-        async fn info(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError> {
-            Ok(self.0.lock().unwrap().get(key).map(|b| ObjectInfo {
-                size: b.len() as u64,
-                ..ObjectInfo::default()
-            }))
-        }
-        async fn get_range(&self, key: &str, start: u64, end: u64) -> Result<Vec<u8>, StoreError> {
-            let objects = self.0.lock().unwrap();
-            let bytes = objects.get(key).cloned().unwrap_or_default();
-            let end = (end as usize).min(bytes.len());
-            Ok(bytes[(start as usize).min(end)..end].to_vec())
-        }
-        async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-            let objects = self.0.lock().unwrap();
-            Ok(objects
-                .keys()
-                .filter(|k| k.starts_with(prefix))
-                .cloned()
-                .collect())
-        }
-        fn uri(&self, key: &str) -> String {
-            format!("s3://batch-bucket/{key}")
-        }
-        async fn presign_get(&self, key: &str, _: Duration) -> Result<String, StoreError> {
-            Ok(format!("https://batch-bucket/{key}?X-Amz-Signature=x"))
-        }
-    }
-
-    /// Batches by id, each write conditional on the version, every write kept in order.
-    #[derive(Default, Clone)]
-    struct Registry {
-        batches: Arc<Mutex<HashMap<String, Batch>>>,
-        writes: Arc<Mutex<Vec<Batch>>>,
-    }
-
-    impl Registry {
-        fn stored(&self, batch_id: &str) -> Batch {
-            self.batches.lock().unwrap()[batch_id].clone()
-        }
-        fn writes(&self) -> Vec<Batch> {
-            self.writes.lock().unwrap().clone()
-        }
-    }
-
-    impl BatchRegistry for Registry {
-        async fn create(&self, batch: &Batch) -> Result<bool, RegistryError> {
-            let mut batches = self.batches.lock().unwrap();
-            if batches.contains_key(&batch.batch_id) {
-                return Ok(false);
-            }
-            batches.insert(batch.batch_id.clone(), batch.clone());
-            Ok(true)
-        }
-        async fn get(&self, batch_id: &str) -> Result<Option<Batch>, RegistryError> {
-            Ok(self.batches.lock().unwrap().get(batch_id).cloned())
-        }
-        async fn update(&self, batch: &Batch) -> Result<(), RegistryError> {
-            let mut batches = self.batches.lock().unwrap();
-            let stored = batches.get(&batch.batch_id).map(|b| b.version);
-            if stored != Some(batch.version - 1) {
-                return Err(RegistryError::Conflict);
-            }
-            batches.insert(batch.batch_id.clone(), batch.clone());
-            self.writes.lock().unwrap().push(batch.clone());
-            Ok(())
-        }
-        /// As the DynamoDB registry's scan: not ended, or ended and not yet announced.
-        async fn unfinished(&self) -> Result<Vec<Batch>, RegistryError> {
-            let batches = self.batches.lock().unwrap();
-            Ok(batches.values().filter(|b| b.is_open()).cloned().collect())
-        }
-        async fn recent(
-            &self,
-            _: usize,
-            _: Option<&str>,
-        ) -> Result<(Vec<Batch>, Option<String>), RegistryError> {
-            Ok((
-                self.batches.lock().unwrap().values().cloned().collect(),
-                None,
-            ))
-        }
-    }
-
-    /// Bedrock's jobs, every one of them completed.
-    struct Completed;
-
-    impl BatchJobs for Completed {
-        async fn create(&self, _: &JobRequest) -> Result<String, JobError> {
-            Err(JobError::Failed("no job is created here".into()))
-        }
-        async fn get(&self, _: &str) -> Result<JobState, JobError> {
-            Ok(JobState {
-                status: "Completed".into(),
-                message: None,
-                processed: 3,
-                succeeded: 3,
-                failed: 0,
-            })
-        }
-        async fn stop(&self, _: &str) -> Result<(), JobError> {
-            Ok(())
-        }
-    }
-
-    /// EventBridge: refuses the first `failures` calls as the SDK's dispatch failure does,
-    /// then publishes. Every call checks that the batch's end is already written.
-    struct Bus {
-        registry: Registry,
-        failures: Mutex<usize>,
-        calls: Mutex<usize>,
-        published: Mutex<Vec<Value>>,
-    }
-
-    impl Bus {
-        fn failing(registry: &Registry, failures: usize) -> Self {
-            Self {
-                registry: registry.clone(),
-                failures: Mutex::new(failures),
-                calls: Mutex::new(0),
-                published: Mutex::new(Vec::new()),
-            }
-        }
-        fn calls(&self) -> usize {
-            *self.calls.lock().unwrap()
-        }
-        fn published(&self) -> Vec<Value> {
-            self.published.lock().unwrap().clone()
-        }
-    }
-
-    impl EventPublisher for Bus {
-        async fn batch_ended(&self, batch: &Batch) -> Result<(), EventError> {
-            *self.calls.lock().unwrap() += 1;
-            let stored = self.registry.stored(&batch.batch_id);
-            assert!(
-                stored.status.is_final() && stored.results_key.is_some(),
-                "announced before its end was written: {stored:?}"
-            );
-            let mut failures = self.failures.lock().unwrap();
-            if *failures > 0 {
-                *failures -= 1;
-                return Err(EventError::Call("dispatch failure".into()));
-            }
-            self.published.lock().unwrap().push(json!({
-                "batchId": batch.batch_id, "status": batch.status, "resultsKey": batch.results_key,
-            }));
-            Ok(())
-        }
-    }
 
     fn settings() -> BatchSettings {
         BatchSettings::from_env(&Env::from_pairs([(
