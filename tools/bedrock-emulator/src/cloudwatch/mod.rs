@@ -126,7 +126,7 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<Vec<u8>, CwError> 
     Ok(body)
 }
 
-/// Gunzips at most one byte more than [`READ_LIMIT`], so that a small bomb stays small.
+/// Gunzips at most one byte more than `READ_LIMIT`, so that a small bomb stays small.
 pub fn inflate(gzipped: &[u8]) -> Result<Vec<u8>, CwError> {
     let mut body = Vec::new();
     flate2::read::MultiGzDecoder::new(gzipped)
