@@ -1,0 +1,514 @@
+//! batch-submit's handler with real trigger events (API Gateway, S3) and test-support's
+//! in-memory ports: no AWS, no stack.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use batch_submit::SubmitApp;
+use chrono::{TimeZone, Utc};
+use domain::batch::BatchStatus;
+use domain::error::{JobError, RegistryError};
+use serde_json::{json, Value};
+use shared::adapters::clock::ManualClock;
+use shared::batch::{BatchError, BatchSettings};
+use shared::config::Env;
+use test_support::batch::{job_arn, Bucket, Jobs, Registry, BUCKET};
+use test_support::events::{s3_object_created, scheduled_event, ApiEvent};
+use test_support::model::FakeModel;
+
+const HAIKU: &str = "anthropic.claude-3-haiku-20240307-v1:0";
+const ROLE: &str = "arn:aws:iam::123456789012:role/bedrock-batch";
+/// API Gateway's request id in the HTTP API fixture.
+const GATEWAY_REQUEST_ID: &str = "Bf3xJgAAoAMEbXw=";
+/// Noon UTC on a Monday.
+const NOW: i64 = 1_795_435_200;
+
+type App = SubmitApp<Bucket, Registry, Jobs, FakeModel, ManualClock>;
+
+/// The function over fakes, and clones of the fakes to look at what it did.
+struct World {
+    app: App,
+    bucket: Bucket,
+    registry: Registry,
+    jobs: Jobs,
+    model: FakeModel,
+}
+
+/// The function with `BATCH_ROLE_ARN` and `vars`; no `BATCH_DEFAULT_MODEL`.
+fn world(vars: &[(&str, &str)]) -> World {
+    let env = Env::from_pairs(vars.iter().copied().chain([("BATCH_ROLE_ARN", ROLE)]));
+    let (bucket, registry, jobs) = (Bucket::default(), Registry::default(), Jobs::default());
+    let model = FakeModel::answering();
+    World {
+        app: SubmitApp {
+            settings: BatchSettings::from_env(&env).unwrap(),
+            default_model: None,
+            store: bucket.clone(),
+            registry: registry.clone(),
+            jobs: jobs.clone(),
+            model: model.clone(),
+            clock: ManualClock::at(Utc.timestamp_opt(NOW, 0).unwrap()),
+        },
+        bucket,
+        registry,
+        jobs,
+        model,
+    }
+}
+
+/// Jobs from two records up: three records make a job, not a direct answer.
+const SMALL_JOBS: &[(&str, &str)] = &[("BATCH_MIN_RECORDS", "2")];
+
+fn records(n: usize) -> Vec<Value> {
+    (1..=n)
+        .map(|i| json!({"recordId": format!("q{i}"), "prompt": format!("question {i}")}))
+        .collect()
+}
+
+fn post(body: &Value) -> Value {
+    ApiEvent::http("POST", "/v1/batches").body(body).json()
+}
+
+/// The status and JSON body of a gateway answer.
+async fn answer(app: &App, event: Value) -> (u16, Value) {
+    let answer = app
+        .on_event(event)
+        .await
+        .expect("an HTTP request gets a response");
+    let status = u16::try_from(answer["statusCode"].as_u64().unwrap()).unwrap();
+    let body = serde_json::from_str(answer["body"].as_str().unwrap()).unwrap();
+    (status, body)
+}
+
+fn lines(bytes: &[u8]) -> Vec<Value> {
+    bytes
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_valid_submission_is_accepted_with_its_batch_registered_and_job_input_written() {
+    let w = world(SMALL_JOBS);
+    let request = json!({"modelId": HAIKU, "name": "nightly", "records": records(3)});
+    let (status, body) = answer(&w.app, post(&request)).await;
+
+    assert_eq!(status, 202, "{body}");
+    let batch_id = body["batchId"].as_str().unwrap().to_owned();
+    assert_eq!(body["status"], "InProgress");
+    assert_eq!(body["recordCount"], 3);
+    assert_eq!(body["direct"], false);
+    let name = format!("b{batch_id}-0");
+    assert_eq!(
+        body["jobs"],
+        json!([{"name": name, "jobArn": job_arn(&name), "status": "Submitted", "recordCount": 3}])
+    );
+
+    // Registered, then updated once with the job's state.
+    let stored = w.registry.stored(&batch_id);
+    assert_eq!(stored.status, BatchStatus::InProgress);
+    assert_eq!(
+        (
+            stored.name.as_deref(),
+            stored.model_id.as_str(),
+            stored.source.as_str()
+        ),
+        (Some("nightly"), HAIKU, "api")
+    );
+    assert_eq!((stored.version, stored.created_at), (1, NOW));
+    assert_eq!(w.registry.writes().len(), 1);
+
+    // The job's input, in input order, in Bedrock's record form.
+    let input_key = format!("batch-jobs/{batch_id}/part-0000.jsonl");
+    assert_eq!(w.bucket.keys(), std::slice::from_ref(&input_key));
+    let input = lines(&w.bucket.object(&input_key).unwrap());
+    let ids: Vec<&str> = input
+        .iter()
+        .map(|l| l["recordId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["q1", "q2", "q3"]);
+    assert_eq!(
+        input[0]["modelInput"]["messages"][0]["content"][0]["text"],
+        "question 1"
+    );
+
+    // One job, named for the batch, its token its name, reading and writing the bucket.
+    let created = w.jobs.created();
+    assert_eq!(created.len(), 1);
+    let job = &created[0];
+    assert_eq!(
+        (job.name.as_str(), job.client_request_token.as_str()),
+        (name.as_str(), name.as_str())
+    );
+    assert_eq!(
+        (job.model_id.as_str(), job.role_arn.as_str()),
+        (HAIKU, ROLE)
+    );
+    assert_eq!(job.input_uri, format!("s3://{BUCKET}/{input_key}"));
+    assert_eq!(
+        job.output_uri,
+        format!("s3://{BUCKET}/batch-output/{batch_id}/")
+    );
+    assert_eq!(job.timeout_hours, 24);
+    assert!(w.model.calls().is_empty(), "a batch of jobs calls no model");
+
+    // The same request again is the same batch: 202, and no second job.
+    let (status, again) = answer(&w.app, post(&request)).await;
+    assert_eq!((status, &again["batchId"]), (202, &body["batchId"]));
+    assert_eq!(w.jobs.created().len(), 1);
+    assert_eq!(w.registry.all().len(), 1);
+}
+
+#[tokio::test]
+async fn a_rest_api_submission_is_accepted_as_the_http_apis_is() {
+    let w = world(SMALL_JOBS);
+    let event = ApiEvent::rest("POST", "/v1/batches")
+        .body(&json!({"modelId": HAIKU, "records": records(2)}))
+        .json();
+    let (status, body) = answer(&w.app, event).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["recordCount"], 2);
+    assert_eq!(w.jobs.created().len(), 1);
+}
+
+#[tokio::test]
+async fn a_batch_under_the_minimum_is_answered_directly_and_its_results_written() {
+    let w = world(&[]);
+    let (status, body) = answer(
+        &w.app,
+        post(&json!({"modelId": HAIKU, "records": records(2)})),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(
+        (&body["direct"], &body["status"]),
+        (&json!(true), &json!("Completed"))
+    );
+    assert_eq!(body["jobs"], json!([]));
+    assert_eq!(w.model.calls(), [HAIKU, HAIKU]);
+    assert!(w.jobs.created().is_empty());
+
+    let batch_id = body["batchId"].as_str().unwrap();
+    let stored = w.registry.stored(batch_id);
+    let results_key = format!("batch-results/{batch_id}/results.jsonl");
+    assert_eq!(stored.results_key.as_deref(), Some(results_key.as_str()));
+    assert_eq!(stored.summary.as_ref().map(|s| s.succeeded), Some(2));
+    let results = lines(&w.bucket.object(&results_key).unwrap());
+    assert_eq!(results.len(), 2);
+    assert_eq!(results[1]["recordId"], "q2");
+    assert_eq!(results[1]["text"], "secret answer text");
+}
+
+#[tokio::test]
+async fn bad_input_is_a_4xx_naming_the_field_and_nothing_is_stored() {
+    let w = world(SMALL_JOBS);
+    let cases = [
+        (
+            json!({"records": records(2)}),
+            400,
+            "ValidationError",
+            "modelId: ",
+        ),
+        (
+            json!({"modelId": " ", "records": records(2)}),
+            400,
+            "ValidationError",
+            "modelId: ",
+        ),
+        (
+            json!({"modelId": HAIKU}),
+            400,
+            "ValidationError",
+            "records: ",
+        ),
+        (
+            json!({"modelId": HAIKU, "records": {}}),
+            400,
+            "ValidationError",
+            "records: ",
+        ),
+        (
+            json!({"modelId": HAIKU, "records": []}),
+            400,
+            "ValidationError",
+            "records: must hold at least one record",
+        ),
+        (
+            json!({"modelId": HAIKU, "name": 7, "records": records(2)}),
+            400,
+            "ValidationError",
+            "name: ",
+        ),
+        (
+            json!({"modelId": HAIKU, "records": records(2), "model": HAIKU}),
+            400,
+            "UnknownField",
+            "model: unknown field",
+        ),
+        (json!([1, 2]), 400, "ValidationError", "body: "),
+    ];
+    for (request, want_status, code, message) in cases {
+        let (status, body) = answer(&w.app, post(&request)).await;
+        assert_eq!(status, want_status, "{request}: {body}");
+        assert_eq!(body["error"]["code"], code, "{request}: {body}");
+        let said = body["error"]["message"].as_str().unwrap();
+        assert!(said.starts_with(message), "{request}: {said}");
+        assert_eq!(body["error"]["requestId"], GATEWAY_REQUEST_ID);
+    }
+
+    let not_json = ApiEvent::http("POST", "/v1/batches")
+        .raw_body(Some("{\"modelId\":"))
+        .json();
+    let (status, body) = answer(&w.app, not_json).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (400, &json!("InvalidJson"))
+    );
+
+    let get = ApiEvent::http("GET", "/v1/batches").json();
+    let (status, body) = answer(&w.app, get).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (405, &json!("MethodNotAllowed"))
+    );
+
+    assert!(w.registry.all().is_empty());
+    assert!(w.bucket.keys().is_empty());
+    assert!(w.jobs.created().is_empty());
+}
+
+#[tokio::test]
+async fn one_invalid_record_refuses_the_batch_naming_the_record() {
+    let w = world(SMALL_JOBS);
+    let mut sent = records(3);
+    sent[1] = json!({"recordId": "q2"});
+    sent[2] = json!({"recordId": "q1", "prompt": "a second q1"});
+    let (status, body) = answer(&w.app, post(&json!({"modelId": HAIKU, "records": sent}))).await;
+    assert_eq!(status, 400, "{body}");
+    let error = &body["error"];
+    assert_eq!(error["code"], "InvalidRecords");
+    assert_eq!(error["problemCount"], 2);
+    assert_eq!(
+        error["problems"][0],
+        json!({"position": 1, "recordId": "q2", "reason": "messages or prompt is required"})
+    );
+    assert_eq!(error["problems"][1]["position"], 2);
+    assert!(
+        error["problems"][1]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("duplicate recordId"),
+        "{error}"
+    );
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("records[1]: messages or prompt is required"),
+        "{error}"
+    );
+    assert!(w.registry.all().is_empty() && w.bucket.keys().is_empty());
+}
+
+#[tokio::test]
+async fn too_few_records_under_the_reject_policy_is_a_400() {
+    let w = world(&[("BATCH_SMALL_POLICY", "reject")]);
+    let (status, body) = answer(
+        &w.app,
+        post(&json!({"modelId": HAIKU, "records": records(2)})),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "TooFewRecords");
+    assert!(w.model.calls().is_empty());
+    assert!(w.registry.all().is_empty());
+}
+
+#[tokio::test]
+async fn a_failing_store_or_registry_is_answered_503_not_an_error() {
+    let w = world(SMALL_JOBS);
+    w.bucket.fail("SlowDown: reduce your request rate");
+    let request = json!({"modelId": HAIKU, "records": records(3)});
+    let (status, body) = answer(&w.app, post(&request)).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "BatchUnavailable");
+    assert_eq!(body["error"]["requestId"], GATEWAY_REQUEST_ID);
+    let said = body["error"]["message"].as_str().unwrap();
+    assert!(
+        !said.contains("SlowDown"),
+        "the cause is for the log only: {said}"
+    );
+    assert!(w.registry.all().is_empty(), "nothing registered");
+    assert!(w.jobs.created().is_empty());
+
+    let w = world(SMALL_JOBS);
+    w.registry
+        .fail(RegistryError::Unavailable("table not found".into()));
+    let (status, body) = answer(&w.app, post(&request)).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (503, &json!("BatchUnavailable"))
+    );
+}
+
+#[tokio::test]
+async fn a_job_over_the_quota_stays_queued_for_the_schedule() {
+    let w = world(SMALL_JOBS);
+    w.jobs
+        .fail(JobError::QuotaExceeded("too many jobs in progress".into()));
+    let (status, body) = answer(
+        &w.app,
+        post(&json!({"modelId": HAIKU, "records": records(3)})),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["status"], "Queued");
+    assert_eq!(body["jobs"][0]["status"], "Queued");
+    assert_eq!(body["jobs"][0]["jobArn"], Value::Null);
+    let stored = w.registry.stored(body["batchId"].as_str().unwrap());
+    assert_eq!(stored.status, BatchStatus::Queued);
+}
+
+/// `lines` JSONL records of the invoke form, `q1`…
+fn upload(lines: usize) -> Vec<u8> {
+    records(lines)
+        .iter()
+        .map(|r| format!("{r}\n"))
+        .collect::<String>()
+        .into_bytes()
+}
+
+#[tokio::test]
+async fn an_upload_becomes_a_batch_once_whatever_the_redeliveries() {
+    let w = world(SMALL_JOBS);
+    let key = "batch-input/my questions.jsonl";
+    let body = upload(3);
+    let size = body.len() as u64;
+    w.bucket
+        .put_with_metadata(key, body, &[("model-id", HAIKU)]);
+    // S3 sends the key URL-encoded, a space as `+`.
+    let event = s3_object_created(BUCKET, "batch-input/my+questions.jsonl", size, "etag-1");
+
+    let answer = w.app.on_event(event.clone()).await.unwrap();
+    let started = answer["batches"].as_array().unwrap();
+    assert_eq!(started.len(), 1, "{answer}");
+    assert_eq!(started[0]["status"], "InProgress");
+    let batch_id = started[0]["batchId"].as_str().unwrap();
+    let stored = w.registry.stored(batch_id);
+    assert_eq!(stored.source, format!("s3://{BUCKET}/{key}"));
+    assert_eq!(stored.name.as_deref(), Some("my questions.jsonl"));
+    assert_eq!((stored.model_id.as_str(), stored.record_count), (HAIKU, 3));
+    let input = lines(
+        &w.bucket
+            .object(&format!("batch-jobs/{batch_id}/part-0000.jsonl"))
+            .unwrap(),
+    );
+    assert_eq!(input.len(), 3);
+    assert_eq!(w.jobs.created().len(), 1);
+
+    // S3 delivers the event again: the same batch, no second job.
+    let again = w.app.on_event(event).await.unwrap();
+    assert_eq!(again["batches"][0]["batchId"], batch_id);
+    assert_eq!(w.jobs.created().len(), 1);
+    assert_eq!(w.registry.all().len(), 1);
+}
+
+#[tokio::test]
+async fn an_upload_with_a_bad_line_or_no_model_is_a_rejected_batch_and_nothing_is_submitted() {
+    let w = world(SMALL_JOBS);
+    let mut body = upload(3);
+    body.extend_from_slice(b"{not json\n");
+    let size = body.len() as u64;
+    w.bucket
+        .put_with_metadata("batch-input/bad.jsonl", body, &[("model-id", HAIKU)]);
+    let answer = w
+        .app
+        .on_event(s3_object_created(
+            BUCKET,
+            "batch-input/bad.jsonl",
+            size,
+            "e",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(answer["batches"][0]["status"], "Rejected", "{answer}");
+    let stored = w
+        .registry
+        .stored(answer["batches"][0]["batchId"].as_str().unwrap());
+    let rejection = stored.rejection.unwrap();
+    assert_eq!(rejection.problem_count, 1);
+    assert_eq!(rejection.problems[0].position, 4, "lines count from 1");
+    assert!(rejection.problems[0].reason.starts_with("not JSON"));
+
+    // No x-amz-meta-model-id and no BATCH_DEFAULT_MODEL.
+    let body = upload(3);
+    let size = body.len() as u64;
+    w.bucket
+        .put_with_metadata("batch-input/anon.jsonl", body, &[]);
+    let answer = w
+        .app
+        .on_event(s3_object_created(
+            BUCKET,
+            "batch-input/anon.jsonl",
+            size,
+            "e",
+        ))
+        .await
+        .unwrap();
+    let stored = w
+        .registry
+        .stored(answer["batches"][0]["batchId"].as_str().unwrap());
+    assert_eq!(stored.status, BatchStatus::Rejected);
+    assert!(stored.rejection.unwrap().problems[0]
+        .reason
+        .contains("x-amz-meta-model-id"),);
+
+    assert!(w.jobs.created().is_empty());
+    assert!(w
+        .bucket
+        .keys()
+        .iter()
+        .all(|k| k.starts_with("batch-input/")));
+}
+
+#[tokio::test]
+async fn objects_that_are_not_uploads_or_are_gone_are_ignored() {
+    let w = world(SMALL_JOBS);
+    w.bucket
+        .put_with_metadata("reports/q.jsonl", upload(3), &[("model-id", HAIKU)]);
+    for key in [
+        "reports/q.jsonl",
+        "batch-input/q.csv",
+        "batch-input/deleted.jsonl",
+    ] {
+        let answer = w
+            .app
+            .on_event(s3_object_created(BUCKET, key, 10, "e"))
+            .await
+            .unwrap();
+        assert_eq!(answer, json!({"batches": []}), "{key}");
+    }
+    assert!(w.registry.all().is_empty());
+}
+
+#[tokio::test]
+async fn an_upload_the_bucket_cannot_read_is_an_error_so_s3_delivers_it_again() {
+    let w = world(SMALL_JOBS);
+    w.bucket
+        .put_with_metadata("batch-input/q.jsonl", upload(3), &[("model-id", HAIKU)]);
+    w.bucket.fail("InternalError");
+    let error = w
+        .app
+        .on_event(s3_object_created(BUCKET, "batch-input/q.jsonl", 10, "e"))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, BatchError::Store(_)), "{error}");
+    assert!(w.registry.all().is_empty());
+}
+
+#[tokio::test]
+async fn an_event_of_another_shape_is_answered_400() {
+    let w = world(&[]);
+    let (status, body) = answer(&w.app, scheduled_event()).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "InvalidRequest");
+}
