@@ -363,6 +363,32 @@ mod tests {
     }
 
     #[test]
+    fn the_events_aws_delivers_are_told_apart() {
+        use test_support::events::{
+            batch_job_state_change, s3_object_created, scheduled_event, ApiEvent,
+        };
+        assert_eq!(trigger_of(&scheduled_event()), Trigger::Schedule);
+        assert_eq!(
+            trigger_of(&batch_job_state_change("babc-0", "Failed")),
+            Trigger::JobStateChange {
+                job_name: "babc-0".into()
+            }
+        );
+        assert_eq!(
+            trigger_of(&ApiEvent::http("GET", "/v1/batches").json()),
+            Trigger::Http
+        );
+        assert_eq!(
+            trigger_of(&ApiEvent::rest("GET", "/v1/batches").json()),
+            Trigger::Http
+        );
+        assert_eq!(
+            trigger_of(&s3_object_created("b", "batch-input/q.jsonl", 1, "e")),
+            Trigger::Unknown
+        );
+    }
+
+    #[test]
     fn an_unavailable_service_is_named_in_the_answer() {
         use domain::error::{EventError, RegistryError, StoreError};
         let events = batch_error("b1", EventError::Call("dispatch failure".into()).into());

@@ -1,0 +1,294 @@
+//! batch-status's handler with real trigger events (API Gateway, Bedrock's job state changes,
+//! the schedule) and test-support's in-memory ports: no AWS, no stack.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use batch_status::StatusApp;
+use chrono::{TimeZone, Utc};
+use domain::batch::{Announcement, Batch, BatchRecord, BatchStatus};
+use domain::error::RegistryError;
+use domain::ports::JobState;
+use serde_json::{json, Value};
+use shared::adapters::clock::ManualClock;
+use shared::batch::{output_prefix, prepare_jobs, submit_queued, BatchSettings};
+use shared::config::Env;
+use test_support::batch::{Bucket, Bus, Jobs, Registry, BUCKET};
+use test_support::events::{batch_job_state_change, s3_object_created, scheduled_event, ApiEvent};
+
+const HAIKU: &str = "anthropic.claude-3-haiku-20240307-v1:0";
+/// Noon UTC on a Monday.
+const NOW: i64 = 1_795_435_200;
+
+type App = StatusApp<Bucket, Registry, Jobs, ManualClock, Bus>;
+
+/// The function over fakes, and clones of the fakes to look at what it did.
+struct World {
+    app: App,
+    bucket: Bucket,
+    registry: Registry,
+    jobs: Jobs,
+}
+
+fn settings() -> BatchSettings {
+    BatchSettings::from_env(&Env::from_pairs([(
+        "BATCH_ROLE_ARN",
+        "arn:aws:iam::123456789012:role/bedrock-batch",
+    )]))
+    .unwrap()
+}
+
+fn world() -> World {
+    let (bucket, registry, jobs) = (Bucket::default(), Registry::default(), Jobs::default());
+    World {
+        app: StatusApp {
+            settings: settings(),
+            store: bucket.clone(),
+            registry: registry.clone(),
+            jobs: jobs.clone(),
+            clock: ManualClock::at(Utc.timestamp_opt(NOW, 0).unwrap()),
+            events: Bus::failing(&registry, 0),
+        },
+        bucket,
+        registry,
+        jobs,
+    }
+}
+
+/// A batch of three records in one job, its input written and the job submitted, as
+/// batch-submit leaves it; registered.
+async fn submitted(w: &World, batch_id: &str) -> Batch {
+    let records: Vec<BatchRecord> = (0..3)
+        .map(|i| BatchRecord {
+            record_id: format!("r{i}"),
+            model_input: json!({"messages": [{"role": "user", "content": [{"text": "q"}]}]}),
+        })
+        .collect();
+    let mut batch: Batch = serde_json::from_value(json!({
+        "batchId": batch_id, "modelId": HAIKU, "source": "api", "status": "Queued",
+        "jobs": [], "recordCount": 3, "createdAt": NOW - 600, "updatedAt": NOW - 600,
+        "version": 1
+    }))
+    .unwrap();
+    prepare_jobs(&w.bucket, &mut batch, &records, 100)
+        .await
+        .unwrap();
+    submit_queued(&w.jobs, &w.bucket, &mut batch, &settings()).await;
+    batch.status = batch.status_from_jobs();
+    w.registry.insert(batch.clone());
+    batch
+}
+
+/// Bedrock's output of the batch's job, out of order, every record answered.
+fn job_output(w: &World, batch: &Batch) {
+    let out: Vec<String> = ["r2", "r0", "r1"]
+        .iter()
+        .map(|id| {
+            json!({"recordId": id, "modelInput": {}, "modelOutput": {
+                "output": {"message": {"role": "assistant", "content": [{"text": format!("answer {id}")}]}},
+                "stopReason": "end_turn",
+                "usage": {"inputTokens": 3, "outputTokens": 5, "totalTokens": 8}}})
+            .to_string()
+        })
+        .collect();
+    let key = format!(
+        "{}{}/part-0000.jsonl.out",
+        output_prefix(&batch.batch_id),
+        batch.jobs[0].job_id().unwrap()
+    );
+    w.bucket.put_with_metadata(&key, out.join("\n"), &[]);
+}
+
+fn completed() -> JobState {
+    JobState {
+        status: "Completed".into(),
+        message: None,
+        processed: 3,
+        succeeded: 3,
+        failed: 0,
+    }
+}
+
+/// The status and JSON body of a gateway answer.
+async fn answer(app: &App, event: Value) -> (u16, Value) {
+    let answer = app
+        .on_event(event)
+        .await
+        .expect("an HTTP request gets a response");
+    let status = u16::try_from(answer["statusCode"].as_u64().unwrap()).unwrap();
+    let body = serde_json::from_str(answer["body"].as_str().unwrap()).unwrap();
+    (status, body)
+}
+
+fn get(path: &str) -> Value {
+    ApiEvent::http("GET", path).request_id("req-1").json()
+}
+
+#[tokio::test]
+async fn a_batch_is_described_and_an_unknown_one_is_404() {
+    let w = world();
+    let batch = submitted(&w, "0a1b2c").await;
+    let (status, body) = answer(&w.app, get("/v1/batches/0a1b2c")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["batchId"], "0a1b2c");
+    assert_eq!(body["status"], "InProgress");
+    assert_eq!(body["records"]["total"], 3);
+    assert_eq!(body["jobs"][0]["jobArn"], json!(batch.jobs[0].arn));
+    assert_eq!(body["results"], Value::Null);
+
+    let (status, body) = answer(&w.app, get("/v1/batches/nope")).await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["error"]["code"], "BatchNotFound");
+    assert_eq!(body["error"]["requestId"], "req-1");
+}
+
+#[tokio::test]
+async fn batches_are_listed_a_page_at_a_time_and_bad_paging_is_400() {
+    let w = world();
+    for id in ["b1", "b2", "b3"] {
+        submitted(&w, id).await;
+    }
+    let (status, first) = answer(&w.app, get("/v1/batches?limit=2")).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["batches"].as_array().unwrap().len(), 2);
+    let token = first["nextToken"].as_str().unwrap();
+    let (_, second) = answer(
+        &w.app,
+        get(&format!("/v1/batches?limit=2&nextToken={token}")),
+    )
+    .await;
+    assert_eq!(second["batches"].as_array().unwrap().len(), 1);
+    assert_eq!(second["nextToken"], Value::Null);
+
+    for query in ["limit=0", "limit=101", "limit=x", "nextToken=abc"] {
+        let (status, body) = answer(&w.app, get(&format!("/v1/batches?{query}"))).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert_eq!(body["error"]["code"], "ValidationError", "{query}");
+        let field = query.split('=').next().unwrap();
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("{field}: ")),
+            "{query}: {body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_job_state_change_ends_its_batch_merged_and_announced_then_results_are_a_url() {
+    let w = world();
+    let batch = submitted(&w, "0a1b2c").await;
+    let (status, body) = answer(&w.app, get("/v1/batches/0a1b2c/results")).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (409, &json!("ResultsNotReady"))
+    );
+
+    job_output(&w, &batch);
+    w.jobs.reporting(completed());
+    let job = &batch.jobs[0].name;
+    let done = w
+        .app
+        .on_event(batch_job_state_change(job, "Completed"))
+        .await
+        .unwrap();
+    assert_eq!(done, json!({"ok": true}));
+    let stored = w.registry.stored("0a1b2c");
+    assert_eq!(stored.status, BatchStatus::Completed);
+    assert_eq!(stored.announcement, Some(Announcement::Announced));
+    assert_eq!(stored.updated_at, NOW);
+    let results = w
+        .bucket
+        .object(stored.results_key.as_deref().unwrap())
+        .unwrap();
+    let ids: Vec<String> = String::from_utf8(results)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["recordId"].to_string())
+        .collect();
+    assert_eq!(ids, [r#""r0""#, r#""r1""#, r#""r2""#], "in input order");
+
+    let (status, body) = answer(&w.app, get("/v1/batches/0a1b2c/results")).await;
+    assert_eq!(status, 200, "{body}");
+    let key = stored.results_key.unwrap();
+    assert_eq!(
+        body["url"],
+        format!("https://{BUCKET}/{key}?X-Amz-Signature=x")
+    );
+    assert_eq!(body["expiresInSeconds"], 3600);
+    assert_eq!(body["results"], format!("s3://{BUCKET}/{key}"));
+}
+
+#[tokio::test]
+async fn the_schedule_advances_every_open_batch_and_ignores_ended_ones() {
+    let w = world();
+    let batch = submitted(&w, "0a1b2c").await;
+    job_output(&w, &batch);
+    w.jobs.reporting(completed());
+    let run = w.app.on_event(scheduled_event()).await.unwrap();
+    assert_eq!(
+        run,
+        json!({"advanced": 1, "announcementsPending": 0, "failed": 0})
+    );
+    assert_eq!(w.registry.stored("0a1b2c").status, BatchStatus::Completed);
+
+    let again = w.app.on_event(scheduled_event()).await.unwrap();
+    assert_eq!(again["advanced"], 0);
+}
+
+#[tokio::test]
+async fn events_of_jobs_or_batches_this_toolkit_does_not_know_are_ignored() {
+    let w = world();
+    for job in ["someone-elses-job", "bunknown-0"] {
+        let answer = w
+            .app
+            .on_event(batch_job_state_change(job, "Completed"))
+            .await
+            .unwrap();
+        assert_eq!(answer, json!({"ok": true}), "{job}");
+    }
+    let s3 = s3_object_created(BUCKET, "batch-input/q.jsonl", 1, "e");
+    assert_eq!(w.app.on_event(s3).await.unwrap(), json!({"ignored": true}));
+    assert!(w.registry.all().is_empty());
+}
+
+#[tokio::test]
+async fn delete_stops_the_batchs_running_jobs() {
+    let w = world();
+    let batch = submitted(&w, "0a1b2c").await;
+    let delete = ApiEvent::http("DELETE", "/v1/batches/0a1b2c").json();
+    let (status, body) = answer(&w.app, delete).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "Stopping");
+    assert_eq!(body["jobs"][0]["status"], "Stopping");
+    assert_eq!(w.jobs.stopped(), [batch.jobs[0].arn.clone().unwrap()]);
+    assert_eq!(w.registry.stored("0a1b2c").status, BatchStatus::Stopping);
+
+    let post = ApiEvent::http("POST", "/v1/batches/0a1b2c").json();
+    let (status, body) = answer(&w.app, post).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (405, &json!("MethodNotAllowed"))
+    );
+    let (status, body) = answer(&w.app, get("/v1/batches/0a1b2c/other")).await;
+    assert_eq!((status, &body["error"]["code"]), (404, &json!("NotFound")));
+}
+
+#[tokio::test]
+async fn an_unavailable_registry_is_a_503_to_a_caller_and_an_error_to_an_event() {
+    let w = world();
+    submitted(&w, "0a1b2c").await;
+    w.registry
+        .fail(RegistryError::Unavailable("table not found".into()));
+    let (status, body) = answer(&w.app, get("/v1/batches/0a1b2c")).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "BatchUnavailable");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.starts_with("The batch registry"), "{message}");
+
+    assert!(w.app.on_event(scheduled_event()).await.is_err());
+    assert!(w
+        .app
+        .on_event(batch_job_state_change("b0a1b2c-0", "Completed"))
+        .await
+        .is_err());
+}
