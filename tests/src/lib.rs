@@ -147,11 +147,9 @@ pub use invoke_with_cache::sse::{event_names, parse_events, text_deltas, Sse};
 /// invoke-with-cache wired to the local stack: real DynamoDB (moto) and Bedrock (emulator)
 /// adapters, an injected clock and a metrics recorder.
 pub mod invoke {
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
 
     use chrono::{DateTime, TimeZone, Utc};
-    use domain::metrics::RequestMetrics;
-    use domain::ports::MetricsSink;
     use invoke_with_cache::{Adapters, App, InvokeConfig, Ports, ResponseBody, Tenancy};
     use lambda_http::Request;
     use serde_json::Value;
@@ -175,34 +173,9 @@ pub mod invoke {
     const V2_EVENT: &str =
         include_str!("../../functions/invoke-with-cache/tests/fixtures/apigw-v2-iam.json");
 
-    #[derive(Default, Clone)]
-    pub struct Recorder(
-        pub Arc<Mutex<Vec<RequestMetrics>>>,
-        Arc<tokio::sync::Notify>,
-    );
-
-    impl MetricsSink for Recorder {
-        fn publish(&self, metrics: &RequestMetrics) {
-            self.0.lock().expect("recorder").push(metrics.clone());
-            self.1.notify_waiters();
-        }
-    }
-
-    impl Recorder {
-        /// Waits until `count` requests have been reported (a stream reports when it ends).
-        pub async fn wait_for(&self, count: usize) -> Vec<RequestMetrics> {
-            loop {
-                let reported = self.1.notified();
-                {
-                    let metrics = self.0.lock().expect("recorder");
-                    if metrics.len() >= count {
-                        return metrics.clone();
-                    }
-                }
-                reported.await;
-            }
-        }
-    }
+    /// The metrics recorder of the handler tests: [`Recorder::wait_for`] waits until a number of
+    /// requests have been reported.
+    pub use test_support::metrics::Recorder;
 
     pub type Store = MemoryFronted<DynamoDbCacheStore, Arc<ManualClock>>;
 

@@ -8,14 +8,14 @@
 //! through the static `PROVISIONED_THROUGHPUT`. boto3 and the AWS CLI drive the emulator's
 //! Provisioned Throughput API in `boto3_provisioned.py` and `awscli_smoke.sh`.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_bedrock::types::ProvisionedModelStatus;
 use capacity::{CapacityApp, CapacitySettings, RunReport};
 use chrono::{DateTime, TimeZone, Utc};
-use domain::capacity::{CapacityCounts, RoutingTable, PLAN_TAG};
-use domain::ports::{CapacityMetricsSink, RoutingTableSource};
+use domain::capacity::{RoutingTable, PLAN_TAG};
+use domain::ports::RoutingTableSource;
 use futures_util::future::join_all;
 use integration_tests::invoke::{unique, Recorder, Store, HAIKU, OPUS, SONNET};
 use integration_tests::{http_event, sdk_config, stack_var, Emulator};
@@ -30,6 +30,7 @@ use shared::adapters::memory_cache::{MemoryCache, MemoryFronted};
 use shared::adapters::memory_routing::CachedRoutingTable;
 use shared::adapters::memory_tenancy::InMemoryTenancy;
 use shared::config::Env;
+use test_support::metrics::Counted;
 
 const PLAN_NAME: &str = "integration";
 
@@ -47,21 +48,6 @@ fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
 fn tokyo_monday(h: u32, mi: u32) -> DateTime<Utc> {
     utc(2026, 11, 23, 0, 0) + chrono::Duration::minutes(i64::from(h) * 60 + i64::from(mi))
         - chrono::Duration::hours(9)
-}
-
-#[derive(Default, Clone)]
-struct Counted(Arc<Mutex<Vec<CapacityCounts>>>);
-
-impl CapacityMetricsSink for Counted {
-    fn publish(&self, counts: &CapacityCounts) {
-        self.0.lock().unwrap().push(counts.clone());
-    }
-}
-
-impl Counted {
-    fn total(&self, pick: fn(&CapacityCounts) -> u32) -> u32 {
-        self.0.lock().unwrap().iter().map(pick).sum()
-    }
 }
 
 type Capacity =
