@@ -19,7 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 STANDIN = ROOT / "target" / "debug" / "lambda-standin"
-FIXTURES = ROOT / "functions" / "invoke-with-cache" / "tests" / "fixtures"
+FIXTURES = ROOT / "test-support" / "fixtures"
 # The one value the local stack has no resource for: Bedrock's batch service role.
 ROLE_ARN = "arn:aws:iam::123456789012:role/bedrock-batch"
 

@@ -16,8 +16,7 @@ use integration_tests::functions::{binary, stack_env};
 use lambda_standin::{Behaviour, Function, Outcome, RuntimeApi};
 use serde_json::{json, Value};
 
-const EVENT: &str =
-    include_str!("../../functions/invoke-with-cache/tests/fixtures/apigw-v2-iam.json");
+const EVENT: &str = test_support::events::HTTP_API_V2_IAM;
 const WARM_SAMPLES: usize = 30;
 const COLD_SAMPLES: usize = 10;
 const WITHIN: Duration = Duration::from_secs(30);

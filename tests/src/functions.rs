@@ -99,8 +99,7 @@ pub fn s3_created_event(
     }]})
 }
 
-const REST_EVENT: &str =
-    include_str!("../../functions/invoke-with-cache/tests/fixtures/apigw-rest-v1.json");
+const REST_EVENT: &str = test_support::events::REST_API_V1;
 
 /// `POST /v1/invoke` as the template's REST API sends it (payload 1.0, IAM caller).
 pub fn rest_invoke(body: &serde_json::Value) -> serde_json::Value {

@@ -170,8 +170,7 @@ pub mod invoke {
     /// ([`super::Emulator::create_provisioned`]).
     pub const PT_ARN: &str = "arn:aws:bedrock:us-east-1:123456789012:provisioned-model/haiku-pt";
 
-    const V2_EVENT: &str =
-        include_str!("../../functions/invoke-with-cache/tests/fixtures/apigw-v2-iam.json");
+    const V2_EVENT: &str = test_support::events::HTTP_API_V2_IAM;
 
     /// The metrics recorder of the handler tests: [`Recorder::wait_for`] waits until a number of
     /// requests have been reported.
@@ -658,8 +657,7 @@ pub fn http_event(method: &str, path: &str, body: &str) -> lambda_http::Request 
 
 /// The same event as JSON, as the Runtime API hands it to a function.
 pub fn http_event_json(method: &str, path: &str, body: &str) -> Value {
-    const V2_EVENT: &str =
-        include_str!("../../functions/invoke-with-cache/tests/fixtures/apigw-v2-iam.json");
+    const V2_EVENT: &str = test_support::events::HTTP_API_V2_IAM;
     let mut event: Value = serde_json::from_str(V2_EVENT).expect("fixture");
     let (path, query) = path.split_once('?').unwrap_or((path, ""));
     event["body"] = Value::String(body.to_owned());

@@ -546,8 +546,7 @@ async fn get_capacity_lists_the_capacity_and_what_the_plan_costs_a_day() {
 
 /// An HTTP API (payload 2.0) event as API Gateway delivers it to the function.
 fn http_event_json(method: &str, path: &str) -> Value {
-    const V2_EVENT: &str =
-        include_str!("../../functions/invoke-with-cache/tests/fixtures/apigw-v2-iam.json");
+    const V2_EVENT: &str = test_support::events::HTTP_API_V2_IAM;
     let mut event: Value = serde_json::from_str(V2_EVENT).unwrap();
     event["rawPath"] = Value::String(path.into());
     event["routeKey"] = Value::String(format!("{method} {path}"));
