@@ -230,6 +230,63 @@ fn fingerprint(model_id: &str, mut request: Value) -> Vec<u8> {
     }
     let mut fingerprint = model_id.as_bytes().to_vec();
     fingerprint.push(0);
-    fingerprint.extend_from_slice(request.to_string().as_bytes());
+    write_canonical(&request, &mut fingerprint);
     fingerprint
+}
+
+/// `value` as JSON with every object's keys sorted: the same request gives the same bytes
+/// whatever order its client wrote the keys in (the AWS SDK writes a tool schema from a hash
+/// map) and whether serde_json keeps insertion order (its `preserve_order` feature) or not.
+fn write_canonical(value: &Value, out: &mut Vec<u8>) {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_by_key(|(key, _)| *key);
+            out.push(b'{');
+            for (index, (key, value)) in entries.into_iter().enumerate() {
+                if index > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(Value::String(key.clone()).to_string().as_bytes());
+                out.push(b':');
+                write_canonical(value, out);
+            }
+            out.push(b'}');
+        }
+        Value::Array(items) => {
+            out.push(b'[');
+            for (index, item) in items.iter().enumerate() {
+                if index > 0 {
+                    out.push(b',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(b']');
+        }
+        scalar => out.extend_from_slice(scalar.to_string().as_bytes()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use super::fingerprint;
+
+    #[test]
+    fn a_request_has_one_fingerprint_whatever_the_order_of_its_keys() {
+        let written: Value =
+            serde_json::from_str(r#"{"b":1,"a":{"y":[1,{"q":2,"p":"é"}],"x":"s"}}"#).unwrap();
+        let reordered: Value =
+            serde_json::from_str(r#"{"a":{"x":"s","y":[1,{"p":"é","q":2}]},"b":1}"#).unwrap();
+        assert_eq!(fingerprint("m", written), fingerprint("m", reordered));
+        assert_eq!(
+            fingerprint("m", json!({"b": 1, "a": [true, null]})),
+            b"m\0{\"a\":[true,null],\"b\":1}".to_vec()
+        );
+        assert_ne!(
+            fingerprint("m", json!({"a": 1})),
+            fingerprint("m", json!({"a": 2}))
+        );
+    }
 }
