@@ -270,22 +270,46 @@ fn api_gateway_may_invoke_the_function_through_those_routes_only() {
     );
 }
 
-/// The actions of every policy statement in `policies` whose Resource names `table`.
-fn actions_on(policies: &str, table: &str) -> BTreeSet<String> {
+/// Each policy statement in `policies` (those with a `Sid`): its Sid and its text.
+fn statements(policies: &str) -> Vec<(String, String)> {
     let indent_of = |l: &str| l.len() - l.trim_start().len();
     let lines: Vec<&str> = policies.lines().collect();
-    let starts: Vec<usize> = (0..lines.len())
-        .filter(|&i| lines[i].trim_start().starts_with("- Sid:"))
-        .collect();
+    (0..lines.len())
+        .filter_map(|start| {
+            let sid = lines[start].trim_start().strip_prefix("- Sid:")?;
+            let indent = indent_of(lines[start]);
+            let statement = lines[start + 1..]
+                .iter()
+                .copied()
+                .take_while(|l| l.trim().is_empty() || indent_of(l) > indent)
+                .collect::<Vec<_>>()
+                .join("\n");
+            Some((sid.trim().to_owned(), statement))
+        })
+        .collect()
+}
+
+/// The actions a statement allows.
+fn actions_of(statement: &str) -> BTreeSet<String> {
+    match scalar(statement, "Action").as_deref() {
+        Some("") | None => block(statement, &["Action"])
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("- "))
+            .map(str::to_owned)
+            .collect(),
+        Some(list) if list.starts_with('[') => list
+            .trim_matches(['[', ']'])
+            .split(',')
+            .map(|a| a.trim().to_owned())
+            .collect(),
+        Some(one) => BTreeSet::from([one.to_owned()]),
+    }
+}
+
+/// The actions of every policy statement in `policies` whose Resource names `table`.
+fn actions_on(policies: &str, table: &str) -> BTreeSet<String> {
     let mut actions = BTreeSet::new();
-    for &start in &starts {
-        let indent = indent_of(lines[start]);
-        let statement = lines[start + 1..]
-            .iter()
-            .copied()
-            .take_while(|l| l.trim().is_empty() || indent_of(l) > indent)
-            .collect::<Vec<_>>()
-            .join("\n");
+    for (_, statement) in statements(policies) {
         let resource = format!(
             "{} {}",
             scalar(&statement, "Resource").unwrap_or_default(),
@@ -298,24 +322,66 @@ fn actions_on(policies: &str, table: &str) -> BTreeSet<String> {
         if !resource.contains(table) {
             continue;
         }
-        match scalar(&statement, "Action").as_deref() {
-            Some("") | None => actions.extend(
-                block(&statement, &["Action"])
-                    .lines()
-                    .filter_map(|l| l.trim().strip_prefix("- "))
-                    .map(str::to_owned),
-            ),
-            Some(list) if list.starts_with('[') => actions.extend(
-                list.trim_matches(['[', ']'])
-                    .split(',')
-                    .map(|a| a.trim().to_owned()),
-            ),
-            Some(one) => {
-                actions.insert(one.to_owned());
-            }
-        }
+        actions.extend(actions_of(&statement));
     }
     actions
+}
+
+#[test]
+fn the_capacity_role_tags_only_capacity_that_is_this_stacks_or_no_stacks() {
+    let policies = block(
+        TEMPLATE,
+        &["Resources", "CapacityFunction", "Properties", "Policies"],
+    );
+    let tagging: Vec<(String, String)> = statements(&policies)
+        .into_iter()
+        .filter(|(_, statement)| actions_of(statement).contains("bedrock:TagResource"))
+        .collect();
+    assert!(!tagging.is_empty(), "adoption needs bedrock:TagResource");
+    for (sid, statement) in &tagging {
+        let conditions = block(statement, &["Condition"]);
+        let request_tag = scalar(&conditions, "aws:RequestTag/bgw:plan");
+        assert_eq!(request_tag.as_deref(), Some("!Ref AWS::StackName"), "{sid}");
+        let own = scalar(&conditions, "aws:ResourceTag/bgw:plan");
+        let unclaimed = has_key(&conditions, "Null")
+            && scalar(&block(&conditions, &["Null"]), "aws:ResourceTag/bgw:plan").as_deref()
+                == Some("true");
+        assert!(
+            own.as_deref() == Some("!Ref AWS::StackName") || unclaimed,
+            "{sid} lets the capacity role tag another stack's capacity as this stack's:\n{statement}"
+        );
+    }
+}
+
+#[test]
+fn with_a_kms_key_the_batch_functions_and_bedrocks_batch_role_use_it_through_s3_and_dynamodb_only()
+{
+    let policy = block(TEMPLATE, &["Resources", "BatchKmsPolicy"]);
+    assert_eq!(scalar(&policy, "Condition").as_deref(), Some("HasKmsKey"));
+    let roles = block(&policy, &["Properties", "Roles"]);
+    for role in [
+        "BatchSubmitFunctionRole",
+        "BatchStatusFunctionRole",
+        "BatchServiceRole",
+    ] {
+        assert!(roles.contains(&format!("- !Ref {role}")), "{role}: {roles}");
+    }
+    let statements = statements(&block(&policy, &["Properties", "PolicyDocument"]));
+    let (_, statement) = statements.first().expect("a statement");
+    assert_eq!(
+        actions_of(statement),
+        BTreeSet::from(["kms:Decrypt".to_owned(), "kms:GenerateDataKey*".to_owned()])
+    );
+    assert_eq!(
+        scalar(statement, "Resource").as_deref(),
+        Some("!Ref KmsKeyArn")
+    );
+    let via = block(statement, &["Condition", "StringEquals", "kms:ViaService"]);
+    assert!(via.contains("s3.${AWS::Region}.amazonaws.com"), "{via}");
+    assert!(
+        via.contains("dynamodb.${AWS::Region}.amazonaws.com"),
+        "{via}"
+    );
 }
 
 #[test]
