@@ -162,7 +162,8 @@ where
         let path = request.uri().path().trim_end_matches('/');
         let rest = path
             .split_once("/v1/batches")
-            .map(|(_, rest)| rest.trim_start_matches('/'))
+            // One separator only: `/v1/batches//results` names an empty id, not the results.
+            .map(|(_, rest)| rest.strip_prefix('/').unwrap_or(rest))
             .ok_or_else(|| not_found(path))?;
         let parts: Vec<&str> = if rest.is_empty() {
             Vec::new()
@@ -170,6 +171,9 @@ where
             rest.split('/').collect()
         };
         let method = request.method();
+        if let [batch_id, ..] = parts.as_slice() {
+            check_batch_id(batch_id)?;
+        }
         match (method.as_str(), parts.as_slice()) {
             ("GET", []) => self.list(request).await,
             ("GET", [batch_id]) => Ok(describe(&self.batch(batch_id).await?, &self.store)),
@@ -256,6 +260,30 @@ where
 
 /// How long a results URL works.
 pub const RESULTS_URL_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Longest batch id accepted: those this toolkit makes are 20 hexadecimal digits.
+const MAX_BATCH_ID: usize = 64;
+
+/// An id that cannot name a batch is the caller's mistake (400), found before the registry is
+/// asked (which would refuse an empty or oversized key as a fault of its own).
+fn check_batch_id(batch_id: &str) -> Result<(), ApiError> {
+    let well_formed = !batch_id.is_empty()
+        && batch_id.len() <= MAX_BATCH_ID
+        && batch_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if well_formed {
+        return Ok(());
+    }
+    let shown: String = batch_id.chars().take(MAX_BATCH_ID).collect();
+    Err(ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "ValidationError",
+        format!(
+            "batchId: {shown:?} is not a batch id (letters, digits, '-' or '_', 1 to {MAX_BATCH_ID} of them); use the batchId POST /v1/batches answered"
+        ),
+    ))
+}
 
 fn not_found(path: &str) -> ApiError {
     ApiError::new(

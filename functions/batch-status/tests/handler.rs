@@ -292,3 +292,31 @@ async fn an_unavailable_registry_is_a_503_to_a_caller_and_an_error_to_an_event()
         .await
         .is_err());
 }
+
+#[tokio::test]
+async fn an_empty_or_malformed_batch_id_is_a_400_before_the_registry_is_asked() {
+    let w = world();
+    w.registry
+        .fail(RegistryError::Unavailable("table not found".into()));
+    let long = "a".repeat(65);
+    for path in [
+        "/v1/batches//results".to_owned(),
+        "/v1/batches/..%2Fx".to_owned(),
+        format!("/v1/batches/{long}"),
+        format!("/v1/batches/{long}/results"),
+    ] {
+        let (status, body) = answer(&w.app, get(&path)).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert_eq!(body["error"]["code"], "ValidationError", "{path}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("batchId: "),
+            "{path}: {body}"
+        );
+    }
+    let delete = ApiEvent::http("DELETE", &format!("/v1/batches/{long}")).json();
+    let (status, _) = answer(&w.app, delete).await;
+    assert_eq!(status, 400);
+}
