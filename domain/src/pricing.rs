@@ -56,16 +56,22 @@ impl Default for PriceTable {
     }
 }
 
-/// The foundation model behind an identifier: cross-region inference profiles (`us.`, `eu.`,
-/// `apac.`, `global.`) and foundation-model or inference-profile ARNs cost what their model
-/// costs.
+/// The geographic prefixes of cross-region inference profiles (`us.anthropic.…`), `us-gov.`
+/// before `us.` so that the longer one is taken first.
+pub const INFERENCE_PROFILE_PREFIXES: [&str; 8] = [
+    "us-gov.", "us.", "eu.", "apac.", "jp.", "au.", "ca.", "global.",
+];
+
+/// The foundation model behind an identifier: cross-region inference profiles (every prefix of
+/// [`INFERENCE_PROFILE_PREFIXES`]) and foundation-model or inference-profile ARNs cost what
+/// their model costs.
 pub fn underlying_model(model_id: &str) -> &str {
     let id = if model_id.starts_with("arn:") {
         model_id.rsplit_once('/').map_or(model_id, |(_, id)| id)
     } else {
         model_id
     };
-    ["us.", "eu.", "apac.", "global."]
+    INFERENCE_PROFILE_PREFIXES
         .iter()
         .find_map(|p| id.strip_prefix(p))
         .unwrap_or(id)
@@ -133,6 +139,23 @@ mod tests {
     use super::*;
 
     const HAIKU: &str = "anthropic.claude-3-haiku-20240307-v1:0";
+
+    #[test]
+    fn every_region_prefix_of_an_inference_profile_costs_what_its_model_costs() {
+        let table = PriceTable::default();
+        let haiku = table.price(HAIKU).unwrap();
+        for prefix in INFERENCE_PROFILE_PREFIXES {
+            let profile = format!("{prefix}{HAIKU}");
+            assert_eq!(underlying_model(&profile), HAIKU, "{profile}");
+            assert_eq!(table.price(&profile), Some(haiku), "{profile}");
+        }
+        let arn = format!("arn:aws:bedrock:us-east-1:123456789012:inference-profile/jp.{HAIKU}");
+        assert_eq!(underlying_model(&arn), HAIKU);
+        assert_eq!(
+            table.price("xx.anthropic.claude-3-haiku-20240307-v1:0"),
+            None
+        );
+    }
 
     #[test]
     fn cost_uses_input_and_output_prices() {

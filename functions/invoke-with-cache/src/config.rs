@@ -291,6 +291,19 @@ impl InvokeConfig {
             }),
         };
 
+        let prices = PriceTable::with_overrides("MODEL_PRICES", env.get("MODEL_PRICES"))?;
+        // A tenant's budget counts what its answers cost: a model without a price would be free.
+        if tenancy.is_some() {
+            if let Some(model) = allowed_models.iter().find(|m| prices.price(m).is_none()) {
+                return Err(ConfigError::new(
+                    "MODEL_PRICES",
+                    format!(
+                        "tenant keys are on (TENANT_KEYS_TABLE_NAME is set) and {model:?}, a model a key may use, has no price, so budgets would not count it; add {model}=INPUT/OUTPUT (USD per 1,000 tokens) to MODEL_PRICES or take it out of ALLOWED_MODELS"
+                    ),
+                ));
+            }
+        }
+
         let routing_cache =
             Duration::from_secs(env.parse_or("ROUTING_TABLE_CACHE_SECONDS", 30u64)?);
         let routing_table = env
@@ -326,7 +339,7 @@ impl InvokeConfig {
             allowed_models,
             router: CapacityRouter::new(provisioned, policy).with_custom_models(custom_models),
             bedrock,
-            prices: PriceTable::with_overrides("MODEL_PRICES", env.get("MODEL_PRICES"))?,
+            prices,
             metrics_namespace: env.string_or("METRICS_NAMESPACE", DEFAULT_NAMESPACE),
             log_level: env.get("AWS_LAMBDA_LOG_LEVEL").map(str::to_owned),
             response_mode: env.parse_or("RESPONSE_MODE", ResponseMode::Streaming)?,
@@ -364,6 +377,32 @@ mod tests {
                 cache: Duration::from_secs(30),
             })
         );
+    }
+
+    #[test]
+    fn with_tenant_keys_every_model_a_key_may_use_needs_a_price() {
+        let keyed = [
+            ("CACHE_TABLE_NAME", "cache"),
+            ("TENANT_KEYS_TABLE_NAME", "keys"),
+            ("SPEND_TABLE_NAME", "spend"),
+        ];
+        let unpriced = "mistral.mistral-large-2407-v1:0";
+        let allowed = format!("jp.anthropic.claude-3-haiku-20240307-v1:0,{unpriced}");
+        let mut vars = keyed.to_vec();
+        vars.push(("ALLOWED_MODELS", &allowed));
+        let error = InvokeConfig::from_env(&Env::from_pairs(vars.clone())).unwrap_err();
+        assert_eq!(error.variable, "MODEL_PRICES");
+        assert!(error.message.contains(unpriced), "{error}");
+
+        let priced = format!("{unpriced}=0.002/0.006");
+        vars.push(("MODEL_PRICES", &priced));
+        assert!(InvokeConfig::from_env(&Env::from_pairs(vars)).is_ok());
+        // Without keys no budget counts the cost: the model is served, its cost reported as 0.
+        assert!(InvokeConfig::from_env(&Env::from_pairs([
+            ("CACHE_TABLE_NAME", "cache"),
+            ("ALLOWED_MODELS", unpriced),
+        ]))
+        .is_ok());
     }
 
     #[test]
