@@ -357,9 +357,9 @@ fn openai_param(field: &str) -> String {
         .replace("toolConfig", "tools")
 }
 
-/// Reads a chat completion request. The model is returned as given (`auto` included): which
-/// names are served is the handler's decision.
-pub fn parse(body: &[u8]) -> Result<(InvokeRequest, String, OpenAiOptions), ApiError> {
+/// The body's fields this gateway serves: OpenAI fields it ignores are dropped, those at their
+/// neutral value too; any other is refused by name.
+fn served_fields(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| bad("body", format!("the request body is not valid JSON: {e}")))?;
     let Value::Object(fields) = value else {
@@ -388,6 +388,13 @@ pub fn parse(body: &[u8]) -> Result<(InvokeRequest, String, OpenAiOptions), ApiE
         }
         known.insert(name, value);
     }
+    Ok(known)
+}
+
+/// Reads a chat completion request. The model is returned as given (`auto` included): which
+/// names are served is the handler's decision.
+pub fn parse(body: &[u8]) -> Result<(InvokeRequest, String, OpenAiOptions), ApiError> {
+    let known = served_fields(body)?;
     let chat: ChatBody = serde_path_to_error::deserialize(Value::Object(known)).map_err(|e| {
         let path = e.path().to_string();
         bad(&path, format!("{path}: {}", e.into_inner()))
