@@ -272,7 +272,8 @@ pub mod invoke {
                 ledger: CachedSpend::new(
                     DynamoDbSpendLedger::new(dynamodb, &settings.spend_table),
                     settings.spend_cache,
-                ),
+                )
+                .with_grace(settings.spend_grace),
             });
             let ports = Ports::<LocalStack> {
                 store,

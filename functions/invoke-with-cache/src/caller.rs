@@ -77,7 +77,8 @@ impl<A: Adapters> App<A> {
     }
 
     /// A tenant may use its models, within its monthly budget. The spend is read from the
-    /// instance's cache of it; a ledger fault lets the request through (fail open).
+    /// instance's cache of it; a ledger that cannot be read answers with the last figure known
+    /// for `SPEND_READ_GRACE_SECONDS`, and past it the request is refused (fail closed).
     pub(crate) async fn admit(&self, caller: &Caller, model: &str) -> Result<(), ApiError> {
         let (Some(tenant), Some(tenancy)) = (&caller.tenant, &self.ports.tenancy) else {
             return Ok(());
@@ -109,9 +110,15 @@ impl<A: Adapters> App<A> {
             )
             .retry_after(seconds_to_next_month(now))),
             Ok(_) => Ok(()),
+            // Money is at stake: with no spend known (or known too long ago), no admission.
             Err(error) => {
-                tracing::warn!(error = %error, "spend read failed; admitting the request");
-                Ok(())
+                tracing::error!(error = %error, tenant = tenant.name, "spend unreadable past its grace; refusing the request");
+                Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "SpendUnavailable",
+                    "the tenant's spend could not be read to check its budget; retry in a few seconds",
+                )
+                .retry_after(5))
             }
         }
     }

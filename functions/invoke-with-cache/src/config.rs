@@ -99,6 +99,9 @@ pub struct TenancySettings {
     pub key_cache: Duration,
     /// How long an instance trusts a tenant's spend before reading it again.
     pub spend_cache: Duration,
+    /// How long the last spend known answers while the spend table cannot be read; past it,
+    /// a tenant with a budget is refused (503) until the table answers again.
+    pub spend_grace: Duration,
 }
 
 /// Stampede protection: the first of identical misses leases the key, the others wait for its
@@ -288,6 +291,7 @@ impl InvokeConfig {
                 spend_table: env.required("SPEND_TABLE_NAME")?,
                 key_cache: Duration::from_secs(env.parse_or("TENANT_KEY_CACHE_SECONDS", 60u64)?),
                 spend_cache: Duration::from_secs(env.parse_or("SPEND_CACHE_SECONDS", 10u64)?),
+                spend_grace: Duration::from_secs(env.parse_or("SPEND_READ_GRACE_SECONDS", 300u64)?),
             }),
         };
 

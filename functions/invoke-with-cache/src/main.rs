@@ -47,7 +47,8 @@ async fn main() -> Result<(), Error> {
         ledger: CachedSpend::new(
             DynamoDbSpendLedger::new(dynamodb.clone(), &settings.spend_table),
             settings.spend_cache,
-        ),
+        )
+        .with_grace(settings.spend_grace),
     });
     // The capacity function's live routes, read at most once per ROUTING_TABLE_CACHE_SECONDS.
     let routes = config.routing_table.as_ref().map(|settings| {

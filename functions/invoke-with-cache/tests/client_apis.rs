@@ -514,6 +514,48 @@ async fn spend_is_counted_per_tenant_and_month_and_a_tenant_over_budget_gets_429
 }
 
 #[tokio::test]
+async fn a_tenant_over_budget_stays_refused_while_its_spend_cannot_be_read_and_no_figure_means_503()
+{
+    let tenancy = Arc::new(InMemoryTenancy::default());
+    let key = tenant(&tenancy, vec![], Some(0.001)).await;
+    let month = month_of(common::clock().now());
+    tenancy.add("acme", &month, 0.002).await.unwrap();
+    let ask = || http_event("POST", COMPLETIONS, Some(&key), &chat(false));
+
+    // Read on every request (no spend cache), the last figure known held for the grace.
+    let (app, _) = build_with_tenancy(
+        &[("SPEND_CACHE_SECONDS", "0")],
+        FakeModel::answering(),
+        tenancy.clone(),
+    );
+    assert_eq!(read(app.handle(ask()).await).0, 429);
+    tenancy.set_spend_unreadable(true);
+    let (status, _, answer) = read(app.handle(ask()).await);
+    assert_eq!(
+        status, 429,
+        "the outage lets no spent tenant through: {answer}"
+    );
+
+    // An instance that never read the figure, or whose grace is over, refuses: 503.
+    let (fresh, _) = build_with_tenancy(
+        &[
+            ("SPEND_CACHE_SECONDS", "0"),
+            ("SPEND_READ_GRACE_SECONDS", "0"),
+        ],
+        FakeModel::answering(),
+        tenancy.clone(),
+    );
+    let response = fresh.handle(ask()).await;
+    assert!(response.headers().get("retry-after").is_some());
+    let (status, _, answer) = read(response);
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(answer["error"]["code"], "SpendUnavailable");
+
+    tenancy.set_spend_unreadable(false);
+    assert_eq!(read(fresh.handle(ask()).await).0, 429);
+}
+
+#[tokio::test]
 async fn a_bearer_key_on_the_native_api_scopes_the_cache_to_its_tenant() {
     let tenancy = Arc::new(InMemoryTenancy::default());
     let key = tenant(&tenancy, vec![], None).await;

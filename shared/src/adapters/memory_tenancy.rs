@@ -112,19 +112,35 @@ impl<K: TenantKeyStore> TenantKeyStore for CachedKeys<K> {
     }
 }
 
-/// Remembers each tenant's spend for `ttl`; an addition made here updates it at once.
+/// Remembers each tenant's spend for `ttl`; an addition made here updates it at once. When the
+/// ledger cannot be read, the last figure read or written here answers for `grace` (so a tenant
+/// known to be over budget stays refused through a ledger outage); past it, the read fails.
 #[derive(Debug)]
 pub struct CachedSpend<L> {
     inner: L,
     remembered: Remembered<f64>,
+    last_known: Remembered<f64>,
 }
 
 impl<L> CachedSpend<L> {
+    /// Without a grace: a failed read fails at once.
     pub fn new(inner: L, ttl: Duration) -> Self {
         Self {
             inner,
             remembered: Remembered::new(ttl),
+            last_known: Remembered::new(Duration::ZERO),
         }
+    }
+
+    /// How long the last figure known answers for a ledger that cannot be read.
+    pub fn with_grace(mut self, grace: Duration) -> Self {
+        self.last_known = Remembered::new(grace);
+        self
+    }
+
+    fn remember(&self, key: &str, spent: f64) {
+        self.remembered.put(key, spent);
+        self.last_known.put(key, spent);
     }
 }
 
@@ -138,14 +154,24 @@ impl<L: SpendLedger> SpendLedger for CachedSpend<L> {
         if let Some(spent) = self.remembered.get(&key) {
             return Ok(spent);
         }
-        let spent = self.inner.spent(tenant, month).await?;
-        self.remembered.put(&key, spent);
-        Ok(spent)
+        match self.inner.spent(tenant, month).await {
+            Ok(spent) => {
+                self.remember(&key, spent);
+                Ok(spent)
+            }
+            Err(error) => match self.last_known.get(&key) {
+                Some(spent) => {
+                    tracing::warn!(%error, "spend unreadable; the last figure known holds");
+                    Ok(spent)
+                }
+                None => Err(error),
+            },
+        }
     }
 
     async fn add(&self, tenant: &str, month: &str, usd: f64) -> Result<f64, TenancyError> {
         let total = self.inner.add(tenant, month, usd).await?;
-        self.remembered.put(&spend_key(tenant, month), total);
+        self.remember(&spend_key(tenant, month), total);
         Ok(total)
     }
 }
@@ -155,6 +181,16 @@ impl<L: SpendLedger> SpendLedger for CachedSpend<L> {
 pub struct InMemoryTenancy {
     keys: Mutex<HashMap<String, TenantKey>>,
     spend: Mutex<HashMap<String, f64>>,
+    /// Spend reads fail while set, as a ledger table that cannot be read.
+    spend_unreadable: std::sync::atomic::AtomicBool,
+}
+
+impl InMemoryTenancy {
+    /// Makes spend reads fail (`true`) or succeed again (`false`).
+    pub fn set_spend_unreadable(&self, unreadable: bool) {
+        self.spend_unreadable
+            .store(unreadable, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl TenantKeyStore for InMemoryTenancy {
@@ -213,6 +249,12 @@ impl TenantKeyStore for InMemoryTenancy {
 
 impl SpendLedger for InMemoryTenancy {
     async fn spent(&self, tenant: &str, month: &str) -> Result<f64, TenancyError> {
+        if self
+            .spend_unreadable
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return Err(TenancyError::Store("the spend table cannot be read".into()));
+        }
         Ok(self
             .spend
             .lock()
@@ -261,6 +303,34 @@ mod tests {
         assert_eq!(cached.get("k1").await.unwrap().unwrap().revoked_at, Some(5));
         // Unknown keys are remembered too, so a flood of bad keys stays in memory.
         assert!(cached.get("nope").await.unwrap().is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unreadable_ledger_answers_with_the_last_figure_for_the_grace_then_fails() {
+        let ledger = Arc::new(InMemoryTenancy::default());
+        ledger.add("acme", "2026-12", 5.0).await.unwrap();
+        let spend = CachedSpend::new(ledger.clone(), Duration::from_secs(10))
+            .with_grace(Duration::from_secs(300));
+        assert_eq!(spend.spent("acme", "2026-12").await.unwrap(), 5.0);
+
+        ledger.set_spend_unreadable(true);
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert_eq!(spend.spent("acme", "2026-12").await.unwrap(), 5.0);
+        assert!(
+            spend.spent("other", "2026-12").await.is_err(),
+            "never known"
+        );
+        tokio::time::advance(Duration::from_secs(300)).await;
+        assert!(
+            spend.spent("acme", "2026-12").await.is_err(),
+            "past the grace"
+        );
+
+        ledger.set_spend_unreadable(false);
+        assert_eq!(spend.spent("acme", "2026-12").await.unwrap(), 5.0);
+        let no_grace = CachedSpend::new(ledger.clone(), Duration::ZERO);
+        ledger.set_spend_unreadable(true);
+        assert!(no_grace.spent("acme", "2026-12").await.is_err());
     }
 
     #[tokio::test(start_paused = true)]

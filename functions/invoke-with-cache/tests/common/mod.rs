@@ -175,7 +175,8 @@ pub fn build_with_tenancy<M: ModelInvoker + 'static>(
             tenancy.clone(),
             settings.key_cache,
         ),
-        ledger: shared::adapters::memory_tenancy::CachedSpend::new(tenancy, settings.spend_cache),
+        ledger: shared::adapters::memory_tenancy::CachedSpend::new(tenancy, settings.spend_cache)
+            .with_grace(settings.spend_grace),
     });
     (Arc::new(App::new(config, ports)), recorder)
 }
