@@ -89,7 +89,7 @@ impl<A: Adapters> App<A> {
         }
         let month = month_of(self.ports.clock.now());
         if let Err(error) = tenancy.ledger.add(&tenant.name, &month, cost_usd).await {
-            tracing::error!(error = %error, tenant = tenant.name, cost_usd, "spend not recorded");
+            tracing::error!(error = %error, tenant = tenant.name, cost_usd, "spend not recorded yet; owed, and added with the tenant's next spend on this instance");
         }
     }
 }

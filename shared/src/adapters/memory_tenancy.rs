@@ -115,11 +115,16 @@ impl<K: TenantKeyStore> TenantKeyStore for CachedKeys<K> {
 /// Remembers each tenant's spend for `ttl`; an addition made here updates it at once. When the
 /// ledger cannot be read, the last figure read or written here answers for `grace` (so a tenant
 /// known to be over budget stays refused through a ledger outage); past it, the read fails.
+///
+/// An addition the ledger refused is not dropped: it is owed, counted in the spend this
+/// instance answers, and added with the tenant's next addition here (lost only if the instance
+/// ends first).
 #[derive(Debug)]
 pub struct CachedSpend<L> {
     inner: L,
     remembered: Remembered<f64>,
     last_known: Remembered<f64>,
+    owed: Mutex<HashMap<String, f64>>,
 }
 
 impl<L> CachedSpend<L> {
@@ -129,6 +134,7 @@ impl<L> CachedSpend<L> {
             inner,
             remembered: Remembered::new(ttl),
             last_known: Remembered::new(Duration::ZERO),
+            owed: Mutex::new(HashMap::new()),
         }
     }
 
@@ -142,6 +148,15 @@ impl<L> CachedSpend<L> {
         self.remembered.put(key, spent);
         self.last_known.put(key, spent);
     }
+
+    fn owed(&self) -> std::sync::MutexGuard<'_, HashMap<String, f64>> {
+        self.owed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// What the ledger has not recorded yet of the tenant's spend here.
+    fn owed_for(&self, key: &str) -> f64 {
+        self.owed().get(key).copied().unwrap_or(0.0)
+    }
 }
 
 fn spend_key(tenant: &str, month: &str) -> String {
@@ -151,18 +166,19 @@ fn spend_key(tenant: &str, month: &str) -> String {
 impl<L: SpendLedger> SpendLedger for CachedSpend<L> {
     async fn spent(&self, tenant: &str, month: &str) -> Result<f64, TenancyError> {
         let key = spend_key(tenant, month);
+        let owed = self.owed_for(&key);
         if let Some(spent) = self.remembered.get(&key) {
-            return Ok(spent);
+            return Ok(spent + owed);
         }
         match self.inner.spent(tenant, month).await {
             Ok(spent) => {
                 self.remember(&key, spent);
-                Ok(spent)
+                Ok(spent + owed)
             }
             Err(error) => match self.last_known.get(&key) {
                 Some(spent) => {
                     tracing::warn!(%error, "spend unreadable; the last figure known holds");
-                    Ok(spent)
+                    Ok(spent + owed)
                 }
                 None => Err(error),
             },
@@ -170,9 +186,23 @@ impl<L: SpendLedger> SpendLedger for CachedSpend<L> {
     }
 
     async fn add(&self, tenant: &str, month: &str, usd: f64) -> Result<f64, TenancyError> {
-        let total = self.inner.add(tenant, month, usd).await?;
-        self.remember(&spend_key(tenant, month), total);
-        Ok(total)
+        let key = spend_key(tenant, month);
+        let owed = self.owed().remove(&key).unwrap_or(0.0);
+        match self.inner.add(tenant, month, usd + owed).await {
+            Ok(total) => {
+                self.remember(&key, total);
+                Ok(total)
+            }
+            Err(error) => {
+                let mut all_owed = self.owed();
+                // Bounded like the caches: past it a new tenant's debt is not kept (and logged
+                // by the caller as not recorded).
+                if all_owed.len() < MAX_ENTRIES || all_owed.contains_key(&key) {
+                    *all_owed.entry(key).or_insert(0.0) += usd + owed;
+                }
+                Err(error)
+            }
+        }
     }
 }
 
@@ -183,6 +213,8 @@ pub struct InMemoryTenancy {
     spend: Mutex<HashMap<String, f64>>,
     /// Spend reads fail while set, as a ledger table that cannot be read.
     spend_unreadable: std::sync::atomic::AtomicBool,
+    /// Spend additions fail while set, as a ledger table that cannot be written.
+    spend_unwritable: std::sync::atomic::AtomicBool,
 }
 
 impl InMemoryTenancy {
@@ -190,6 +222,12 @@ impl InMemoryTenancy {
     pub fn set_spend_unreadable(&self, unreadable: bool) {
         self.spend_unreadable
             .store(unreadable, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Makes spend additions fail (`true`) or succeed again (`false`).
+    pub fn set_spend_unwritable(&self, unwritable: bool) {
+        self.spend_unwritable
+            .store(unwritable, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -265,6 +303,14 @@ impl SpendLedger for InMemoryTenancy {
     }
 
     async fn add(&self, tenant: &str, month: &str, usd: f64) -> Result<f64, TenancyError> {
+        if self
+            .spend_unwritable
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return Err(TenancyError::Store(
+                "the spend table cannot be written".into(),
+            ));
+        }
         let mut spend = self.spend.lock().unwrap_or_else(|e| e.into_inner());
         let total = spend.entry(spend_key(tenant, month)).or_insert(0.0);
         *total += usd;
@@ -303,6 +349,28 @@ mod tests {
         assert_eq!(cached.get("k1").await.unwrap().unwrap().revoked_at, Some(5));
         // Unknown keys are remembered too, so a flood of bad keys stays in memory.
         assert!(cached.get("nope").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn an_addition_the_ledger_refused_is_owed_counted_and_added_with_the_next() {
+        let ledger = Arc::new(InMemoryTenancy::default());
+        let spend = CachedSpend::new(ledger.clone(), Duration::ZERO);
+        ledger.set_spend_unwritable(true);
+        assert!(spend.add("acme", "2026-12", 1.5).await.is_err());
+        assert!(spend.add("acme", "2026-12", 0.5).await.is_err());
+        assert_eq!(ledger.spent("acme", "2026-12").await.unwrap(), 0.0);
+        // The budget check counts what the ledger has not recorded yet.
+        assert_eq!(spend.spent("acme", "2026-12").await.unwrap(), 2.0);
+        assert_eq!(spend.spent("other", "2026-12").await.unwrap(), 0.0);
+
+        ledger.set_spend_unwritable(false);
+        assert_eq!(spend.add("acme", "2026-12", 1.0).await.unwrap(), 3.0);
+        assert_eq!(ledger.spent("acme", "2026-12").await.unwrap(), 3.0);
+        assert_eq!(
+            spend.spent("acme", "2026-12").await.unwrap(),
+            3.0,
+            "nothing owed twice"
+        );
     }
 
     #[tokio::test(start_paused = true)]
