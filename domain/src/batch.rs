@@ -4,6 +4,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
+use crate::identity::{tenant_owner, Principal};
+use crate::tenancy::check_tenant_name;
+
 use super::conversation::{
     check_inference, check_messages, check_texts, check_tools, InferenceConfig, Message, TextBlock,
     Usage,
@@ -251,11 +254,59 @@ impl JobEntry {
     }
 }
 
+/// Uploads under this prefix become batches, owned by whom the next segments name:
+/// `batch-input/tenant/{tenant}/….jsonl` (a tenant: the owner its keys' callers are) or
+/// `batch-input/role/{account}/{role}/….jsonl` (an IAM role: the owner its callers of the
+/// batch API are). Who may write under a prefix is the bucket's and writers' IAM policies'
+/// decision; see docs/api-batch.md.
+pub const UPLOAD_PREFIX: &str = "batch-input/";
+
+/// The owner of an upload at `key`, or `None` when its path names none (such an upload is
+/// nobody's batch, never everyone's).
+pub fn upload_owner(key: &str) -> Option<String> {
+    let path = key.strip_prefix(UPLOAD_PREFIX)?;
+    let mut segments = path.split('/');
+    let owner = match segments.next()? {
+        "tenant" => {
+            let tenant = segments.next()?;
+            check_tenant_name(tenant).ok()?;
+            tenant_owner(tenant)
+        }
+        "role" => {
+            let (account, role) = (segments.next()?, segments.next()?);
+            let account_ok = account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit());
+            // IAM role names: 1 to 64 of letters, digits and +=,.@_-
+            let role_ok = (1..=64).contains(&role.len())
+                && role
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b));
+            if !(account_ok && role_ok) {
+                return None;
+            }
+            Principal::Role {
+                account: account.to_owned(),
+                role: role.to_owned(),
+            }
+            .to_string()
+        }
+        _ => return None,
+    };
+    // The object's own name follows the owner's segments.
+    let name = segments.next_back()?;
+    (!name.is_empty()).then_some(owner)
+}
+
 /// A batch as the registry keeps it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Batch {
     pub batch_id: String,
+    /// Who it belongs to, the only caller who may read, list or stop it: the namespace form of
+    /// the principal that created it ([`crate::identity::Principal`]'s `Display`), or
+    /// [`crate::identity::tenant_owner`] for an upload under `batch-input/{tenant}/`. Empty
+    /// on items written before batches had owners: such a batch is nobody's to read.
+    #[serde(default)]
+    pub owner: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     pub model_id: String,
@@ -451,6 +502,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_upload_belongs_to_the_tenant_or_role_its_prefix_names_and_never_to_anyone() {
+        assert_eq!(
+            upload_owner("batch-input/tenant/team-a/questions.jsonl"),
+            Some(r#"tenant:"team-a""#.to_owned())
+        );
+        assert_eq!(
+            upload_owner("batch-input/role/123456789012/app-team/2026/12/q.jsonl"),
+            Some(
+                Principal::Role {
+                    account: "123456789012".into(),
+                    role: "app-team".into()
+                }
+                .to_string()
+            )
+        );
+        for nobodys in [
+            "batch-input/questions.jsonl",
+            "batch-input/tenant/questions.jsonl",
+            "batch-input/tenant/team-a/",
+            "batch-input/tenant/te\"am/q.jsonl",
+            "batch-input/tenant//q.jsonl",
+            "batch-input/role/123/app-team/q.jsonl",
+            "batch-input/role/123456789012/q.jsonl",
+            "batch-input/role/123456789012/a b/q.jsonl",
+            "batch-input/user/bob/q.jsonl",
+            "elsewhere/tenant/team-a/q.jsonl",
+        ] {
+            assert_eq!(upload_owner(nobodys), None, "{nobodys}");
+        }
+    }
+
+    #[test]
     fn both_record_forms_become_converse_bodies() {
         let (id, input) = parse_record(json!({"recordId": "a", "prompt": "hi"})).unwrap();
         assert_eq!(id.as_deref(), Some("a"));
@@ -559,6 +642,7 @@ mod tests {
     fn a_batch_status_adds_up_its_jobs() {
         let mut batch = Batch {
             batch_id: "b".into(),
+            owner: String::new(),
             name: None,
             model_id: "m".into(),
             source: "api".into(),

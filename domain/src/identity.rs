@@ -93,6 +93,12 @@ impl fmt::Display for Principal {
     }
 }
 
+/// The owner (and cache namespace) of what a tenant does: its key's callers and its uploads
+/// (`batch-input/{tenant}/…`) are the same owner.
+pub fn tenant_owner(tenant: &str) -> String {
+    format!("tenant:{}", serde_json::Value::String(tenant.to_owned()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,6 +178,9 @@ mod tests {
             subject: "\"y/z".into(),
         };
         assert_ne!(a.to_string(), b.to_string());
+        assert_eq!(tenant_owner("team-a"), r#"tenant:"team-a""#);
+        // No principal's form is a tenant's.
+        assert!(!a.to_string().starts_with("tenant:"));
         assert_eq!(
             Principal::Role {
                 account: "1".into(),

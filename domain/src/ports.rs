@@ -192,8 +192,18 @@ pub trait BatchRegistry: Send + Sync {
     /// (`Batch::is_open`).
     fn unfinished(&self) -> impl Future<Output = Result<Vec<Batch>, RegistryError>> + Send;
 
-    /// Batches, newest first: `limit` of them after `page_token`, and the token of the next page.
+    /// `owner`'s batches ([`Batch::owner`]), newest first: `limit` of them after `page_token`,
+    /// and the token of the next page. Another owner's batches are never among them.
     fn recent(
+        &self,
+        owner: &str,
+        limit: usize,
+        page_token: Option<&str>,
+    ) -> impl Future<Output = Result<(Vec<Batch>, Option<String>), RegistryError>> + Send;
+
+    /// Every owner's batches, paged as [`BatchRegistry::recent`]: for reports across the
+    /// deployment (metrics-publisher), never for answering a caller.
+    fn every(
         &self,
         limit: usize,
         page_token: Option<&str>,

@@ -5,6 +5,8 @@ use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::Value;
 
+use domain::identity::{CallerClaims, Principal};
+
 /// API Gateway's request id when there is one, else the Lambda request id.
 pub fn request_id(request: &Request) -> String {
     let from_gateway = match request.request_context_ref() {
@@ -15,6 +17,55 @@ pub fn request_id(request: &Request) -> String {
     from_gateway
         .or_else(|| request.lambda_context_ref().map(|c| c.request_id.clone()))
         .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// What API Gateway's authorizer says about the caller (HTTP API or REST API event).
+pub fn caller_claims(request: &Request) -> CallerClaims {
+    let claim = |claims: Option<&std::collections::HashMap<String, String>>, name: &str| {
+        claims.and_then(|c| c.get(name)).cloned()
+    };
+    match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => {
+            let Some(authorizer) = ctx.authorizer.as_ref() else {
+                return CallerClaims::default();
+            };
+            let iam = authorizer.iam.as_ref();
+            let jwt = authorizer.jwt.as_ref().map(|j| &j.claims);
+            CallerClaims {
+                user_arn: iam.and_then(|i| i.user_arn.clone()),
+                cognito_identity_id: iam
+                    .and_then(|i| i.cognito_identity.as_ref())
+                    .and_then(|c| c.identity_id.clone()),
+                jwt_issuer: claim(jwt, "iss"),
+                jwt_subject: claim(jwt, "sub"),
+            }
+        }
+        Some(RequestContext::ApiGatewayV1(ctx)) => {
+            let jwt = ctx.authorizer.jwt.as_ref().map(|j| &j.claims);
+            // A Cognito user-pool authorizer puts its claims under `claims`.
+            let pool_claim = |name: &str| {
+                ctx.authorizer
+                    .fields
+                    .get("claims")
+                    .and_then(|c| c.get(name))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            };
+            CallerClaims {
+                user_arn: ctx.identity.user_arn.clone(),
+                cognito_identity_id: ctx.identity.cognito_identity_id.clone(),
+                jwt_issuer: claim(jwt, "iss").or_else(|| pool_claim("iss")),
+                jwt_subject: claim(jwt, "sub").or_else(|| pool_claim("sub")),
+            }
+        }
+        _ => CallerClaims::default(),
+    }
+}
+
+/// The stable principal API Gateway's authorizer names, or `None` when the request carries no
+/// identity (a route without IAM or JWT authorization).
+pub fn caller_principal(request: &Request) -> Option<Principal> {
+    Principal::from_claims(&caller_claims(request))
 }
 
 pub fn json_response(status: StatusCode, body: &Value) -> Response<Body> {

@@ -230,11 +230,34 @@ impl BatchRegistry for Registry {
     }
     async fn recent(
         &self,
+        owner: &str,
+        limit: usize,
+        token: Option<&str>,
+    ) -> Result<(Vec<Batch>, Option<String>), RegistryError> {
+        self.page(Some(owner), limit, token)
+    }
+    async fn every(
+        &self,
+        limit: usize,
+        token: Option<&str>,
+    ) -> Result<(Vec<Batch>, Option<String>), RegistryError> {
+        self.page(None, limit, token)
+    }
+}
+
+impl Registry {
+    fn page(
+        &self,
+        owner: Option<&str>,
         limit: usize,
         token: Option<&str>,
     ) -> Result<(Vec<Batch>, Option<String>), RegistryError> {
         self.check()?;
-        let all = self.all();
+        let all: Vec<Batch> = self
+            .all()
+            .into_iter()
+            .filter(|b| owner.is_none_or(|owner| b.owner == owner))
+            .collect();
         let start: usize = token.map_or(0, |t| t.parse().unwrap());
         let end = (start + limit).min(all.len());
         Ok((

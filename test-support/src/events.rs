@@ -15,6 +15,8 @@ use serde_json::{json, Map, Value};
 /// An HTTP API (payload 2.0) `POST /v1/invoke` with an IAM authorizer (an assumed role's
 /// session `alice`) and a JSON body.
 pub const HTTP_API_V2_IAM: &str = include_str!("../fixtures/apigw-v2-iam.json");
+/// The owner of what [`HTTP_API_V2_IAM`]'s caller creates: its role, whatever the session.
+pub const HTTP_API_V2_IAM_OWNER: &str = r#"role:"123456789012"/"app-team""#;
 /// A REST API (payload 1.0) `POST /v1/invoke` with an IAM caller (the user `bob`), stage `prod`.
 pub const REST_API_V1: &str = include_str!("../fixtures/apigw-rest-v1.json");
 /// An S3 notification: `ObjectCreated:Put` of `batch-input/questions.jsonl` in `batch-bucket`.

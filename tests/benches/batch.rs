@@ -74,7 +74,7 @@ async fn main() {
         drop(round_trip);
 
         let key = format!(
-            "batch-input/bench-{count}-{}.jsonl",
+            "batch-input/tenant/bench/{count}-{}.jsonl",
             unique("b").replace([' ', ':', '#'], "-")
         );
         reset_peak_memory();

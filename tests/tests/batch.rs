@@ -349,10 +349,11 @@ async fn a_failed_announcement_never_holds_back_the_results_and_a_later_run_send
     assert_eq!(announcements(&batch_id).await.len(), 1, "announced once");
 }
 
-/// A key under the upload prefix that no other test uses.
+/// A key that no other test uses under the upload prefix of the harness's caller (the role
+/// of the HTTP API fixture), so its batches are that caller's to read.
 fn upload_key(label: &str) -> String {
     format!(
-        "batch-input/{}.jsonl",
+        "batch-input/role/123456789012/app-team/{}.jsonl",
         unique(label).replace([' ', ':', '#'], "-")
     )
 }

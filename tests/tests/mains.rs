@@ -201,6 +201,62 @@ async fn batch_submit_and_batch_status_take_250_records_to_merged_results_and_an
     );
     assert_eq!(state["records"]["succeeded"], 250, "{state}");
 
+    // Another team's role, through the same binaries: A's batch does not exist for it.
+    let from_b = |method: &str, path: &str, body: &str| {
+        let mut event = http_api(method, path, body);
+        event["requestContext"]["authorizer"]["iam"]["userArn"] =
+            json!("arn:aws:sts::123456789012:assumed-role/other-team/bob");
+        event
+    };
+    let listed = invoke(&status_api, &status, &from_b("GET", "/v1/batches", ""))
+        .await
+        .http()
+        .unwrap();
+    assert_eq!(listed.status, 200, "{:?}", listed.body);
+    assert_eq!(
+        listed.json().unwrap()["batches"],
+        json!([]),
+        "B lists A's batch"
+    );
+    for (method, path) in [
+        ("GET", path.clone()),
+        ("GET", format!("{path}/results")),
+        ("DELETE", path.clone()),
+    ] {
+        let refused = invoke(&status_api, &status, &from_b(method, &path, ""))
+            .await
+            .http()
+            .unwrap();
+        assert_eq!(refused.status, 404, "{method} {path}: {:?}", refused.body);
+    }
+    let b_submits = invoke(&submit_api, &submit, &from_b("POST", "/v1/batches", &body))
+        .await
+        .http()
+        .unwrap();
+    assert_eq!(b_submits.status, 202, "{:?}", b_submits.body);
+    assert_ne!(
+        b_submits.json().unwrap()["batchId"],
+        json!(batch_id),
+        "the same records from B are B's own batch"
+    );
+    let mine = invoke(
+        &status_api,
+        &status,
+        &http_api("GET", "/v1/batches?limit=100", ""),
+    )
+    .await
+    .http()
+    .unwrap()
+    .json()
+    .unwrap();
+    let listed_ids: Vec<&Value> = mine["batches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| &b["batchId"])
+        .collect();
+    assert!(listed_ids.contains(&&json!(batch_id)), "{mine}");
+
     // The merged results, through the presigned URL batch-status hands out.
     let results = invoke(
         &status_api,
@@ -234,7 +290,10 @@ async fn batch_submit_and_batch_status_take_250_records_to_merged_results_and_an
 
     // An S3 upload becomes a batch too.
     let bucket = stack_var("BATCH_BUCKET_NAME");
-    let key = format!("batch-input/{}.jsonl", unique("upload").replace(' ', "-"));
+    let key = format!(
+        "batch-input/tenant/team-a/{}.jsonl",
+        unique("upload").replace(' ', "-")
+    );
     let lines: String = batch_records(120, "mains upload")
         .iter()
         .map(|r| format!("{r}\n"))

@@ -293,6 +293,7 @@ fn digests_tell_requests_apart() {
 fn batch(id: &str, status: BatchStatus, updated_at: i64, jobs: Vec<JobEntry>) -> Batch {
     Batch {
         batch_id: id.into(),
+        owner: String::new(),
         name: None,
         model_id: HAIKU.into(),
         source: "api".into(),

@@ -14,7 +14,7 @@ use shared::api::ApiError;
 use shared::batch::{
     batch_id_of_job, refresh, stop_batch, sweep, BatchError, BatchSettings, Sweep,
 };
-use shared::http::{answer_gateway_event, request_id};
+use shared::http::{answer_gateway_event, caller_principal, request_id};
 
 /// What started an invocation.
 #[derive(Debug, PartialEq)]
@@ -174,17 +174,22 @@ where
         if let [batch_id, ..] = parts.as_slice() {
             check_batch_id(batch_id)?;
         }
+        let owner = caller_principal(request)
+            .ok_or_else(missing_identity)?
+            .to_string();
         match (method.as_str(), parts.as_slice()) {
-            ("GET", []) => self.list(request).await,
-            ("GET", [batch_id]) => Ok(describe(&self.batch(batch_id).await?, &self.store)),
+            ("GET", []) => self.list(request, &owner).await,
+            ("GET", [batch_id]) => Ok(describe(&self.batch(batch_id, &owner).await?, &self.store)),
             ("DELETE", [batch_id]) => {
+                // Whose it is is checked before anything is stopped.
+                self.batch(batch_id, &owner).await?;
                 let now = self.clock.now().timestamp();
                 let batch = stop_batch(&self.jobs, &self.registry, batch_id, now)
                     .await
                     .map_err(|e| batch_error(batch_id, e))?;
                 Ok(describe(&batch, &self.store))
             }
-            ("GET", [batch_id, "results"]) => self.results_url(batch_id).await,
+            ("GET", [batch_id, "results"]) => self.results_url(batch_id, &owner).await,
             (_, [] | [_] | [_, "results"]) => Err(ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "MethodNotAllowed",
@@ -194,15 +199,18 @@ where
         }
     }
 
-    async fn batch(&self, batch_id: &str) -> Result<Batch, ApiError> {
+    /// The caller's batch: another owner's answers exactly as one that does not exist, so ids
+    /// cannot be probed.
+    async fn batch(&self, batch_id: &str, owner: &str) -> Result<Batch, ApiError> {
         self.registry
             .get(batch_id)
             .await
             .map_err(|e| batch_error(batch_id, e.into()))?
+            .filter(|batch| batch.owner == owner)
             .ok_or_else(|| batch_error(batch_id, BatchError::NotFound(batch_id.to_owned())))
     }
 
-    async fn list(&self, request: &Request) -> Result<Value, ApiError> {
+    async fn list(&self, request: &Request, owner: &str) -> Result<Value, ApiError> {
         let query = request.query_string_parameters();
         let limit = match query.first("limit") {
             None => 20,
@@ -228,15 +236,15 @@ where
         }
         let (batches, next) = self
             .registry
-            .recent(limit, token)
+            .recent(owner, limit, token)
             .await
             .map_err(|e| batch_error("", e.into()))?;
         let items: Vec<Value> = batches.iter().map(|b| describe(b, &self.store)).collect();
         Ok(json!({"batches": items, "nextToken": next}))
     }
 
-    async fn results_url(&self, batch_id: &str) -> Result<Value, ApiError> {
-        let batch = self.batch(batch_id).await?;
+    async fn results_url(&self, batch_id: &str, owner: &str) -> Result<Value, ApiError> {
+        let batch = self.batch(batch_id, owner).await?;
         let Some(key) = batch.results_key.as_deref() else {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
@@ -283,6 +291,14 @@ fn check_batch_id(batch_id: &str) -> Result<(), ApiError> {
             "batchId: {shown:?} is not a batch id (letters, digits, '-' or '_', 1 to {MAX_BATCH_ID} of them); use the batchId POST /v1/batches answered"
         ),
     ))
+}
+
+fn missing_identity() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "MissingCallerIdentity",
+        "the request carries no IAM or JWT (iss and sub) identity, and a batch is shown only to its owner; call through the authorized API",
+    )
 }
 
 fn not_found(path: &str) -> ApiError {

@@ -12,7 +12,10 @@ use shared::adapters::clock::ManualClock;
 use shared::batch::{output_prefix, prepare_jobs, submit_queued, BatchSettings};
 use shared::config::Env;
 use test_support::batch::{Bucket, Bus, Jobs, Registry, BUCKET};
-use test_support::events::{batch_job_state_change, s3_object_created, scheduled_event, ApiEvent};
+use test_support::events::{
+    batch_job_state_change, iam_authorizer, s3_object_created, scheduled_event, ApiEvent,
+    HTTP_API_V2_IAM_OWNER,
+};
 
 const HAIKU: &str = "anthropic.claude-3-haiku-20240307-v1:0";
 /// Noon UTC on a Monday.
@@ -63,7 +66,8 @@ async fn submitted(w: &World, batch_id: &str) -> Batch {
         })
         .collect();
     let mut batch: Batch = serde_json::from_value(json!({
-        "batchId": batch_id, "modelId": HAIKU, "source": "api", "status": "Queued",
+        "batchId": batch_id, "owner": HTTP_API_V2_IAM_OWNER, "modelId": HAIKU, "source": "api",
+        "status": "Queued",
         "jobs": [], "recordCount": 3, "createdAt": NOW - 600, "updatedAt": NOW - 600,
         "version": 1
     }))
@@ -138,6 +142,68 @@ async fn a_batch_is_described_and_an_unknown_one_is_404() {
     assert_eq!(status, 404, "{body}");
     assert_eq!(body["error"]["code"], "BatchNotFound");
     assert_eq!(body["error"]["requestId"], "req-1");
+}
+
+/// `method path` from another caller: a role of another team.
+fn from_another_team(method: &str, path: &str) -> Value {
+    ApiEvent::http(method, path)
+        .authorizer(iam_authorizer(
+            "arn:aws:sts::123456789012:assumed-role/other-team/mallory",
+            None,
+        ))
+        .json()
+}
+
+#[tokio::test]
+async fn another_callers_batch_is_invisible_as_if_it_did_not_exist() {
+    let w = world();
+    let batch = submitted(&w, "0a1b2c").await;
+    job_output(&w, &batch);
+    w.jobs.reporting(completed());
+    w.app.advance("0a1b2c").await.unwrap();
+    let (_, unknown) = answer(&w.app, get("/v1/batches/ffffff")).await;
+
+    for (method, path) in [
+        ("GET", "/v1/batches/0a1b2c"),
+        ("GET", "/v1/batches/0a1b2c/results"),
+        ("DELETE", "/v1/batches/0a1b2c"),
+    ] {
+        let (status, body) = answer(&w.app, from_another_team(method, path)).await;
+        assert_eq!(status, 404, "{method} {path}: {body}");
+        assert_eq!(body["error"]["code"], unknown["error"]["code"]);
+        assert_eq!(
+            body["error"]["message"],
+            unknown["error"]["message"]
+                .as_str()
+                .unwrap()
+                .replace("ffffff", "0a1b2c")
+        );
+    }
+    let (status, listed) = answer(&w.app, from_another_team("GET", "/v1/batches")).await;
+    assert_eq!((status, listed["batches"].clone()), (200, json!([])));
+    assert!(w.jobs.stopped().is_empty(), "nothing of it was stopped");
+
+    // Its owner, under another session name, still sees it.
+    let alice_again = ApiEvent::http("GET", "/v1/batches")
+        .authorizer(iam_authorizer(
+            "arn:aws:sts::123456789012:assumed-role/app-team/other-session",
+            None,
+        ))
+        .json();
+    let (_, listed) = answer(&w.app, alice_again).await;
+    assert_eq!(listed["batches"][0]["batchId"], "0a1b2c");
+}
+
+#[tokio::test]
+async fn a_request_without_a_caller_identity_is_401() {
+    let w = world();
+    submitted(&w, "0a1b2c").await;
+    for path in ["/v1/batches", "/v1/batches/0a1b2c"] {
+        let anonymous = ApiEvent::http("GET", path).without_authorizer().json();
+        let (status, body) = answer(&w.app, anonymous).await;
+        assert_eq!(status, 401, "{path}: {body}");
+        assert_eq!(body["error"]["code"], "MissingCallerIdentity");
+    }
 }
 
 #[tokio::test]

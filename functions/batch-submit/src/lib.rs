@@ -14,7 +14,7 @@ use shared::batch::{
     answer_directly, batch_id_for, parse_line, prepare_jobs, prepare_jobs_from_upload,
     submit_queued, BatchError, BatchSettings, LineReader, SmallPolicy,
 };
-use shared::http::{gateway_response, json_response, request_id};
+use shared::http::{caller_principal, gateway_response, json_response, request_id};
 
 /// The function with its adapters, built once per instance.
 pub struct SubmitApp<S, R, J, M, C> {
@@ -71,6 +71,8 @@ where
 struct Submission {
     model_id: String,
     name: Option<String>,
+    /// Makes the same records a new batch on purpose (a resubmission after Failed or Stopped).
+    client_token: Option<String>,
     records: Vec<BatchRecord>,
     collector: RecordCollector,
 }
@@ -106,9 +108,13 @@ where
     }
 
     async fn submit(&self, request: &Request) -> Result<Batch, Refusal> {
+        let owner = caller_principal(request)
+            .ok_or_else(|| (missing_identity(), None))?
+            .to_string();
         let Submission {
             model_id,
             name,
+            client_token,
             records,
             collector,
         } = parse(request).map_err(|e| (e, None))?;
@@ -121,18 +127,29 @@ where
             return Err((too_few(records.len(), self.settings.min_records), None));
         }
         let canonical = serde_json::to_vec(&records).unwrap_or_default();
+        // The owner is part of the id: the same records from two callers are two batches.
         let batch_id = batch_id_for(&[
+            owner.as_bytes(),
             model_id.as_bytes(),
             name.as_deref().unwrap_or("").as_bytes(),
+            client_token.as_deref().unwrap_or("").as_bytes(),
             &canonical,
         ]);
-        let batch = self.new_batch(batch_id, model_id, name, "api".to_owned(), records.len());
+        let batch = self.new_batch(
+            batch_id,
+            owner,
+            model_id,
+            name,
+            "api".to_owned(),
+            records.len(),
+        );
         self.start(batch, &records).await.map_err(unavailable)
     }
 
     fn new_batch(
         &self,
         batch_id: String,
+        owner: String,
         model_id: String,
         name: Option<String>,
         source: String,
@@ -141,6 +158,7 @@ where
         let now = self.clock.now().timestamp();
         Batch {
             batch_id,
+            owner,
             name,
             model_id,
             source,
@@ -214,6 +232,14 @@ where
                 tracing::info!(key, "not a batch upload (batch-input/*.jsonl); ignored");
                 continue;
             }
+            let Some(owner) = upload_owner(&key) else {
+                // Never "anyone's": an upload outside a tenant's prefix is nobody's batch.
+                tracing::warn!(
+                    key,
+                    "batch upload outside batch-input/tenant/{{tenant}}/ or batch-input/role/{{account}}/{{role}}/: no owner, ignored; upload under an owner's prefix"
+                );
+                continue;
+            };
             let bucket = record.s3.bucket.name.unwrap_or_default();
             let version = record
                 .s3
@@ -222,7 +248,7 @@ where
                 .or(record.s3.object.e_tag)
                 .unwrap_or_default();
             let batch_id = batch_id_for(&[bucket.as_bytes(), key.as_bytes(), version.as_bytes()]);
-            match self.upload(batch_id, &key).await {
+            match self.upload(batch_id, owner, &key).await {
                 Ok(batch) => batches.push(batch),
                 // Deleted before the event arrived: nothing to read, nothing to retry.
                 Err(BatchError::NotFound(_)) => {
@@ -237,7 +263,12 @@ where
     /// Checks the whole upload first, a chunk at a time, keeping only ids; nothing is written
     /// unless every line is valid. Then the job inputs are written in a second read. Memory
     /// holds a chunk, the ids and one job's input, whatever the file's size.
-    async fn upload(&self, batch_id: String, key: &str) -> Result<Batch, BatchError> {
+    async fn upload(
+        &self,
+        batch_id: String,
+        owner: String,
+        key: &str,
+    ) -> Result<Batch, BatchError> {
         if let Some(existing) = self.registry.get(&batch_id).await? {
             tracing::info!(
                 batch_id,
@@ -272,7 +303,7 @@ where
                     .to_owned(),
             });
             return self
-                .reject(batch_id, String::new(), name, source, checker)
+                .reject(batch_id, owner, String::new(), name, source, checker)
                 .await;
         };
         let count = checker.accepted;
@@ -287,9 +318,11 @@ where
             });
         }
         if !checker.rejection.is_empty() {
-            return self.reject(batch_id, model_id, name, source, checker).await;
+            return self
+                .reject(batch_id, owner, model_id, name, source, checker)
+                .await;
         }
-        let mut batch = self.new_batch(batch_id, model_id, name, source, count);
+        let mut batch = self.new_batch(batch_id, owner, model_id, name, source, count);
         if batch.direct {
             let records = self.read_small_upload(key, info.size).await?;
             return self.start(batch, &records).await;
@@ -327,13 +360,14 @@ where
     async fn reject(
         &self,
         batch_id: String,
+        owner: String,
         model_id: String,
         name: Option<String>,
         source: String,
         collector: RecordCollector,
     ) -> Result<Batch, BatchError> {
         let count = collector.accepted + collector.rejection.problem_count;
-        let mut batch = self.new_batch(batch_id, model_id, name, source, count);
+        let mut batch = self.new_batch(batch_id, owner, model_id, name, source, count);
         batch.status = BatchStatus::Rejected;
         batch.direct = false;
         tracing::warn!(
@@ -347,8 +381,15 @@ where
     }
 }
 
-/// Uploads under this prefix become batches.
-pub const UPLOAD_PREFIX: &str = "batch-input/";
+pub use domain::batch::{upload_owner, UPLOAD_PREFIX};
+
+fn missing_identity() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "MissingCallerIdentity",
+        "the request carries no IAM or JWT (iss and sub) identity, and every batch belongs to its caller; call through the authorized API",
+    )
+}
 
 /// S3 event keys are URL-encoded, with `+` for spaces.
 fn object_key(raw: &str) -> String {
@@ -433,12 +474,12 @@ fn parse(request: &Request) -> Result<Submission, ApiError> {
     };
     if let Some(extra) = body
         .keys()
-        .find(|k| !["modelId", "records", "name"].contains(&k.as_str()))
+        .find(|k| !["modelId", "records", "name", "clientToken"].contains(&k.as_str()))
     {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "UnknownField",
-            format!("{extra}: unknown field; expected modelId, records, name"),
+            format!("{extra}: unknown field; expected modelId, records, name, clientToken"),
         ));
     }
     let model_id = match body.remove("modelId") {
@@ -455,6 +496,16 @@ fn parse(request: &Request) -> Result<Submission, ApiError> {
         Some(Value::String(name)) => Some(name),
         Some(_) => return Err(invalid("name", "must be a string")),
     };
+    let client_token = match body.remove("clientToken") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(token)) if is_client_token(&token) => Some(token),
+        Some(_) => {
+            return Err(invalid(
+                "clientToken",
+                "must be 1 to 64 letters, digits, '-' or '_'; send a new one to submit the same records again",
+            ))
+        }
+    };
     let Some(Value::Array(records)) = body.remove("records") else {
         return Err(invalid("records", "is required: an array of records"));
     };
@@ -470,9 +521,17 @@ fn parse(request: &Request) -> Result<Submission, ApiError> {
     Ok(Submission {
         model_id,
         name,
+        client_token,
         records,
         collector,
     })
+}
+
+fn is_client_token(token: &str) -> bool {
+    (1..=64).contains(&token.len())
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn accepted(batch: &Batch) -> Value {

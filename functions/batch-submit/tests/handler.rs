@@ -6,12 +6,15 @@ use batch_submit::SubmitApp;
 use chrono::{TimeZone, Utc};
 use domain::batch::BatchStatus;
 use domain::error::{JobError, RegistryError};
+use domain::identity::tenant_owner;
 use serde_json::{json, Value};
 use shared::adapters::clock::ManualClock;
 use shared::batch::{BatchError, BatchSettings};
 use shared::config::Env;
 use test_support::batch::{job_arn, Bucket, Jobs, Registry, BUCKET};
-use test_support::events::{s3_object_created, scheduled_event, ApiEvent};
+use test_support::events::{
+    iam_authorizer, s3_object_created, scheduled_event, ApiEvent, HTTP_API_V2_IAM_OWNER,
+};
 use test_support::model::FakeModel;
 
 const HAIKU: &str = "anthropic.claude-3-haiku-20240307-v1:0";
@@ -378,15 +381,78 @@ fn upload(lines: usize) -> Vec<u8> {
 }
 
 #[tokio::test]
+async fn the_same_records_from_two_callers_are_two_batches_each_its_owners() {
+    let w = world(SMALL_JOBS);
+    let request = json!({"modelId": HAIKU, "records": records(3)});
+    let (status, alice) = answer(&w.app, post(&request)).await;
+    assert_eq!(status, 202, "{alice}");
+    let from_bob = ApiEvent::http("POST", "/v1/batches")
+        .authorizer(iam_authorizer(
+            "arn:aws:sts::123456789012:assumed-role/other-team/bob",
+            None,
+        ))
+        .body(&request)
+        .json();
+    let (status, bob) = answer(&w.app, from_bob).await;
+    assert_eq!(status, 202, "{bob}");
+    assert_ne!(alice["batchId"], bob["batchId"]);
+    let owner = |body: &Value| w.registry.stored(body["batchId"].as_str().unwrap()).owner;
+    assert_eq!(owner(&alice), HTTP_API_V2_IAM_OWNER);
+    assert_eq!(owner(&bob), r#"role:"123456789012"/"other-team""#);
+    assert_eq!(w.jobs.created().len(), 2);
+
+    // The same caller again: the same batch. With a new client token: a new one, on purpose.
+    let (_, again) = answer(&w.app, post(&request)).await;
+    assert_eq!(again["batchId"], alice["batchId"]);
+    let mut resubmitted = request.clone();
+    resubmitted["clientToken"] = json!("retry-2");
+    let (status, fresh) = answer(&w.app, post(&resubmitted)).await;
+    assert_eq!(status, 202, "{fresh}");
+    assert_ne!(fresh["batchId"], alice["batchId"]);
+    assert_eq!(w.jobs.created().len(), 3);
+}
+
+#[tokio::test]
+async fn a_submission_without_a_caller_or_with_a_bad_client_token_is_refused() {
+    let w = world(SMALL_JOBS);
+    let request = json!({"modelId": HAIKU, "records": records(3)});
+    let anonymous = ApiEvent::http("POST", "/v1/batches")
+        .without_authorizer()
+        .body(&request)
+        .json();
+    let (status, body) = answer(&w.app, anonymous).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (401, &json!("MissingCallerIdentity"))
+    );
+    for token in [json!(""), json!("a b"), json!(7), json!("x".repeat(65))] {
+        let mut bad = request.clone();
+        bad["clientToken"] = token.clone();
+        let (status, body) = answer(&w.app, post(&bad)).await;
+        assert_eq!(status, 400, "{token}: {body}");
+        assert!(body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("clientToken: "));
+    }
+    assert!(w.registry.all().is_empty());
+}
+
+#[tokio::test]
 async fn an_upload_becomes_a_batch_once_whatever_the_redeliveries() {
     let w = world(SMALL_JOBS);
-    let key = "batch-input/my questions.jsonl";
+    let key = "batch-input/tenant/team-a/my questions.jsonl";
     let body = upload(3);
     let size = body.len() as u64;
     w.bucket
         .put_with_metadata(key, body, &[("model-id", HAIKU)]);
     // S3 sends the key URL-encoded, a space as `+`.
-    let event = s3_object_created(BUCKET, "batch-input/my+questions.jsonl", size, "etag-1");
+    let event = s3_object_created(
+        BUCKET,
+        "batch-input/tenant/team-a/my+questions.jsonl",
+        size,
+        "etag-1",
+    );
 
     let answer = w.app.on_event(event.clone()).await.unwrap();
     let started = answer["batches"].as_array().unwrap();
@@ -395,6 +461,11 @@ async fn an_upload_becomes_a_batch_once_whatever_the_redeliveries() {
     let batch_id = started[0]["batchId"].as_str().unwrap();
     let stored = w.registry.stored(batch_id);
     assert_eq!(stored.source, format!("s3://{BUCKET}/{key}"));
+    assert_eq!(
+        stored.owner,
+        tenant_owner("team-a"),
+        "the tenant its prefix names"
+    );
     assert_eq!(stored.name.as_deref(), Some("my questions.jsonl"));
     assert_eq!((stored.model_id.as_str(), stored.record_count), (HAIKU, 3));
     let input = lines(
@@ -418,13 +489,16 @@ async fn an_upload_with_a_bad_line_or_no_model_is_a_rejected_batch_and_nothing_i
     let mut body = upload(3);
     body.extend_from_slice(b"{not json\n");
     let size = body.len() as u64;
-    w.bucket
-        .put_with_metadata("batch-input/bad.jsonl", body, &[("model-id", HAIKU)]);
+    w.bucket.put_with_metadata(
+        "batch-input/tenant/team-a/bad.jsonl",
+        body,
+        &[("model-id", HAIKU)],
+    );
     let answer = w
         .app
         .on_event(s3_object_created(
             BUCKET,
-            "batch-input/bad.jsonl",
+            "batch-input/tenant/team-a/bad.jsonl",
             size,
             "e",
         ))
@@ -443,12 +517,12 @@ async fn an_upload_with_a_bad_line_or_no_model_is_a_rejected_batch_and_nothing_i
     let body = upload(3);
     let size = body.len() as u64;
     w.bucket
-        .put_with_metadata("batch-input/anon.jsonl", body, &[]);
+        .put_with_metadata("batch-input/tenant/team-a/anon.jsonl", body, &[]);
     let answer = w
         .app
         .on_event(s3_object_created(
             BUCKET,
-            "batch-input/anon.jsonl",
+            "batch-input/tenant/team-a/anon.jsonl",
             size,
             "e",
         ))
@@ -473,12 +547,21 @@ async fn an_upload_with_a_bad_line_or_no_model_is_a_rejected_batch_and_nothing_i
 #[tokio::test]
 async fn objects_that_are_not_uploads_or_are_gone_are_ignored() {
     let w = world(SMALL_JOBS);
-    w.bucket
-        .put_with_metadata("reports/q.jsonl", upload(3), &[("model-id", HAIKU)]);
     for key in [
         "reports/q.jsonl",
-        "batch-input/q.csv",
-        "batch-input/deleted.jsonl",
+        "batch-input/q.jsonl",
+        "batch-input/tenant/q.jsonl",
+    ] {
+        w.bucket
+            .put_with_metadata(key, upload(3), &[("model-id", HAIKU)]);
+    }
+    for key in [
+        "reports/q.jsonl",
+        "batch-input/tenant/team-a/q.csv",
+        "batch-input/tenant/team-a/deleted.jsonl",
+        // Readable batch uploads, but under no owner's prefix: nobody's, never everyone's.
+        "batch-input/q.jsonl",
+        "batch-input/tenant/q.jsonl",
     ] {
         let answer = w
             .app
@@ -493,12 +576,20 @@ async fn objects_that_are_not_uploads_or_are_gone_are_ignored() {
 #[tokio::test]
 async fn an_upload_the_bucket_cannot_read_is_an_error_so_s3_delivers_it_again() {
     let w = world(SMALL_JOBS);
-    w.bucket
-        .put_with_metadata("batch-input/q.jsonl", upload(3), &[("model-id", HAIKU)]);
+    w.bucket.put_with_metadata(
+        "batch-input/tenant/team-a/q.jsonl",
+        upload(3),
+        &[("model-id", HAIKU)],
+    );
     w.bucket.fail("InternalError");
     let error = w
         .app
-        .on_event(s3_object_created(BUCKET, "batch-input/q.jsonl", 10, "e"))
+        .on_event(s3_object_created(
+            BUCKET,
+            "batch-input/tenant/team-a/q.jsonl",
+            10,
+            "e",
+        ))
         .await
         .unwrap_err();
     assert!(matches!(error, BatchError::Store(_)), "{error}");

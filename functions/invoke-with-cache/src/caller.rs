@@ -3,11 +3,9 @@
 
 use chrono::{DateTime, Datelike, TimeZone, Utc};
 use http::{header, StatusCode};
-use lambda_http::request::RequestContext;
-use lambda_http::{Request, RequestExt};
-use serde_json::Value;
+use lambda_http::Request;
 
-use domain::identity::{CallerClaims, Principal};
+use domain::identity::tenant_owner;
 use domain::ports::{Clock, SpendLedger, TenantKeyStore};
 use domain::tenancy::{key_id_of, month_of, Tenant};
 
@@ -69,7 +67,7 @@ impl<A: Adapters> App<A> {
         })?;
         match record {
             Some(record) if record.accepts(key) => Ok(Caller {
-                namespace: format!("tenant:{}", Value::String(record.tenant.clone())),
+                namespace: tenant_owner(&record.tenant),
                 tenant: Some(Tenant::from(&record)),
             }),
             _ => Err(invalid()),
@@ -126,7 +124,7 @@ impl<A: Adapters> App<A> {
     pub(crate) fn namespace(&self, request: &Request) -> Result<String, ApiError> {
         match self.config.cache_scope {
             CacheScope::Shared => Ok(format!("shared:{}", self.config.cache_namespace)),
-            CacheScope::Caller => Principal::from_claims(&caller_claims(request))
+            CacheScope::Caller => shared::http::caller_principal(request)
                 .map(|principal| format!("caller:{principal}"))
                 .ok_or_else(|| {
                     ApiError::new(
@@ -136,49 +134,6 @@ impl<A: Adapters> App<A> {
                     )
                 }),
         }
-    }
-}
-
-/// What API Gateway's authorizer says about the caller (HTTP API or REST API event).
-pub fn caller_claims(request: &Request) -> CallerClaims {
-    let claim = |claims: Option<&std::collections::HashMap<String, String>>, name: &str| {
-        claims.and_then(|c| c.get(name)).cloned()
-    };
-    match request.request_context_ref() {
-        Some(RequestContext::ApiGatewayV2(ctx)) => {
-            let Some(authorizer) = ctx.authorizer.as_ref() else {
-                return CallerClaims::default();
-            };
-            let iam = authorizer.iam.as_ref();
-            let jwt = authorizer.jwt.as_ref().map(|j| &j.claims);
-            CallerClaims {
-                user_arn: iam.and_then(|i| i.user_arn.clone()),
-                cognito_identity_id: iam
-                    .and_then(|i| i.cognito_identity.as_ref())
-                    .and_then(|c| c.identity_id.clone()),
-                jwt_issuer: claim(jwt, "iss"),
-                jwt_subject: claim(jwt, "sub"),
-            }
-        }
-        Some(RequestContext::ApiGatewayV1(ctx)) => {
-            let jwt = ctx.authorizer.jwt.as_ref().map(|j| &j.claims);
-            // A Cognito user-pool authorizer puts its claims under `claims`.
-            let pool_claim = |name: &str| {
-                ctx.authorizer
-                    .fields
-                    .get("claims")
-                    .and_then(|c| c.get(name))
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-            };
-            CallerClaims {
-                user_arn: ctx.identity.user_arn.clone(),
-                cognito_identity_id: ctx.identity.cognito_identity_id.clone(),
-                jwt_issuer: claim(jwt, "iss").or_else(|| pool_claim("iss")),
-                jwt_subject: claim(jwt, "sub").or_else(|| pool_claim("sub")),
-            }
-        }
-        _ => CallerClaims::default(),
     }
 }
 

@@ -32,5 +32,4 @@ pub mod wire;
 
 pub use app::{Adapters, App, Ports, Tenancy};
 pub use body::ResponseBody;
-pub use caller::caller_claims;
 pub use config::InvokeConfig;

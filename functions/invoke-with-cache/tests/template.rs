@@ -385,6 +385,40 @@ fn with_a_kms_key_the_batch_functions_and_bedrocks_batch_role_use_it_through_s3_
 }
 
 #[test]
+fn the_example_upload_policy_lets_a_writer_write_only_under_its_own_tenants_prefix() {
+    let policy = block(TEMPLATE, &["Resources", "BatchUploadWriterPolicy"]);
+    let statements = statements(&block(&policy, &["Properties", "PolicyDocument"]));
+    let (sid, upload) = statements.first().expect("a statement");
+    assert_eq!(sid, "UploadUnderOwnTenantPrefix");
+    assert_eq!(
+        actions_of(upload),
+        BTreeSet::from(["s3:PutObject".to_owned()])
+    );
+    // `${!…}` is how !Sub leaves an IAM policy variable for IAM to resolve.
+    let resource = scalar(upload, "Resource").unwrap_or_default();
+    assert!(
+        resource.ends_with("/batch-input/tenant/${!aws:PrincipalTag/bgw-tenant}/*"),
+        "{resource}"
+    );
+    // A role without the tag gets nothing (not batch-input/tenant//*).
+    assert_eq!(
+        scalar(upload, "aws:PrincipalTag/bgw-tenant").as_deref(),
+        Some("?*")
+    );
+    assert!(
+        !statements.iter().any(|(_, s)| actions_of(s)
+            .iter()
+            .any(|a| a.starts_with("s3:") && a != "s3:PutObject")),
+        "{statements:?}"
+    );
+    let outputs = block(TEMPLATE, &["Outputs", "BatchUploadWriterPolicyArn"]);
+    assert!(
+        outputs.contains("!Ref BatchUploadWriterPolicy"),
+        "{outputs}"
+    );
+}
+
+#[test]
 fn the_function_may_read_keys_and_count_spend_and_nothing_more() {
     let function = block(
         TEMPLATE,

@@ -411,10 +411,7 @@ where
         let mut batches = Vec::new();
         let mut token: Option<String> = None;
         loop {
-            let (page, next) = self
-                .registry
-                .recent(REGISTRY_PAGE, token.as_deref())
-                .await?;
+            let (page, next) = self.registry.every(REGISTRY_PAGE, token.as_deref()).await?;
             batches.extend(page);
             match next {
                 Some(next) => token = Some(next),

@@ -96,6 +96,7 @@ fn pt(units: u32) -> ProvisionedThroughput {
 fn ended_batch(updated_at: i64) -> Batch {
     Batch {
         batch_id: "b1".into(),
+        owner: String::new(),
         name: None,
         model_id: HAIKU.into(),
         source: "api".into(),

@@ -11,6 +11,8 @@ use domain::ports::BatchRegistry;
 
 /// Partition key attribute, as in infra/template.yaml.
 pub const KEY_ATTRIBUTE: &str = "batchId";
+/// The owner's attribute, beside the payload, for listings to filter on.
+pub const OWNER_ATTRIBUTE: &str = "owner";
 /// A batch is kept this long after its last change.
 pub const RETENTION_SECONDS: i64 = 30 * 24 * 3600;
 
@@ -57,6 +59,7 @@ fn item(batch: &Batch) -> Result<std::collections::HashMap<String, AttributeValu
     Ok([
         (KEY_ATTRIBUTE, AttributeValue::S(batch.batch_id.clone())),
         ("status", AttributeValue::S(status_name(batch.status))),
+        (OWNER_ATTRIBUTE, AttributeValue::S(batch.owner.clone())),
         ("version", AttributeValue::N(batch.version.to_string())),
         (
             "expiresAt",
@@ -79,6 +82,56 @@ fn from_item(
         .ok_or_else(|| RegistryError::Unavailable("a batch item without payload".into()))?;
     serde_json::from_str(payload)
         .map_err(|e| RegistryError::Unavailable(format!("unreadable batch item: {e}")))
+}
+
+impl DynamoDbBatchRegistry {
+    /// A scan (of one owner's items, or all) sorted in memory, the page token an offset: enough
+    /// for a registry whose items expire after 30 days; an index by owner and time would serve
+    /// a much larger one.
+    async fn page(
+        &self,
+        owner: Option<&str>,
+        limit: usize,
+        page_token: Option<&str>,
+    ) -> Result<(Vec<Batch>, Option<String>), RegistryError> {
+        let start = match page_token {
+            None => 0,
+            Some(token) => token.parse::<usize>().map_err(|_| {
+                RegistryError::Unavailable(format!("{token:?} is not a page token of this API"))
+            })?,
+        };
+        let mut pages = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .set_filter_expression(owner.map(|_| "#o = :owner".to_owned()))
+            .set_expression_attribute_names(
+                owner.map(|_| [("#o".to_owned(), OWNER_ATTRIBUTE.to_owned())].into()),
+            )
+            .set_expression_attribute_values(
+                owner.map(|o| [(":owner".to_owned(), AttributeValue::S(o.to_owned()))].into()),
+            )
+            .into_paginator()
+            .items()
+            .send();
+        let mut batches = Vec::new();
+        while let Some(item) = pages.next().await {
+            let batch = from_item(&item.map_err(unavailable)?)?;
+            // The payload decides, not only the attribute the filter read.
+            if owner.is_none_or(|owner| batch.owner == owner) {
+                batches.push(batch);
+            }
+        }
+        batches.sort_by(|a, b| {
+            b.created_at
+                .cmp(&a.created_at)
+                .then(a.batch_id.cmp(&b.batch_id))
+        });
+        let end = start.saturating_add(limit).min(batches.len());
+        let next = (end < batches.len()).then(|| end.to_string());
+        let page = batches.drain(start.min(end)..end).collect();
+        Ok((page, next))
+    }
 }
 
 impl BatchRegistry for DynamoDbBatchRegistry {
@@ -139,39 +192,21 @@ impl BatchRegistry for DynamoDbBatchRegistry {
         }
     }
 
-    /// A scan sorted in memory, the page token an offset: enough for a registry whose items
-    /// expire after 30 days; a time-ordered index would serve a much larger one.
     async fn recent(
+        &self,
+        owner: &str,
+        limit: usize,
+        page_token: Option<&str>,
+    ) -> Result<(Vec<Batch>, Option<String>), RegistryError> {
+        self.page(Some(owner), limit, page_token).await
+    }
+
+    async fn every(
         &self,
         limit: usize,
         page_token: Option<&str>,
     ) -> Result<(Vec<Batch>, Option<String>), RegistryError> {
-        let start = match page_token {
-            None => 0,
-            Some(token) => token.parse::<usize>().map_err(|_| {
-                RegistryError::Unavailable(format!("{token:?} is not a page token of this API"))
-            })?,
-        };
-        let mut pages = self
-            .client
-            .scan()
-            .table_name(&self.table)
-            .into_paginator()
-            .items()
-            .send();
-        let mut batches = Vec::new();
-        while let Some(item) = pages.next().await {
-            batches.push(from_item(&item.map_err(unavailable)?)?);
-        }
-        batches.sort_by(|a, b| {
-            b.created_at
-                .cmp(&a.created_at)
-                .then(a.batch_id.cmp(&b.batch_id))
-        });
-        let end = start.saturating_add(limit).min(batches.len());
-        let next = (end < batches.len()).then(|| end.to_string());
-        let page = batches.drain(start.min(end)..end).collect();
-        Ok((page, next))
+        self.page(None, limit, page_token).await
     }
 
     /// Batches not yet ended and, for the schedule to retry their announcement, ended ones whose
@@ -276,5 +311,58 @@ mod tests {
         announced.version += 1;
         registry.update(&announced).await.unwrap();
         assert_eq!((scan.num_calls(), put.num_calls()), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn a_listing_reads_only_the_owners_items_and_a_report_reads_every_owners() {
+        let mine = Batch {
+            owner: "role:\"1\"/\"a\"".into(),
+            ..batch(None)
+        };
+        let theirs = Batch {
+            batch_id: "def".into(),
+            owner: "role:\"1\"/\"b\"".into(),
+            ..batch(None)
+        };
+        let written = item(&mine).unwrap();
+        assert_eq!(
+            written.get(OWNER_ATTRIBUTE),
+            Some(&AttributeValue::S(mine.owner.clone()))
+        );
+        let owned = mock!(aws_sdk_dynamodb::Client::scan)
+            .match_requests(|r| {
+                r.filter_expression() == Some("#o = :owner")
+                    && r.expression_attribute_names().unwrap()["#o"] == OWNER_ATTRIBUTE
+                    && r.expression_attribute_values().unwrap()[":owner"]
+                        == AttributeValue::S("role:\"1\"/\"a\"".into())
+            })
+            // Even an item the filter let through is checked against its payload.
+            .then_output({
+                let (mine, theirs) = (item(&mine).unwrap(), item(&theirs).unwrap());
+                move || {
+                    ScanOutput::builder()
+                        .items(mine.clone())
+                        .items(theirs.clone())
+                        .build()
+                }
+            });
+        let every = mock!(aws_sdk_dynamodb::Client::scan)
+            .match_requests(|r| r.filter_expression().is_none())
+            .then_output({
+                let (mine, theirs) = (item(&mine).unwrap(), item(&theirs).unwrap());
+                move || {
+                    ScanOutput::builder()
+                        .items(mine.clone())
+                        .items(theirs.clone())
+                        .build()
+                }
+            });
+        let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&owned, &every]);
+        let registry = DynamoDbBatchRegistry::new(client, "batches");
+        let (page, next) = registry.recent(&mine.owner, 10, None).await.unwrap();
+        assert_eq!((page, next), (vec![mine.clone()], None));
+        let (page, _) = registry.every(10, None).await.unwrap();
+        assert_eq!(page.len(), 2);
+        assert_eq!((owned.num_calls(), every.num_calls()), (1, 1));
     }
 }

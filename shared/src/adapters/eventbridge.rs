@@ -43,6 +43,8 @@ impl EventBridgePublisher {
 pub fn detail(batch: &Batch) -> serde_json::Value {
     json!({
         "batchId": batch.batch_id,
+        // Subscribers route by it: a rule per team matches its owner.
+        "owner": batch.owner,
         "name": batch.name,
         "status": batch.status,
         "modelId": batch.model_id,
@@ -94,7 +96,8 @@ mod tests {
 
     fn batch() -> Batch {
         serde_json::from_value(json!({
-            "batchId": "abc", "modelId": "m", "source": "api", "status": "Completed", "jobs": [],
+            "batchId": "abc", "owner": "tenant:\"team-a\"", "modelId": "m", "source": "api",
+            "status": "Completed", "jobs": [],
             "recordCount": 3, "resultsKey": "batch-results/abc/results.jsonl",
             "createdAt": 1, "updatedAt": 2, "version": 4
         }))
@@ -113,6 +116,7 @@ mod tests {
                     && entry.source() == Some(EVENT_SOURCE)
                     && entry.detail_type() == Some(BATCH_ENDED)
                     && detail["batchId"] == "abc"
+                    && detail["owner"] == "tenant:\"team-a\""
                     && detail["status"] == "Completed"
                     && detail["resultsKey"] == "batch-results/abc/results.jsonl"
             })
