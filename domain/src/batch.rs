@@ -14,6 +14,20 @@ use super::conversation::{
 
 /// Problems listed in a rejection report; the rest are only counted.
 pub const MAX_LISTED_PROBLEMS: usize = 20;
+/// Longest record id accepted, in characters.
+pub const MAX_RECORD_ID_CHARS: usize = 256;
+/// What a report keeps of a problem's reason (and of an over-long id), in characters: with
+/// [`MAX_LISTED_PROBLEMS`] listed, a report stays a few kilobytes whatever the input, far
+/// under DynamoDB's 400 KB item.
+pub const MAX_REPORTED_CHARS: usize = 300;
+
+/// `text` cut to `max` characters, marked with `…` when cut.
+pub fn truncated(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_owned(),
+        Some((at, _)) => format!("{}…", &text[..at]),
+    }
+}
 
 /// One line of Bedrock's batch input: a record id and a Converse request body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,9 +57,17 @@ pub struct Rejection {
 }
 
 impl Rejection {
+    /// Counts the problem and lists it among the first [`MAX_LISTED_PROBLEMS`], its id and
+    /// reason cut to [`MAX_REPORTED_CHARS`].
     pub fn add(&mut self, problem: RecordProblem) {
         if self.problems.len() < MAX_LISTED_PROBLEMS {
-            self.problems.push(problem);
+            self.problems.push(RecordProblem {
+                position: problem.position,
+                record_id: problem
+                    .record_id
+                    .map(|id| truncated(&id, MAX_REPORTED_CHARS)),
+                reason: truncated(&problem.reason, MAX_REPORTED_CHARS),
+            });
         }
         self.problem_count += 1;
     }
@@ -167,16 +189,23 @@ impl RecordCollector {
             }
         };
         let record_id = id.unwrap_or_else(|| format!("auto-{index:08}"));
-        if record_id.is_empty() || !self.seen.insert(record_id.clone()) {
-            let reason = if record_id.is_empty() {
-                "recordId must not be empty"
-            } else {
-                "duplicate recordId: ids must be unique within a batch"
-            };
+        let chars = record_id.chars().count();
+        let refused = if record_id.is_empty() {
+            Some("recordId must not be empty".to_owned())
+        } else if chars > MAX_RECORD_ID_CHARS {
+            Some(format!(
+                "recordId is {chars} characters; at most {MAX_RECORD_ID_CHARS}"
+            ))
+        } else if !self.seen.insert(record_id.clone()) {
+            Some("duplicate recordId: ids must be unique within a batch".to_owned())
+        } else {
+            None
+        };
+        if let Some(reason) = refused {
             self.rejection.add(RecordProblem {
                 position,
                 record_id: Some(record_id),
-                reason: reason.to_owned(),
+                reason,
             });
             return None;
         }
@@ -500,6 +529,31 @@ pub fn job_sizes(count: usize, max: usize) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_report_stays_small_whatever_the_ids_and_reasons() {
+        let mut collector = RecordCollector::default();
+        let huge_id = "x".repeat(30_000);
+        for line in 1..=50 {
+            let record = json!({"recordId": format!("{huge_id}{line}"), "prompt": "q"});
+            assert!(collector.add(line, Ok(record)).is_none());
+        }
+        let rejection = &collector.rejection;
+        assert_eq!(
+            (rejection.problem_count, rejection.problems.len()),
+            (50, MAX_LISTED_PROBLEMS)
+        );
+        assert!(rejection.problems[0]
+            .reason
+            .starts_with("recordId is 30001 characters; at most 256"));
+        let stored = serde_json::to_vec(rejection).unwrap();
+        assert!(stored.len() < 20_000, "{} bytes", stored.len());
+        let id = rejection.problems[0].record_id.as_deref().unwrap();
+        assert_eq!(id.chars().count(), MAX_REPORTED_CHARS + 1);
+        assert!(id.ends_with('…'));
+        assert_eq!(truncated("héllo", 2), "hé…");
+        assert_eq!(truncated("hé", 2), "hé");
+    }
 
     #[test]
     fn an_upload_belongs_to_the_tenant_or_role_its_prefix_names_and_never_to_anyone() {

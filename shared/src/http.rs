@@ -68,6 +68,46 @@ pub fn caller_principal(request: &Request) -> Option<Principal> {
     Principal::from_claims(&caller_claims(request))
 }
 
+/// A JSON answer of an HTTP function: its status and body, and the `Retry-After` an error
+/// asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JsonAnswer {
+    pub status: StatusCode,
+    pub body: Value,
+    /// Seconds, sent as `Retry-After`.
+    pub retry_after: Option<u32>,
+}
+
+impl JsonAnswer {
+    pub fn new(status: StatusCode, body: Value) -> Self {
+        Self {
+            status,
+            body,
+            retry_after: None,
+        }
+    }
+
+    /// The error in the `{"error": {"code", "message", "requestId"}}` shape, with its
+    /// `Retry-After`.
+    pub fn error(error: &crate::api::ApiError, request_id: &str) -> Self {
+        Self {
+            status: error.status,
+            body: error.body(request_id),
+            retry_after: error.retry_after,
+        }
+    }
+
+    pub fn response(&self) -> Response<Body> {
+        let mut response = json_response(self.status, &self.body);
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
 pub fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
     let mut response = Response::new(Body::from(body.to_string()));
     *response.status_mut() = status;
@@ -112,9 +152,9 @@ pub fn gateway_response(response: &Response<Body>) -> Value {
 pub async fn answer_gateway_event<F, Fut>(event: &Value, answer: F) -> Value
 where
     F: FnOnce(Request) -> Fut,
-    Fut: std::future::Future<Output = (StatusCode, Value)>,
+    Fut: std::future::Future<Output = JsonAnswer>,
 {
-    let (status, body) = match lambda_http::request::from_str(&event.to_string()) {
+    let answered = match lambda_http::request::from_str(&event.to_string()) {
         Ok(request) => answer(request).await,
         Err(error) => {
             let refused = crate::api::ApiError::new(
@@ -122,10 +162,10 @@ where
                 "InvalidRequest",
                 format!("not an API Gateway request: {error}"),
             );
-            (refused.status, refused.body("unknown"))
+            JsonAnswer::error(&refused, "unknown")
         }
     };
-    gateway_response(&json_response(status, &body))
+    gateway_response(&answered.response())
 }
 
 #[cfg(test)]
@@ -135,7 +175,7 @@ mod tests {
     #[tokio::test]
     async fn answers_carry_every_field_of_both_payload_versions() {
         let answer = answer_gateway_event(&serde_json::json!({"not": "a request"}), |_| async {
-            (StatusCode::OK, Value::Null)
+            JsonAnswer::new(StatusCode::OK, Value::Null)
         })
         .await;
         assert_eq!(answer["statusCode"], 400);

@@ -546,7 +546,8 @@ pub mod batch {
         /// Any batch-status route, e.g. `GET /v1/batches?limit=2` or `GET /v1/batches/{id}/results`.
         pub async fn route(&self, method: &str, path_and_query: &str) -> Reply {
             let request = super::http_event(method, path_and_query, "");
-            let (status, body) = self.status.answer(&request).await;
+            let answered = self.status.answer(&request).await;
+            let (status, body) = (answered.status, answered.body);
             Reply {
                 status: status.as_u16(),
                 body,
@@ -555,7 +556,8 @@ pub mod batch {
 
         async fn call(&self, method: &str, batch_id: &str) -> Reply {
             let request = super::http_event(method, &format!("/v1/batches/{batch_id}"), "");
-            let (status, body) = self.status.answer(&request).await;
+            let answered = self.status.answer(&request).await;
+            let (status, body) = (answered.status, answered.body);
             Reply {
                 status: status.as_u16(),
                 body,

@@ -14,7 +14,7 @@ use shared::api::ApiError;
 use shared::batch::{
     batch_id_of_job, refresh, stop_batch, sweep, BatchError, BatchSettings, Sweep,
 };
-use shared::http::{answer_gateway_event, caller_principal, request_id};
+use shared::http::{answer_gateway_event, caller_principal, request_id, JsonAnswer};
 
 /// What started an invocation.
 #[derive(Debug, PartialEq)]
@@ -140,10 +140,10 @@ where
 
     /// `GET /v1/batches` (recent batches), `GET /v1/batches/{batchId}`, `DELETE` of it (stops
     /// its jobs), and `GET /v1/batches/{batchId}/results` (a presigned URL).
-    pub async fn answer(&self, request: &Request) -> (StatusCode, Value) {
+    pub async fn answer(&self, request: &Request) -> JsonAnswer {
         let request_id = request_id(request);
         match self.route(request).await {
-            Ok(body) => (StatusCode::OK, body),
+            Ok(body) => JsonAnswer::new(StatusCode::OK, body),
             Err(error) => {
                 if error.status.is_server_error() {
                     tracing::warn!(
@@ -153,7 +153,7 @@ where
                         "batch request failed"
                     );
                 }
-                (error.status, error.body(&request_id))
+                JsonAnswer::error(&error, &request_id)
             }
         }
     }

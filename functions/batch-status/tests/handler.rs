@@ -345,6 +345,8 @@ async fn an_unavailable_registry_is_a_503_to_a_caller_and_an_error_to_an_event()
     submitted(&w, "0a1b2c").await;
     w.registry
         .fail(RegistryError::Unavailable("table not found".into()));
+    let raw = w.app.on_event(get("/v1/batches/0a1b2c")).await.unwrap();
+    assert_eq!(raw["headers"]["retry-after"], "5", "{raw}");
     let (status, body) = answer(&w.app, get("/v1/batches/0a1b2c")).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["code"], "BatchUnavailable");

@@ -14,7 +14,7 @@ use shared::batch::{
     answer_directly, batch_id_for, parse_line, prepare_jobs, prepare_jobs_from_upload,
     submit_queued, BatchError, BatchSettings, LineReader, SmallPolicy,
 };
-use shared::http::{caller_principal, gateway_response, json_response, request_id};
+use shared::http::{caller_principal, gateway_response, json_response, request_id, JsonAnswer};
 
 /// The function with its adapters, built once per instance.
 pub struct SubmitApp<S, R, J, M, C> {
@@ -98,11 +98,11 @@ where
                     cause = error.cause.as_deref().unwrap_or("none"),
                     "batch refused"
                 );
-                let mut body = error.body(&request_id);
-                if let (Some(target), Some(extra)) = (body["error"].as_object_mut(), extra) {
+                let mut answer = JsonAnswer::error(&error, &request_id);
+                if let (Some(target), Some(extra)) = (answer.body["error"].as_object_mut(), extra) {
                     target.extend(extra);
                 }
-                json_response(error.status, &body)
+                answer.response()
             }
         }
     }
@@ -120,6 +120,20 @@ where
         } = parse(request).map_err(|e| (e, None))?;
         if !collector.rejection.is_empty() {
             return Err(rejected(&collector.rejection));
+        }
+        if records.len() > self.settings.max_batch_records {
+            return Err((
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "TooManyRecords",
+                    format!(
+                        "{} records is more than the {} a batch may hold (BATCH_MAX_BATCH_RECORDS); split them into several batches",
+                        records.len(),
+                        self.settings.max_batch_records
+                    ),
+                ),
+                None,
+            ));
         }
         if records.len() < self.settings.min_records
             && self.settings.small_policy == SmallPolicy::Reject
@@ -284,17 +298,58 @@ where
             .get("model-id")
             .cloned()
             .or_else(|| self.default_model.clone());
+        let source = self.store.uri(key);
+        let name = key.rsplit('/').next().map(str::to_owned);
+        let limits = &self.settings;
         let mut checker = RecordCollector::default();
-        let mut reader = LineReader::new(&self.store, key, info.size);
-        while let Some(lines) = reader.next_lines().await? {
+        if info.size > limits.max_upload_bytes {
+            checker.rejection.add(RecordProblem {
+                position: 0,
+                record_id: None,
+                reason: format!(
+                    "the upload is {} bytes; at most {} (BATCH_MAX_UPLOAD_BYTES): split it into several uploads",
+                    info.size, limits.max_upload_bytes
+                ),
+            });
+            return self
+                .reject(batch_id, owner, String::new(), name, source, checker)
+                .await;
+        }
+        let mut reader =
+            LineReader::new(&self.store, key, info.size).with_max_line(limits.max_line_bytes);
+        'read: while let Some(lines) = reader.next_lines().await? {
             for (number, line) in lines {
-                if let Some(value) = parse_line(&line) {
+                if line.len() > limits.max_line_bytes {
+                    checker.add(
+                        number,
+                        Err(format!(
+                            "the line is over {} bytes (BATCH_MAX_LINE_BYTES)",
+                            limits.max_line_bytes
+                        )),
+                    );
+                } else if let Some(value) = parse_line(&line) {
                     checker.add(number, value);
+                }
+                if checker.accepted + checker.rejection.problem_count > limits.max_batch_records {
+                    checker.rejection.add(RecordProblem {
+                        position: number,
+                        record_id: None,
+                        reason: format!(
+                            "more than {} records (BATCH_MAX_BATCH_RECORDS); split the upload",
+                            limits.max_batch_records
+                        ),
+                    });
+                    break 'read;
                 }
             }
         }
-        let source = self.store.uri(key);
-        let name = key.rsplit('/').next().map(str::to_owned);
+        if checker.accepted == 0 && checker.rejection.is_empty() {
+            checker.rejection.add(RecordProblem {
+                position: 0,
+                record_id: None,
+                reason: "the upload holds no records: one JSON record a line".to_owned(),
+            });
+        }
         let Some(model_id) = model_id else {
             checker.rejection.add(RecordProblem {
                 position: 0,

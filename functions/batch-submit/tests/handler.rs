@@ -544,6 +544,90 @@ async fn an_upload_with_a_bad_line_or_no_model_is_a_rejected_batch_and_nothing_i
         .all(|k| k.starts_with("batch-input/")));
 }
 
+/// The batch an upload of `body` under team-a's prefix became, with `vars` set.
+async fn uploaded(vars: &[(&str, &str)], name: &str, body: Vec<u8>) -> domain::batch::Batch {
+    let w = world(vars);
+    let key = format!("batch-input/tenant/team-a/{name}");
+    let size = body.len() as u64;
+    w.bucket
+        .put_with_metadata(&key, body, &[("model-id", HAIKU)]);
+    let answer = w
+        .app
+        .on_event(s3_object_created(BUCKET, &key, size, "e"))
+        .await
+        .expect("an upload over a limit is a batch, not an error");
+    assert!(w.jobs.created().is_empty(), "nothing submitted");
+    w.registry
+        .stored(answer["batches"][0]["batchId"].as_str().unwrap())
+}
+
+fn first_reason(batch: &domain::batch::Batch) -> String {
+    assert_eq!(batch.status, BatchStatus::Rejected);
+    batch.rejection.clone().unwrap().problems[0].reason.clone()
+}
+
+#[tokio::test]
+async fn an_upload_over_a_limit_is_a_rejected_batch_naming_the_limit() {
+    let mut limits = SMALL_JOBS.to_vec();
+    limits.extend([
+        ("BATCH_MAX_UPLOAD_BYTES", "2000"),
+        ("BATCH_MAX_LINE_BYTES", "200"),
+        ("BATCH_MAX_BATCH_RECORDS", "5"),
+    ]);
+    let big = upload(3).repeat(40);
+    assert!(first_reason(&uploaded(&limits, "big.jsonl", big).await)
+        .contains("at most 2000 (BATCH_MAX_UPLOAD_BYTES)"));
+
+    let mut long_line = upload(2);
+    long_line.extend(format!("{}\n", json!({"prompt": "q".repeat(300)})).bytes());
+    let batch = uploaded(&limits, "long.jsonl", long_line).await;
+    assert!(first_reason(&batch).contains("over 200 bytes (BATCH_MAX_LINE_BYTES)"));
+    assert_eq!(batch.rejection.unwrap().problems[0].position, 3);
+
+    let many = uploaded(&limits, "many.jsonl", upload(9)).await;
+    assert!(first_reason(&many).contains("more than 5 records (BATCH_MAX_BATCH_RECORDS)"));
+
+    let empty = uploaded(&limits, "empty.jsonl", b"\n\n  \n".to_vec()).await;
+    assert!(first_reason(&empty).contains("holds no records"));
+}
+
+#[tokio::test]
+async fn an_upload_of_huge_record_ids_is_rejected_and_its_registry_item_stays_small() {
+    let lines: String = (0..20)
+        .map(|i| {
+            format!(
+                "{}\n",
+                json!({"recordId": format!("{i}{}", "x".repeat(30_000)), "prompt": "q"})
+            )
+        })
+        .collect();
+    let batch = uploaded(SMALL_JOBS, "ids.jsonl", lines.into_bytes()).await;
+    assert!(first_reason(&batch).contains("at most 256"));
+    assert_eq!(batch.rejection.as_ref().unwrap().problem_count, 20);
+    // DynamoDB refuses items over 400 KB: the stored batch is a few kilobytes.
+    let item = serde_json::to_vec(&batch).unwrap();
+    assert!(item.len() < 20_000, "{} bytes", item.len());
+}
+
+#[tokio::test]
+async fn more_records_than_a_batch_may_hold_is_a_400_naming_the_limit() {
+    let w = world(&[("BATCH_MIN_RECORDS", "2"), ("BATCH_MAX_BATCH_RECORDS", "3")]);
+    let (status, body) = answer(
+        &w.app,
+        post(&json!({"modelId": HAIKU, "records": records(4)})),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (400, &json!("TooManyRecords"))
+    );
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("BATCH_MAX_BATCH_RECORDS"));
+    assert!(w.registry.all().is_empty());
+}
+
 #[tokio::test]
 async fn objects_that_are_not_uploads_or_are_gone_are_ignored() {
     let w = world(SMALL_JOBS);

@@ -24,7 +24,7 @@ use domain::capacity::{
 };
 use domain::ports::{CapacityMetricsSink, Clock, ProvisionedThroughputs, RoutingTableStore};
 use shared::api::ApiError;
-use shared::http::{answer_gateway_event, request_id};
+use shared::http::{answer_gateway_event, request_id, JsonAnswer};
 
 pub use config::CapacitySettings;
 
@@ -273,7 +273,7 @@ where
     }
 
     /// `GET /v1/capacity`.
-    pub async fn answer(&self, request: &Request) -> (StatusCode, Value) {
+    pub async fn answer(&self, request: &Request) -> JsonAnswer {
         let request_id = request_id(request);
         let path = request.uri().path().trim_end_matches('/');
         let answer = if !path.ends_with("/v1/capacity") {
@@ -292,7 +292,7 @@ where
             self.describe().await
         };
         match answer {
-            Ok(body) => (StatusCode::OK, body),
+            Ok(body) => JsonAnswer::new(StatusCode::OK, body),
             Err(error) => {
                 if error.status.is_server_error() {
                     tracing::warn!(
@@ -302,7 +302,7 @@ where
                         "capacity request failed"
                     );
                 }
-                (error.status, error.body(&request_id))
+                JsonAnswer::error(&error, &request_id)
             }
         }
     }

@@ -13,7 +13,8 @@ use super::*;
 pub const READ_CHUNK_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Reads an object's lines a chunk at a time: memory holds one chunk and one line, whatever
-/// the object's size.
+/// the object's size. With [`LineReader::with_max_line`], a longer line is handed out cut to
+/// one byte over the limit (so its reader sees it is too long) and the rest of it skipped.
 pub struct LineReader<'a, S> {
     store: &'a S,
     key: &'a str,
@@ -21,6 +22,9 @@ pub struct LineReader<'a, S> {
     offset: u64,
     carry: Vec<u8>,
     line: usize,
+    max_line: usize,
+    /// Inside an over-long line already handed out: drop bytes up to its end.
+    skipping: bool,
 }
 
 impl<'a, S: ObjectStore> LineReader<'a, S> {
@@ -32,7 +36,15 @@ impl<'a, S: ObjectStore> LineReader<'a, S> {
             offset: 0,
             carry: Vec::new(),
             line: 0,
+            max_line: usize::MAX - 1,
+            skipping: false,
         }
+    }
+
+    /// Holds no line longer than `max_line` bytes (plus one).
+    pub fn with_max_line(mut self, max_line: usize) -> Self {
+        self.max_line = max_line.min(usize::MAX - 1);
+        self
     }
 
     /// The complete lines of the next chunk, numbered from 1; `None` at the end.
@@ -48,14 +60,34 @@ impl<'a, S: ObjectStore> LineReader<'a, S> {
             self.carry.extend_from_slice(&bytes);
         }
         let mut lines = Vec::new();
+        if self.skipping {
+            match self.carry.iter().position(|b| *b == b'\n') {
+                Some(at) => {
+                    self.carry.drain(..=at);
+                    self.skipping = false;
+                }
+                None => {
+                    self.carry.clear();
+                    return Ok(Some(lines));
+                }
+            }
+        }
         let mut start = 0;
         while let Some(at) = self.carry[start..].iter().position(|b| *b == b'\n') {
             self.line += 1;
-            lines.push((self.line, self.carry[start..start + at].to_vec()));
+            let end = start + at.min(self.max_line + 1);
+            lines.push((self.line, self.carry[start..end].to_vec()));
             start += at + 1;
         }
         self.carry.drain(..start);
-        if self.offset >= self.size && !self.carry.is_empty() {
+        if self.carry.len() > self.max_line {
+            // A line longer than the limit with its end not yet read: hand out its head, skip
+            // the rest as it comes.
+            self.line += 1;
+            self.carry.truncate(self.max_line + 1);
+            lines.push((self.line, std::mem::take(&mut self.carry)));
+            self.skipping = true;
+        } else if self.offset >= self.size && !self.carry.is_empty() {
             self.line += 1;
             lines.push((self.line, std::mem::take(&mut self.carry)));
         }

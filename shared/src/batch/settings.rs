@@ -37,6 +37,13 @@ pub struct BatchSettings {
     pub prices: PriceTable,
     /// Batch price as a share of on-demand.
     pub price_factor: f64,
+    /// Records one batch may hold, whatever its jobs (`BATCH_MAX_BATCH_RECORDS`).
+    pub max_batch_records: usize,
+    /// Bytes an uploaded file may have (`BATCH_MAX_UPLOAD_BYTES`).
+    pub max_upload_bytes: u64,
+    /// Bytes one line of an upload may have (`BATCH_MAX_LINE_BYTES`): no more of a line is
+    /// ever held in memory.
+    pub max_line_bytes: usize,
 }
 
 impl BatchSettings {
@@ -64,7 +71,38 @@ impl BatchSettings {
                 format!("{price_factor} is not a share between 0 and 1"),
             ));
         }
+        let positive = |name: &str, value: u64| {
+            if value == 0 {
+                Err(ConfigError::new(name, "0 allows nothing; give at least 1"))
+            } else {
+                Ok(value)
+            }
+        };
+        // Bedrock's default quotas: 10 jobs in progress of 50,000 records each; 1 GB an input file.
+        let max_batch_records = positive(
+            "BATCH_MAX_BATCH_RECORDS",
+            env.parse_or("BATCH_MAX_BATCH_RECORDS", 500_000u64)?,
+        )?;
+        let max_upload_bytes = positive(
+            "BATCH_MAX_UPLOAD_BYTES",
+            env.parse_or("BATCH_MAX_UPLOAD_BYTES", 1_073_741_824u64)?,
+        )?;
+        let max_line_bytes = positive(
+            "BATCH_MAX_LINE_BYTES",
+            env.parse_or("BATCH_MAX_LINE_BYTES", 1_048_576u64)?,
+        )?;
+        if max_line_bytes > max_upload_bytes {
+            return Err(ConfigError::new(
+                "BATCH_MAX_LINE_BYTES",
+                format!(
+                    "{max_line_bytes} is more than BATCH_MAX_UPLOAD_BYTES ({max_upload_bytes})"
+                ),
+            ));
+        }
         Ok(Self {
+            max_batch_records: usize::try_from(max_batch_records).unwrap_or(usize::MAX),
+            max_upload_bytes,
+            max_line_bytes: usize::try_from(max_line_bytes).unwrap_or(usize::MAX),
             role_arn: env.required("BATCH_ROLE_ARN")?,
             min_records,
             max_records,

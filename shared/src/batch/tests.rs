@@ -20,12 +20,24 @@ fn settings_name_the_variable_they_refuse() {
     let settings = BatchSettings::from_env(&env(&[])).unwrap();
     assert_eq!((settings.min_records, settings.max_records), (100, 50_000));
     assert_eq!(settings.small_policy, SmallPolicy::Direct);
+    assert_eq!(
+        (
+            settings.max_batch_records,
+            settings.max_upload_bytes,
+            settings.max_line_bytes
+        ),
+        (500_000, 1 << 30, 1 << 20)
+    );
     for (name, value) in [
         ("BATCH_MAX_RECORDS", "10"),
         ("BATCH_TIMEOUT_HOURS", "12"),
         ("BATCH_SMALL_POLICY", "drop"),
         ("BATCH_PRICE_FACTOR", "2"),
         ("BATCH_MIN_RECORDS", "many"),
+        ("BATCH_MAX_BATCH_RECORDS", "0"),
+        ("BATCH_MAX_UPLOAD_BYTES", "-1"),
+        ("BATCH_MAX_LINE_BYTES", "0"),
+        ("BATCH_MAX_LINE_BYTES", "2000000000000"),
     ] {
         let err = BatchSettings::from_env(&env(&[(name, value)])).unwrap_err();
         assert_eq!(err.variable, name);
@@ -46,6 +58,21 @@ fn job_names_name_their_batch() {
     assert_eq!(batch_id_of_job("other"), None);
     assert_ne!(batch_id_for(&[b"ab", b"c"]), batch_id_for(&[b"a", b"bc"]));
     assert_eq!(batch_id_for(&[b"x"]).len(), 20);
+}
+
+#[tokio::test]
+async fn a_line_over_the_limit_is_handed_out_cut_and_the_reader_goes_on_past_it() {
+    let bucket = test_support::batch::Bucket::default();
+    // The long line spans two chunks and has no end before the file's; the next is short.
+    let long = "x".repeat(usize::try_from(READ_CHUNK_BYTES).unwrap() + 10);
+    let text = format!("{{\"a\":1}}\n{long}\nshort\n{long}");
+    bucket.put("k", text.clone().into_bytes()).await.unwrap();
+    let mut reader = LineReader::new(&bucket, "k", text.len() as u64).with_max_line(16);
+    let mut seen = Vec::new();
+    while let Some(lines) = reader.next_lines().await.unwrap() {
+        seen.extend(lines.into_iter().map(|(n, l)| (n, l.len())));
+    }
+    assert_eq!(seen, [(1, 7), (2, 17), (3, 5), (4, 17)]);
 }
 
 /// The batch flow over test-support's in-memory ports: a registry that writes conditionally as
