@@ -126,6 +126,11 @@ def main(template_path: str) -> int:
                 s3.create_bucket(Bucket=name)
             except s3.exceptions.BucketAlreadyOwnedByYou:
                 pass
+            versioning = props.get("VersioningConfiguration", {}).get("Status")
+            if versioning:
+                s3.put_bucket_versioning(
+                    Bucket=name, VersioningConfiguration={"Status": versioning}
+                )
             print(f"export {env_name(logical_id, 'Bucket')}={name}")
     buses = event_buses(template)
     if buses:

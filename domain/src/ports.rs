@@ -109,6 +109,16 @@ pub struct ObjectInfo {
     pub metadata: std::collections::HashMap<String, String>,
 }
 
+/// One version of an object, as the S3 event of its upload names it: read at it, an object
+/// overwritten meanwhile changes nothing of what is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ObjectVersion {
+    /// A versioned bucket's version id: that version stays readable after an overwrite.
+    Id(String),
+    /// An unversioned bucket's ETag: readable only while it is still the object's.
+    ETag(String),
+}
+
 /// The objects of one bucket (the batch bucket on S3).
 pub trait ObjectStore: Send + Sync {
     fn put(&self, key: &str, body: Vec<u8>) -> impl Future<Output = Result<(), StoreError>> + Send;
@@ -126,6 +136,24 @@ pub trait ObjectStore: Send + Sync {
     fn get_range(
         &self,
         key: &str,
+        start: u64,
+        end: u64,
+    ) -> impl Future<Output = Result<Vec<u8>, StoreError>> + Send;
+
+    /// [`ObjectStore::info`] of one version: `None` when that version is gone, or (an ETag)
+    /// is no longer the object's.
+    fn info_at(
+        &self,
+        key: &str,
+        version: &ObjectVersion,
+    ) -> impl Future<Output = Result<Option<ObjectInfo>, StoreError>> + Send;
+
+    /// [`ObjectStore::get_range`] of one version; an error when that version is no longer
+    /// readable.
+    fn get_range_at(
+        &self,
+        key: &str,
+        version: &ObjectVersion,
         start: u64,
         end: u64,
     ) -> impl Future<Output = Result<Vec<u8>, StoreError>> + Send;

@@ -9,6 +9,7 @@ use domain::batch::Batch;
 use domain::error::{EventError, JobError, RegistryError, StoreError};
 use domain::ports::{
     BatchJobs, BatchRegistry, EventPublisher, JobRequest, JobState, ObjectInfo, ObjectStore,
+    ObjectVersion,
 };
 use serde_json::{json, Value};
 
@@ -26,9 +27,17 @@ type Object = (Vec<u8>, HashMap<String, String>);
 /// presigned URLs `https://batch-bucket/{key}?X-Amz-Signature=x`. To make it fail:
 /// [`fail`](Self::fail) fails every later call with a [`StoreError`] of that message (until
 /// [`recover`](Self::recover)).
+///
+/// Versioned as the stack's bucket is: every put is a version ([`version_of`](Self::version_of)
+/// gives the object's current version id and ETag), each kept readable by its id; an ETag reads
+/// only while it is the object's.
 #[derive(Default, Clone)]
 pub struct Bucket {
     objects: Arc<Mutex<BTreeMap<String, Object>>>,
+    /// Every version ever put: (key, version id) → object.
+    versions: Arc<Mutex<HashMap<(String, String), Object>>>,
+    /// The current (version id, ETag) of each key.
+    current: Arc<Mutex<HashMap<String, (String, String)>>>,
     failure: Arc<Mutex<Option<String>>>,
 }
 
@@ -61,10 +70,53 @@ impl Bucket {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
-        self.objects
+        self.store(key, (body.into(), metadata));
+    }
+
+    fn store(&self, key: &str, object: Object) {
+        let mut versions = self.versions.lock().unwrap();
+        let n = versions.len() + 1;
+        let (version, etag) = (format!("v{n}"), format!("\"etag-{n}\""));
+        versions.insert((key.to_owned(), version.clone()), object.clone());
+        self.current
             .lock()
             .unwrap()
-            .insert(key.to_owned(), (body.into(), metadata));
+            .insert(key.to_owned(), (version, etag));
+        self.objects.lock().unwrap().insert(key.to_owned(), object);
+    }
+
+    /// The object's current version id and ETag, as its S3 event names them.
+    pub fn version_of(&self, key: &str) -> Option<(String, String)> {
+        self.current.lock().unwrap().get(key).cloned()
+    }
+
+    /// The S3 `ObjectCreated` event of `key`'s current version, as a versioned bucket sends
+    /// it: its size, ETag and version id, the key URL-encoded (`+` for a space).
+    pub fn created_event(&self, key: &str) -> Value {
+        let size = self.object(key).map_or(0, |b| b.len() as u64);
+        let (version, etag) = self.version_of(key).unwrap_or_default();
+        let mut event =
+            crate::events::s3_object_created(BUCKET, &key.replace(' ', "+"), size, &etag);
+        event["Records"][0]["s3"]["object"]["versionId"] = Value::String(version);
+        event
+    }
+
+    /// The object at `version`: `None` when gone or, for an ETag, no longer current.
+    fn object_at(&self, key: &str, version: &ObjectVersion) -> Option<Object> {
+        match version {
+            ObjectVersion::Id(id) => self
+                .versions
+                .lock()
+                .unwrap()
+                .get(&(key.to_owned(), id.clone()))
+                .cloned(),
+            ObjectVersion::ETag(etag) => {
+                let current = self.version_of(key)?;
+                (&current.1 == etag)
+                    .then(|| self.objects.lock().unwrap().get(key).cloned())
+                    .flatten()
+            }
+        }
     }
 
     /// The object's bytes, whatever [`fail`](Self::fail) says.
@@ -85,10 +137,7 @@ impl Bucket {
 impl ObjectStore for Bucket {
     async fn put(&self, key: &str, body: Vec<u8>) -> Result<(), StoreError> {
         self.check()?;
-        self.objects
-            .lock()
-            .unwrap()
-            .insert(key.to_owned(), (body, HashMap::new()));
+        self.store(key, (body, HashMap::new()));
         Ok(())
     }
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -110,6 +159,33 @@ impl ObjectStore for Bucket {
     async fn get_range(&self, key: &str, start: u64, end: u64) -> Result<Vec<u8>, StoreError> {
         self.check()?;
         let bytes = self.object(key).unwrap_or_default();
+        let end = (end as usize).min(bytes.len());
+        Ok(bytes[(start as usize).min(end)..end].to_vec())
+    }
+    async fn info_at(
+        &self,
+        key: &str,
+        version: &ObjectVersion,
+    ) -> Result<Option<ObjectInfo>, StoreError> {
+        self.check()?;
+        Ok(self
+            .object_at(key, version)
+            .map(|(b, metadata)| ObjectInfo {
+                size: b.len() as u64,
+                metadata,
+            }))
+    }
+    async fn get_range_at(
+        &self,
+        key: &str,
+        version: &ObjectVersion,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<u8>, StoreError> {
+        self.check()?;
+        let (bytes, _) = self.object_at(key, version).ok_or_else(|| {
+            StoreError(format!("PreconditionFailed: {key} is not at {version:?}"))
+        })?;
         let end = (end as usize).min(bytes.len());
         Ok(bytes[(start as usize).min(end)..end].to_vec())
     }

@@ -592,13 +592,9 @@ pub mod batch {
 
         /// Uploads a file to the batch bucket and delivers its `ObjectCreated` event to
         /// batch-submit `times` times, as S3 may; the batch ids it answered.
-        pub async fn upload(
-            &self,
-            key: &str,
-            body: Vec<u8>,
-            model: Option<&str>,
-            times: usize,
-        ) -> Vec<String> {
+        /// Puts `body` at `key` (with `model` as its `model-id` metadata) and gives the S3
+        /// event of that version, as the bucket would send it.
+        pub async fn put_upload(&self, key: &str, body: Vec<u8>, model: Option<&str>) -> Value {
             let bucket = super::stack_var("BATCH_BUCKET_NAME");
             let s3 = aws_sdk_s3::Client::from_conf(
                 aws_sdk_s3::config::Builder::from(&super::sdk_config().await)
@@ -615,7 +611,18 @@ pub mod batch {
                 .send()
                 .await
                 .expect("upload");
-            let event = crate::functions::s3_created_event(&bucket, key, size, put.e_tag(), None);
+            crate::functions::s3_created_event(&bucket, key, size, put.e_tag(), put.version_id())
+        }
+
+        /// Uploads `body` and hands its event to batch-submit `times` times: the batch ids.
+        pub async fn upload(
+            &self,
+            key: &str,
+            body: Vec<u8>,
+            model: Option<&str>,
+            times: usize,
+        ) -> Vec<String> {
+            let event = self.put_upload(key, body, model).await;
             let mut ids = Vec::new();
             for _ in 0..times {
                 let answer = self

@@ -367,6 +367,30 @@ fn jsonl(lines: &[Value]) -> Vec<u8> {
 }
 
 #[tokio::test]
+async fn an_upload_overwritten_before_its_event_is_handled_is_read_as_it_was() {
+    fast_emulator().await;
+    let harness = BatchHarness::new(&[]).await;
+    let key = upload_key("overwritten");
+    let first = harness
+        .put_upload(&key, jsonl(&records(120, "first")), Some(HAIKU))
+        .await;
+    let second = harness
+        .put_upload(&key, jsonl(&records(150, "second")), Some(HAIKU))
+        .await;
+    let answer = harness.submit.on_event(first).await.unwrap();
+    let batch = harness
+        .batch(answer["batches"][0]["batchId"].as_str().unwrap())
+        .await;
+    assert_eq!(batch.record_count, 120, "the version its event named");
+    let answer = harness.submit.on_event(second).await.unwrap();
+    let newer = harness
+        .batch(answer["batches"][0]["batchId"].as_str().unwrap())
+        .await;
+    assert_eq!(newer.record_count, 150);
+    assert_ne!(newer.batch_id, batch.batch_id);
+}
+
+#[tokio::test]
 async fn the_same_upload_event_three_times_makes_one_batch() {
     fast_emulator().await;
     let harness = BatchHarness::new(&[]).await;

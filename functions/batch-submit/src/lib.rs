@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 use aws_lambda_events::event::s3::S3Event;
 use domain::batch::{Batch, BatchRecord, BatchStatus, RecordCollector, RecordProblem, Rejection};
 use domain::error::StoreError;
-use domain::ports::{BatchJobs, BatchRegistry, Clock, ModelInvoker, ObjectStore};
+use domain::ports::{BatchJobs, BatchRegistry, Clock, ModelInvoker, ObjectStore, ObjectVersion};
 use shared::api::ApiError;
 use shared::batch::{
     answer_directly, batch_id_for, parse_line, prepare_jobs, prepare_jobs_from_upload,
@@ -255,18 +255,25 @@ where
                 continue;
             };
             let bucket = record.s3.bucket.name.unwrap_or_default();
-            let version = record
-                .s3
-                .object
-                .version_id
-                .or(record.s3.object.e_tag)
-                .unwrap_or_default();
-            let batch_id = batch_id_for(&[bucket.as_bytes(), key.as_bytes(), version.as_bytes()]);
-            match self.upload(batch_id, owner, &key).await {
+            // The version the event is about: read at it, an overwrite changes nothing here
+            // (the overwrite's own event makes its own batch).
+            let object = &record.s3.object;
+            let version = match (&object.version_id, &object.e_tag) {
+                (Some(id), _) if !id.is_empty() => Some(ObjectVersion::Id(id.clone())),
+                (_, Some(etag)) if !etag.is_empty() => Some(ObjectVersion::ETag(etag.clone())),
+                _ => None,
+            };
+            let named = match &version {
+                Some(ObjectVersion::Id(v) | ObjectVersion::ETag(v)) => v.as_str(),
+                None => "",
+            };
+            let batch_id = batch_id_for(&[bucket.as_bytes(), key.as_bytes(), named.as_bytes()]);
+            match self.upload(batch_id, owner, &key, version.as_ref()).await {
                 Ok(batch) => batches.push(batch),
-                // Deleted before the event arrived: nothing to read, nothing to retry.
+                // Deleted (or, unversioned, overwritten) before the event arrived: nothing of
+                // this version to read, nothing to retry.
                 Err(BatchError::NotFound(_)) => {
-                    tracing::info!(key, "uploaded object gone; ignored");
+                    tracing::info!(key, "uploaded object gone or replaced; ignored");
                 }
                 Err(error) => return Err(error),
             }
@@ -282,6 +289,7 @@ where
         batch_id: String,
         owner: String,
         key: &str,
+        version: Option<&ObjectVersion>,
     ) -> Result<Batch, BatchError> {
         if let Some(existing) = self.registry.get(&batch_id).await? {
             tracing::info!(
@@ -290,7 +298,11 @@ where
             );
             return Ok(existing);
         }
-        let Some(info) = self.store.info(key).await? else {
+        let info = match version {
+            Some(version) => self.store.info_at(key, version).await?,
+            None => self.store.info(key).await?,
+        };
+        let Some(info) = info else {
             return Err(BatchError::NotFound(key.to_owned()));
         };
         let model_id = info
@@ -315,8 +327,9 @@ where
                 .reject(batch_id, owner, String::new(), name, source, checker)
                 .await;
         }
-        let mut reader =
-            LineReader::new(&self.store, key, info.size).with_max_line(limits.max_line_bytes);
+        let mut reader = LineReader::new(&self.store, key, info.size)
+            .with_max_line(limits.max_line_bytes)
+            .at_version(version);
         'read: while let Some(lines) = reader.next_lines().await? {
             for (number, line) in lines {
                 if line.len() > limits.max_line_bytes {
@@ -379,13 +392,14 @@ where
         }
         let mut batch = self.new_batch(batch_id, owner, model_id, name, source, count);
         if batch.direct {
-            let records = self.read_small_upload(key, info.size).await?;
+            let records = self.read_small_upload(key, version, info.size).await?;
             return self.start(batch, &records).await;
         }
         prepare_jobs_from_upload(
             &self.store,
             &mut batch,
             key,
+            version,
             info.size,
             count,
             self.settings.max_records,
@@ -398,11 +412,12 @@ where
     async fn read_small_upload(
         &self,
         key: &str,
+        version: Option<&ObjectVersion>,
         size: u64,
     ) -> Result<Vec<BatchRecord>, BatchError> {
         let mut collector = RecordCollector::default();
         let mut records = Vec::new();
-        let mut reader = LineReader::new(&self.store, key, size);
+        let mut reader = LineReader::new(&self.store, key, size).at_version(version);
         while let Some(lines) = reader.next_lines().await? {
             records.extend(lines.into_iter().filter_map(|(number, line)| {
                 parse_line(&line).and_then(|v| collector.add(number, v))

@@ -447,12 +447,12 @@ async fn an_upload_becomes_a_batch_once_whatever_the_redeliveries() {
     w.bucket
         .put_with_metadata(key, body, &[("model-id", HAIKU)]);
     // S3 sends the key URL-encoded, a space as `+`.
-    let event = s3_object_created(
-        BUCKET,
-        "batch-input/tenant/team-a/my+questions.jsonl",
-        size,
-        "etag-1",
+    let event = w.bucket.created_event(key);
+    assert_eq!(
+        event["Records"][0]["s3"]["object"]["key"],
+        "batch-input/tenant/team-a/my+questions.jsonl"
     );
+    assert_eq!(event["Records"][0]["s3"]["object"]["size"], size);
 
     let answer = w.app.on_event(event.clone()).await.unwrap();
     let started = answer["batches"].as_array().unwrap();
@@ -484,11 +484,52 @@ async fn an_upload_becomes_a_batch_once_whatever_the_redeliveries() {
 }
 
 #[tokio::test]
+async fn an_upload_is_read_at_the_version_its_event_names_whatever_is_written_over_it() {
+    let w = world(SMALL_JOBS);
+    let key = "batch-input/tenant/team-a/q.jsonl";
+    w.bucket
+        .put_with_metadata(key, upload(3), &[("model-id", HAIKU)]);
+    let first = w.bucket.created_event(key);
+    // Overwritten before the first event is handled: five other records.
+    w.bucket
+        .put_with_metadata(key, upload(5), &[("model-id", HAIKU)]);
+    let second = w.bucket.created_event(key);
+
+    let answer = w.app.on_event(first.clone()).await.unwrap();
+    let batch = w
+        .registry
+        .stored(answer["batches"][0]["batchId"].as_str().unwrap());
+    assert_eq!(batch.record_count, 3, "the version the event named");
+    let input = lines(
+        &w.bucket
+            .object(&format!("batch-jobs/{}/part-0000.jsonl", batch.batch_id))
+            .unwrap(),
+    );
+    assert_eq!(input.len(), 3);
+    let answer = w.app.on_event(second).await.unwrap();
+    let newer = w
+        .registry
+        .stored(answer["batches"][0]["batchId"].as_str().unwrap());
+    assert_eq!(newer.record_count, 5, "the overwrite is a batch of its own");
+
+    // An unversioned bucket names an ETag: once overwritten, that upload is not read at all
+    // (its overwrite's event makes the batch).
+    let mut unversioned = first;
+    let object = &mut unversioned["Records"][0]["s3"]["object"];
+    object.as_object_mut().unwrap().remove("versionId");
+    object["eTag"] = json!("\"etag-1\"");
+    assert_eq!(
+        w.app.on_event(unversioned).await.unwrap(),
+        json!({"batches": []})
+    );
+    assert_eq!(w.registry.all().len(), 2);
+}
+
+#[tokio::test]
 async fn an_upload_with_a_bad_line_or_no_model_is_a_rejected_batch_and_nothing_is_submitted() {
     let w = world(SMALL_JOBS);
     let mut body = upload(3);
     body.extend_from_slice(b"{not json\n");
-    let size = body.len() as u64;
     w.bucket.put_with_metadata(
         "batch-input/tenant/team-a/bad.jsonl",
         body,
@@ -496,12 +537,10 @@ async fn an_upload_with_a_bad_line_or_no_model_is_a_rejected_batch_and_nothing_i
     );
     let answer = w
         .app
-        .on_event(s3_object_created(
-            BUCKET,
-            "batch-input/tenant/team-a/bad.jsonl",
-            size,
-            "e",
-        ))
+        .on_event(
+            w.bucket
+                .created_event("batch-input/tenant/team-a/bad.jsonl"),
+        )
         .await
         .unwrap();
     assert_eq!(answer["batches"][0]["status"], "Rejected", "{answer}");
@@ -515,17 +554,14 @@ async fn an_upload_with_a_bad_line_or_no_model_is_a_rejected_batch_and_nothing_i
 
     // No x-amz-meta-model-id and no BATCH_DEFAULT_MODEL.
     let body = upload(3);
-    let size = body.len() as u64;
     w.bucket
         .put_with_metadata("batch-input/tenant/team-a/anon.jsonl", body, &[]);
     let answer = w
         .app
-        .on_event(s3_object_created(
-            BUCKET,
-            "batch-input/tenant/team-a/anon.jsonl",
-            size,
-            "e",
-        ))
+        .on_event(
+            w.bucket
+                .created_event("batch-input/tenant/team-a/anon.jsonl"),
+        )
         .await
         .unwrap();
     let stored = w
@@ -548,12 +584,11 @@ async fn an_upload_with_a_bad_line_or_no_model_is_a_rejected_batch_and_nothing_i
 async fn uploaded(vars: &[(&str, &str)], name: &str, body: Vec<u8>) -> domain::batch::Batch {
     let w = world(vars);
     let key = format!("batch-input/tenant/team-a/{name}");
-    let size = body.len() as u64;
     w.bucket
         .put_with_metadata(&key, body, &[("model-id", HAIKU)]);
     let answer = w
         .app
-        .on_event(s3_object_created(BUCKET, &key, size, "e"))
+        .on_event(w.bucket.created_event(&key))
         .await
         .expect("an upload over a limit is a batch, not an error");
     assert!(w.jobs.created().is_empty(), "nothing submitted");

@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use domain::batch::{job_sizes, Batch, BatchRecord, RecordCollector};
 use domain::error::StoreError;
-use domain::ports::ObjectStore;
+use domain::ports::{ObjectStore, ObjectVersion};
 
 use super::*;
 
@@ -25,6 +25,8 @@ pub struct LineReader<'a, S> {
     max_line: usize,
     /// Inside an over-long line already handed out: drop bytes up to its end.
     skipping: bool,
+    /// The version read, when one is pinned.
+    version: Option<&'a ObjectVersion>,
 }
 
 impl<'a, S: ObjectStore> LineReader<'a, S> {
@@ -38,7 +40,14 @@ impl<'a, S: ObjectStore> LineReader<'a, S> {
             line: 0,
             max_line: usize::MAX - 1,
             skipping: false,
+            version: None,
         }
+    }
+
+    /// Reads `version` of the object (when given) whatever is written over it meanwhile.
+    pub fn at_version(mut self, version: Option<&'a ObjectVersion>) -> Self {
+        self.version = version;
+        self
     }
 
     /// Holds no line longer than `max_line` bytes (plus one).
@@ -54,7 +63,14 @@ impl<'a, S: ObjectStore> LineReader<'a, S> {
         }
         if self.offset < self.size {
             let end = self.offset.saturating_add(READ_CHUNK_BYTES).min(self.size);
-            let bytes = self.store.get_range(self.key, self.offset, end).await?;
+            let bytes = match self.version {
+                Some(version) => {
+                    self.store
+                        .get_range_at(self.key, version, self.offset, end)
+                        .await?
+                }
+                None => self.store.get_range(self.key, self.offset, end).await?,
+            };
             // A shorter answer (the object changed) still moves on: the read always ends.
             self.offset = end;
             self.carry.extend_from_slice(&bytes);
@@ -110,6 +126,7 @@ pub async fn prepare_jobs_from_upload<S: ObjectStore>(
     store: &S,
     batch: &mut Batch,
     key: &str,
+    version: Option<&ObjectVersion>,
     size: u64,
     count: usize,
     max_records: usize,
@@ -118,7 +135,7 @@ pub async fn prepare_jobs_from_upload<S: ObjectStore>(
     let mut collector = RecordCollector::default();
     let mut part = Vec::new();
     let mut in_part = 0;
-    let mut reader = LineReader::new(store, key, size);
+    let mut reader = LineReader::new(store, key, size).at_version(version);
     while let Some(lines) = reader.next_lines().await? {
         for (number, line) in lines {
             let Some(record) = parse_line(&line).and_then(|v| collector.add(number, v)) else {
