@@ -418,6 +418,104 @@ fn the_example_upload_policy_lets_a_writer_write_only_under_its_own_tenants_pref
     );
 }
 
+/// The throttling limits (rate, burst) of the REST API's method setting for `path` and `method`.
+fn method_throttle(path: &str, method: &str) -> (String, String) {
+    let settings = block(
+        TEMPLATE,
+        &["Resources", "RestApi", "Properties", "MethodSettings"],
+    );
+    // API Gateway's form: every slash of the path as ~1, after a slash of its own.
+    let encoded = format!("/{}", path.replace('/', "~1"));
+    let setting = settings
+        .split("- ResourcePath:")
+        .find(|s| {
+            s.lines().next().map(str::trim) == Some(encoded.as_str())
+                && scalar(s, "HttpMethod").as_deref() == Some(method)
+        })
+        .unwrap_or_else(|| panic!("no method setting for {method} {path}: {settings}"));
+    (
+        scalar(setting, "ThrottlingRateLimit").unwrap_or_default(),
+        scalar(setting, "ThrottlingBurstLimit").unwrap_or_default(),
+    )
+}
+
+#[test]
+fn the_iam_route_keeps_throttling_limits_of_its_own_apart_from_the_keyed_routes() {
+    assert_eq!(
+        method_throttle("/v1/invoke", "POST"),
+        (
+            "!Ref InvokeRateLimit".into(),
+            "!Ref InvokeBurstLimit".into()
+        )
+    );
+    for (path, method) in [
+        ("/openai/v1/chat/completions", "POST"),
+        ("/openai/v1/models", "GET"),
+    ] {
+        assert_eq!(
+            method_throttle(path, method),
+            (
+                "!Ref TenantRoutesRateLimit".into(),
+                "!Ref TenantRoutesBurstLimit".into()
+            ),
+            "{method} {path}"
+        );
+    }
+    // Every client route has its bucket: a route without one would share the account's.
+    for (path, method, _) in ROUTES {
+        method_throttle(path, &method.to_uppercase());
+    }
+    let http_api = block(
+        TEMPLATE,
+        &["Resources", "Api", "Properties", "DefaultRouteSettings"],
+    );
+    assert_eq!(
+        scalar(&http_api, "ThrottlingRateLimit").as_deref(),
+        Some("!Ref BatchApiRateLimit")
+    );
+    assert_eq!(
+        scalar(&http_api, "ThrottlingBurstLimit").as_deref(),
+        Some("!Ref BatchApiBurstLimit")
+    );
+}
+
+#[test]
+fn a_waf_rate_rule_on_the_keyed_routes_is_a_parameter_off_by_default() {
+    let parameter = block(TEMPLATE, &["Parameters", "WafRateLimitPer5Minutes"]);
+    assert_eq!(scalar(&parameter, "Default").as_deref(), Some("0"));
+    let description = scalar(&parameter, "Description").unwrap_or_default();
+    assert!(
+        description.contains("USD a month"),
+        "its cost: {description}"
+    );
+    for resource in ["ClientApiWebAcl", "ClientApiWebAclAssociation"] {
+        let body = block(TEMPLATE, &["Resources", resource]);
+        assert_eq!(
+            scalar(&body, "Condition").as_deref(),
+            Some("HasWafRateRule"),
+            "{resource}"
+        );
+    }
+    let rule = block(
+        TEMPLATE,
+        &["Resources", "ClientApiWebAcl", "Properties", "Rules"],
+    );
+    assert_eq!(
+        scalar(&rule, "Limit").as_deref(),
+        Some("!Ref WafRateLimitPer5Minutes")
+    );
+    assert_eq!(
+        scalar(&rule, "SearchString").as_deref(),
+        Some("/openai/v1/")
+    );
+    assert!(rule.contains("Block: {}"), "{rule}");
+    let conditions = block(TEMPLATE, &["Conditions"]);
+    assert!(
+        conditions.contains("HasWafRateRule: !Not [!Equals [!Ref WafRateLimitPer5Minutes, 0]]"),
+        "{conditions}"
+    );
+}
+
 #[test]
 fn the_function_may_read_keys_and_count_spend_and_nothing_more() {
     let function = block(
