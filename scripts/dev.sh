@@ -14,6 +14,11 @@ export BATCH_ROLE_ARN=${BATCH_ROLE_ARN:-arn:aws:iam::123456789012:role/local-bed
 # The capacity function's plan: none unless given (see docs/api-capacity.md). Nothing schedules it
 # here: a run is one POST to its Invoke API (printed below).
 export CAPACITY_PLAN=${CAPACITY_PLAN:-'{}'}
+# cargo lambda watch sends no authorizer context, and every batch belongs to its caller: here a
+# request without an identity is this role's (never set in AWS, where IAM always names one).
+export LOCAL_CALLER_ARN=${LOCAL_CALLER_ARN:-arn:aws:sts::123456789012:assumed-role/local-dev/dev}
+# The emulator's batch jobs run Claude 3 Haiku, besides the tier models.
+export ALLOWED_MODELS=${ALLOWED_MODELS:-anthropic.claude-3-haiku-20240307-v1:0}
 
 # Bedrock's job state-change events go to batch-status through cargo lambda's Invoke API, as
 # the EventBridge rule delivers them in AWS.

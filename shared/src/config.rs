@@ -1,10 +1,13 @@
 //! Reading configuration from environment variables: every failure names the variable.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt::Display;
 use std::str::FromStr;
 
 pub use domain::error::ConfigError;
+use domain::tiers::{
+    TierModels, DEFAULT_COMPLEX_MODEL, DEFAULT_MODERATE_MODEL, DEFAULT_SIMPLE_MODEL,
+};
 
 /// A source of variables: the process environment, or a map in tests.
 #[derive(Debug, Clone, Default)]
@@ -72,6 +75,26 @@ impl Env {
                 .collect(),
         }
     }
+}
+
+/// The model of each tier: `MODEL_SIMPLE`, `MODEL_MODERATE`, `MODEL_COMPLEX`, with their
+/// defaults.
+pub fn tier_models(env: &Env) -> TierModels {
+    TierModels {
+        simple: env.string_or("MODEL_SIMPLE", DEFAULT_SIMPLE_MODEL),
+        moderate: env.string_or("MODEL_MODERATE", DEFAULT_MODERATE_MODEL),
+        complex: env.string_or("MODEL_COMPLEX", DEFAULT_COMPLEX_MODEL),
+    }
+}
+
+/// The base models a caller may name, the same for `/v1/invoke` and batches: the tier models
+/// and `ALLOWED_MODELS`.
+pub fn allowed_models(env: &Env) -> BTreeSet<String> {
+    let tiers = tier_models(env);
+    env.list_or("ALLOWED_MODELS", &[])
+        .into_iter()
+        .chain([tiers.simple, tiers.moderate, tiers.complex])
+        .collect()
 }
 
 #[cfg(test)]

@@ -491,7 +491,12 @@ pub mod batch {
             let table = super::stack_var("BATCH_TABLE_NAME");
             let bus = super::stack_var("BATCH_EVENT_BUS");
             super::stack_var("AWS_ENDPOINT_URL_EVENTBRIDGE");
-            let mut vars = vec![("BATCH_ROLE_ARN", ROLE_ARN), ("BATCH_EVENT_BUS", &bus)];
+            // The batches here run on Claude 3 Haiku, which the emulator serves.
+            let mut vars = vec![
+                ("BATCH_ROLE_ARN", ROLE_ARN),
+                ("BATCH_EVENT_BUS", &bus),
+                ("ALLOWED_MODELS", crate::invoke::HAIKU),
+            ];
             vars.extend_from_slice(overrides);
             let env = Env::from_pairs(vars);
             let settings = BatchSettings::from_env(&env).expect("batch settings");
@@ -502,7 +507,8 @@ pub mod batch {
             Self {
                 submit: SubmitApp {
                     settings: settings.clone(),
-                    default_model: env.get("BATCH_DEFAULT_MODEL").map(str::to_owned),
+                    default_model: batch_submit::default_model(&env, &settings)
+                        .expect("BATCH_DEFAULT_MODEL"),
                     store: store(),
                     registry: registry(),
                     jobs: BedrockBatchJobs::new(&sdk),

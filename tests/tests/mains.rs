@@ -159,7 +159,7 @@ async fn batch_submit_and_batch_status_take_250_records_to_merged_results_and_an
     emulator
         .configure(json!({"batchStepMs": 10, "eventsEnabled": false}))
         .await;
-    let (submit_api, submit) = start("batch-submit", &[]).await;
+    let (submit_api, submit) = start("batch-submit", &[("ALLOWED_MODELS", HAIKU)]).await;
     let (status_api, status) = start("batch-status", &[]).await;
 
     let input = batch_records(250, "mains batch");

@@ -175,6 +175,7 @@ where
             check_batch_id(batch_id)?;
         }
         let owner = caller_principal(request)
+            .or_else(|| self.settings.local_caller.clone())
             .ok_or_else(missing_identity)?
             .to_string();
         match (method.as_str(), parts.as_slice()) {

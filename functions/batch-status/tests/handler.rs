@@ -195,15 +195,32 @@ async fn another_callers_batch_is_invisible_as_if_it_did_not_exist() {
 }
 
 #[tokio::test]
-async fn a_request_without_a_caller_identity_is_401() {
-    let w = world();
+async fn a_request_without_a_caller_identity_is_401_unless_make_dev_names_one() {
+    let mut w = world();
     submitted(&w, "0a1b2c").await;
+    let anonymous = |path: &str| ApiEvent::http("GET", path).without_authorizer().json();
     for path in ["/v1/batches", "/v1/batches/0a1b2c"] {
-        let anonymous = ApiEvent::http("GET", path).without_authorizer().json();
-        let (status, body) = answer(&w.app, anonymous).await;
+        let (status, body) = answer(&w.app, anonymous(path)).await;
         assert_eq!(status, 401, "{path}: {body}");
         assert_eq!(body["error"]["code"], "MissingCallerIdentity");
     }
+    // `make dev` (cargo lambda watch sends no authorizer) names the local caller.
+    w.app.settings = BatchSettings::from_env(&Env::from_pairs([
+        (
+            "BATCH_ROLE_ARN",
+            "arn:aws:iam::123456789012:role/bedrock-batch",
+        ),
+        (
+            "LOCAL_CALLER_ARN",
+            "arn:aws:sts::123456789012:assumed-role/app-team/dev",
+        ),
+    ]))
+    .unwrap();
+    let (status, body) = answer(&w.app, anonymous("/v1/batches/0a1b2c")).await;
+    assert_eq!(status, 200, "{body}");
+    // A request with an identity is still its own caller's.
+    let (status, _) = answer(&w.app, from_another_team("GET", "/v1/batches/0a1b2c")).await;
+    assert_eq!(status, 404);
 }
 
 #[tokio::test]

@@ -67,6 +67,23 @@ where
     }
 }
 
+/// `BATCH_DEFAULT_MODEL`, which must be a model batches may run on.
+pub fn default_model(
+    env: &shared::config::Env,
+    settings: &BatchSettings,
+) -> Result<Option<String>, shared::config::ConfigError> {
+    match env.get("BATCH_DEFAULT_MODEL") {
+        Some(model) if !settings.allowed_models.contains(model) => Err(shared::config::ConfigError::new(
+            "BATCH_DEFAULT_MODEL",
+            format!(
+                "{model:?} is not a model batches may run on ({:?}); add it to ALLOWED_MODELS or name a tier model",
+                settings.allowed_models
+            ),
+        )),
+        other => Ok(other.map(str::to_owned)),
+    }
+}
+
 /// A request that passed validation.
 struct Submission {
     model_id: String,
@@ -109,6 +126,7 @@ where
 
     async fn submit(&self, request: &Request) -> Result<Batch, Refusal> {
         let owner = caller_principal(request)
+            .or_else(|| self.settings.local_caller.clone())
             .ok_or_else(|| (missing_identity(), None))?
             .to_string();
         let Submission {
@@ -120,6 +138,18 @@ where
         } = parse(request).map_err(|e| (e, None))?;
         if !collector.rejection.is_empty() {
             return Err(rejected(&collector.rejection));
+        }
+        if !self.settings.allowed_models.contains(&model_id) {
+            return Err((
+                invalid(
+                    "modelId",
+                    &format!(
+                        "{model_id:?} is not enabled here; use one of {:?}",
+                        self.settings.allowed_models
+                    ),
+                ),
+                None,
+            ));
         }
         if records.len() > self.settings.max_batch_records {
             return Err((
@@ -383,6 +413,16 @@ where
                 position: 0,
                 record_id: None,
                 reason: too_few(count, self.settings.min_records).message,
+            });
+        }
+        if checker.rejection.is_empty() && !self.settings.allowed_models.contains(&model_id) {
+            checker.rejection.add(RecordProblem {
+                position: 0,
+                record_id: None,
+                reason: format!(
+                    "model {model_id:?} is not enabled here; name one of {:?} in x-amz-meta-model-id",
+                    self.settings.allowed_models
+                ),
             });
         }
         if !checker.rejection.is_empty() {

@@ -15,12 +15,13 @@ async fn main() -> Result<(), Error> {
     shared::telemetry::init_tracing();
     let env = Env::from_process();
     let settings = BatchSettings::from_env(&env)?;
+    let default_model = batch_submit::default_model(&env, &settings)?;
     let bucket = env.required("BATCH_BUCKET_NAME")?;
     let table = env.required("BATCH_TABLE_NAME")?;
     let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
     let app = SubmitApp {
         settings,
-        default_model: env.get("BATCH_DEFAULT_MODEL").map(str::to_owned),
+        default_model,
         store: S3Store::from_sdk_config(&sdk, bucket),
         registry: DynamoDbBatchRegistry::new(aws_sdk_dynamodb::Client::new(&sdk), table),
         jobs: BedrockBatchJobs::new(&sdk),

@@ -37,7 +37,12 @@ struct World {
 
 /// The function with `BATCH_ROLE_ARN` and `vars`; no `BATCH_DEFAULT_MODEL`.
 fn world(vars: &[(&str, &str)]) -> World {
-    let env = Env::from_pairs(vars.iter().copied().chain([("BATCH_ROLE_ARN", ROLE)]));
+    let env = Env::from_pairs(
+        [("ALLOWED_MODELS", HAIKU)]
+            .into_iter()
+            .chain(vars.iter().copied())
+            .chain([("BATCH_ROLE_ARN", ROLE)]),
+    );
     let (bucket, registry, jobs) = (Bucket::default(), Registry::default(), Jobs::default());
     let model = FakeModel::answering();
     World {
@@ -661,6 +666,50 @@ async fn more_records_than_a_batch_may_hold_is_a_400_naming_the_limit() {
         .unwrap()
         .contains("BATCH_MAX_BATCH_RECORDS"));
     assert!(w.registry.all().is_empty());
+}
+
+#[tokio::test]
+async fn a_batch_runs_only_on_a_model_v1_invoke_allows() {
+    let w = world(SMALL_JOBS);
+    let other = "anthropic.claude-3-opus-20240229-v1:0";
+    let (status, body) = answer(
+        &w.app,
+        post(&json!({"modelId": other, "records": records(3)})),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("modelId: ") && message.contains("not enabled"),
+        "{message}"
+    );
+    // A tier model is allowed without being listed.
+    let tier = domain::tiers::DEFAULT_SIMPLE_MODEL;
+    let (status, body) = answer(
+        &w.app,
+        post(&json!({"modelId": tier, "records": records(3)})),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+
+    let key = "batch-input/tenant/team-a/opus.jsonl";
+    w.bucket
+        .put_with_metadata(key, upload(3), &[("model-id", other)]);
+    let answer = w.app.on_event(w.bucket.created_event(key)).await.unwrap();
+    let batch = w
+        .registry
+        .stored(answer["batches"][0]["batchId"].as_str().unwrap());
+    assert!(first_reason(&batch).contains("not enabled here"));
+    assert_eq!(w.jobs.created().len(), 1, "only the tier model's batch");
+
+    let env = Env::from_pairs([("BATCH_ROLE_ARN", ROLE), ("BATCH_DEFAULT_MODEL", other)]);
+    let settings = BatchSettings::from_env(&env).unwrap();
+    assert_eq!(
+        batch_submit::default_model(&env, &settings)
+            .unwrap_err()
+            .variable,
+        "BATCH_DEFAULT_MODEL"
+    );
 }
 
 #[tokio::test]

@@ -6,10 +6,7 @@ use std::time::Duration;
 use domain::cache::{CachePolicy, SampledRequests};
 use domain::pricing::PriceTable;
 use domain::routing::{CapacityRouter, RoutingPolicy, Schedule};
-use domain::tiers::{
-    ComplexityRules, TierModels, DEFAULT_COMPLEX_KEYWORDS, DEFAULT_COMPLEX_MODEL,
-    DEFAULT_MODERATE_MODEL, DEFAULT_SIMPLE_MODEL,
-};
+use domain::tiers::{ComplexityRules, TierModels, DEFAULT_COMPLEX_KEYWORDS};
 use shared::adapters::bedrock::{BedrockSettings, RetryMode};
 use shared::adapters::emf::DEFAULT_NAMESPACE;
 use shared::config::{ConfigError, Env};
@@ -160,11 +157,7 @@ impl InvokeConfig {
                 ))
             }
         };
-        let tier_models = TierModels {
-            simple: env.string_or("MODEL_SIMPLE", DEFAULT_SIMPLE_MODEL),
-            moderate: env.string_or("MODEL_MODERATE", DEFAULT_MODERATE_MODEL),
-            complex: env.string_or("MODEL_COMPLEX", DEFAULT_COMPLEX_MODEL),
-        };
+        let tier_models = shared::config::tier_models(env);
         let simple_max_words = positive(
             "COMPLEXITY_SIMPLE_MAX_WORDS",
             env.parse_or("COMPLEXITY_SIMPLE_MAX_WORDS", 50usize)?,
@@ -183,13 +176,7 @@ impl InvokeConfig {
             keywords.iter().map(String::as_str),
         );
 
-        let mut allowed_models: BTreeSet<String> =
-            env.list_or("ALLOWED_MODELS", &[]).into_iter().collect();
-        allowed_models.extend([
-            tier_models.simple.clone(),
-            tier_models.moderate.clone(),
-            tier_models.complex.clone(),
-        ]);
+        let mut allowed_models = shared::config::allowed_models(env);
 
         let provisioned = CapacityRouter::parse_provisioned(
             env.get("PROVISIONED_THROUGHPUT").unwrap_or_default(),
@@ -371,7 +358,9 @@ mod tests {
         assert_eq!(config.cache_scope, CacheScope::Shared);
         assert_eq!(config.bedrock, BedrockSettings::default());
         assert_eq!(config.metrics_namespace, "Custom/Bedrock");
-        assert!(config.allowed_models.contains(DEFAULT_COMPLEX_MODEL));
+        assert!(config
+            .allowed_models
+            .contains(domain::tiers::DEFAULT_COMPLEX_MODEL));
         assert_eq!(config.routing_table, None);
         let routed = InvokeConfig::from_env(&env(&[("ROUTING_TABLE_NAME", "routes")])).unwrap();
         assert_eq!(

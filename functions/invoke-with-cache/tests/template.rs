@@ -723,3 +723,44 @@ fn every_function_builds_from_its_own_package_into_its_own_binary() {
         );
     }
 }
+
+#[test]
+fn batches_are_given_the_models_v1_invoke_allows() {
+    let environment = |function: &str| {
+        block(
+            TEMPLATE,
+            &[
+                "Resources",
+                function,
+                "Properties",
+                "Environment",
+                "Variables",
+            ],
+        )
+    };
+    let (invoke, submit) = (
+        environment("InvokeWithCacheFunction"),
+        environment("BatchSubmitFunction"),
+    );
+    for variable in [
+        "MODEL_SIMPLE",
+        "MODEL_MODERATE",
+        "MODEL_COMPLEX",
+        "ALLOWED_MODELS",
+    ] {
+        let value = scalar(&invoke, variable);
+        assert!(
+            value.is_some(),
+            "{variable} is not given to invoke-with-cache"
+        );
+        assert_eq!(scalar(&submit, variable), value, "{variable}");
+    }
+}
+
+#[test]
+fn no_function_is_given_the_local_caller_of_make_dev() {
+    assert!(
+        !TEMPLATE.contains("LOCAL_CALLER_ARN"),
+        "LOCAL_CALLER_ARN is for make dev only: behind API Gateway a request always has an identity"
+    );
+}

@@ -3,6 +3,7 @@
 
 use crate::config::{ConfigError, Env};
 use domain::error::{EventError, JobError, RegistryError, StoreError};
+use domain::identity::{CallerClaims, Principal};
 use domain::pricing::PriceTable;
 
 /// What to do with a batch under the per-job minimum.
@@ -44,6 +45,12 @@ pub struct BatchSettings {
     /// Bytes one line of an upload may have (`BATCH_MAX_LINE_BYTES`): no more of a line is
     /// ever held in memory.
     pub max_line_bytes: usize,
+    /// Models a batch may run on: those `/v1/invoke` allows ([`crate::config::allowed_models`]).
+    pub allowed_models: std::collections::BTreeSet<String>,
+    /// `make dev` only (`LOCAL_CALLER_ARN`): whom a request that carries no identity at all
+    /// comes from. Behind API Gateway's IAM authorizer every request carries one, so this
+    /// never applies there; the template never sets it.
+    pub local_caller: Option<Principal>,
 }
 
 impl BatchSettings {
@@ -103,6 +110,20 @@ impl BatchSettings {
             max_batch_records: usize::try_from(max_batch_records).unwrap_or(usize::MAX),
             max_upload_bytes,
             max_line_bytes: usize::try_from(max_line_bytes).unwrap_or(usize::MAX),
+            allowed_models: crate::config::allowed_models(env),
+            local_caller: env
+                .get("LOCAL_CALLER_ARN")
+                .map(|arn| {
+                    Principal::from_claims(&CallerClaims {
+                        user_arn: Some(arn.to_owned()),
+                        ..CallerClaims::default()
+                    })
+                    .filter(|_| arn.starts_with("arn:"))
+                    .ok_or_else(|| {
+                        ConfigError::new("LOCAL_CALLER_ARN", format!("{arn:?} is not an IAM ARN"))
+                    })
+                })
+                .transpose()?,
             role_arn: env.required("BATCH_ROLE_ARN")?,
             min_records,
             max_records,

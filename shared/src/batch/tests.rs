@@ -38,6 +38,7 @@ fn settings_name_the_variable_they_refuse() {
         ("BATCH_MAX_UPLOAD_BYTES", "-1"),
         ("BATCH_MAX_LINE_BYTES", "0"),
         ("BATCH_MAX_LINE_BYTES", "2000000000000"),
+        ("LOCAL_CALLER_ARN", "alice"),
     ] {
         let err = BatchSettings::from_env(&env(&[(name, value)])).unwrap_err();
         assert_eq!(err.variable, name);
