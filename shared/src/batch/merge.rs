@@ -4,7 +4,7 @@
 //! One job at a time, reading every object a range at a time ([`MERGE_READ_BYTES`]):
 //!
 //! 1. The job's input gives each record its position, found by its id, and the length of the
-//!    line it would have as `NotProcessed` (what the merge keeps: 16 to 24 bytes a record).
+//!    line it would have as `NotProcessed` (what the merge keeps: 12 bytes a record).
 //! 2. The job's output files (Bedrock writes them in no particular order) give each answered
 //!    record the length of its line in `results.jsonl`.
 //! 3. The lengths cut the job's records into windows that fill the part being written
@@ -89,10 +89,10 @@ async fn merge_job<S: ObjectStore>(
             }
         }
     }
-    let mut index = match JobIndex::of_input(store, &input, &why, false).await? {
+    let expected = usize::try_from(job.record_count).unwrap_or(0);
+    let mut index = match JobIndex::of_input(store, &input, expected, &why, false).await? {
         Some(index) => index,
-        // Two ids of one hash (or one id twice): the ids themselves, then.
-        None => JobIndex::of_input(store, &input, &why, true)
+        None => JobIndex::of_input(store, &input, expected, &why, true)
             .await?
             .ok_or_else(|| StoreError(format!("{}: cannot index its ids", input.key)))?,
     };
@@ -190,13 +190,17 @@ impl<'a, S: ObjectStore> Lines<'a, S> {
             let bytes = self.store.get_range(self.key, self.offset, end).await?;
             // A shorter answer (the object changed) still moves on: the read always ends.
             self.offset = end;
-            self.buffer.drain(..self.at);
-            self.at = 0;
-            if self.buffer.is_empty() {
-                self.buffer = bytes;
+            let carry = &self.buffer[self.at..];
+            self.buffer = if carry.is_empty() {
+                bytes
             } else {
-                self.buffer.extend_from_slice(&bytes);
-            }
+                // Sized once: the line that crossed the range's end, then the range.
+                let mut joined = Vec::with_capacity(carry.len() + bytes.len());
+                joined.extend_from_slice(carry);
+                joined.extend_from_slice(&bytes);
+                joined
+            };
+            self.at = 0;
         }
     }
 }
@@ -253,53 +257,62 @@ impl Outcome {
     }
 }
 
-/// Record positions by id: a 64-bit hash of the id while no two ids share one, the ids
-/// themselves otherwise.
+/// Bits of a packed id entry that hold the record's position; the others, the top of the id's
+/// hash.
+const POSITION_BITS: u32 = 24;
+const POSITION_MASK: u64 = (1 << POSITION_BITS) - 1;
+
+/// Record positions by id. Compact while it can be: one `u64` a record, the top 40 bits of the
+/// id's hash above its position, sorted. The ids themselves when two ids share those bits, an
+/// id comes twice, or the job holds more records than 24 bits number.
 enum Ids {
-    Hashed(HashMap<u64, u32>),
+    Packed(Vec<u64>),
     Exact(HashMap<Box<str>, u32>),
 }
 
-fn id_hash(id: &str) -> u64 {
+fn hash_bits(id: &str) -> u64 {
     let mut hasher = DefaultHasher::new();
     id.hash(&mut hasher);
-    hasher.finish()
+    hasher.finish() & !POSITION_MASK
 }
 
 impl Ids {
     fn position(&self, id: &str) -> Option<usize> {
-        let position = match self {
-            Self::Hashed(ids) => ids.get(&id_hash(id)),
-            Self::Exact(ids) => ids.get(id),
-        };
-        position.map(|p| *p as usize)
-    }
-
-    /// `false` when the id (or, hashed, its hash) already has a position.
-    fn insert(&mut self, id: &str, position: u32) -> bool {
         match self {
-            Self::Hashed(ids) => ids.insert(id_hash(id), position).is_none(),
-            Self::Exact(ids) => {
-                if ids.contains_key(id) {
-                    return false;
-                }
-                ids.insert(id.into(), position);
-                true
+            Self::Packed(entries) => {
+                let bits = hash_bits(id);
+                let at = entries.partition_point(|e| e & !POSITION_MASK < bits);
+                let entry = entries.get(at).filter(|e| *e & !POSITION_MASK == bits)?;
+                Some((entry & POSITION_MASK) as usize)
             }
+            Self::Exact(ids) => ids.get(id).map(|p| *p as usize),
         }
     }
 }
 
-/// One record of a job: the length of its line in `results.jsonl`, and whether an output
-/// answered it (else its line is `NotProcessed`).
+/// One record's line in `results.jsonl`: its length, and (top bit) whether an output answered
+/// it; else its line is `NotProcessed`.
 #[derive(Debug, Clone, Copy)]
-struct Slot {
-    len: u32,
-    answered: bool,
-}
+struct Slot(u32);
 
-fn length(bytes: &[u8], key: &str) -> Result<u32, StoreError> {
-    u32::try_from(bytes.len()).map_err(|_| StoreError(format!("{key}: a line over 4 GiB")))
+const ANSWERED: u32 = 1 << 31;
+
+impl Slot {
+    fn new(bytes: &[u8], answered: bool, key: &str) -> Result<Self, StoreError> {
+        let len = u32::try_from(bytes.len())
+            .ok()
+            .filter(|len| *len < ANSWERED)
+            .ok_or_else(|| StoreError(format!("{key}: a line over 2 GiB")))?;
+        Ok(Self(if answered { len | ANSWERED } else { len }))
+    }
+
+    fn len(self) -> usize {
+        (self.0 & !ANSWERED) as usize
+    }
+
+    fn answered(self) -> bool {
+        self.0 & ANSWERED != 0
+    }
 }
 
 /// What the merge keeps of one job: the records' positions by id and their slots.
@@ -319,40 +332,53 @@ struct Window {
 }
 
 impl JobIndex {
-    /// Every record of the job's input with a `recordId`, in order. `None` (hashed ids only)
-    /// when two ids share a hash or an id comes twice.
+    /// Every record of the job's input with a `recordId`, in order (`expected` of them, as
+    /// the job was written). `None` when the compact index cannot tell the ids apart: read
+    /// again with `exact`.
     async fn of_input<S: ObjectStore>(
         store: &S,
         input: &Object,
+        expected: usize,
         why: &str,
         exact: bool,
     ) -> Result<Option<Self>, StoreError> {
-        let mut index = Self {
-            ids: if exact {
-                Ids::Exact(HashMap::new())
-            } else {
-                Ids::Hashed(HashMap::new())
-            },
-            slots: Vec::new(),
-        };
+        let packed = !exact && expected <= POSITION_MASK as usize;
+        let mut entries = Vec::with_capacity(if packed { expected } else { 0 });
+        let mut ids = HashMap::new();
+        let mut slots = Vec::with_capacity(expected);
         let mut lines = Lines::new(store, input);
         while let Some(line) = lines.next().await? {
             let Some(id) = record_id(line) else {
                 continue;
             };
-            let position = u32::try_from(index.slots.len())
-                .map_err(|_| StoreError(format!("{}: too many records", input.key)))?;
-            // In the exact index, a repeated id keeps its first position (which its answer
-            // fills); the later one is NotProcessed.
-            if !index.ids.insert(&id, position) && !exact {
+            let position = slots.len();
+            if packed {
+                if position as u64 > POSITION_MASK {
+                    return Ok(None);
+                }
+                entries.push(hash_bits(&id) | position as u64);
+            } else {
+                // A repeated id keeps its first position (which its answer fills); the later
+                // one is NotProcessed.
+                let position = u32::try_from(position)
+                    .map_err(|_| StoreError(format!("{}: too many records", input.key)))?;
+                ids.entry(Box::from(id.as_ref())).or_insert(position);
+            }
+            slots.push(Slot::new(&not_processed(&id, why), false, &input.key)?);
+        }
+        let ids = if packed {
+            entries.sort_unstable();
+            let clash = entries
+                .windows(2)
+                .any(|w| w[0] & !POSITION_MASK == w[1] & !POSITION_MASK);
+            if clash {
                 return Ok(None);
             }
-            index.slots.push(Slot {
-                len: length(&not_processed(&id, why), &input.key)?,
-                answered: false,
-            });
-        }
-        Ok(Some(index))
+            Ids::Packed(entries)
+        } else {
+            Ids::Exact(ids)
+        };
+        Ok(Some(Self { ids, slots }))
     }
 
     /// Marks the records an output file answers, with the length of their line; a record
@@ -368,10 +394,7 @@ impl JobIndex {
                 continue;
             };
             if let Some(p) = self.ids.position(&result.record_id) {
-                self.slots[p] = Slot {
-                    len: length(&bytes, &output.key)?,
-                    answered: true,
-                };
+                self.slots[p] = Slot::new(&bytes, true, &output.key)?;
             }
         }
         Ok(())
@@ -384,7 +407,7 @@ impl JobIndex {
             .iter()
             .map(|slot| {
                 let at = offset;
-                offset = offset.saturating_add(slot.len);
+                offset = offset.saturating_add(slot.len() as u32);
                 at
             })
             .collect()
@@ -395,14 +418,14 @@ impl JobIndex {
         let mut fitted = start;
         let mut fitted_bytes = 0;
         while let Some(slot) = self.slots.get(fitted) {
-            let len = slot.len as usize;
+            let len = slot.len();
             if fitted_bytes + len > room {
                 break;
             }
             fitted_bytes += len;
             fitted += 1;
         }
-        let straddler_len = self.slots.get(fitted).map_or(0, |s| s.len as usize);
+        let straddler_len = self.slots.get(fitted).map_or(0, |s| s.len());
         Window {
             start,
             fitted,
@@ -448,7 +471,7 @@ impl Fill<'_> {
                 continue;
             };
             if !(self.window.start..self.window.end).contains(&position)
-                || !self.index.slots[position].answered
+                || !self.index.slots[position].answered()
             {
                 continue;
             }
@@ -457,7 +480,7 @@ impl Fill<'_> {
             };
             // An earlier answer of a record answered twice has its own length: the last one
             // counts, as the index kept it.
-            if bytes.len() == self.index.slots[position].len as usize {
+            if bytes.len() == self.index.slots[position].len() {
                 self.put(position, &bytes, Outcome::of(&result));
             }
         }
@@ -481,14 +504,14 @@ impl Fill<'_> {
                 }
             };
             let slot = self.index.slots[position];
-            if slot.answered {
+            if slot.answered() {
                 if self.outcomes[position - self.window.start].is_none() {
                     return Err(changed());
                 }
                 continue;
             }
             let bytes = not_processed(&id, why);
-            if bytes.len() != slot.len as usize {
+            if bytes.len() != slot.len() {
                 return Err(changed());
             }
             self.put(position, &bytes, Outcome::Failed);
