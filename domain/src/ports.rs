@@ -119,6 +119,32 @@ pub enum ObjectVersion {
     ETag(String),
 }
 
+/// S3's smallest part: every part of a multipart upload but the last holds at least this many
+/// bytes.
+pub const MIN_PART_BYTES: usize = 5 * 1024 * 1024;
+
+/// S3's most parts in one multipart upload, numbered from 1.
+pub const MAX_PARTS: u32 = 10_000;
+
+/// An object being written in parts ([`ObjectStore::create_upload`]): nothing is readable at
+/// its key until [`ObjectStore::complete_upload`], and [`ObjectStore::abort_upload`] leaves
+/// the key as it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upload {
+    pub key: String,
+    /// The store's id of the upload (S3's `UploadId`).
+    pub id: String,
+}
+
+/// A part written, as [`ObjectStore::complete_upload`] names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadedPart {
+    /// From 1, in the object's order.
+    pub number: u32,
+    /// The store's tag of the part's bytes (S3's `ETag`).
+    pub etag: String,
+}
+
 /// The objects of one bucket (the batch bucket on S3).
 pub trait ObjectStore: Send + Sync {
     fn put(&self, key: &str, body: Vec<u8>) -> impl Future<Output = Result<(), StoreError>> + Send;
@@ -160,6 +186,30 @@ pub trait ObjectStore: Send + Sync {
 
     /// Keys under a prefix, in key order.
     fn list(&self, prefix: &str) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+
+    /// Starts writing the object at `key` in parts (S3's CreateMultipartUpload).
+    fn create_upload(&self, key: &str) -> impl Future<Output = Result<Upload, StoreError>> + Send;
+
+    /// Writes part `number` (1 to [`MAX_PARTS`]) of the upload; every part but the last must
+    /// hold at least [`MIN_PART_BYTES`] (S3's UploadPart).
+    fn upload_part(
+        &self,
+        upload: &Upload,
+        number: u32,
+        body: Vec<u8>,
+    ) -> impl Future<Output = Result<UploadedPart, StoreError>> + Send;
+
+    /// Makes the object of the parts, in their order: readable, whole, from then on (S3's
+    /// CompleteMultipartUpload).
+    fn complete_upload(
+        &self,
+        upload: &Upload,
+        parts: &[UploadedPart],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Drops the upload and the parts written; the key keeps what it had (S3's
+    /// AbortMultipartUpload).
+    fn abort_upload(&self, upload: &Upload) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// `s3://bucket/key`, as Bedrock is given it.
     fn uri(&self, key: &str) -> String;

@@ -10,6 +10,7 @@ use domain::error::{EventError, JobError, RegistryError, StoreError};
 use domain::ports::{
     BatchJobs, BatchRegistry, EventPublisher, JobRequest, JobState, ObjectInfo, ObjectStore,
     ObjectVersion,
+    Upload, UploadedPart, MAX_PARTS, MIN_PART_BYTES,
 };
 use serde_json::{json, Value};
 
@@ -19,18 +20,33 @@ pub const BUCKET: &str = "batch-bucket";
 /// One object: its bytes and user metadata.
 type Object = (Vec<u8>, HashMap<String, String>);
 
+/// A multipart upload under way: its key and the parts written, by number.
+type Open = (String, BTreeMap<u32, Vec<u8>>);
+
+/// A completed multipart upload: its key and its parts' sizes, in order.
+type Assembled = (String, Vec<usize>);
+
 /// The batch bucket (S3) in memory, keys in order; clones share their objects.
 ///
 /// Records every object put ([`object`](Self::object), [`keys`](Self::keys));
 /// [`put_with_metadata`](Self::put_with_metadata) stores an upload with its user metadata
 /// (`x-amz-meta-*`, names without the prefix) as S3 would. URIs are `s3://batch-bucket/{key}`,
-/// presigned URLs `https://batch-bucket/{key}?X-Amz-Signature=x`. To make it fail:
-/// [`fail`](Self::fail) fails every later call with a [`StoreError`] of that message (until
-/// [`recover`](Self::recover)).
+/// presigned URLs `https://batch-bucket/{key}?X-Amz-Signature=x`.
 ///
 /// Versioned as the stack's bucket is: every put is a version ([`version_of`](Self::version_of)
 /// gives the object's current version id and ETag), each kept readable by its id; an ETag reads
 /// only while it is the object's.
+///
+/// Multipart uploads follow S3's rules: parts numbered 1 to [`MAX_PARTS`], completion with
+/// every part's ETag in ascending order, every part but the last at least [`MIN_PART_BYTES`]
+/// (else `EntityTooSmall`); nothing is readable at the key before completion. It records the
+/// uploads still open ([`open_uploads`](Self::open_uploads)), the part sizes of each completed
+/// one ([`completed_parts`](Self::completed_parts)) and the largest answer to one read
+/// ([`largest_read`](Self::largest_read)).
+///
+/// To make it fail: [`fail`](Self::fail) fails every later call with a [`StoreError`] of that
+/// message (until [`recover`](Self::recover)); [`fail_parts_from`](Self::fail_parts_from)
+/// fails only the parts from a number on.
 #[derive(Default, Clone)]
 pub struct Bucket {
     objects: Arc<Mutex<BTreeMap<String, Object>>>,
@@ -39,9 +55,53 @@ pub struct Bucket {
     /// The current (version id, ETag) of each key.
     current: Arc<Mutex<HashMap<String, (String, String)>>>,
     failure: Arc<Mutex<Option<String>>>,
+    uploads: Arc<Mutex<BTreeMap<String, Open>>>,
+    next_upload: Arc<Mutex<u64>>,
+    completed: Arc<Mutex<Vec<Assembled>>>,
+    part_failure: Arc<Mutex<Option<(u32, String)>>>,
+    largest_read: Arc<Mutex<usize>>,
 }
 
 impl Bucket {
+    /// Every later `upload_part` of part `number` or a later one fails with
+    /// `StoreError(message)`; every other call still succeeds.
+    pub fn fail_parts_from(&self, number: u32, message: &str) {
+        *self.part_failure.lock().unwrap() = Some((number, message.to_owned()));
+    }
+
+    /// The keys of the multipart uploads neither completed nor aborted.
+    pub fn open_uploads(&self) -> Vec<String> {
+        self.uploads
+            .lock()
+            .unwrap()
+            .values()
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+
+    /// The sizes of the parts of the last upload completed at `key`, in order; `None` when
+    /// none was (a `put` is not an upload).
+    pub fn completed_parts(&self, key: &str) -> Option<Vec<usize>> {
+        self.completed
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, sizes)| sizes.clone())
+    }
+
+    /// The most bytes one `get` or `get_range` answered.
+    pub fn largest_read(&self) -> usize {
+        *self.largest_read.lock().unwrap()
+    }
+
+    fn read(&self, bytes: Vec<u8>) -> Vec<u8> {
+        let mut largest = self.largest_read.lock().unwrap();
+        *largest = (*largest).max(bytes.len());
+        bytes
+    }
+
     /// Every later call fails with `StoreError(message)`.
     pub fn fail(&self, message: &str) {
         *self.failure.lock().unwrap() = Some(message.to_owned());
@@ -142,7 +202,7 @@ impl ObjectStore for Bucket {
     }
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.check()?;
-        Ok(self.object(key))
+        Ok(self.object(key).map(|bytes| self.read(bytes)))
     }
     async fn info(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError> {
         self.check()?;
@@ -160,7 +220,7 @@ impl ObjectStore for Bucket {
         self.check()?;
         let bytes = self.object(key).unwrap_or_default();
         let end = (end as usize).min(bytes.len());
-        Ok(bytes[(start as usize).min(end)..end].to_vec())
+        Ok(self.read(bytes[(start as usize).min(end)..end].to_vec()))
     }
     async fn info_at(
         &self,
@@ -197,6 +257,83 @@ impl ObjectStore for Bucket {
             .filter(|k| k.starts_with(prefix))
             .collect())
     }
+    async fn create_upload(&self, key: &str) -> Result<Upload, StoreError> {
+        self.check()?;
+        let mut next = self.next_upload.lock().unwrap();
+        *next += 1;
+        let id = format!("upload-{next}");
+        self.uploads
+            .lock()
+            .unwrap()
+            .insert(id.clone(), (key.to_owned(), BTreeMap::new()));
+        Ok(Upload {
+            key: key.to_owned(),
+            id,
+        })
+    }
+    async fn upload_part(
+        &self,
+        upload: &Upload,
+        number: u32,
+        body: Vec<u8>,
+    ) -> Result<UploadedPart, StoreError> {
+        self.check()?;
+        if let Some((from, message)) = self.part_failure.lock().unwrap().as_ref() {
+            if number >= *from {
+                return Err(StoreError(message.clone()));
+            }
+        }
+        if !(1..=MAX_PARTS).contains(&number) {
+            return Err(StoreError(format!("InvalidArgument: part {number}")));
+        }
+        let mut uploads = self.uploads.lock().unwrap();
+        let Some((_, parts)) = uploads.get_mut(&upload.id) else {
+            return Err(StoreError(format!("NoSuchUpload: {}", upload.id)));
+        };
+        let etag = part_etag(number, &body);
+        parts.insert(number, body);
+        Ok(UploadedPart { number, etag })
+    }
+    async fn complete_upload(
+        &self,
+        upload: &Upload,
+        parts: &[UploadedPart],
+    ) -> Result<(), StoreError> {
+        self.check()?;
+        let mut uploads = self.uploads.lock().unwrap();
+        let Some((key, written)) = uploads.get(&upload.id) else {
+            return Err(StoreError(format!("NoSuchUpload: {}", upload.id)));
+        };
+        if parts.is_empty() || parts.windows(2).any(|w| w[0].number >= w[1].number) {
+            return Err(StoreError("InvalidPartOrder".into()));
+        }
+        let mut body = Vec::new();
+        let mut sizes = Vec::new();
+        for (i, part) in parts.iter().enumerate() {
+            let Some(bytes) = written
+                .get(&part.number)
+                .filter(|b| part_etag(part.number, b) == part.etag)
+            else {
+                return Err(StoreError(format!("InvalidPart: {}", part.number)));
+            };
+            if i + 1 < parts.len() && bytes.len() < MIN_PART_BYTES {
+                return Err(StoreError(format!("EntityTooSmall: part {}", part.number)));
+            }
+            body.extend_from_slice(bytes);
+            sizes.push(bytes.len());
+        }
+        let key = key.clone();
+        uploads.remove(&upload.id);
+        drop(uploads);
+        self.store(&key, (body, HashMap::new()));
+        self.completed.lock().unwrap().push((key, sizes));
+        Ok(())
+    }
+    async fn abort_upload(&self, upload: &Upload) -> Result<(), StoreError> {
+        self.check()?;
+        self.uploads.lock().unwrap().remove(&upload.id);
+        Ok(())
+    }
     fn uri(&self, key: &str) -> String {
         format!("s3://{BUCKET}/{key}")
     }
@@ -204,6 +341,11 @@ impl ObjectStore for Bucket {
         self.check()?;
         Ok(format!("https://{BUCKET}/{key}?X-Amz-Signature=x"))
     }
+}
+
+/// A part's ETag in [`Bucket`]: its number and size, quoted as S3 quotes its tags.
+fn part_etag(number: u32, body: &[u8]) -> String {
+    format!("\"{number}-{}\"", body.len())
 }
 
 /// The batch registry (DynamoDB) in memory, with its conditions: `create` only when the id is

@@ -585,3 +585,61 @@ async fn a_small_upload_is_answered_directly() {
     assert_eq!(ids(&harness.results(&batch).await), ids(&input));
     assert_eq!(emulator.calls(HAIKU).await, 20);
 }
+
+/// The S3 adapter's multipart calls as moto answers them: parts of at least 5 MiB but the last,
+/// nothing at the key before completion, and an aborted upload leaves neither object nor parts.
+#[tokio::test]
+async fn results_written_in_parts_appear_whole_on_completion_and_an_aborted_upload_leaves_nothing()
+{
+    use domain::ports::{ObjectStore, MIN_PART_BYTES};
+
+    let harness = BatchHarness::new(&[]).await;
+    let store = &harness.status.store;
+    let key = format!(
+        "batch-results/{}/results.jsonl",
+        unique("parts").replace([' ', ':', '#'], "-")
+    );
+    let first = vec![b'a'; MIN_PART_BYTES];
+    let upload = store.create_upload(&key).await.expect("create");
+    let parts = vec![
+        store
+            .upload_part(&upload, 1, first.clone())
+            .await
+            .expect("part 1"),
+        store
+            .upload_part(&upload, 2, b"last\n".to_vec())
+            .await
+            .expect("part 2"),
+    ];
+    assert_eq!(
+        store.get(&key).await.expect("S3"),
+        None,
+        "not before completion"
+    );
+    store
+        .complete_upload(&upload, &parts)
+        .await
+        .expect("complete");
+    let whole = store.get(&key).await.expect("S3").expect("the object");
+    assert_eq!(whole.len(), MIN_PART_BYTES + 5);
+    assert!(whole.starts_with(&first) && whole.ends_with(b"last\n"));
+
+    let dropped = format!("{key}.dropped");
+    let upload = store.create_upload(&dropped).await.expect("create");
+    store.upload_part(&upload, 1, first).await.expect("part 1");
+    store.abort_upload(&upload).await.expect("abort");
+    assert_eq!(store.get(&dropped).await.expect("S3"), None);
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&integration_tests::sdk_config().await)
+            .force_path_style(true)
+            .build(),
+    );
+    let open = s3
+        .list_multipart_uploads()
+        .bucket(integration_tests::stack_var("BATCH_BUCKET_NAME"))
+        .prefix(&dropped)
+        .send()
+        .await
+        .expect("ListMultipartUploads");
+    assert!(open.uploads().is_empty(), "{:?}", open.uploads());
+}

@@ -9,6 +9,7 @@ mod layout;
 mod lifecycle;
 mod merge;
 mod settings;
+mod writer;
 
 pub use direct::*;
 pub use input::*;
@@ -17,6 +18,7 @@ pub use layout::*;
 pub use lifecycle::*;
 pub use merge::*;
 pub use settings::*;
+pub use writer::*;
 
 #[cfg(test)]
 mod tests;

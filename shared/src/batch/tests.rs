@@ -477,3 +477,315 @@ mod announcing {
         assert_eq!(bus.published().len(), 1);
     }
 }
+
+/// The merge over test-support's in-memory bucket, with outputs larger than a read range and
+/// results larger than a part: it reads ranges, writes parts, and joins by id whatever the
+/// order and the file of an answer.
+mod merging {
+    use domain::batch::{BatchSummary, JobEntry};
+    use domain::ports::MIN_PART_BYTES;
+    use serde_json::json;
+    use test_support::batch::Bucket;
+
+    use super::*;
+
+    const BATCH: &str = "0a1b2c";
+    const KIB: usize = 1024;
+
+    fn settings() -> BatchSettings {
+        BatchSettings::from_env(&Env::from_pairs([(
+            "BATCH_ROLE_ARN",
+            "arn:aws:iam::123456789012:role/r",
+        )]))
+        .unwrap()
+    }
+
+    fn ids(prefix: &str, count: usize) -> Vec<String> {
+        (0..count).map(|i| format!("{prefix}{i}")).collect()
+    }
+
+    /// The answer's text: the id, then `size` bytes.
+    fn text(id: &str, size: usize) -> String {
+        format!("answer {id} {}", "x".repeat(size))
+    }
+
+    /// Bedrock's output line of an answered record.
+    fn answered(id: &str, size: usize) -> String {
+        json!({"recordId": id, "modelInput": {}, "modelOutput": {
+            "output": {"message": {"role": "assistant", "content": [{"text": text(id, size)}]}},
+            "stopReason": "end_turn",
+            "usage": {"inputTokens": 3, "outputTokens": 5, "totalTokens": 8}}})
+        .to_string()
+    }
+
+    /// Bedrock's output line of a record it refused.
+    fn refused(id: &str) -> String {
+        json!({"recordId": id, "modelInput": {},
+            "error": {"errorCode": 400, "errorMessage": "bad input"}})
+        .to_string()
+    }
+
+    /// Job `index` of the batch, its input written; `ran`: it has an ARN, so an output folder.
+    async fn job(
+        bucket: &Bucket,
+        index: usize,
+        ids: &[String],
+        status: &str,
+        ran: bool,
+    ) -> JobEntry {
+        let records: Vec<BatchRecord> = ids
+            .iter()
+            .map(|id| BatchRecord {
+                record_id: id.clone(),
+                model_input: json!({"messages": [{"role": "user", "content": [{"text": "q"}]}]}),
+            })
+            .collect();
+        bucket
+            .put(&job_input_key(BATCH, index), jsonl(&records))
+            .await
+            .unwrap();
+        let mut job = queued_job(BATCH, index, ids.len());
+        job.status = status.into();
+        if ran {
+            job.arn = Some(format!(
+                "arn:aws:bedrock:us-east-1:123456789012:model-invocation-job/job{index}"
+            ));
+        }
+        job
+    }
+
+    /// An output file of job `index`, as Bedrock names them under the job's folder.
+    async fn output(bucket: &Bucket, index: usize, file: &str, lines: &[String]) {
+        let key = format!("{}job{index}/{file}", output_prefix(BATCH));
+        let mut body = lines.join("\n").into_bytes();
+        body.push(b'\n');
+        bucket.put(&key, body).await.unwrap();
+    }
+
+    fn batch(jobs: Vec<JobEntry>) -> Batch {
+        let mut batch: Batch = serde_json::from_value(json!({
+            "batchId": BATCH, "modelId": "anthropic.claude-3-haiku-20240307-v1:0",
+            "source": "api", "status": "InProgress", "jobs": [], "recordCount": 0,
+            "createdAt": 1, "updatedAt": 1, "version": 1
+        }))
+        .unwrap();
+        batch.record_count = jobs.iter().map(|j| j.record_count).sum();
+        batch.jobs = jobs;
+        batch
+    }
+
+    /// Merges, checks that no read answered more than a range and that no upload is left
+    /// open; the results' lines and the summary.
+    async fn merged(bucket: &Bucket, batch: &Batch) -> (Vec<Value>, BatchSummary) {
+        let (key, summary) = merge_results(bucket, batch, &settings()).await.unwrap();
+        assert_eq!(key, results_key(BATCH));
+        assert!(
+            bucket.largest_read() as u64 <= MERGE_READ_BYTES,
+            "read {} bytes at once",
+            bucket.largest_read()
+        );
+        assert_eq!(bucket.open_uploads(), Vec::<String>::new());
+        let bytes = bucket.object(&key).expect("results.jsonl");
+        (lines(&bytes).collect(), summary)
+    }
+
+    fn record_ids(lines: &[Value]) -> Vec<&str> {
+        lines
+            .iter()
+            .map(|l| l["recordId"].as_str().unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn results_larger_than_a_part_are_written_in_parts_of_the_minimum_size() {
+        let bucket = Bucket::default();
+        let ids = ids("r", 40);
+        let jobs = vec![job(&bucket, 0, &ids, "Completed", true).await];
+        // Answers in reverse order; r7's alone is larger than a part.
+        let size = |id: &str| {
+            if id == "r7" {
+                6 * 1024 * KIB
+            } else {
+                300 * KIB
+            }
+        };
+        let lines: Vec<String> = ids.iter().rev().map(|id| answered(id, size(id))).collect();
+        output(&bucket, 0, "part-0000.jsonl.out", &lines).await;
+
+        let (results, summary) = merged(&bucket, &batch(jobs)).await;
+
+        assert_eq!(record_ids(&results), ids);
+        for (line, id) in results.iter().zip(&ids) {
+            assert_eq!(line["text"], text(id, size(id)), "{id}");
+        }
+        let parts = bucket
+            .completed_parts(&results_key(BATCH))
+            .expect("a multipart upload");
+        let (last, full) = parts.split_last().unwrap();
+        assert!(full.len() >= 3, "{parts:?}");
+        assert!(full.iter().all(|p| *p == MIN_PART_BYTES), "{parts:?}");
+        assert!(*last > 0 && *last <= MIN_PART_BYTES, "{parts:?}");
+        assert_eq!(
+            (summary.total, summary.succeeded, summary.failed),
+            (40, 40, 0)
+        );
+        assert_eq!((summary.input_tokens, summary.output_tokens), (120, 200));
+    }
+
+    #[tokio::test]
+    async fn an_answer_in_a_later_output_file_joins_and_a_record_without_one_is_not_processed() {
+        let bucket = Bucket::default();
+        let ids = ids("r", 6);
+        let jobs = vec![job(&bucket, 0, &ids, "PartiallyCompleted", true).await];
+        let big = 600 * KIB;
+        let first = [answered("r4", big), answered("r0", big)];
+        output(&bucket, 0, "part-0000.jsonl.out", &first).await;
+        let later = [answered("r5", big), refused("r2"), answered("r1", big)];
+        output(&bucket, 0, "part-0001.jsonl.out", &later).await;
+        output(
+            &bucket,
+            0,
+            "manifest.json.out",
+            &[json!({"totalRecordCount": 6}).to_string()],
+        )
+        .await;
+
+        let (results, summary) = merged(&bucket, &batch(jobs)).await;
+
+        assert_eq!(record_ids(&results), ids, "input order");
+        for id in ["r0", "r1", "r4", "r5"] {
+            let line = &results[ids.iter().position(|i| i == id).unwrap()];
+            assert_eq!(line["text"], text(id, big), "{id}");
+        }
+        assert_eq!(
+            results[2]["error"],
+            json!({"code": "400", "message": "bad input"})
+        );
+        assert_eq!(
+            results[3]["error"],
+            json!({"code": "NotProcessed",
+                "message": "the job ended PartiallyCompleted before this record was answered"})
+        );
+        assert_eq!(
+            (summary.total, summary.succeeded, summary.failed),
+            (6, 4, 2)
+        );
+    }
+
+    #[tokio::test]
+    async fn every_job_keeps_its_place_and_records_no_job_answered_are_not_processed() {
+        let bucket = Bucket::default();
+        let (first, second, third) = (ids("a", 3), ids("b", 2), ids("c", 2));
+        let mut failed = job(&bucket, 1, &second, "Failed", true).await;
+        failed.message = Some("Bedrock stopped the job".into());
+        let jobs = vec![
+            job(&bucket, 0, &first, "Completed", true).await,
+            failed,
+            // Queued when the batch was stopped: it never ran.
+            job(&bucket, 2, &third, "Stopped", false).await,
+        ];
+        let lines: Vec<String> = first
+            .iter()
+            .rev()
+            .map(|id| answered(id, 600 * KIB))
+            .collect();
+        output(&bucket, 0, "part-0000.jsonl.out", &lines).await;
+
+        let (results, summary) = merged(&bucket, &batch(jobs)).await;
+
+        let all: Vec<String> = [first, second, third].concat();
+        assert_eq!(record_ids(&results), all);
+        assert!(results[..3].iter().all(|l| l["text"].is_string()));
+        for line in &results[3..5] {
+            assert_eq!(line["error"]["message"], "Bedrock stopped the job");
+        }
+        for line in &results[5..] {
+            assert_eq!(
+                line["error"]["message"],
+                "the job ended Stopped before this record was answered"
+            );
+        }
+        assert!(results[3..]
+            .iter()
+            .all(|l| l["error"]["code"] == "NotProcessed"));
+        assert_eq!(
+            (summary.total, summary.succeeded, summary.failed),
+            (7, 3, 4)
+        );
+    }
+
+    #[tokio::test]
+    async fn an_id_given_twice_is_answered_once_and_the_other_is_not_processed() {
+        let bucket = Bucket::default();
+        let ids: Vec<String> = ["a", "b", "a", "c"].map(String::from).to_vec();
+        let jobs = vec![job(&bucket, 0, &ids, "Completed", true).await];
+        let lines = ["c", "a", "b"].map(|id| answered(id, 500 * KIB));
+        output(&bucket, 0, "part-0000.jsonl.out", &lines).await;
+
+        let (results, summary) = merged(&bucket, &batch(jobs)).await;
+
+        assert_eq!(record_ids(&results), ["a", "b", "a", "c"]);
+        assert_eq!(results[0]["text"], text("a", 500 * KIB));
+        assert_eq!(results[2]["error"]["code"], "NotProcessed");
+        assert_eq!(results[3]["text"], text("c", 500 * KIB));
+        assert_eq!((summary.succeeded, summary.failed), (3, 1));
+    }
+
+    #[tokio::test]
+    async fn a_part_that_fails_aborts_the_upload_and_leaves_no_results() {
+        let bucket = Bucket::default();
+        let ids = ids("r", 30);
+        let jobs = vec![job(&bucket, 0, &ids, "Completed", true).await];
+        let lines: Vec<String> = ids.iter().map(|id| answered(id, 400 * KIB)).collect();
+        output(&bucket, 0, "part-0000.jsonl.out", &lines).await;
+        bucket.fail_parts_from(2, "SlowDown");
+
+        let error = merge_results(&bucket, &batch(jobs), &settings())
+            .await
+            .unwrap_err();
+
+        assert!(error.to_string().contains("SlowDown"), "{error}");
+        assert_eq!(bucket.open_uploads(), Vec::<String>::new(), "aborted");
+        assert_eq!(bucket.object(&results_key(BATCH)), None);
+        assert_eq!(bucket.completed_parts(&results_key(BATCH)), None);
+    }
+
+    #[tokio::test]
+    async fn an_object_smaller_than_a_part_is_one_put_and_a_larger_one_readable_once_finished() {
+        let bucket = Bucket::default();
+        let mut small = ObjectWriter::new(&bucket, "small");
+        small.write(b"one line\n").await.unwrap();
+        small.finish().await.unwrap();
+        assert_eq!(
+            bucket.object("small").as_deref(),
+            Some(b"one line\n".as_slice())
+        );
+        assert_eq!(bucket.completed_parts("small"), None, "a put");
+
+        let mut large = ObjectWriter::new(&bucket, "large");
+        let line = vec![b'x'; 3 * 1024 * KIB];
+        for _ in 0..4 {
+            large.write(&line).await.unwrap();
+        }
+        assert_eq!(
+            bucket.object("large"),
+            None,
+            "nothing readable before finish"
+        );
+        assert_eq!(bucket.open_uploads(), ["large"]);
+        large.finish().await.unwrap();
+        assert_eq!(
+            bucket.completed_parts("large"),
+            Some(vec![
+                MIN_PART_BYTES,
+                MIN_PART_BYTES,
+                12 * 1024 * KIB - 2 * MIN_PART_BYTES
+            ])
+        );
+        assert_eq!(
+            bucket.object("large").map(|b| b.len()),
+            Some(12 * 1024 * KIB)
+        );
+        assert_eq!(bucket.open_uploads(), Vec::<String>::new());
+    }
+}
