@@ -17,8 +17,10 @@ use crate::capacity::{
 };
 use crate::conversation::{Conversation, ModelAnswer};
 use crate::error::{
-    CacheError, EventError, JobError, ModelError, RegistryError, StoreError, TenancyError,
+    CacheError, EventError, JobError, LimitError, ModelError, RegistryError, StoreError,
+    TenancyError,
 };
+use crate::limits::{TenantLimits, WindowCounts};
 use crate::metrics::RequestMetrics;
 use crate::reporting::{
     Datum, InventoryError, MetricId, MetricsError, ProvisionedThroughput, Query, ReportState,
@@ -279,6 +281,91 @@ pub trait TenantKeyStore: Send + Sync {
         key_id: &str,
         monthly_budget_usd: Option<f64>,
     ) -> impl Future<Output = Result<(), TenancyError>> + Send;
+
+    /// Sets the key's limits, each absent one removed; [`TenancyError::NoSuchKey`] if unknown.
+    fn set_limits(
+        &self,
+        key_id: &str,
+        limits: &TenantLimits,
+    ) -> impl Future<Output = Result<(), TenancyError>> + Send;
+}
+
+/// Per-tenant rate and concurrency limits, counted where every instance sees them (see
+/// [`crate::limits`] for the rules).
+pub trait TenantLimiter: Send + Sync {
+    /// Counts one request and reserves `tokens` in the tenant's window of `now_epoch`, if the
+    /// window has room for both under `limits` (a limit absent is not checked); the window's
+    /// counts after it, or [`LimitError::Exceeded`] and nothing counted.
+    fn admit(
+        &self,
+        tenant: &str,
+        limits: &TenantLimits,
+        tokens: u64,
+        now_epoch: i64,
+    ) -> impl Future<Output = Result<WindowCounts, LimitError>> + Send;
+
+    /// Corrects the tokens of the window that starts at `window_start` by `delta` (the tokens
+    /// used minus those reserved; negative gives a reservation back).
+    fn adjust_tokens(
+        &self,
+        tenant: &str,
+        window_start: i64,
+        delta: i64,
+    ) -> impl Future<Output = Result<(), LimitError>> + Send;
+
+    /// Takes one of the tenant's `limit` concurrency slots under `lease_id` until `expires_at`
+    /// (epoch seconds), leases expired at `now_epoch` not counted;
+    /// [`LimitError::Exceeded`] when all are held.
+    fn acquire(
+        &self,
+        tenant: &str,
+        lease_id: &str,
+        limit: u32,
+        now_epoch: i64,
+        expires_at: i64,
+    ) -> impl Future<Output = Result<(), LimitError>> + Send;
+
+    /// Gives the slot of `lease_id` back (nothing when it is not held).
+    fn release(
+        &self,
+        tenant: &str,
+        lease_id: &str,
+    ) -> impl Future<Output = Result<(), LimitError>> + Send;
+}
+
+impl<T: TenantLimiter> TenantLimiter for std::sync::Arc<T> {
+    async fn admit(
+        &self,
+        tenant: &str,
+        limits: &TenantLimits,
+        tokens: u64,
+        now_epoch: i64,
+    ) -> Result<WindowCounts, LimitError> {
+        (**self).admit(tenant, limits, tokens, now_epoch).await
+    }
+    async fn adjust_tokens(
+        &self,
+        tenant: &str,
+        window_start: i64,
+        delta: i64,
+    ) -> Result<(), LimitError> {
+        (**self).adjust_tokens(tenant, window_start, delta).await
+    }
+    async fn acquire(
+        &self,
+        tenant: &str,
+        lease_id: &str,
+        limit: u32,
+        now_epoch: i64,
+        expires_at: i64,
+    ) -> Result<(), LimitError> {
+        (**self)
+            .acquire(tenant, lease_id, limit, now_epoch, expires_at)
+            .await
+    }
+    async fn release(&self, tenant: &str, lease_id: &str) -> Result<(), LimitError> {
+        (**self).release(tenant, lease_id).await
+    }
 }
 
 /// Spend per tenant and month, added to atomically by every instance.
@@ -314,6 +401,9 @@ impl<T: TenantKeyStore> TenantKeyStore for std::sync::Arc<T> {
     }
     async fn set_budget(&self, key_id: &str, budget: Option<f64>) -> Result<(), TenancyError> {
         (**self).set_budget(key_id, budget).await
+    }
+    async fn set_limits(&self, key_id: &str, limits: &TenantLimits) -> Result<(), TenancyError> {
+        (**self).set_limits(key_id, limits).await
     }
 }
 

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use domain::cache::{CacheEntry, CacheKey, CacheState};
 use domain::conversation::ModelAnswer;
+use domain::limits::RateStatus;
 use domain::routing::{Plan, Route};
 use domain::tenancy::Tenant;
 use domain::tiers::Tier;
@@ -46,6 +47,22 @@ pub(crate) struct Ctx {
     pub(crate) started: Instant,
     pub(crate) trace: Trace,
     pub(crate) wire: Wire,
+    /// What the request holds of its tenant's limits, given back when it ends; a stream's
+    /// task takes it over.
+    pub(crate) held: Option<Held>,
+    /// The tenant's per-minute counts, for the OpenAI route's `x-ratelimit-*` headers.
+    pub(crate) rate: Option<RateStatus>,
+}
+
+/// What an admitted request holds of its tenant's limits until it ends.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Held {
+    pub(crate) tenant: String,
+    /// The concurrency lease, when the tenant has a concurrency limit.
+    pub(crate) lease_id: Option<String>,
+    /// The window the request was counted in and the tokens it reserved there, when the
+    /// tenant has a per-minute limit.
+    pub(crate) window: Option<(i64, u64)>,
 }
 
 /// The routes the function serves (matched on the path's end, whatever the stage prefix).

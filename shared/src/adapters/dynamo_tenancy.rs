@@ -8,6 +8,7 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
 use domain::error::TenancyError;
+use domain::limits::TenantLimits;
 use domain::ports::{SpendLedger, TenantKeyStore};
 use domain::tenancy::TenantKey;
 
@@ -147,6 +148,47 @@ impl TenantKeyStore for DynamoDbTenantKeys {
             Err(error) => Err(store_error(error)),
         }
     }
+
+    async fn set_limits(&self, key_id: &str, limits: &TenantLimits) -> Result<(), TenancyError> {
+        let mut sets = Vec::new();
+        let mut removes = Vec::new();
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY_ATTRIBUTE, AttributeValue::S(key_id.to_owned()))
+            .condition_expression("attribute_exists(keyId)");
+        for (attribute, value) in [
+            ("requestsPerMinute", limits.requests_per_minute),
+            ("tokensPerMinute", limits.tokens_per_minute),
+            ("concurrentRequests", limits.concurrent_requests),
+        ] {
+            match value {
+                Some(value) => {
+                    sets.push(format!("{attribute} = :{attribute}"));
+                    update = update.expression_attribute_values(
+                        format!(":{attribute}"),
+                        AttributeValue::N(value.to_string()),
+                    );
+                }
+                None => removes.push(attribute),
+            }
+        }
+        let mut expression = Vec::new();
+        if !sets.is_empty() {
+            expression.push(format!("SET {}", sets.join(", ")));
+        }
+        if !removes.is_empty() {
+            expression.push(format!("REMOVE {}", removes.join(", ")));
+        }
+        match update.update_expression(expression.join(" ")).send().await {
+            Ok(_) => Ok(()),
+            Err(error) if is_condition_failure(&error) => {
+                Err(TenancyError::NoSuchKey(key_id.to_owned()))
+            }
+            Err(error) => Err(store_error(error)),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -262,6 +304,30 @@ mod tests {
         );
     }
 
+    /// Limits given are set, limits absent removed, on an existing key only.
+    #[tokio::test]
+    async fn limits_are_set_and_removed_in_one_update() {
+        let set = mock!(aws_sdk_dynamodb::Client::update_item)
+            .match_requests(|r| {
+                r.update_expression()
+                    == Some("SET requestsPerMinute = :requestsPerMinute, concurrentRequests = :concurrentRequests REMOVE tokensPerMinute")
+                    && r.condition_expression() == Some("attribute_exists(keyId)")
+                    && r.expression_attribute_values()
+                        .and_then(|v| v.get(":concurrentRequests"))
+                        == Some(&AttributeValue::N("2".into()))
+            })
+            .then_output(|| UpdateItemOutput::builder().build());
+        let client = mock_client!(aws_sdk_dynamodb, [&set]);
+        let keys = DynamoDbTenantKeys::new(client, "keys");
+        let limits = TenantLimits {
+            requests_per_minute: Some(60),
+            tokens_per_minute: None,
+            concurrent_requests: Some(2),
+        };
+        keys.set_limits("abc", &limits).await.unwrap();
+        assert_eq!(set.num_calls(), 1);
+    }
+
     #[test]
     fn a_key_item_holds_the_hash_not_the_key() {
         let key = TenantKey {
@@ -273,6 +339,9 @@ mod tests {
             created_at: 1,
             revoked_at: None,
             description: None,
+            requests_per_minute: Some(60),
+            tokens_per_minute: None,
+            concurrent_requests: Some(2),
         };
         let item: HashMap<String, AttributeValue> = serde_dynamo::to_item(&key).unwrap();
         assert_eq!(

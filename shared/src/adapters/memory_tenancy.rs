@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use domain::error::TenancyError;
+use domain::limits::TenantLimits;
 use domain::ports::{SpendLedger, TenantKeyStore};
 use domain::tenancy::TenantKey;
 
@@ -109,6 +110,11 @@ impl<K: TenantKeyStore> TenantKeyStore for CachedKeys<K> {
     ) -> Result<(), TenancyError> {
         self.remembered.forget(key_id);
         self.inner.set_budget(key_id, monthly_budget_usd).await
+    }
+
+    async fn set_limits(&self, key_id: &str, limits: &TenantLimits) -> Result<(), TenancyError> {
+        self.remembered.forget(key_id);
+        self.inner.set_limits(key_id, limits).await
     }
 }
 
@@ -283,6 +289,15 @@ impl TenantKeyStore for InMemoryTenancy {
         key.monthly_budget_usd = monthly_budget_usd;
         Ok(())
     }
+
+    async fn set_limits(&self, key_id: &str, limits: &TenantLimits) -> Result<(), TenancyError> {
+        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        let key = keys
+            .get_mut(key_id)
+            .ok_or_else(|| TenancyError::NoSuchKey(key_id.to_owned()))?;
+        key.set_limits(*limits);
+        Ok(())
+    }
 }
 
 impl SpendLedger for InMemoryTenancy {
@@ -333,6 +348,9 @@ mod tests {
             created_at: 0,
             revoked_at: None,
             description: None,
+            requests_per_minute: None,
+            tokens_per_minute: None,
+            concurrent_requests: None,
         }
     }
 
