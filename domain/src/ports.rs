@@ -28,7 +28,7 @@ use crate::reporting::{
 };
 use crate::routing::{CapacityRouter, Plan, Target};
 use crate::stream::StreamEvent;
-use crate::tenancy::TenantKey;
+use crate::tenancy::{Reservation, Reserved, TenantKey};
 
 /// A model's answer as it is produced; an error ends it.
 pub type ModelStream = Pin<Box<dyn Stream<Item = Result<StreamEvent, ModelError>> + Send>>;
@@ -383,6 +383,29 @@ pub trait SpendLedger: Send + Sync {
         month: &str,
         usd: f64,
     ) -> impl Future<Output = Result<f64, TenancyError>> + Send;
+
+    /// Holds `reservation.usd` of the month's `budget_usd` with one conditional write, if the
+    /// spend and the live reservations leave room for it ([`Reserved::Refused`] otherwise).
+    /// Reservations expired at `now_epoch` stop counting.
+    fn reserve(
+        &self,
+        tenant: &str,
+        month: &str,
+        reservation: &Reservation,
+        budget_usd: f64,
+        now_epoch: i64,
+    ) -> impl Future<Output = Result<Reserved, TenancyError>> + Send;
+
+    /// Replaces `reservation`, held as `held` says, by the spend `actual_usd`; the new total
+    /// spend. A reservation that expired meanwhile is not given back twice.
+    fn settle(
+        &self,
+        tenant: &str,
+        month: &str,
+        reservation: &Reservation,
+        held: Reserved,
+        actual_usd: f64,
+    ) -> impl Future<Output = Result<f64, TenancyError>> + Send;
 }
 
 /// One store shared by several owners (a test and the handler it drives).
@@ -413,6 +436,30 @@ impl<T: SpendLedger> SpendLedger for std::sync::Arc<T> {
     }
     async fn add(&self, tenant: &str, month: &str, usd: f64) -> Result<f64, TenancyError> {
         (**self).add(tenant, month, usd).await
+    }
+    async fn reserve(
+        &self,
+        tenant: &str,
+        month: &str,
+        reservation: &Reservation,
+        budget_usd: f64,
+        now_epoch: i64,
+    ) -> Result<Reserved, TenancyError> {
+        (**self)
+            .reserve(tenant, month, reservation, budget_usd, now_epoch)
+            .await
+    }
+    async fn settle(
+        &self,
+        tenant: &str,
+        month: &str,
+        reservation: &Reservation,
+        held: Reserved,
+        actual_usd: f64,
+    ) -> Result<f64, TenancyError> {
+        (**self)
+            .settle(tenant, month, reservation, held, actual_usd)
+            .await
     }
 }
 

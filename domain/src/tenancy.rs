@@ -134,6 +134,52 @@ pub fn month_of(now: DateTime<Utc>) -> String {
     format!("{:04}-{:02}", now.year(), now.month())
 }
 
+/// A hold on part of a tenant's monthly budget: what a request may cost at most, taken at
+/// admission and settled to what it did cost once answered. A reservation never settled (its
+/// instance killed or frozen) stops counting at `expires_at`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reservation {
+    /// Unique per request (the request id and a counter).
+    pub id: String,
+    /// The most the request may cost, in USD.
+    pub usd: f64,
+    /// Epoch seconds after which the reservation no longer counts.
+    pub expires_at: i64,
+}
+
+impl Reservation {
+    /// The reservation as one string, `id|usd|expiresAt`: how a ledger may keep it in a set
+    /// (the same reservation always writes the same string).
+    pub fn entry(&self) -> String {
+        format!("{}|{:.9}|{}", self.id, self.usd, self.expires_at)
+    }
+
+    /// Reads back what [`Reservation::entry`] wrote.
+    pub fn from_entry(entry: &str) -> Option<Self> {
+        let mut parts = entry.rsplitn(3, '|');
+        let expires_at = parts.next()?.parse().ok()?;
+        let usd = parts.next()?.parse().ok()?;
+        let id = parts.next()?.to_owned();
+        Some(Self {
+            id,
+            usd,
+            expires_at,
+        })
+    }
+}
+
+/// What a ledger answers to a reservation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Reserved {
+    /// Held in the ledger, where every instance counts it.
+    Held,
+    /// The ledger could not be written: held by this instance alone, against the last spend it
+    /// knows (within the spend read grace), and settled as a plain addition.
+    HeldLocally,
+    /// No room: the spend and the live reservations (`committed_usd`) leave less than asked.
+    Refused { committed_usd: f64 },
+}
+
 /// The tenant a request is made for, once its key is verified.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tenant {
@@ -266,6 +312,21 @@ mod tests {
             .unwrap()
             .get("requestsPerMinute")
             .is_none());
+    }
+
+    #[test]
+    fn a_reservation_reads_back_from_its_entry() {
+        let reservation = Reservation {
+            id: "req|1-2".into(),
+            usd: 0.0125,
+            expires_at: 1_800_000_000,
+        };
+        assert_eq!(reservation.entry(), "req|1-2|0.012500000|1800000000");
+        assert_eq!(
+            Reservation::from_entry(&reservation.entry()),
+            Some(reservation)
+        );
+        assert_eq!(Reservation::from_entry("nonsense"), None);
     }
 
     #[test]

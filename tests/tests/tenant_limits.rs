@@ -3,13 +3,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use domain::limits::TenantLimits;
-use domain::ports::TenantKeyStore;
+use std::sync::Arc;
+
+use domain::ports::{SpendLedger, TenantKeyStore};
 use domain::tenancy::issue_key;
 use http_body_util::BodyExt;
 use integration_tests::invoke::{unique, Harness, HAIKU};
 use integration_tests::{sdk_config, stack_var, Emulator};
 use serde_json::{json, Value};
-use shared::adapters::dynamo_tenancy::DynamoDbTenantKeys;
+use shared::adapters::dynamo_tenancy::{DynamoDbSpendLedger, DynamoDbTenantKeys};
 
 async fn keys() -> DynamoDbTenantKeys {
     DynamoDbTenantKeys::new(
@@ -157,4 +159,64 @@ async fn requests_per_minute_are_counted_across_instances() {
     assert_eq!(status, 429, "{answer}");
     assert_eq!(answer["error"]["code"], "RequestsPerMinuteExceeded");
     assert_eq!(answer["error"]["type"], "rate_limit_error");
+}
+
+#[tokio::test]
+async fn concurrent_requests_against_a_nearly_spent_budget_end_within_the_bound_on_dynamodb() {
+    const N: usize = 10;
+    const BUDGET: f64 = 0.01;
+    let emulator = Emulator::reset().await;
+    // Answers take a while, so the requests are in flight together.
+    emulator
+        .configure(json!({"models": {HAIKU: {"msPerToken": 5}}}))
+        .await;
+    let key = new_key("budget", Some(BUDGET), TenantLimits::default()).await;
+    let tenant = key_tenant(&key).await;
+    let harness = Arc::new(harness(&[]).await);
+    let month = domain::tenancy::month_of(integration_tests::invoke::noon());
+    let ledger = DynamoDbSpendLedger::new(
+        aws_sdk_dynamodb::Client::new(&sdk_config().await),
+        stack_var("SPEND_TABLE_NAME"),
+    );
+    // $0.0003 left: room for about three reservations of 50 output tokens (~$0.00009 each).
+    ledger.add(&tenant, &month, BUDGET - 0.0003).await.unwrap();
+
+    let requests: Vec<_> = (0..N)
+        .map(|i| {
+            let harness = Arc::clone(&harness);
+            let key = key.clone();
+            tokio::spawn(async move {
+                let body = json!({"prompt": unique(&format!("budget {i}")), "inferenceConfig": {"maxTokens": 50}});
+                status_and_body(harness.request("POST", "/v1/invoke", Some(&key), &body).await)
+                    .await
+            })
+        })
+        .collect();
+    let mut served = 0;
+    let mut refused = 0;
+    for request in requests {
+        let (status, answer) = request.await.unwrap();
+        match status {
+            200 => served += 1,
+            429 => {
+                assert_eq!(answer["error"]["code"], "BudgetExceeded", "{answer}");
+                refused += 1;
+            }
+            other => panic!("{other}: {answer}"),
+        }
+    }
+    emulator.configure(json!({"models": {HAIKU: null}})).await;
+    let spent = ledger.spent(&tenant, &month).await.unwrap();
+    println!("served {served}, refused {refused}, spent {spent} of {BUDGET}");
+    assert!(
+        served > 0 && refused > 0,
+        "served {served}, refused {refused}"
+    );
+    // The documented bound: every request gives maxTokens, so no more than the budget.
+    assert!(spent <= BUDGET + 1e-9, "spent {spent} of {BUDGET}");
+}
+
+async fn key_tenant(key: &str) -> String {
+    let key_id = domain::tenancy::key_id_of(key).unwrap();
+    keys().await.get(key_id).await.unwrap().unwrap().tenant
 }

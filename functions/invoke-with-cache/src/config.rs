@@ -111,6 +111,9 @@ pub struct TenancySettings {
     /// Output tokens a request without `maxTokens` is taken to use at most, for its
     /// tokens-per-minute reservation and its budget reservation.
     pub default_max_tokens: u32,
+    /// How long a budget reservation counts when its request never settles it (an instance
+    /// killed or frozen mid-request).
+    pub budget_reservation: Duration,
 }
 
 /// Stampede protection: the first of identical misses leases the key, the others wait for its
@@ -308,6 +311,9 @@ impl InvokeConfig {
                     env.parse_or("LIMITER_FAIL_OPEN_SECONDS", 10u64)?,
                 ),
                 default_max_tokens: env.parse_or("RESERVE_MAX_TOKENS", 4096u32)?,
+                budget_reservation: Duration::from_secs(
+                    env.parse_or("BUDGET_RESERVATION_SECONDS", 900u64)?,
+                ),
             }),
         };
 
@@ -483,6 +489,7 @@ mod tests {
             ("CONCURRENCY_LEASE_SECONDS", "15m"),
             ("LIMITER_FAIL_OPEN_SECONDS", "-5"),
             ("RESERVE_MAX_TOKENS", "4k"),
+            ("BUDGET_RESERVATION_SECONDS", "soon"),
         ] {
             let err = InvokeConfig::from_env(&env(&[
                 ("TENANT_KEYS_TABLE_NAME", "keys"),

@@ -51,14 +51,17 @@ impl<A: Adapters> App<A> {
             .await;
         // What a buffered answer, a hit or a refusal held is given back now; a stream's task
         // took its own over and gives it back when the stream ends.
-        let used = match &outcome {
-            Ok(Reply::Answer(answer)) if answer.cache != CacheState::Hit => {
+        let (used, cost_usd) = match &outcome {
+            Ok(Reply::Answer(answer)) if answer.cache != CacheState::Hit => (
                 u64::from(answer.answer.usage.input_tokens)
-                    + u64::from(answer.answer.usage.output_tokens)
-            }
-            _ => 0,
+                    + u64::from(answer.answer.usage.output_tokens),
+                answer.cost_usd,
+            ),
+            _ => (0, 0.0),
         };
-        self.give_back(ctx.held.take(), used).instrument(span).await;
+        self.give_back(ctx.held.take(), used, cost_usd)
+            .instrument(span)
+            .await;
         let latency_ms = elapsed_ms(ctx.started);
         let mut response = match outcome {
             Ok(Reply::Answer(answer)) => {
@@ -85,7 +88,7 @@ impl<A: Adapters> App<A> {
         ctx: &mut Ctx,
     ) -> Result<Reply, ApiError> {
         let endpoint = Endpoint::of(request);
-        let caller = self.authenticate(request, endpoint).await?;
+        let mut caller = self.authenticate(request, endpoint).await?;
         match endpoint {
             Endpoint::Models => return self.list_models(request, &caller).map(Reply::Json),
             Endpoint::OpenAiOther => return Err(not_served(request)),
@@ -97,7 +100,8 @@ impl<A: Adapters> App<A> {
             self.check_cache_control(&invoke)?;
         }
         let model = self.choose_model(&invoke, &mut ctx.trace);
-        self.admit(&caller, &model).await?;
+        self.admit(&mut caller, &model, &invoke.conversation, ctx)
+            .await?;
         self.admit_limits(&caller, &invoke.conversation, ctx)
             .await?;
         let now = self.ports.clock.now();

@@ -11,7 +11,7 @@ use http::StatusCode;
 use domain::conversation::Conversation;
 use domain::error::LimitError;
 use domain::limits::{estimated_tokens, RateStatus, TenantLimits};
-use domain::ports::{Clock, TenantLimiter};
+use domain::ports::{Clock, SpendLedger, TenantLimiter};
 
 use crate::app::{Adapters, App};
 use crate::context::{Caller, Ctx, Held};
@@ -38,11 +38,8 @@ impl<A: Adapters> App<A> {
             return Ok(());
         }
         let now = self.ports.clock.now().timestamp();
-        let mut held = Held {
-            tenant: tenant.name.clone(),
-            lease_id: None,
-            window: None,
-        };
+        // Whatever is taken goes into `ctx.held` at once, so that a refusal further on gives
+        // it back (the handler gives back what a request held, however it ended).
         if limits.has_rate() {
             let tokens = if limits.tokens_per_minute.is_some() {
                 estimated_tokens(conversation, settings.default_max_tokens).total()
@@ -57,7 +54,9 @@ impl<A: Adapters> App<A> {
                 Ok(counts) => {
                     self.limiter_answered();
                     ctx.rate = Some(RateStatus::after(&limits, &counts, now));
-                    held.window = Some((counts.window_start, tokens));
+                    ctx.held
+                        .get_or_insert_with(|| Held::of(&tenant.name))
+                        .window = Some((counts.window_start, tokens));
                 }
                 Err(error) => {
                     self.limiter_failed(&limits, &error, tokens, ctx, now)?;
@@ -80,18 +79,14 @@ impl<A: Adapters> App<A> {
             {
                 Ok(()) => {
                     self.limiter_answered();
-                    held.lease_id = Some(lease_id);
+                    ctx.held
+                        .get_or_insert_with(|| Held::of(&tenant.name))
+                        .lease_id = Some(lease_id);
                 }
-                Err(error) => {
-                    // The request counted in the window is not served: its tokens go back.
-                    if let Err(refusal) = self.limiter_failed(&limits, &error, 0, ctx, now) {
-                        self.give_back(Some(held), 0).await;
-                        return Err(refusal);
-                    }
-                }
+                // A refused request counted in the window gets its tokens back with the rest.
+                Err(error) => self.limiter_failed(&limits, &error, 0, ctx, now)?,
             }
         }
-        ctx.held = Some(held);
         Ok(())
     }
 
@@ -166,9 +161,10 @@ impl<A: Adapters> App<A> {
             .unwrap_or_else(|e| e.into_inner()) = None;
     }
 
-    /// Gives back what a request held: its concurrency slot, and the tokens it reserved but
-    /// did not use (`used` replaces the reservation in its window).
-    pub(crate) async fn give_back(&self, held: Option<Held>, used: u64) {
+    /// Gives back what a request held: its concurrency slot, the tokens it reserved (`used`
+    /// replaces the reservation in its window), and its budget reservation (settled to
+    /// `cost_usd`, what it cost).
+    pub(crate) async fn give_back(&self, held: Option<Held>, used: u64, cost_usd: f64) {
         let (Some(held), Some(tenancy)) = (held, &self.ports.tenancy) else {
             return;
         };
@@ -186,6 +182,21 @@ impl<A: Adapters> App<A> {
                 .await
             {
                 tracing::warn!(%error, tenant = held.tenant, "tokens of the minute not corrected; the reservation stands until the window ends");
+            }
+        }
+        if let Some(hold) = &held.budget {
+            if let Err(error) = tenancy
+                .ledger
+                .settle(
+                    &held.tenant,
+                    &hold.month,
+                    &hold.reservation,
+                    hold.held,
+                    cost_usd,
+                )
+                .await
+            {
+                tracing::error!(%error, tenant = held.tenant, cost_usd, "spend not settled yet; owed and added with the tenant's next spend on this instance, the reservation expiring by itself");
             }
         }
     }

@@ -113,9 +113,11 @@ impl<A: Adapters> App<A> {
         let usage = self
             .relay_and_settle(&job, &target, events, meta, &sender, &ctx)
             .await;
+        let cost_usd = self.prices(&target, &usage).0;
         self.give_back(
             held,
             u64::from(usage.input_tokens) + u64::from(usage.output_tokens),
+            cost_usd,
         )
         .await;
         drop(sender);
