@@ -80,7 +80,23 @@ impl<A: Adapters> App<A> {
         }
     }
 
-    /// A tenant may use its models, within its monthly budget. The spend is read from the
+    /// A tenant key may name (or its tier choose) only the models it lists.
+    pub(crate) fn check_model(&self, caller: &Caller, model: &str) -> Result<(), ApiError> {
+        match &caller.tenant {
+            Some(tenant) if !tenant.allows_model(model) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "ModelNotAllowed",
+                format!(
+                    "this key may not use {model:?}; it may use {:?}",
+                    tenant.models
+                ),
+            )
+            .with_param("model")),
+            _ => Ok(()),
+        }
+    }
+
+    /// A tenant may spend within its monthly budget. The spend is read from the
     /// instance's cache of it; a ledger that cannot be read answers with the last figure known
     /// for `SPEND_READ_GRACE_SECONDS`, and past it the request is refused (fail closed). Then
     /// the most the request may cost is reserved in the budget (one conditional write), left
@@ -95,17 +111,6 @@ impl<A: Adapters> App<A> {
         let (Some(tenant), Some(tenancy)) = (&caller.tenant, &self.ports.tenancy) else {
             return Ok(());
         };
-        if !tenant.allows_model(model) {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "ModelNotAllowed",
-                format!(
-                    "this key may not use {model:?}; it may use {:?}",
-                    tenant.models
-                ),
-            )
-            .with_param("model"));
-        }
         let Some(budget) = tenant.monthly_budget_usd else {
             return Ok(());
         };

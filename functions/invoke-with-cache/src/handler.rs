@@ -100,9 +100,11 @@ impl<A: Adapters> App<A> {
             self.check_cache_control(&invoke)?;
         }
         let model = self.choose_model(&invoke, &mut ctx.trace);
-        self.admit(&mut caller, &model, &invoke.conversation, ctx)
-            .await?;
+        self.check_model(&caller, &model)?;
+        // The limits first: a tenant flooding past them costs no budget write.
         self.admit_limits(&caller, &invoke.conversation, ctx)
+            .await?;
+        self.admit(&mut caller, &model, &invoke.conversation, ctx)
             .await?;
         let now = self.ports.clock.now();
         let plan = self
