@@ -5,7 +5,8 @@ Run by `tests/tests/openai_sdk.rs` (a private stack) and by `scripts/dev-check.s
   OPENAI_BASE_URL=http://127.0.0.1:9000/openai/v1 OPENAI_API_KEY=bgw_... \
   BUDGET_KEY=bgw_... EMULATOR_URL=http://127.0.0.1:4010 .venv/bin/python tests/openai_sdk.py
 
-OPENAI_API_KEY: a key without budget. BUDGET_KEY: a key whose budget one answer exhausts.
+OPENAI_API_KEY: a key without budget. BUDGET_KEY: a key whose budget holds one short answer's
+reservation, and not the reservation of an answer without max_tokens.
 Every check prints a line; the exit status is the number of failures.
 """
 
@@ -140,7 +141,7 @@ except openai.BadRequestError as error:
     check("unsupported field raises BadRequestError naming it", "seed" in str(error) and error.body.get("param") == "seed", error.body)
 
 budget_client = OpenAI(base_url=BASE_URL, api_key=BUDGET_KEY, max_retries=0)
-budget_client.chat.completions.create(model="auto", messages=[{"role": "user", "content": f"spend {RUN}"}])
+budget_client.chat.completions.create(model="auto", messages=[{"role": "user", "content": f"spend {RUN}"}], max_tokens=5)
 try:
     budget_client.chat.completions.create(model="auto", messages=[{"role": "user", "content": f"spend more {RUN}"}])
     check("over budget raises RateLimitError", False, "no error")

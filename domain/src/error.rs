@@ -170,6 +170,17 @@ pub enum JobError {
     Failed(String),
 }
 
+/// What the `TenantLimiter` port answers instead of an admission.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LimitError {
+    /// The tenant is at one of its limits.
+    #[error("the tenant is at its limit of {} {}", .0.limit, .0.kind.describe())]
+    Exceeded(crate::limits::Exceeded),
+    /// The limiter's store could not be read or written.
+    #[error("limiter store failed: {0}")]
+    Store(String),
+}
+
 /// A failure of the tenant key or spend store.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TenancyError {

@@ -5,7 +5,7 @@
 //! convert SDK types to and from these; the functions wire adapters into handlers.
 //!
 //! - the rules: [`conversation`], [`cache`], [`tiers`], [`routing`], [`capacity`], [`pricing`],
-//!   [`reporting`], [`batch`], [`tenancy`], [`identity`], [`stream`], [`metrics`], [`prompt`];
+//!   [`reporting`], [`batch`], [`tenancy`], [`limits`], [`identity`], [`stream`], [`metrics`], [`prompt`];
 //! - the failures each port reports, in [`error`];
 //! - the [`ports`]: the traits handlers are written against, so they are tested without AWS.
 
@@ -15,6 +15,7 @@ pub mod capacity;
 pub mod conversation;
 pub mod error;
 pub mod identity;
+pub mod limits;
 pub mod metrics;
 pub mod ports;
 pub mod pricing;

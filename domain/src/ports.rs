@@ -17,8 +17,10 @@ use crate::capacity::{
 };
 use crate::conversation::{Conversation, ModelAnswer};
 use crate::error::{
-    CacheError, EventError, JobError, ModelError, RegistryError, StoreError, TenancyError,
+    CacheError, EventError, JobError, LimitError, ModelError, RegistryError, StoreError,
+    TenancyError,
 };
+use crate::limits::{TenantLimits, WindowCounts};
 use crate::metrics::RequestMetrics;
 use crate::reporting::{
     Datum, InventoryError, MetricId, MetricsError, ProvisionedThroughput, Query, ReportState,
@@ -26,7 +28,7 @@ use crate::reporting::{
 };
 use crate::routing::{CapacityRouter, Plan, Target};
 use crate::stream::StreamEvent;
-use crate::tenancy::TenantKey;
+use crate::tenancy::{Reservation, Reserved, TenantKey};
 
 /// A model's answer as it is produced; an error ends it.
 pub type ModelStream = Pin<Box<dyn Stream<Item = Result<StreamEvent, ModelError>> + Send>>;
@@ -367,6 +369,91 @@ pub trait TenantKeyStore: Send + Sync {
         key_id: &str,
         monthly_budget_usd: Option<f64>,
     ) -> impl Future<Output = Result<(), TenancyError>> + Send;
+
+    /// Sets the key's limits, each absent one removed; [`TenancyError::NoSuchKey`] if unknown.
+    fn set_limits(
+        &self,
+        key_id: &str,
+        limits: &TenantLimits,
+    ) -> impl Future<Output = Result<(), TenancyError>> + Send;
+}
+
+/// Per-tenant rate and concurrency limits, counted where every instance sees them (see
+/// [`crate::limits`] for the rules).
+pub trait TenantLimiter: Send + Sync {
+    /// Counts one request and reserves `tokens` in the tenant's window of `now_epoch`, if the
+    /// window has room for both under `limits` (a limit absent is not checked); the window's
+    /// counts after it, or [`LimitError::Exceeded`] and nothing counted.
+    fn admit(
+        &self,
+        tenant: &str,
+        limits: &TenantLimits,
+        tokens: u64,
+        now_epoch: i64,
+    ) -> impl Future<Output = Result<WindowCounts, LimitError>> + Send;
+
+    /// Corrects the tokens of the window that starts at `window_start` by `delta` (the tokens
+    /// used minus those reserved; negative gives a reservation back).
+    fn adjust_tokens(
+        &self,
+        tenant: &str,
+        window_start: i64,
+        delta: i64,
+    ) -> impl Future<Output = Result<(), LimitError>> + Send;
+
+    /// Takes one of the tenant's `limit` concurrency slots under `lease_id` until `expires_at`
+    /// (epoch seconds), leases expired at `now_epoch` not counted;
+    /// [`LimitError::Exceeded`] when all are held.
+    fn acquire(
+        &self,
+        tenant: &str,
+        lease_id: &str,
+        limit: u32,
+        now_epoch: i64,
+        expires_at: i64,
+    ) -> impl Future<Output = Result<(), LimitError>> + Send;
+
+    /// Gives the slot of `lease_id` back (nothing when it is not held).
+    fn release(
+        &self,
+        tenant: &str,
+        lease_id: &str,
+    ) -> impl Future<Output = Result<(), LimitError>> + Send;
+}
+
+impl<T: TenantLimiter> TenantLimiter for std::sync::Arc<T> {
+    async fn admit(
+        &self,
+        tenant: &str,
+        limits: &TenantLimits,
+        tokens: u64,
+        now_epoch: i64,
+    ) -> Result<WindowCounts, LimitError> {
+        (**self).admit(tenant, limits, tokens, now_epoch).await
+    }
+    async fn adjust_tokens(
+        &self,
+        tenant: &str,
+        window_start: i64,
+        delta: i64,
+    ) -> Result<(), LimitError> {
+        (**self).adjust_tokens(tenant, window_start, delta).await
+    }
+    async fn acquire(
+        &self,
+        tenant: &str,
+        lease_id: &str,
+        limit: u32,
+        now_epoch: i64,
+        expires_at: i64,
+    ) -> Result<(), LimitError> {
+        (**self)
+            .acquire(tenant, lease_id, limit, now_epoch, expires_at)
+            .await
+    }
+    async fn release(&self, tenant: &str, lease_id: &str) -> Result<(), LimitError> {
+        (**self).release(tenant, lease_id).await
+    }
 }
 
 /// Spend per tenant and month, added to atomically by every instance.
@@ -383,6 +470,29 @@ pub trait SpendLedger: Send + Sync {
         tenant: &str,
         month: &str,
         usd: f64,
+    ) -> impl Future<Output = Result<f64, TenancyError>> + Send;
+
+    /// Holds `reservation.usd` of the month's `budget_usd` with one conditional write, if the
+    /// spend and the live reservations leave room for it ([`Reserved::Refused`] otherwise).
+    /// Reservations expired at `now_epoch` stop counting.
+    fn reserve(
+        &self,
+        tenant: &str,
+        month: &str,
+        reservation: &Reservation,
+        budget_usd: f64,
+        now_epoch: i64,
+    ) -> impl Future<Output = Result<Reserved, TenancyError>> + Send;
+
+    /// Replaces `reservation`, held as `held` says, by the spend `actual_usd`; the new total
+    /// spend. A reservation that expired meanwhile is not given back twice.
+    fn settle(
+        &self,
+        tenant: &str,
+        month: &str,
+        reservation: &Reservation,
+        held: Reserved,
+        actual_usd: f64,
     ) -> impl Future<Output = Result<f64, TenancyError>> + Send;
 }
 
@@ -403,6 +513,9 @@ impl<T: TenantKeyStore> TenantKeyStore for std::sync::Arc<T> {
     async fn set_budget(&self, key_id: &str, budget: Option<f64>) -> Result<(), TenancyError> {
         (**self).set_budget(key_id, budget).await
     }
+    async fn set_limits(&self, key_id: &str, limits: &TenantLimits) -> Result<(), TenancyError> {
+        (**self).set_limits(key_id, limits).await
+    }
 }
 
 impl<T: SpendLedger> SpendLedger for std::sync::Arc<T> {
@@ -411,6 +524,30 @@ impl<T: SpendLedger> SpendLedger for std::sync::Arc<T> {
     }
     async fn add(&self, tenant: &str, month: &str, usd: f64) -> Result<f64, TenancyError> {
         (**self).add(tenant, month, usd).await
+    }
+    async fn reserve(
+        &self,
+        tenant: &str,
+        month: &str,
+        reservation: &Reservation,
+        budget_usd: f64,
+        now_epoch: i64,
+    ) -> Result<Reserved, TenancyError> {
+        (**self)
+            .reserve(tenant, month, reservation, budget_usd, now_epoch)
+            .await
+    }
+    async fn settle(
+        &self,
+        tenant: &str,
+        month: &str,
+        reservation: &Reservation,
+        held: Reserved,
+        actual_usd: f64,
+    ) -> Result<f64, TenancyError> {
+        (**self)
+            .settle(tenant, month, reservation, held, actual_usd)
+            .await
     }
 }
 

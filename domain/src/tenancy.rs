@@ -5,6 +5,8 @@ use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::limits::TenantLimits;
+
 /// Every key starts with this, so leaked keys are recognisable (secret scanners, logs).
 pub const KEY_PREFIX: &str = "bgw";
 const ID_BYTES: usize = 6;
@@ -28,9 +30,34 @@ pub struct TenantKey {
     pub revoked_at: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// Requests per one-minute window; absent (as on keys made before limits): unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_minute: Option<u32>,
+    /// Tokens (input + output) per one-minute window; absent: unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_per_minute: Option<u32>,
+    /// Requests in flight at once, streams included; absent: unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrent_requests: Option<u32>,
 }
 
 impl TenantKey {
+    /// The key's limits.
+    pub fn limits(&self) -> TenantLimits {
+        TenantLimits {
+            requests_per_minute: self.requests_per_minute,
+            tokens_per_minute: self.tokens_per_minute,
+            concurrent_requests: self.concurrent_requests,
+        }
+    }
+
+    /// Sets every limit to `limits`' (an absent one removes it).
+    pub fn set_limits(&mut self, limits: TenantLimits) {
+        self.requests_per_minute = limits.requests_per_minute;
+        self.tokens_per_minute = limits.tokens_per_minute;
+        self.concurrent_requests = limits.concurrent_requests;
+    }
+
     /// Whether the presented key is this one and still valid.
     pub fn accepts(&self, presented: &str) -> bool {
         self.revoked_at.is_none()
@@ -66,6 +93,9 @@ pub fn issue_key(
             created_at: now.timestamp(),
             revoked_at: None,
             description,
+            requests_per_minute: None,
+            tokens_per_minute: None,
+            concurrent_requests: None,
         },
         key,
     })
@@ -104,6 +134,52 @@ pub fn month_of(now: DateTime<Utc>) -> String {
     format!("{:04}-{:02}", now.year(), now.month())
 }
 
+/// A hold on part of a tenant's monthly budget: what a request may cost at most, taken at
+/// admission and settled to what it did cost once answered. A reservation never settled (its
+/// instance killed or frozen) stops counting at `expires_at`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reservation {
+    /// Unique per request (the request id and a counter).
+    pub id: String,
+    /// The most the request may cost, in USD.
+    pub usd: f64,
+    /// Epoch seconds after which the reservation no longer counts.
+    pub expires_at: i64,
+}
+
+impl Reservation {
+    /// The reservation as one string, `id|usd|expiresAt`: how a ledger may keep it in a set
+    /// (the same reservation always writes the same string).
+    pub fn entry(&self) -> String {
+        format!("{}|{:.9}|{}", self.id, self.usd, self.expires_at)
+    }
+
+    /// Reads back what [`Reservation::entry`] wrote.
+    pub fn from_entry(entry: &str) -> Option<Self> {
+        let mut parts = entry.rsplitn(3, '|');
+        let expires_at = parts.next()?.parse().ok()?;
+        let usd = parts.next()?.parse().ok()?;
+        let id = parts.next()?.to_owned();
+        Some(Self {
+            id,
+            usd,
+            expires_at,
+        })
+    }
+}
+
+/// What a ledger answers to a reservation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Reserved {
+    /// Held in the ledger, where every instance counts it.
+    Held,
+    /// The ledger could not be written: held by this instance alone, against the last spend it
+    /// knows (within the spend read grace), and settled as a plain addition.
+    HeldLocally,
+    /// No room: the spend and the live reservations (`committed_usd`) leave less than asked.
+    Refused { committed_usd: f64 },
+}
+
 /// The tenant a request is made for, once its key is verified.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tenant {
@@ -111,6 +187,8 @@ pub struct Tenant {
     pub key_id: String,
     pub models: Vec<String>,
     pub monthly_budget_usd: Option<f64>,
+    /// Its key's rate and concurrency limits.
+    pub limits: TenantLimits,
 }
 
 impl Tenant {
@@ -126,6 +204,7 @@ impl From<&TenantKey> for Tenant {
             key_id: key.key_id.clone(),
             models: key.models.clone(),
             monthly_budget_usd: key.monthly_budget_usd,
+            limits: key.limits(),
         }
     }
 }
@@ -209,6 +288,45 @@ mod tests {
         let tenant = Tenant::from(&issued.record);
         assert!(tenant.allows_model("a"));
         assert!(!tenant.allows_model("b"));
+    }
+
+    #[test]
+    fn keys_stored_before_limits_read_as_unlimited_and_limits_round_trip() {
+        let old = serde_json::json!({
+            "keyId": "0123456789ab", "secretSha256": "ff", "tenant": "acme", "createdAt": 1
+        });
+        let key: TenantKey = serde_json::from_value(old).unwrap();
+        assert_eq!(key.limits(), TenantLimits::default());
+        let mut limited = key.clone();
+        let limits = TenantLimits {
+            requests_per_minute: Some(60),
+            tokens_per_minute: Some(10_000),
+            concurrent_requests: Some(2),
+        };
+        limited.set_limits(limits);
+        let text = serde_json::to_value(&limited).unwrap();
+        assert_eq!(text["concurrentRequests"], 2);
+        let read: TenantKey = serde_json::from_value(text).unwrap();
+        assert_eq!(Tenant::from(&read).limits, limits);
+        assert!(serde_json::to_value(&key)
+            .unwrap()
+            .get("requestsPerMinute")
+            .is_none());
+    }
+
+    #[test]
+    fn a_reservation_reads_back_from_its_entry() {
+        let reservation = Reservation {
+            id: "req|1-2".into(),
+            usd: 0.0125,
+            expires_at: 1_800_000_000,
+        };
+        assert_eq!(reservation.entry(), "req|1-2|0.012500000|1800000000");
+        assert_eq!(
+            Reservation::from_entry(&reservation.entry()),
+            Some(reservation)
+        );
+        assert_eq!(Reservation::from_entry("nonsense"), None);
     }
 
     #[test]

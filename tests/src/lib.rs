@@ -156,6 +156,7 @@ pub mod invoke {
     use shared::adapters::bedrock::BedrockInvoker;
     use shared::adapters::clock::ManualClock;
     use shared::adapters::dynamo_cache::DynamoDbCacheStore;
+    use shared::adapters::dynamo_limits::DynamoDbLimiter;
     use shared::adapters::dynamo_tenancy::{DynamoDbSpendLedger, DynamoDbTenantKeys};
     use shared::adapters::memory_cache::{MemoryCache, MemoryFronted};
     use shared::adapters::memory_routing::NoRoutingTable;
@@ -188,6 +189,7 @@ pub mod invoke {
         type Metrics = Recorder;
         type Keys = CachedKeys<DynamoDbTenantKeys>;
         type Ledger = CachedSpend<DynamoDbSpendLedger>;
+        type Limiter = DynamoDbLimiter;
         type Routes = NoRoutingTable;
     }
 
@@ -270,10 +272,11 @@ pub mod invoke {
                     settings.key_cache,
                 ),
                 ledger: CachedSpend::new(
-                    DynamoDbSpendLedger::new(dynamodb, &settings.spend_table),
+                    DynamoDbSpendLedger::new(dynamodb.clone(), &settings.spend_table),
                     settings.spend_cache,
                 )
                 .with_grace(settings.spend_grace),
+                limiter: DynamoDbLimiter::new(dynamodb, &settings.spend_table),
             });
             let ports = Ports::<LocalStack> {
                 store,

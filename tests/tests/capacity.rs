@@ -63,6 +63,7 @@ impl Adapters for Routed {
     type Metrics = Recorder;
     type Keys = InMemoryTenancy;
     type Ledger = InMemoryTenancy;
+    type Limiter = shared::adapters::memory_limits::InMemoryLimiter;
     type Routes = CachedRoutingTable<DynamoDbRoutingTable>;
 }
 

@@ -33,8 +33,9 @@ async fn the_openai_package_works_unchanged() {
         chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
     );
     let key = new_key(&keys, &tenant, None).await;
-    // One answer costs more than this: the second finds the budget spent.
-    let budget_key = new_key(&keys, &format!("{tenant}-budget"), Some(0.000_001)).await;
+    // Room for the reservation of one short answer (5 output tokens), none for a request
+    // without max_tokens (4,096 output tokens reserved, $0.005 at Claude 3 Haiku's price).
+    let budget_key = new_key(&keys, &format!("{tenant}-budget"), Some(0.001)).await;
     let address = harness.serve().await;
 
     let output = tokio::process::Command::new(".venv/bin/python")

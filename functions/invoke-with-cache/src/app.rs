@@ -2,9 +2,11 @@
 //! `handler` module, one module per step; this module only says what it is made of.
 
 use std::sync::atomic::AtomicU64;
+use std::sync::Mutex;
 
 use domain::ports::{
     CacheStore, Clock, MetricsSink, ModelInvoker, RoutingTableSource, SpendLedger, TenantKeyStore,
+    TenantLimiter,
 };
 
 use crate::config::InvokeConfig;
@@ -23,6 +25,8 @@ pub trait Adapters: Send + Sync + 'static {
     type Keys: TenantKeyStore + 'static;
     /// Tenants' monthly spend.
     type Ledger: SpendLedger + 'static;
+    /// Tenants' rate and concurrency limits.
+    type Limiter: TenantLimiter + 'static;
     /// The capacity function's live routes to Provisioned Throughput.
     type Routes: RoutingTableSource + 'static;
 }
@@ -34,17 +38,19 @@ pub struct Ports<A: Adapters> {
     pub clock: A::Clock,
     pub metrics: A::Metrics,
     /// Verifies bearer keys and counts tenants' spend; `None` refuses every bearer key.
-    pub tenancy: Option<Tenancy<A::Keys, A::Ledger>>,
+    pub tenancy: Option<Tenancy<A::Keys, A::Ledger, A::Limiter>>,
     /// Routes by the capacity function's routing table (live Provisioned Throughput, spilling
     /// over to on-demand) where the static configuration does not route to Provisioned
     /// Throughput itself; `None` routes by the static configuration alone.
     pub routes: Option<A::Routes>,
 }
 
-/// Tenant keys and the spend ledger, when the deployment uses keys.
-pub struct Tenancy<T, L> {
+/// Tenant keys, the spend ledger and the limiter, when the deployment uses keys.
+pub struct Tenancy<T, L, R> {
     pub keys: T,
     pub ledger: L,
+    /// Counts requests, tokens and concurrent requests of tenants whose keys carry limits.
+    pub limiter: R,
 }
 
 /// The function: its configuration and its ports.
@@ -53,6 +59,9 @@ pub struct App<A: Adapters> {
     pub(crate) ports: Ports<A>,
     /// Makes lease owners unique within the instance; the request id makes them unique across.
     pub(crate) lease_counter: AtomicU64,
+    /// Since when the limiter's table has been failing, as this instance saw it; `None` while
+    /// it answers.
+    pub(crate) limiter_outage: Mutex<Option<tokio::time::Instant>>,
 }
 
 impl<A: Adapters> App<A> {
@@ -61,6 +70,7 @@ impl<A: Adapters> App<A> {
             config,
             ports,
             lease_counter: AtomicU64::new(0),
+            limiter_outage: Mutex::new(None),
         }
     }
 }

@@ -5,13 +5,15 @@ use chrono::{DateTime, Datelike, TimeZone, Utc};
 use http::{header, StatusCode};
 use lambda_http::Request;
 
+use domain::conversation::{Conversation, Usage};
 use domain::identity::tenant_owner;
+use domain::limits::estimated_tokens;
 use domain::ports::{Clock, SpendLedger, TenantKeyStore};
-use domain::tenancy::{key_id_of, month_of, Tenant};
+use domain::tenancy::{key_id_of, month_of, Reservation, Reserved, Tenant};
 
 use crate::app::{Adapters, App};
 use crate::config::CacheScope;
-use crate::context::{Caller, Endpoint};
+use crate::context::{BudgetHold, Caller, Ctx, Endpoint, Held};
 use crate::error::ApiError;
 
 impl<A: Adapters> App<A> {
@@ -31,6 +33,7 @@ impl<A: Adapters> App<A> {
             (None, Endpoint::Invoke) => Ok(Caller {
                 namespace: self.namespace(request)?,
                 tenant: None,
+                budget_reserved: false,
             }),
             (None, _) => Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -69,20 +72,16 @@ impl<A: Adapters> App<A> {
             Some(record) if record.accepts(key) => Ok(Caller {
                 namespace: tenant_owner(&record.tenant),
                 tenant: Some(Tenant::from(&record)),
+                budget_reserved: false,
             }),
             _ => Err(invalid()),
         }
     }
 
-    /// A tenant may use its models, within its monthly budget. The spend is read from the
-    /// instance's cache of it; a ledger that cannot be read answers with the last figure known
-    /// for `SPEND_READ_GRACE_SECONDS`, and past it the request is refused (fail closed).
-    pub(crate) async fn admit(&self, caller: &Caller, model: &str) -> Result<(), ApiError> {
-        let (Some(tenant), Some(tenancy)) = (&caller.tenant, &self.ports.tenancy) else {
-            return Ok(());
-        };
-        if !tenant.allows_model(model) {
-            return Err(ApiError::new(
+    /// A tenant key may name (or its tier choose) only the models it lists.
+    pub(crate) fn check_model(&self, caller: &Caller, model: &str) -> Result<(), ApiError> {
+        match &caller.tenant {
+            Some(tenant) if !tenant.allows_model(model) => Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "ModelNotAllowed",
                 format!(
@@ -90,35 +89,127 @@ impl<A: Adapters> App<A> {
                     tenant.models
                 ),
             )
-            .with_param("model"));
+            .with_param("model")),
+            _ => Ok(()),
         }
+    }
+
+    /// A tenant may spend within its monthly budget. The spend is read from the
+    /// instance's cache of it; a ledger that cannot be read answers with the last figure known
+    /// for `SPEND_READ_GRACE_SECONDS`, and past it the request is refused (fail closed). Then
+    /// the most the request may cost is reserved in the budget (one conditional write), left
+    /// in `ctx.held` to be settled when the request ends.
+    pub(crate) async fn admit(
+        &self,
+        caller: &mut Caller,
+        model: &str,
+        conversation: &Conversation,
+        ctx: &mut Ctx,
+    ) -> Result<(), ApiError> {
+        let (Some(tenant), Some(tenancy)) = (&caller.tenant, &self.ports.tenancy) else {
+            return Ok(());
+        };
         let Some(budget) = tenant.monthly_budget_usd else {
             return Ok(());
         };
         let now = self.ports.clock.now();
         match tenancy.ledger.spent(&tenant.name, &month_of(now)).await {
-            Ok(spent) if spent >= budget => Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "BudgetExceeded",
-                format!(
-                    "tenant {:?} has spent ${spent:.4} of its ${budget:.2} budget for {}; it renews on the 1st (UTC) or when the operator raises it",
-                    tenant.name,
-                    month_of(now)
-                ),
-            )
-            .retry_after(seconds_to_next_month(now))),
-            Ok(_) => Ok(()),
+            Ok(spent) if spent >= budget => {
+                return Err(ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "BudgetExceeded",
+                    format!(
+                        "tenant {:?} has spent ${spent:.4} of its ${budget:.2} budget for {}; it renews on the 1st (UTC) or when the operator raises it",
+                        tenant.name,
+                        month_of(now)
+                    ),
+                )
+                .retry_after(seconds_to_next_month(now)))
+            }
+            Ok(_) => {}
             // Money is at stake: with no spend known (or known too long ago), no admission.
             Err(error) => {
                 tracing::error!(error = %error, tenant = tenant.name, "spend unreadable past its grace; refusing the request");
-                Err(ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "SpendUnavailable",
-                    "the tenant's spend could not be read to check its budget; retry in a few seconds",
-                )
-                .retry_after(5))
+                return Err(spend_unavailable());
             }
         }
+        let reservation = self.reservation_for(model, conversation, ctx, now)?;
+        let month = month_of(now);
+        match tenancy
+            .ledger
+            .reserve(&tenant.name, &month, &reservation, budget, now.timestamp())
+            .await
+        {
+            Ok(Reserved::Refused { committed_usd }) => Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "BudgetExceeded",
+                format!(
+                    "this request may cost up to ${:.6} (its prompt's bytes as input tokens and its maxTokens, or {} output tokens without it); tenant {:?} has ${committed_usd:.6} spent or reserved of its ${budget} budget for {month}. Lower maxTokens (max_tokens), wait for requests in flight to end, or ask the operator to raise the budget",
+                    reservation.usd,
+                    self.config
+                        .tenancy
+                        .as_ref()
+                        .map_or(0, |s| s.default_max_tokens),
+                    tenant.name,
+                ),
+            )
+            .retry_after(seconds_to_next_month(now))),
+            Ok(held) => {
+                let hold = BudgetHold {
+                    month,
+                    reservation,
+                    held,
+                };
+                ctx.held.get_or_insert_with(|| Held::of(&tenant.name)).budget = Some(hold);
+                caller.budget_reserved = true;
+                Ok(())
+            }
+            Err(error) => {
+                tracing::error!(error = %error, tenant = tenant.name, "budget reservation not written and no spend known within the grace; refusing the request");
+                Err(spend_unavailable())
+            }
+        }
+    }
+
+    /// The most a request may cost on `model`: its estimated tokens (the prompt's bytes, its
+    /// output cap) at the model's price. A model without a price cannot be reserved for.
+    fn reservation_for(
+        &self,
+        model: &str,
+        conversation: &Conversation,
+        ctx: &Ctx,
+        now: DateTime<Utc>,
+    ) -> Result<Reservation, ApiError> {
+        let settings = self.config.tenancy.as_ref();
+        let estimate = estimated_tokens(
+            conversation,
+            settings.map_or(4096, |s| s.default_max_tokens),
+        );
+        let usage = Usage {
+            input_tokens: u32::try_from(estimate.input).unwrap_or(u32::MAX),
+            output_tokens: u32::try_from(estimate.output).unwrap_or(u32::MAX),
+            total_tokens: u32::try_from(estimate.total()).unwrap_or(u32::MAX),
+        };
+        let usd = self.config.prices.cost(model, &usage).ok_or_else(|| {
+            tracing::error!(model_id = model, "no price for a tenant's model; its budget cannot be reserved");
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "ModelNotPriced",
+                format!("{model:?} has no price, so this key's budget cannot count it; ask the operator to add it to MODEL_PRICES"),
+            )
+            .with_param("model")
+        })?;
+        let lifetime = settings.map_or(900, |s| s.budget_reservation.as_secs());
+        Ok(Reservation {
+            id: format!(
+                "{}-{}",
+                ctx.request_id,
+                self.lease_counter
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ),
+            usd,
+            expires_at: now.timestamp() + i64::try_from(lifetime).unwrap_or(i64::MAX / 2),
+        })
     }
 
     pub(crate) fn namespace(&self, request: &Request) -> Result<String, ApiError> {
@@ -135,6 +226,15 @@ impl<A: Adapters> App<A> {
                 }),
         }
     }
+}
+
+fn spend_unavailable() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "SpendUnavailable",
+        "the tenant's spend could not be read or reserved to check its budget; retry in a few seconds",
+    )
+    .retry_after(5)
 }
 
 /// Seconds until the next calendar month in UTC, when budgets renew.

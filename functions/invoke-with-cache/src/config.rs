@@ -99,6 +99,18 @@ pub struct TenancySettings {
     /// How long the last spend known answers while the spend table cannot be read; past it,
     /// a tenant with a budget is refused (503) until the table answers again.
     pub spend_grace: Duration,
+    /// How long a concurrency lease lasts when its request never gives it back (an instance
+    /// killed or frozen mid-request): the longest a dead request holds one of its tenant's slots.
+    pub concurrency_lease: Duration,
+    /// How long, from the first failure, an instance admits tenants unlimited while the
+    /// limiter's table cannot be reached; past it, tenants with limits get 503.
+    pub limiter_fail_open: Duration,
+    /// Output tokens a request without `maxTokens` is taken to use at most, for its
+    /// tokens-per-minute reservation and its budget reservation.
+    pub default_max_tokens: u32,
+    /// How long a budget reservation counts when its request never settles it (an instance
+    /// killed or frozen mid-request).
+    pub budget_reservation: Duration,
 }
 
 /// Stampede protection: the first of identical misses leases the key, the others wait for its
@@ -279,6 +291,16 @@ impl InvokeConfig {
                 key_cache: Duration::from_secs(env.parse_or("TENANT_KEY_CACHE_SECONDS", 60u64)?),
                 spend_cache: Duration::from_secs(env.parse_or("SPEND_CACHE_SECONDS", 10u64)?),
                 spend_grace: Duration::from_secs(env.parse_or("SPEND_READ_GRACE_SECONDS", 300u64)?),
+                concurrency_lease: Duration::from_secs(
+                    env.parse_or("CONCURRENCY_LEASE_SECONDS", 900u64)?,
+                ),
+                limiter_fail_open: Duration::from_secs(
+                    env.parse_or("LIMITER_FAIL_OPEN_SECONDS", 10u64)?,
+                ),
+                default_max_tokens: env.parse_or("RESERVE_MAX_TOKENS", 4096u32)?,
+                budget_reservation: Duration::from_secs(
+                    env.parse_or("BUDGET_RESERVATION_SECONDS", 900u64)?,
+                ),
             }),
         };
 
@@ -453,6 +475,10 @@ mod tests {
         for (name, value) in [
             ("TENANT_KEY_CACHE_SECONDS", "a minute"),
             ("SPEND_CACHE_SECONDS", "-1"),
+            ("CONCURRENCY_LEASE_SECONDS", "15m"),
+            ("LIMITER_FAIL_OPEN_SECONDS", "-5"),
+            ("RESERVE_MAX_TOKENS", "4k"),
+            ("BUDGET_RESERVATION_SECONDS", "soon"),
         ] {
             let err = InvokeConfig::from_env(&env(&[
                 ("TENANT_KEYS_TABLE_NAME", "keys"),

@@ -9,8 +9,9 @@ use serde_json::Value;
 
 use domain::cache::{CacheEntry, CacheKey, CacheState};
 use domain::conversation::ModelAnswer;
+use domain::limits::RateStatus;
 use domain::routing::{Plan, Route};
-use domain::tenancy::Tenant;
+use domain::tenancy::{Reservation, Reserved, Tenant};
 use domain::tiers::Tier;
 
 use crate::body::ResponseBody;
@@ -46,6 +47,43 @@ pub(crate) struct Ctx {
     pub(crate) started: Instant,
     pub(crate) trace: Trace,
     pub(crate) wire: Wire,
+    /// What the request holds of its tenant's limits, given back when it ends; a stream's
+    /// task takes it over.
+    pub(crate) held: Option<Held>,
+    /// The tenant's per-minute counts, for the OpenAI route's `x-ratelimit-*` headers.
+    pub(crate) rate: Option<RateStatus>,
+}
+
+/// What an admitted request holds of its tenant's limits until it ends.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Held {
+    pub(crate) tenant: String,
+    /// The concurrency lease, when the tenant has a concurrency limit.
+    pub(crate) lease_id: Option<String>,
+    /// The window the request was counted in and the tokens it reserved there, when the
+    /// tenant has a per-minute limit.
+    pub(crate) window: Option<(i64, u64)>,
+    /// The share of the tenant's monthly budget reserved for the request.
+    pub(crate) budget: Option<BudgetHold>,
+}
+
+impl Held {
+    pub(crate) fn of(tenant: &str) -> Self {
+        Self {
+            tenant: tenant.to_owned(),
+            lease_id: None,
+            window: None,
+            budget: None,
+        }
+    }
+}
+
+/// A reservation in a tenant's budget, and where it is held.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct BudgetHold {
+    pub(crate) month: String,
+    pub(crate) reservation: Reservation,
+    pub(crate) held: Reserved,
 }
 
 /// The routes the function serves (matched on the path's end, whatever the stage prefix).
@@ -86,6 +124,9 @@ impl Endpoint {
 pub(crate) struct Caller {
     pub(crate) namespace: String,
     pub(crate) tenant: Option<Tenant>,
+    /// Whether the request's cost was reserved in its tenant's budget: its spend is then
+    /// settled with the reservation when the request ends, not added on its own.
+    pub(crate) budget_reserved: bool,
 }
 
 /// A request past its checks, on its way to the model.

@@ -8,6 +8,7 @@ use http::StatusCode;
 use lambda_http::{Request, RequestExt, Response};
 use tracing::Instrument;
 
+use domain::cache::CacheState;
 use domain::ports::{Clock, RoutingTableSource};
 use shared::http::request_id;
 
@@ -17,7 +18,10 @@ use crate::cache::Standing;
 use crate::context::{elapsed_ms, Ctx, Endpoint, Job, Reply, Trace};
 use crate::error::ApiError;
 use crate::intake::not_served;
-use crate::respond::{answer_response, answered, error_response, json_body_response, meta};
+use crate::respond::{
+    answer_response, answered, error_response, json_body_response, meta, rate_limit_headers,
+};
+use crate::wire::Wire;
 
 impl<A: Adapters> App<A> {
     /// Answers every request with a response, never an error: API Gateway would turn an
@@ -38,10 +42,28 @@ impl<A: Adapters> App<A> {
             started: Instant::now(),
             trace: Trace::default(),
             wire: Endpoint::of(&request).wire(),
+            held: None,
+            rate: None,
         };
-        let outcome = self.process(&request, &mut ctx).instrument(span).await;
+        let outcome = self
+            .process(&request, &mut ctx)
+            .instrument(span.clone())
+            .await;
+        // What a buffered answer, a hit or a refusal held is given back now; a stream's task
+        // took its own over and gives it back when the stream ends.
+        let (used, cost_usd) = match &outcome {
+            Ok(Reply::Answer(answer)) if answer.cache != CacheState::Hit => (
+                u64::from(answer.answer.usage.input_tokens)
+                    + u64::from(answer.answer.usage.output_tokens),
+                answer.cost_usd,
+            ),
+            _ => (0, 0.0),
+        };
+        self.give_back(ctx.held.take(), used, cost_usd)
+            .instrument(span)
+            .await;
         let latency_ms = elapsed_ms(ctx.started);
-        match outcome {
+        let mut response = match outcome {
             Ok(Reply::Answer(answer)) => {
                 self.report_answer(&ctx, &answer, latency_ms);
                 let meta = meta(&ctx, answer.cache, self.ports.clock.now().timestamp());
@@ -53,7 +75,11 @@ impl<A: Adapters> App<A> {
                 self.report_failure(&ctx, &error, latency_ms);
                 error_response(&ctx.wire, &error, &ctx.request_id)
             }
+        };
+        if let (Some(rate), Wire::OpenAi(_)) = (&ctx.rate, &ctx.wire) {
+            rate_limit_headers(response.headers_mut(), rate);
         }
+        response
     }
 
     pub(crate) async fn process(
@@ -62,7 +88,7 @@ impl<A: Adapters> App<A> {
         ctx: &mut Ctx,
     ) -> Result<Reply, ApiError> {
         let endpoint = Endpoint::of(request);
-        let caller = self.authenticate(request, endpoint).await?;
+        let mut caller = self.authenticate(request, endpoint).await?;
         match endpoint {
             Endpoint::Models => return self.list_models(request, &caller).map(Reply::Json),
             Endpoint::OpenAiOther => return Err(not_served(request)),
@@ -74,7 +100,12 @@ impl<A: Adapters> App<A> {
             self.check_cache_control(&invoke)?;
         }
         let model = self.choose_model(&invoke, &mut ctx.trace);
-        self.admit(&caller, &model).await?;
+        self.check_model(&caller, &model)?;
+        // The limits first: a tenant flooding past them costs no budget write.
+        self.admit_limits(&caller, &invoke.conversation, ctx)
+            .await?;
+        self.admit(&mut caller, &model, &invoke.conversation, ctx)
+            .await?;
         let now = self.ports.clock.now();
         let plan = self
             .ports

@@ -5,6 +5,7 @@
 //!
 //! The request path, in the order a request meets it ([`handler`] runs the steps):
 //! [`caller`] (who is calling and what they may do), [`intake`] (reading the request),
+//! [`limits`] (the tenant's rate and concurrency limits),
 //! [`cache`] (the key, the claim and lease, storing), [`model_call`] (the model and spillover),
 //! [`streaming`] (the stream pump), [`settle`] (cost and spend), [`report`] (log line and
 //! metrics), [`respond`] (HTTP responses). The wire formats: [`request`] and [`openai`] read,
@@ -20,6 +21,7 @@ pub mod context;
 pub mod error;
 pub mod handler;
 pub mod intake;
+pub mod limits;
 pub mod model_call;
 pub mod openai;
 pub mod report;

@@ -8,6 +8,7 @@ use lambda_http::{run, run_with_streaming_response, service_fn, Body, Error, Req
 use shared::adapters::bedrock::BedrockInvoker;
 use shared::adapters::clock::SystemClock;
 use shared::adapters::dynamo_cache::{client_with_timeout, DynamoDbCacheStore};
+use shared::adapters::dynamo_limits::DynamoDbLimiter;
 use shared::adapters::dynamo_routing::DynamoDbRoutingTable;
 use shared::adapters::dynamo_tenancy::{DynamoDbSpendLedger, DynamoDbTenantKeys};
 use shared::adapters::emf::EmfStdout;
@@ -27,6 +28,7 @@ impl Adapters for Aws {
     type Metrics = EmfStdout;
     type Keys = CachedKeys<DynamoDbTenantKeys>;
     type Ledger = CachedSpend<DynamoDbSpendLedger>;
+    type Limiter = DynamoDbLimiter;
     type Routes = CachedRoutingTable<DynamoDbRoutingTable>;
 }
 
@@ -49,6 +51,8 @@ async fn main() -> Result<(), Error> {
             settings.spend_cache,
         )
         .with_grace(settings.spend_grace),
+        // The limiter's items live in the spend table (shared::adapters::dynamo_limits).
+        limiter: DynamoDbLimiter::new(dynamodb.clone(), &settings.spend_table),
     });
     // The capacity function's live routes, read at most once per ROUTING_TABLE_CACHE_SECONDS.
     let routes = config.routing_table.as_ref().map(|settings| {

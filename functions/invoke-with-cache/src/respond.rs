@@ -6,6 +6,7 @@ use lambda_http::Response;
 use serde_json::Value;
 
 use domain::cache::CacheState;
+use domain::limits::{openai_duration, RateStatus};
 
 use crate::answered::{Answered, StreamMeta};
 use crate::body::{self, ResponseBody};
@@ -113,6 +114,29 @@ pub(crate) fn error_response(
         headers.insert("x-should-retry", HeaderValue::from_static("false"));
     }
     response
+}
+
+/// OpenAI's `x-ratelimit-*` headers, for the per-minute limits the tenant has.
+pub(crate) fn rate_limit_headers(headers: &mut http::HeaderMap, rate: &RateStatus) {
+    let reset = openai_duration(rate.reset_seconds);
+    if let Some(limit) = rate.limit_requests {
+        insert_header(headers, "x-ratelimit-limit-requests", &limit.to_string());
+        insert_header(
+            headers,
+            "x-ratelimit-remaining-requests",
+            &rate.remaining_requests.to_string(),
+        );
+        insert_header(headers, "x-ratelimit-reset-requests", &reset);
+    }
+    if let Some(limit) = rate.limit_tokens {
+        insert_header(headers, "x-ratelimit-limit-tokens", &limit.to_string());
+        insert_header(
+            headers,
+            "x-ratelimit-remaining-tokens",
+            &rate.remaining_tokens.to_string(),
+        );
+        insert_header(headers, "x-ratelimit-reset-tokens", &reset);
+    }
 }
 
 /// 499, as proxies log a client that closed the connection first.

@@ -84,7 +84,8 @@ impl<A: Adapters> App<A> {
         let (Some(tenant), Some(tenancy)) = (&caller.tenant, &self.ports.tenancy) else {
             return;
         };
-        if cost_usd <= 0.0 {
+        // A reserved request's cost is settled with its reservation when the request ends.
+        if cost_usd <= 0.0 || caller.budget_reserved {
             return;
         }
         let month = month_of(self.ports.clock.now());

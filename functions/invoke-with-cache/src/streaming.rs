@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use domain::cache::{CacheEntry, CacheState};
+use domain::conversation::Usage;
 use domain::error::{ModelError, ModelErrorKind};
 use domain::ports::{Clock, ModelInvoker, ModelStream};
 use domain::routing::Target;
@@ -82,6 +83,8 @@ impl<A: Adapters> App<A> {
         let (sender, body) = body::channel();
         let app = Arc::clone(self);
         let task_ctx = ctx.clone();
+        // The stream's task gives the tenant's slot and tokens back when the stream ends.
+        ctx.held = None;
         let span = tracing::info_span!("invoke", request_id = %ctx.request_id, xrayTraceId = %ctx.xray_trace_id);
         let response = stream_response(&meta, body);
         tokio::spawn(
@@ -93,58 +96,91 @@ impl<A: Adapters> App<A> {
         Ok(response)
     }
 
-    /// Writes the model's events to the client as they come, and settles the answer once the
-    /// model stopped. A client gone or a failed stream stores nothing.
+    /// Writes the model's events to the client as they come, settles the answer once the
+    /// model stopped, and gives back what the request held of its tenant's limits. The body
+    /// ends when `sender` is dropped, here, after all of it: the invocation lasts until the
+    /// tokens are charged and the slot is free, whether the client stayed or not.
     pub(crate) async fn pump(
         self: Arc<Self>,
         job: Job,
         target: Target,
-        mut events: ModelStream,
+        events: ModelStream,
         meta: StreamMeta,
         sender: mpsc::Sender<Bytes>,
-        ctx: Ctx,
+        mut ctx: Ctx,
     ) {
+        let held = ctx.held.take();
+        let usage = self
+            .relay_and_settle(&job, &target, events, meta, &sender, &ctx)
+            .await;
+        let cost_usd = self.prices(&target, &usage).0;
+        self.give_back(
+            held,
+            u64::from(usage.input_tokens) + u64::from(usage.output_tokens),
+            cost_usd,
+        )
+        .await;
+        drop(sender);
+    }
+
+    /// The stream relayed and settled; the tokens the model reported.
+    async fn relay_and_settle(
+        &self,
+        job: &Job,
+        target: &Target,
+        mut events: ModelStream,
+        meta: StreamMeta,
+        sender: &mpsc::Sender<Bytes>,
+        ctx: &Ctx,
+    ) -> Usage {
         let mut writer = ctx.wire.writer(&meta);
         let client_gone = sender.send(writer.opening(&meta)).await.is_err();
         // A tenant's answer is read to its end even when its client left, so the tokens it
         // cost count against the budget; anyone else's is dropped at once, which ends the call.
         let drain = job.caller.tenant.is_some();
         if client_gone && !drain {
-            return self.abandon(&job, &ctx).await;
+            self.abandon(job, ctx).await;
+            return Usage::default();
         }
         let mut builder = AnswerBuilder::default();
         let relayed = self
             .relay(
                 &mut events,
                 &mut writer,
-                &sender,
+                sender,
                 &mut builder,
                 drain,
                 client_gone,
             )
             .await;
+        let usage = builder.usage();
         match relayed {
-            Relayed::Abandoned => return self.abandon(&job, &ctx).await,
+            Relayed::Abandoned => {
+                self.abandon(job, ctx).await;
+                return usage;
+            }
             Relayed::Failed(error) => {
-                self.charge_partial(&job, &target, &builder).await;
-                return self.fail_stream(&job, &ctx, &writer, &sender, error).await;
+                self.charge_partial(job, target, &builder).await;
+                self.fail_stream(job, ctx, &writer, sender, error).await;
+                return usage;
             }
             Relayed::Ended { client_gone: true } => {
-                self.charge_partial(&job, &target, &builder).await;
-                return self.abandon(&job, &ctx).await;
+                self.charge_partial(job, target, &builder).await;
+                self.abandon(job, ctx).await;
+                return usage;
             }
             Relayed::Ended { client_gone: false } => {}
         }
-        let usage = builder.usage();
         let answer = match builder.finish() {
             Ok(answer) => answer,
             Err(error) => {
-                self.record_spend(&job.caller, self.prices(&target, &usage).0)
+                self.record_spend(&job.caller, self.prices(target, &usage).0)
                     .await;
-                return self.fail_stream(&job, &ctx, &writer, &sender, error).await;
+                self.fail_stream(job, ctx, &writer, sender, error).await;
+                return usage;
             }
         };
-        let settled = self.settle(&job, answer, &target).await;
+        let settled = self.settle(job, answer, target).await;
         let latency_ms = elapsed_ms(ctx.started);
         let meta = StreamMeta {
             cache: settled.cache,
@@ -154,7 +190,8 @@ impl<A: Adapters> App<A> {
         let _ = sender
             .send(writer.closing(&answered(&settled, &meta, latency_ms)))
             .await;
-        self.report_answer(&ctx, &settled, latency_ms);
+        self.report_answer(ctx, &settled, latency_ms);
+        usage
     }
 
     /// Writes each of the model's events to the client as it comes and builds the answer; a

@@ -491,8 +491,13 @@ async fn a_revoked_key_stops_working_within_the_key_cache_time() {
 async fn spend_is_counted_per_tenant_and_month_and_a_tenant_over_budget_gets_429() {
     let tenancy = Arc::new(InMemoryTenancy::default());
     // Each answer costs $0.0015 (1000 + 1000 Haiku tokens): the third finds the budget spent.
+    // (A request reserves its prompt's bytes and 10 output tokens, so each fits until then.)
     let key = tenant(&tenancy, vec![], Some(0.003)).await;
-    let (app, _) = build_with_tenancy(&[], FakeModel::answering(), tenancy.clone());
+    let (app, _) = build_with_tenancy(
+        &[("RESERVE_MAX_TOKENS", "10")],
+        FakeModel::answering(),
+        tenancy.clone(),
+    );
     for (i, expected) in [200, 200, 429].into_iter().enumerate() {
         let mut body = chat(false);
         body["messages"][1]["content"] = json!(format!("question {i}"));

@@ -10,8 +10,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use domain::error::TenancyError;
+use domain::limits::TenantLimits;
 use domain::ports::{SpendLedger, TenantKeyStore};
-use domain::tenancy::TenantKey;
+use domain::tenancy::{Reservation, Reserved, TenantKey};
 
 /// Entries kept at most; past it expired ones go, and new ones are not remembered until then.
 const MAX_ENTRIES: usize = 10_000;
@@ -110,6 +111,11 @@ impl<K: TenantKeyStore> TenantKeyStore for CachedKeys<K> {
         self.remembered.forget(key_id);
         self.inner.set_budget(key_id, monthly_budget_usd).await
     }
+
+    async fn set_limits(&self, key_id: &str, limits: &TenantLimits) -> Result<(), TenancyError> {
+        self.remembered.forget(key_id);
+        self.inner.set_limits(key_id, limits).await
+    }
 }
 
 /// Remembers each tenant's spend for `ttl`; an addition made here updates it at once. When the
@@ -125,6 +131,8 @@ pub struct CachedSpend<L> {
     remembered: Remembered<f64>,
     last_known: Remembered<f64>,
     owed: Mutex<HashMap<String, f64>>,
+    /// Reservations this instance holds itself, made while the ledger could not be written.
+    held: Mutex<HashMap<String, f64>>,
 }
 
 impl<L> CachedSpend<L> {
@@ -135,6 +143,7 @@ impl<L> CachedSpend<L> {
             remembered: Remembered::new(ttl),
             last_known: Remembered::new(Duration::ZERO),
             owed: Mutex::new(HashMap::new()),
+            held: Mutex::new(HashMap::new()),
         }
     }
 
@@ -156,6 +165,18 @@ impl<L> CachedSpend<L> {
     /// What the ledger has not recorded yet of the tenant's spend here.
     fn owed_for(&self, key: &str) -> f64 {
         self.owed().get(key).copied().unwrap_or(0.0)
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<String, f64>> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Keeps `usd` owed for `key` (bounded like the caches).
+    fn owe(&self, key: String, usd: f64) {
+        let mut all_owed = self.owed();
+        if all_owed.len() < MAX_ENTRIES || all_owed.contains_key(&key) {
+            *all_owed.entry(key).or_insert(0.0) += usd;
+        }
     }
 }
 
@@ -194,12 +215,83 @@ impl<L: SpendLedger> SpendLedger for CachedSpend<L> {
                 Ok(total)
             }
             Err(error) => {
-                let mut all_owed = self.owed();
                 // Bounded like the caches: past it a new tenant's debt is not kept (and logged
                 // by the caller as not recorded).
-                if all_owed.len() < MAX_ENTRIES || all_owed.contains_key(&key) {
-                    *all_owed.entry(key).or_insert(0.0) += usd + owed;
-                }
+                self.owe(key, usd + owed);
+                Err(error)
+            }
+        }
+    }
+
+    /// A reservation the ledger cannot take (it cannot be written) is held by this instance
+    /// against the last spend it knows, within the grace: the spend, what it owes and what it
+    /// holds already must leave room. Past the grace (or with no figure known) the error
+    /// stands, and the caller refuses the request (fail closed).
+    async fn reserve(
+        &self,
+        tenant: &str,
+        month: &str,
+        reservation: &Reservation,
+        budget_usd: f64,
+        now_epoch: i64,
+    ) -> Result<Reserved, TenancyError> {
+        let error = match self
+            .inner
+            .reserve(tenant, month, reservation, budget_usd, now_epoch)
+            .await
+        {
+            Ok(reserved) => return Ok(reserved),
+            Err(error) => error,
+        };
+        let key = spend_key(tenant, month);
+        let Some(spent) = self.last_known.get(&key) else {
+            return Err(error);
+        };
+        let owed = self.owed_for(&key);
+        let mut held = self.held();
+        let holding = held.get(&key).copied().unwrap_or(0.0);
+        let committed = spent + owed + holding;
+        if committed + reservation.usd > budget_usd {
+            return Ok(Reserved::Refused {
+                committed_usd: committed,
+            });
+        }
+        tracing::warn!(%error, tenant, usd = reservation.usd, "reservation not written; held by this instance against the last spend known");
+        if held.len() < MAX_ENTRIES || held.contains_key(&key) {
+            *held.entry(key).or_insert(0.0) += reservation.usd;
+        }
+        Ok(Reserved::HeldLocally)
+    }
+
+    async fn settle(
+        &self,
+        tenant: &str,
+        month: &str,
+        reservation: &Reservation,
+        held: Reserved,
+        actual_usd: f64,
+    ) -> Result<f64, TenancyError> {
+        let key = spend_key(tenant, month);
+        if held != Reserved::Held {
+            if let Some(holding) = self.held().get_mut(&key) {
+                *holding = (*holding - reservation.usd).max(0.0);
+            }
+            return self.add(tenant, month, actual_usd).await;
+        }
+        let owed = self.owed().remove(&key).unwrap_or(0.0);
+        match self
+            .inner
+            .settle(tenant, month, reservation, held, actual_usd + owed)
+            .await
+        {
+            Ok(total) => {
+                self.remember(&key, total);
+                Ok(total)
+            }
+            Err(error) => {
+                // The reservation stays in the ledger until it expires (the tenant is held to
+                // more, not less); the spend is owed and added with the next addition.
+                self.owe(key, actual_usd + owed);
                 Err(error)
             }
         }
@@ -215,6 +307,8 @@ pub struct InMemoryTenancy {
     spend_unreadable: std::sync::atomic::AtomicBool,
     /// Spend additions fail while set, as a ledger table that cannot be written.
     spend_unwritable: std::sync::atomic::AtomicBool,
+    /// Live and expired reservations per tenant and month.
+    reservations: Mutex<HashMap<String, Vec<Reservation>>>,
 }
 
 impl InMemoryTenancy {
@@ -224,10 +318,33 @@ impl InMemoryTenancy {
             .store(unreadable, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Makes spend additions fail (`true`) or succeed again (`false`).
+    /// Makes spend additions and reservations fail (`true`) or succeed again (`false`).
     pub fn set_spend_unwritable(&self, unwritable: bool) {
         self.spend_unwritable
             .store(unwritable, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Reservations held for the tenant's month, expired ones included.
+    pub fn reservations(&self, tenant: &str, month: &str) -> Vec<Reservation> {
+        self.reservations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&spend_key(tenant, month))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn unwritable(&self) -> Result<(), TenancyError> {
+        if self
+            .spend_unwritable
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            Err(TenancyError::Store(
+                "the spend table cannot be written".into(),
+            ))
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -283,6 +400,15 @@ impl TenantKeyStore for InMemoryTenancy {
         key.monthly_budget_usd = monthly_budget_usd;
         Ok(())
     }
+
+    async fn set_limits(&self, key_id: &str, limits: &TenantLimits) -> Result<(), TenancyError> {
+        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        let key = keys
+            .get_mut(key_id)
+            .ok_or_else(|| TenancyError::NoSuchKey(key_id.to_owned()))?;
+        key.set_limits(*limits);
+        Ok(())
+    }
 }
 
 impl SpendLedger for InMemoryTenancy {
@@ -316,6 +442,56 @@ impl SpendLedger for InMemoryTenancy {
         *total += usd;
         Ok(*total)
     }
+
+    async fn reserve(
+        &self,
+        tenant: &str,
+        month: &str,
+        reservation: &Reservation,
+        budget_usd: f64,
+        now_epoch: i64,
+    ) -> Result<Reserved, TenancyError> {
+        self.unwritable()?;
+        let key = spend_key(tenant, month);
+        // One lock over both, as one conditional write is atomic.
+        let spend = self.spend.lock().unwrap_or_else(|e| e.into_inner());
+        let mut reservations = self.reservations.lock().unwrap_or_else(|e| e.into_inner());
+        let held = reservations.entry(key.clone()).or_default();
+        held.retain(|r| r.expires_at > now_epoch);
+        let committed =
+            spend.get(&key).copied().unwrap_or(0.0) + held.iter().map(|r| r.usd).sum::<f64>();
+        if committed + reservation.usd > budget_usd {
+            return Ok(Reserved::Refused {
+                committed_usd: committed,
+            });
+        }
+        held.push(reservation.clone());
+        Ok(Reserved::Held)
+    }
+
+    async fn settle(
+        &self,
+        tenant: &str,
+        month: &str,
+        reservation: &Reservation,
+        _held: Reserved,
+        actual_usd: f64,
+    ) -> Result<f64, TenancyError> {
+        self.unwritable()?;
+        let key = spend_key(tenant, month);
+        if let Some(held) = self
+            .reservations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(&key)
+        {
+            held.retain(|r| r.id != reservation.id);
+        }
+        let mut spend = self.spend.lock().unwrap_or_else(|e| e.into_inner());
+        let total = spend.entry(key).or_insert(0.0);
+        *total += actual_usd;
+        Ok(*total)
+    }
 }
 
 #[cfg(test)]
@@ -333,6 +509,9 @@ mod tests {
             created_at: 0,
             revoked_at: None,
             description: None,
+            requests_per_minute: None,
+            tokens_per_minute: None,
+            concurrent_requests: None,
         }
     }
 
@@ -413,5 +592,87 @@ mod tests {
         tokio::time::advance(Duration::from_secs(10)).await;
         assert_eq!(cached.spent("acme", "2026-11").await.unwrap(), 3.5);
         assert_eq!(cached.spent("acme", "2026-12").await.unwrap(), 0.0);
+    }
+
+    fn hold(id: &str, usd: f64, expires_at: i64) -> Reservation {
+        Reservation {
+            id: id.into(),
+            usd,
+            expires_at,
+        }
+    }
+
+    #[tokio::test]
+    async fn reservations_count_until_settled_or_expired() {
+        let ledger = InMemoryTenancy::default();
+        ledger.add("acme", "2026-11", 8.0).await.unwrap();
+        let reserve = |r: Reservation, now| {
+            let ledger = &ledger;
+            async move { ledger.reserve("acme", "2026-11", &r, 10.0, now).await }
+        };
+        assert_eq!(reserve(hold("a", 1.5, 500), 100).await, Ok(Reserved::Held));
+        assert_eq!(
+            reserve(hold("b", 1.0, 500), 100).await,
+            Ok(Reserved::Refused { committed_usd: 9.5 }),
+            "8 spent and 1.5 held leave 0.5"
+        );
+        // Settled below its reservation: the difference is free again.
+        let total = ledger
+            .settle("acme", "2026-11", &hold("a", 1.5, 500), Reserved::Held, 0.5)
+            .await
+            .unwrap();
+        assert_eq!(total, 8.5);
+        assert_eq!(reserve(hold("b", 1.0, 500), 100).await, Ok(Reserved::Held));
+        // A reservation never settled stops counting at its expiry.
+        assert!(matches!(
+            reserve(hold("c", 1.0, 900), 499).await,
+            Ok(Reserved::Refused { .. })
+        ));
+        assert_eq!(reserve(hold("c", 1.0, 900), 500).await, Ok(Reserved::Held));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unwritable_ledger_holds_reservations_here_within_the_grace_then_fails() {
+        let ledger = Arc::new(InMemoryTenancy::default());
+        ledger.add("acme", "2026-11", 8.0).await.unwrap();
+        let spend = CachedSpend::new(ledger.clone(), Duration::from_secs(10))
+            .with_grace(Duration::from_secs(300));
+        assert_eq!(spend.spent("acme", "2026-11").await.unwrap(), 8.0);
+        ledger.set_spend_unwritable(true);
+        let r1 = hold("a", 1.5, 500);
+        assert_eq!(
+            spend.reserve("acme", "2026-11", &r1, 10.0, 100).await,
+            Ok(Reserved::HeldLocally)
+        );
+        // What this instance holds counts against the last figure known.
+        assert_eq!(
+            spend
+                .reserve("acme", "2026-11", &hold("b", 1.0, 500), 10.0, 100)
+                .await,
+            Ok(Reserved::Refused { committed_usd: 9.5 })
+        );
+        // Settled while the ledger is down: owed, and still counted here.
+        assert!(spend
+            .settle("acme", "2026-11", &r1, Reserved::HeldLocally, 1.0)
+            .await
+            .is_err());
+        assert_eq!(spend.spent("acme", "2026-11").await.unwrap(), 9.0);
+        // A tenant never known, or known past the grace: the error stands (fail closed).
+        assert!(spend
+            .reserve("other", "2026-11", &hold("c", 0.1, 500), 10.0, 100)
+            .await
+            .is_err());
+        tokio::time::advance(Duration::from_secs(300)).await;
+        assert!(spend
+            .reserve("acme", "2026-11", &hold("d", 0.1, 500), 10.0, 100)
+            .await
+            .is_err());
+        ledger.set_spend_unwritable(false);
+        assert_eq!(
+            spend
+                .reserve("acme", "2026-11", &hold("d", 0.1, 500), 10.0, 100)
+                .await,
+            Ok(Reserved::Held)
+        );
     }
 }

@@ -15,6 +15,8 @@ pub mod cloudwatch;
 #[cfg(feature = "dynamodb")]
 pub mod dynamo_cache;
 #[cfg(feature = "dynamodb")]
+pub mod dynamo_limits;
+#[cfg(feature = "dynamodb")]
 pub mod dynamo_routing;
 #[cfg(feature = "dynamodb")]
 pub mod dynamo_tenancy;
@@ -22,6 +24,7 @@ pub mod emf;
 #[cfg(feature = "eventbridge")]
 pub mod eventbridge;
 pub mod memory_cache;
+pub mod memory_limits;
 pub mod memory_routing;
 pub mod memory_tenancy;
 #[cfg(feature = "bedrock")]

@@ -49,6 +49,9 @@ pub enum Command {
     },
     /// Set or remove a key's monthly budget (checked against its tenant's spend).
     SetBudget(SetBudgetArgs),
+    /// Set or remove a key's limits: requests and tokens per minute, concurrent requests. The
+    /// limits not named are left as they are.
+    SetLimits(SetLimitsArgs),
     /// Show what a tenant spent in a month.
     Spend(SpendArgs),
 }
@@ -75,6 +78,62 @@ pub struct CreateArgs {
     /// What the key is for (shown by `list`).
     #[arg(long, value_name = "TEXT")]
     pub description: Option<String>,
+
+    /// Requests the key may make per minute (all instances together; cache hits count).
+    #[arg(long, value_name = "N", value_parser = parse_limit, allow_negative_numbers = true)]
+    pub requests_per_minute: Option<u32>,
+
+    /// Tokens (input + output) the key may use per minute; a request reserves its prompt's
+    /// bytes and its output cap at admission.
+    #[arg(long, value_name = "N", value_parser = parse_limit, allow_negative_numbers = true)]
+    pub tokens_per_minute: Option<u32>,
+
+    /// Requests the key may have in flight at once, streams included.
+    #[arg(long, value_name = "N", value_parser = parse_limit, allow_negative_numbers = true)]
+    pub concurrent_requests: Option<u32>,
+}
+
+/// A limit to set (`N`, 1 or more) or to remove (`none`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitValue(pub Option<u32>);
+
+#[derive(Debug, Clone, PartialEq, Args)]
+#[command(group(
+    ArgGroup::new("limits")
+        .args(["requests_per_minute", "tokens_per_minute", "concurrent_requests"])
+        .required(true)
+        .multiple(true)
+))]
+pub struct SetLimitsArgs {
+    /// The key's id.
+    pub key_id: String,
+
+    /// Requests per minute: a number, or `none` to remove the limit.
+    #[arg(
+        long,
+        value_name = "N|none",
+        value_parser = parse_limit_value,
+        allow_negative_numbers = true
+    )]
+    pub requests_per_minute: Option<LimitValue>,
+
+    /// Tokens per minute: a number, or `none` to remove the limit.
+    #[arg(
+        long,
+        value_name = "N|none",
+        value_parser = parse_limit_value,
+        allow_negative_numbers = true
+    )]
+    pub tokens_per_minute: Option<LimitValue>,
+
+    /// Concurrent requests: a number, or `none` to remove the limit.
+    #[arg(
+        long,
+        value_name = "N|none",
+        value_parser = parse_limit_value,
+        allow_negative_numbers = true
+    )]
+    pub concurrent_requests: Option<LimitValue>,
 }
 
 #[derive(Debug, Clone, PartialEq, Args)]

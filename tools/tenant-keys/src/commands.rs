@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use domain::error::TenancyError;
+use domain::limits::TenantLimits;
 use domain::ports::{SpendLedger, TenantKeyStore};
 use domain::tenancy::{issue_key, month_of, TenantKey};
 
@@ -15,6 +16,10 @@ pub(crate) const CREATE_ATTEMPTS: usize = 3;
 /// Said after a revocation: instances remember a key lookup for a while.
 pub(crate) const REVOKE_NOTE: &str =
     "running invoke-with-cache instances stop accepting it within \
+     TENANT_KEY_CACHE_SECONDS (default 60) seconds, as they remember a key that long";
+
+/// Said after a limits change, for the same reason.
+pub(crate) const LIMITS_NOTE: &str = "running invoke-with-cache instances apply them within \
      TENANT_KEY_CACHE_SECONDS (default 60) seconds, as they remember a key that long";
 
 /// Said after a budget change, for the same reason.
@@ -34,10 +39,16 @@ pub async fn create<K: TenantKeyStore>(
     if let Some(budget) = args.monthly_budget_usd {
         check_budget(budget)?;
     }
+    let limits = TenantLimits {
+        requests_per_minute: args.requests_per_minute,
+        tokens_per_minute: args.tokens_per_minute,
+        concurrent_requests: args.concurrent_requests,
+    };
+    limits.check().map_err(Error::Limits)?;
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let issued = issue_key(
+        let mut issued = issue_key(
             &args.tenant,
             args.models.clone(),
             args.monthly_budget_usd,
@@ -45,6 +56,7 @@ pub async fn create<K: TenantKeyStore>(
             now,
         )
         .map_err(Error::Issue)?;
+        issued.record.set_limits(limits);
         match keys.create(&issued.record).await {
             Ok(()) => {
                 return Ok(Created {
@@ -129,6 +141,27 @@ pub async fn set_budget<K: TenantKeyStore>(
     }
     keys.set_budget(key_id, monthly_budget_usd).await?;
     Ok(KeyView::from(&find(keys, key_id).await?))
+}
+
+/// Changes the key's limits named in `args` (`none` removes one), leaving the others.
+pub async fn set_limits<K: TenantKeyStore>(
+    keys: &K,
+    args: &SetLimitsArgs,
+) -> Result<KeyView, Error> {
+    let key = find(keys, &args.key_id).await?;
+    let mut limits = key.limits();
+    if let Some(LimitValue(value)) = args.requests_per_minute {
+        limits.requests_per_minute = value;
+    }
+    if let Some(LimitValue(value)) = args.tokens_per_minute {
+        limits.tokens_per_minute = value;
+    }
+    if let Some(LimitValue(value)) = args.concurrent_requests {
+        limits.concurrent_requests = value;
+    }
+    limits.check().map_err(Error::Limits)?;
+    keys.set_limits(&args.key_id, &limits).await?;
+    Ok(KeyView::from(&find(keys, &args.key_id).await?))
 }
 
 /// What `tenant` spent in `month` (the month of `now` when `None`).

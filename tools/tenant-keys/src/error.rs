@@ -11,6 +11,10 @@ pub enum Error {
     InvalidTenant(String),
     #[error("a monthly budget is an amount of US dollars, 0 or more, not {0:?}")]
     InvalidBudget(String),
+    #[error("a limit is a whole number from 1 to 4294967295 (or `none` with set-limits), not {0:?}; to stop a key, revoke it")]
+    InvalidLimit(String),
+    #[error("{0}")]
+    Limits(String),
     #[error("a month is YYYY-MM, such as 2026-11, not {0:?}")]
     InvalidMonth(String),
     #[error("a model id cannot be empty")]

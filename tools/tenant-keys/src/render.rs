@@ -35,6 +35,23 @@ pub(crate) fn usd_text(usd: f64) -> String {
     }
 }
 
+/// A key's limits, `rpm=60,tpm=100000,concurrent=2`, or `none`.
+pub(crate) fn limits_text(key: &KeyView) -> String {
+    let limits: Vec<String> = [
+        ("rpm", key.requests_per_minute),
+        ("tpm", key.tokens_per_minute),
+        ("concurrent", key.concurrent_requests),
+    ]
+    .iter()
+    .filter_map(|(name, value)| value.map(|v| format!("{name}={v}")))
+    .collect();
+    if limits.is_empty() {
+        "none".to_owned()
+    } else {
+        limits.join(",")
+    }
+}
+
 pub(crate) fn listing_table(listings: &[Listing], month: &str) -> String {
     let mut rows = vec![vec![
         "KEY ID".to_owned(),
@@ -42,6 +59,7 @@ pub(crate) fn listing_table(listings: &[Listing], month: &str) -> String {
         "MODELS".to_owned(),
         "BUDGET USD".to_owned(),
         format!("SPENT USD {month}"),
+        "LIMITS".to_owned(),
         "CREATED".to_owned(),
         "REVOKED".to_owned(),
         "DESCRIPTION".to_owned(),
@@ -59,6 +77,7 @@ pub(crate) fn listing_table(listings: &[Listing], month: &str) -> String {
             key.monthly_budget_usd
                 .map_or_else(|| "none".to_owned(), usd_text),
             usd_text(listing.spent_usd),
+            limits_text(key),
             time(key.created_at),
             key.revoked_at.map_or_else(|| "-".to_owned(), time),
             key.description.clone().unwrap_or_default(),

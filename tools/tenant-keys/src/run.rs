@@ -99,6 +99,22 @@ pub async fn run<K: TenantKeyStore, L: SpendLedger>(
                 stderr: format!("{BUDGET_NOTE}\n"),
             })
         }
+        Command::SetLimits(args) => {
+            let key = set_limits(keys()?, &args).await?;
+            Ok(Output {
+                stdout: if json {
+                    to_json(&key)?
+                } else {
+                    format!(
+                        "key {} of tenant {}: limits {}\n",
+                        key.key_id,
+                        key.tenant,
+                        limits_text(&key)
+                    )
+                },
+                stderr: format!("{LIMITS_NOTE}\n"),
+            })
+        }
         Command::Spend(args) => {
             let spend = spend(ledger()?, &args.tenant, args.month.as_deref(), now).await?;
             if json {

@@ -312,6 +312,9 @@ async fn the_functions_check_what_the_parser_checks() {
         models: vec![],
         monthly_budget_usd: None,
         description: None,
+        requests_per_minute: None,
+        tokens_per_minute: None,
+        concurrent_requests: None,
     };
     let error = create(&store, &bad_tenant, now()).await.err().unwrap();
     assert!(matches!(error, Error::InvalidTenant(_)), "{error}");
@@ -322,6 +325,13 @@ async fn the_functions_check_what_the_parser_checks() {
     };
     let error = create(&store, &negative, now()).await.err().unwrap();
     assert!(matches!(error, Error::InvalidBudget(_)), "{error}");
+    let no_slot = CreateArgs {
+        tenant: "acme".into(),
+        concurrent_requests: Some(0),
+        ..bad_tenant.clone()
+    };
+    let error = create(&store, &no_slot, now()).await.err().unwrap();
+    assert!(matches!(error, Error::Limits(_)), "{error}");
     let empty_model = CreateArgs {
         tenant: "acme".into(),
         models: vec![" ".into()],
@@ -496,4 +506,94 @@ fn dollars_are_printed_plainly() {
     assert_eq!(usd_text(0.000082), "0.000082");
     assert_eq!(usd_text(0.1 + 0.2), "0.3");
     assert_eq!(usd_text(12.5), "12.5");
+}
+
+#[tokio::test]
+async fn limits_are_given_on_create_changed_one_by_one_and_listed() {
+    let store = InMemoryTenancy::default();
+    let key = create_key(
+        &store,
+        &[
+            "--tenant",
+            "acme",
+            "--requests-per-minute",
+            "60",
+            "--concurrent-requests",
+            "2",
+        ],
+    )
+    .await;
+    let key_id = key_id_of(&key).unwrap();
+    let stored = store.get(key_id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            stored.requests_per_minute,
+            stored.tokens_per_minute,
+            stored.concurrent_requests
+        ),
+        (Some(60), None, Some(2))
+    );
+
+    let output = run_args(
+        &store,
+        &[
+            "set-limits",
+            key_id,
+            "--tokens-per-minute",
+            "10000",
+            "--requests-per-minute",
+            "none",
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        output.stdout,
+        format!("key {key_id} of tenant acme: limits tpm=10000,concurrent=2\n")
+    );
+    assert!(output.stderr.contains("TENANT_KEY_CACHE_SECONDS"));
+    let stored = store.get(key_id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            stored.requests_per_minute,
+            stored.tokens_per_minute,
+            stored.concurrent_requests
+        ),
+        (None, Some(10000), Some(2))
+    );
+
+    let listed = run_args(&store, &["list"]).await.unwrap().stdout;
+    assert!(listed.contains("LIMITS"), "{listed}");
+    assert!(listed.contains("tpm=10000,concurrent=2"), "{listed}");
+    let json = run_args(&store, &["get", key_id, "--json"])
+        .await
+        .unwrap()
+        .stdout;
+    let view: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(view["tokensPerMinute"], 10000);
+    assert_eq!(view["requestsPerMinute"], serde_json::Value::Null);
+}
+
+#[test]
+fn limits_are_whole_numbers_of_one_or_more_and_set_limits_needs_one() {
+    for bad in ["0", "-1", "1.5", "many"] {
+        let error = parse(&["create", "--tenant", "a", "--concurrent-requests", bad]).unwrap_err();
+        assert!(
+            error.to_string().contains("a limit is a whole number"),
+            "{error}"
+        );
+    }
+    assert_eq!(
+        parse(&["set-limits", "k"]).unwrap_err().kind(),
+        clap::error::ErrorKind::MissingRequiredArgument
+    );
+    assert_eq!(
+        cli_command(&["set-limits", "k", "--concurrent-requests", "none"]),
+        Command::SetLimits(SetLimitsArgs {
+            key_id: "k".into(),
+            requests_per_minute: None,
+            tokens_per_minute: None,
+            concurrent_requests: Some(LimitValue(None)),
+        })
+    );
 }

@@ -23,6 +23,21 @@ pub(crate) fn parse_budget(value: &str) -> Result<f64, String> {
         .map_err(|e| e.to_string())
 }
 
+pub(crate) fn parse_limit(value: &str) -> Result<u32, String> {
+    match value.trim().parse::<u32>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(Error::InvalidLimit(value.to_owned()).to_string()),
+    }
+}
+
+pub(crate) fn parse_limit_value(value: &str) -> Result<LimitValue, String> {
+    if value.trim().eq_ignore_ascii_case("none") {
+        Ok(LimitValue(None))
+    } else {
+        parse_limit(value).map(|n| LimitValue(Some(n)))
+    }
+}
+
 pub(crate) fn parse_month(value: &str) -> Result<String, String> {
     check_month(value).map_err(|e| e.to_string())?;
     Ok(value.to_owned())

@@ -17,6 +17,12 @@ pub struct KeyView {
     /// Epoch seconds.
     pub revoked_at: Option<i64>,
     pub description: Option<String>,
+    /// `null`: unlimited.
+    pub requests_per_minute: Option<u32>,
+    /// `null`: unlimited.
+    pub tokens_per_minute: Option<u32>,
+    /// `null`: unlimited.
+    pub concurrent_requests: Option<u32>,
 }
 
 impl From<&TenantKey> for KeyView {
@@ -29,6 +35,9 @@ impl From<&TenantKey> for KeyView {
             created_at: key.created_at,
             revoked_at: key.revoked_at,
             description: key.description.clone(),
+            requests_per_minute: key.requests_per_minute,
+            tokens_per_minute: key.tokens_per_minute,
+            concurrent_requests: key.concurrent_requests,
         }
     }
 }

@@ -13,6 +13,7 @@ use lambda_http::Response;
 use serde_json::Value;
 use shared::adapters::clock::ManualClock;
 use shared::adapters::memory_cache::{MemoryCache, MemoryFronted};
+use shared::adapters::memory_limits::InMemoryLimiter;
 use shared::adapters::memory_tenancy::InMemoryTenancy;
 use shared::config::Env;
 
@@ -42,6 +43,7 @@ impl<M: ModelInvoker + 'static> Adapters for Fakes<M> {
     type Metrics = Recorder;
     type Keys = Keys;
     type Ledger = Spend;
+    type Limiter = Arc<InMemoryLimiter>;
     type Routes = shared::adapters::memory_routing::NoRoutingTable;
 }
 
@@ -156,6 +158,17 @@ pub fn build_with_tenancy<M: ModelInvoker + 'static>(
     model: M,
     tenancy: Arc<InMemoryTenancy>,
 ) -> (Arc<TenantApp<M>>, Recorder) {
+    build_with_limiter(vars, model, tenancy, Arc::default(), clock())
+}
+
+/// As [`build_with_tenancy`], with the limiter the test holds.
+pub fn build_with_limiter<M: ModelInvoker + 'static>(
+    vars: &[(&str, &str)],
+    model: M,
+    tenancy: Arc<InMemoryTenancy>,
+    limiter: Arc<InMemoryLimiter>,
+    clock: Arc<ManualClock>,
+) -> (Arc<TenantApp<M>>, Recorder) {
     let mut vars = vars.to_vec();
     vars.extend([
         ("TENANT_KEYS_TABLE_NAME", "keys"),
@@ -165,7 +178,7 @@ pub fn build_with_tenancy<M: ModelInvoker + 'static>(
     ]);
     let config = InvokeConfig::from_env(&Env::from_pairs(vars)).unwrap();
     let settings = config.tenancy.clone().unwrap();
-    let clock = clock();
+
     let memory = MemoryCache::new(config.memory_cache_entries, config.memory_cache_ttl_seconds);
     let store = MemoryFronted::new(MemoryStore::default(), memory, clock.clone());
     let recorder = Recorder::default();
@@ -177,6 +190,7 @@ pub fn build_with_tenancy<M: ModelInvoker + 'static>(
         ),
         ledger: shared::adapters::memory_tenancy::CachedSpend::new(tenancy, settings.spend_cache)
             .with_grace(settings.spend_grace),
+        limiter,
     });
     (Arc::new(App::new(config, ports)), recorder)
 }
