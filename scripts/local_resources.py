@@ -1,6 +1,8 @@
-"""Creates on the local stack every DynamoDB table and S3 bucket that infra/template.yaml
-declares, with the template's key schemas and TTL settings, and the EventBridge buses its
-functions publish to, and prints the `export` lines that name them.
+"""Creates on the local stack every DynamoDB table, S3 bucket and SQS queue that
+infra/template.yaml declares, with the template's key schemas and TTL settings, and the
+EventBridge buses its functions publish to, and prints the `export` lines that name the tables,
+buckets and buses (a queue is named only in the environment scripts/template_env.py gives a
+function, so `make dev`'s batch-status, without BATCH_WORK_QUEUE_URL, sweeps batches itself).
 
 Local names are derived from the logical ids: `CacheTable` becomes the table `cache-table`,
 exported as CACHE_TABLE_NAME; `BatchBucket` becomes `batch-bucket`, exported as
@@ -132,6 +134,8 @@ def main(template_path: str) -> int:
                     Bucket=name, VersioningConfiguration={"Status": versioning}
                 )
             print(f"export {env_name(logical_id, 'Bucket')}={name}")
+        elif resource["Type"] == "AWS::SQS::Queue":
+            boto3.client("sqs").create_queue(QueueName=kebab(logical_id))
     buses = event_buses(template)
     if buses:
         events = boto3.client("events")

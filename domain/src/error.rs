@@ -134,6 +134,11 @@ mod tests {
 #[error("object store: {0}")]
 pub struct StoreError(pub String);
 
+/// Why batches could not be handed to the queue that fans them out (SQS).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("SQS SendMessageBatch: {0}")]
+pub struct QueueError(pub String);
+
 /// Why a batch's end could not be announced on EventBridge. Its own type, so a log names the
 /// service that failed, never the bucket or the registry.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

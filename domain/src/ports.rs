@@ -17,8 +17,8 @@ use crate::capacity::{
 };
 use crate::conversation::{Conversation, ModelAnswer};
 use crate::error::{
-    CacheError, EventError, JobError, LimitError, ModelError, RegistryError, StoreError,
-    TenancyError,
+    CacheError, EventError, JobError, LimitError, ModelError, QueueError, RegistryError,
+    StoreError,    TenancyError,
 };
 use crate::limits::{TenantLimits, WindowCounts};
 use crate::metrics::RequestMetrics;
@@ -288,6 +288,16 @@ pub trait BatchRegistry: Send + Sync {
         limit: usize,
         page_token: Option<&str>,
     ) -> impl Future<Output = Result<(Vec<Batch>, Option<String>), RegistryError>> + Send;
+}
+
+/// Where the schedule hands out the batches to advance, one message a batch (SQS), so each is
+/// advanced in an invocation of its own: one failing or huge batch never holds back another.
+pub trait BatchQueue: Send + Sync {
+    /// Queues each id; the ids that could not be queued come back (a later run queues them).
+    fn enqueue(
+        &self,
+        batch_ids: &[String],
+    ) -> impl Future<Output = Result<Vec<String>, QueueError>> + Send;
 }
 
 /// Where a batch's end is announced, so users can subscribe (EventBridge).

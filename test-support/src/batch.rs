@@ -1,18 +1,19 @@
 //! Batch inference's ports: the bucket ([`Bucket`]), the registry ([`Registry`]), Bedrock's
-//! batch API ([`Jobs`], [`Completed`]) and EventBridge ([`Bus`]).
+//! batch API ([`Jobs`], [`Completed`]), EventBridge ([`Bus`]) and the work queue ([`Queue`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use domain::batch::Batch;
-use domain::error::{EventError, JobError, RegistryError, StoreError};
+use domain::error::{EventError, JobError, QueueError, RegistryError, StoreError};
 use domain::ports::{
-    BatchJobs, BatchRegistry, EventPublisher, JobRequest, JobState, ObjectInfo, ObjectStore,
-    ObjectVersion,
-    Upload, UploadedPart, MAX_PARTS, MIN_PART_BYTES,
+    BatchJobs, BatchQueue, BatchRegistry, EventPublisher, JobRequest, JobState, ObjectInfo,
+    ObjectStore, ObjectVersion, Upload, UploadedPart, MAX_PARTS, MIN_PART_BYTES,
 };
 use serde_json::{json, Value};
+
+use crate::events::sqs_messages;
 
 /// The bucket's name in [`Bucket::uri`]s.
 pub const BUCKET: &str = "batch-bucket";
@@ -45,8 +46,9 @@ type Assembled = (String, Vec<usize>);
 /// ([`largest_read`](Self::largest_read)).
 ///
 /// To make it fail: [`fail`](Self::fail) fails every later call with a [`StoreError`] of that
-/// message (until [`recover`](Self::recover)); [`fail_parts_from`](Self::fail_parts_from)
-/// fails only the parts from a number on.
+/// message (until [`recover`](Self::recover)); [`fail_under`](Self::fail_under) only the calls
+/// on keys under a prefix; [`fail_parts_from`](Self::fail_parts_from) only the parts from a
+/// number on.
 #[derive(Default, Clone)]
 pub struct Bucket {
     objects: Arc<Mutex<BTreeMap<String, Object>>>,
@@ -59,6 +61,7 @@ pub struct Bucket {
     next_upload: Arc<Mutex<u64>>,
     completed: Arc<Mutex<Vec<Assembled>>>,
     part_failure: Arc<Mutex<Option<(u32, String)>>>,
+    prefix_failure: Arc<Mutex<Option<(String, String)>>>,
     largest_read: Arc<Mutex<usize>>,
 }
 
@@ -110,12 +113,29 @@ impl Bucket {
     /// Calls succeed again.
     pub fn recover(&self) {
         *self.failure.lock().unwrap() = None;
+        *self.prefix_failure.lock().unwrap() = None;
     }
 
     fn check(&self) -> Result<(), StoreError> {
         match self.failure.lock().unwrap().as_ref() {
             Some(message) => Err(StoreError(message.clone())),
             None => Ok(()),
+        }
+    }
+
+    /// Every later call on a key under `prefix` fails with `StoreError(message)`; calls on
+    /// other keys still succeed.
+    pub fn fail_under(&self, prefix: &str, message: &str) {
+        *self.prefix_failure.lock().unwrap() = Some((prefix.to_owned(), message.to_owned()));
+    }
+
+    fn check_key(&self, key: &str) -> Result<(), StoreError> {
+        self.check()?;
+        match self.prefix_failure.lock().unwrap().as_ref() {
+            Some((prefix, message)) if key.starts_with(prefix.as_str()) => {
+                Err(StoreError(message.clone()))
+            }
+            _ => Ok(()),
         }
     }
 
@@ -196,16 +216,16 @@ impl Bucket {
 
 impl ObjectStore for Bucket {
     async fn put(&self, key: &str, body: Vec<u8>) -> Result<(), StoreError> {
-        self.check()?;
+        self.check_key(key)?;
         self.store(key, (body, HashMap::new()));
         Ok(())
     }
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.check()?;
+        self.check_key(key)?;
         Ok(self.object(key).map(|bytes| self.read(bytes)))
     }
     async fn info(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError> {
-        self.check()?;
+        self.check_key(key)?;
         Ok(self
             .objects
             .lock()
@@ -217,7 +237,7 @@ impl ObjectStore for Bucket {
             }))
     }
     async fn get_range(&self, key: &str, start: u64, end: u64) -> Result<Vec<u8>, StoreError> {
-        self.check()?;
+        self.check_key(key)?;
         let bytes = self.object(key).unwrap_or_default();
         let end = (end as usize).min(bytes.len());
         Ok(self.read(bytes[(start as usize).min(end)..end].to_vec()))
@@ -227,7 +247,7 @@ impl ObjectStore for Bucket {
         key: &str,
         version: &ObjectVersion,
     ) -> Result<Option<ObjectInfo>, StoreError> {
-        self.check()?;
+        self.check_key(key)?;
         Ok(self
             .object_at(key, version)
             .map(|(b, metadata)| ObjectInfo {
@@ -242,7 +262,7 @@ impl ObjectStore for Bucket {
         start: u64,
         end: u64,
     ) -> Result<Vec<u8>, StoreError> {
-        self.check()?;
+        self.check_key(key)?;
         let (bytes, _) = self.object_at(key, version).ok_or_else(|| {
             StoreError(format!("PreconditionFailed: {key} is not at {version:?}"))
         })?;
@@ -250,7 +270,7 @@ impl ObjectStore for Bucket {
         Ok(bytes[(start as usize).min(end)..end].to_vec())
     }
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        self.check()?;
+        self.check_key(prefix)?;
         Ok(self
             .keys()
             .into_iter()
@@ -258,7 +278,7 @@ impl ObjectStore for Bucket {
             .collect())
     }
     async fn create_upload(&self, key: &str) -> Result<Upload, StoreError> {
-        self.check()?;
+        self.check_key(key)?;
         let mut next = self.next_upload.lock().unwrap();
         *next += 1;
         let id = format!("upload-{next}");
@@ -338,7 +358,7 @@ impl ObjectStore for Bucket {
         format!("s3://{BUCKET}/{key}")
     }
     async fn presign_get(&self, key: &str, _: Duration) -> Result<String, StoreError> {
-        self.check()?;
+        self.check_key(key)?;
         Ok(format!("https://{BUCKET}/{key}?X-Amz-Signature=x"))
     }
 }
@@ -635,5 +655,73 @@ impl EventPublisher for Bus {
             "batchId": batch.batch_id, "status": batch.status, "resultsKey": batch.results_key,
         }));
         Ok(())
+    }
+}
+
+/// The queue the schedule fans batches out to (SQS), in memory; clones share their messages.
+///
+/// Records the batch ids sent ([`sent`](Self::sent)); [`receive`](Self::receive) hands the
+/// messages waiting over as the SQS event Lambda would be invoked with (message ids
+/// `m-{batch id}`, bodies as `SqsBatchQueue` writes them). To make it fail:
+/// [`refusing`](Self::refusing) refuses those batch ids, as `SendMessageBatch` reports a failed
+/// entry; [`unreachable`](Self::unreachable) fails every call.
+#[derive(Default, Clone)]
+pub struct Queue {
+    sent: Arc<Mutex<Vec<String>>>,
+    waiting: Arc<Mutex<Vec<String>>>,
+    refused: Arc<Mutex<BTreeSet<String>>>,
+    unreachable: Arc<Mutex<bool>>,
+}
+
+impl Queue {
+    /// Refuses the messages of these batches; takes every other.
+    pub fn refusing(batch_ids: &[&str]) -> Self {
+        let queue = Self::default();
+        queue
+            .refused
+            .lock()
+            .unwrap()
+            .extend(batch_ids.iter().map(|id| (*id).to_owned()));
+        queue
+    }
+
+    /// Every later call fails, as when SQS cannot be reached.
+    pub fn unreachable(&self) {
+        *self.unreachable.lock().unwrap() = true;
+    }
+
+    /// The batch ids sent, in order.
+    pub fn sent(&self) -> Vec<String> {
+        self.sent.lock().unwrap().clone()
+    }
+
+    /// The messages waiting, as one SQS event; the queue is empty after.
+    pub fn receive(&self) -> Value {
+        let waiting = std::mem::take(&mut *self.waiting.lock().unwrap());
+        let messages: Vec<(String, String)> = waiting
+            .iter()
+            .map(|id| (format!("m-{id}"), json!({ "batchId": id }).to_string()))
+            .collect();
+        let pairs: Vec<(&str, &str)> = messages
+            .iter()
+            .map(|(id, body)| (id.as_str(), body.as_str()))
+            .collect();
+        sqs_messages(&pairs)
+    }
+}
+
+impl BatchQueue for Queue {
+    async fn enqueue(&self, batch_ids: &[String]) -> Result<Vec<String>, QueueError> {
+        if *self.unreachable.lock().unwrap() {
+            return Err(QueueError("dispatch failure".into()));
+        }
+        let refused = self.refused.lock().unwrap();
+        let (taken, refused): (Vec<String>, Vec<String>) = batch_ids
+            .iter()
+            .cloned()
+            .partition(|id| !refused.contains(id));
+        self.sent.lock().unwrap().extend(taken.iter().cloned());
+        self.waiting.lock().unwrap().extend(taken);
+        Ok(refused)
     }
 }

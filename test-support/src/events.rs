@@ -7,7 +7,9 @@
 //! - [`S3_OBJECT_CREATED`]: an S3 `ObjectCreated:Put` notification ([`s3_object_created`]);
 //! - [`SCHEDULED`]: an EventBridge scheduled event ([`scheduled_event`]);
 //! - [`BATCH_JOB_STATE_CHANGE`]: Bedrock's `Batch Inference Job State Change`
-//!   ([`batch_job_state_change`]).
+//!   ([`batch_job_state_change`]);
+//! - [`SQS_RECEIVE_MESSAGE`]: messages of an SQS queue, as its event source mapping delivers
+//!   them ([`sqs_messages`]).
 
 use lambda_http::Request;
 use serde_json::{json, Map, Value};
@@ -25,6 +27,9 @@ pub const S3_OBJECT_CREATED: &str = include_str!("../fixtures/s3-object-created.
 pub const SCHEDULED: &str = include_str!("../fixtures/scheduled-event.json");
 /// Bedrock's `Batch Inference Job State Change` of the job `b0a1b2c-0`, `Completed`.
 pub const BATCH_JOB_STATE_CHANGE: &str = include_str!("../fixtures/batch-job-state-change.json");
+/// One message (`{"batchId":"0a1b2c"}`) of the batch work queue, as SQS's event source mapping
+/// delivers it.
+pub const SQS_RECEIVE_MESSAGE: &str = include_str!("../fixtures/sqs-receive-message.json");
 
 /// A fixture as JSON.
 pub fn fixture(text: &str) -> Value {
@@ -247,6 +252,22 @@ pub fn batch_job_state_change(job_name: &str, status: &str) -> Value {
     let mut event = fixture(BATCH_JOB_STATE_CHANGE);
     event["detail"]["batchJobName"] = Value::String(job_name.into());
     event["detail"]["status"] = Value::String(status.into());
+    event
+}
+
+/// [`SQS_RECEIVE_MESSAGE`] carrying these messages: (message id, body) each.
+pub fn sqs_messages(messages: &[(&str, &str)]) -> Value {
+    let mut event = fixture(SQS_RECEIVE_MESSAGE);
+    let template = event["Records"][0].clone();
+    event["Records"] = messages
+        .iter()
+        .map(|(id, body)| {
+            let mut record = template.clone();
+            record["messageId"] = Value::String((*id).into());
+            record["body"] = Value::String((*body).into());
+            record
+        })
+        .collect();
     event
 }
 

@@ -113,6 +113,35 @@ pub fn http_api(method: &str, path: &str, body: &str) -> serde_json::Value {
     crate::http_event_json(method, path, body)
 }
 
+/// The messages waiting in the local SQS queue at `queue_url`, each as the event the template's
+/// SQS event source (`BatchSize: 1`) invokes a function with.
+pub async fn sqs_events(queue_url: &str) -> Vec<serde_json::Value> {
+    let arn = format!(
+        "arn:aws:sqs:us-east-1:123456789012:{}",
+        queue_url.rsplit('/').next().unwrap_or_default()
+    );
+    let mut events = Vec::new();
+    loop {
+        let messages = crate::sqs_receive(queue_url).await;
+        if messages.is_empty() {
+            return events;
+        }
+        events.extend(messages.iter().map(|message| {
+            serde_json::json!({"Records": [{
+                "messageId": message["MessageId"],
+                "receiptHandle": message["ReceiptHandle"],
+                "body": message["Body"],
+                "attributes": {"ApproximateReceiveCount": "1"},
+                "messageAttributes": {},
+                "md5OfBody": message["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": arn,
+                "awsRegion": "us-east-1",
+            }]})
+        }));
+    }
+}
+
 /// EventBridge's scheduled event, as a `Schedule` event source delivers it.
 pub fn scheduled_event() -> serde_json::Value {
     serde_json::json!({

@@ -18,6 +18,39 @@ pub fn stack_var(name: &str) -> String {
     })
 }
 
+/// Up to 10 messages of the local stack's SQS queue at `queue_url` (SQS's JSON shape:
+/// `MessageId`, `ReceiptHandle`, `Body`, …), hidden from other readers for 12 hours; none when
+/// the queue is empty.
+pub async fn sqs_receive(queue_url: &str) -> Vec<Value> {
+    let endpoint = stack_var("AWS_ENDPOINT_URL_SQS");
+    let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".to_owned());
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("http client");
+    // SQS's JSON protocol; moto reads the service from the credential scope and checks no
+    // signature.
+    let response = http
+        .post(&endpoint)
+        .header("x-amz-target", "AmazonSQS.ReceiveMessage")
+        .header("content-type", "application/x-amz-json-1.0")
+        .header(
+            "authorization",
+            format!("AWS4-HMAC-SHA256 Credential=testing/20260101/{region}/sqs/aws4_request, SignedHeaders=host, Signature=0"),
+        )
+        .json(&serde_json::json!({"QueueUrl": queue_url, "MaxNumberOfMessages": 10, "VisibilityTimeout": 43_200}))
+        .send()
+        .await
+        .expect("SQS ReceiveMessage");
+    assert!(
+        response.status().is_success(),
+        "SQS ReceiveMessage answered {}",
+        response.status()
+    );
+    let answer: Value = response.json().await.expect("a JSON answer");
+    answer["Messages"].as_array().cloned().unwrap_or_default()
+}
+
 /// One SDK config for the stack, with retries off so that every fault is seen.
 pub async fn sdk_config() -> SdkConfig {
     stack_var("AWS_ENDPOINT_URL_BEDROCK_RUNTIME");
@@ -437,34 +470,8 @@ pub mod batch {
     pub async fn announcements(batch_id: &str) -> Vec<Value> {
         static READ: Mutex<Vec<Value>> = Mutex::new(Vec::new());
         let queue = super::stack_var("BATCH_ANNOUNCEMENTS_QUEUE_URL");
-        let endpoint = super::stack_var("AWS_ENDPOINT_URL_SQS");
-        let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".to_owned());
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .expect("http client");
         loop {
-            // SQS's JSON protocol; moto reads the service from the credential scope and checks
-            // no signature.
-            let response = http
-                .post(&endpoint)
-                .header("x-amz-target", "AmazonSQS.ReceiveMessage")
-                .header("content-type", "application/x-amz-json-1.0")
-                .header(
-                    "authorization",
-                    format!("AWS4-HMAC-SHA256 Credential=testing/20260101/{region}/sqs/aws4_request, SignedHeaders=host, Signature=0"),
-                )
-                .json(&json!({"QueueUrl": queue, "MaxNumberOfMessages": 10, "VisibilityTimeout": 43_200}))
-                .send()
-                .await
-                .expect("SQS ReceiveMessage");
-            assert!(
-                response.status().is_success(),
-                "SQS ReceiveMessage answered {}",
-                response.status()
-            );
-            let answer: Value = response.json().await.expect("a JSON answer");
-            let messages = answer["Messages"].as_array().cloned().unwrap_or_default();
+            let messages = super::sqs_receive(&queue).await;
             if messages.is_empty() {
                 break;
             }
@@ -528,6 +535,7 @@ pub mod batch {
                         &sdk,
                         env.string_or("BATCH_EVENT_BUS", "default"),
                     ),
+                    queue: None,
                 },
             }
         }

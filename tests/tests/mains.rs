@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use integration_tests::functions::{
     batch_records, binary, function_env, http_api, rest_invoke, s3_created_event, scheduled_event,
+    sqs_events,
 };
 use integration_tests::invoke::{unique, HAIKU};
 use integration_tests::{stack_var, Emulator};
@@ -178,11 +179,27 @@ async fn batch_submit_and_batch_status_take_250_records_to_merged_results_and_an
         .unwrap()
         .to_owned();
 
-    // The schedule alone brings it to its end (the emulator sends no job events here).
+    // The schedule alone brings it to its end (the emulator sends no job events here): as the
+    // template wires it, each run hands the open batches to the work queue, and each message is
+    // an invocation of its own.
+    let work_queue = function_env("batch-status")
+        .into_iter()
+        .find(|(name, _)| name == "BATCH_WORK_QUEUE_URL")
+        .map(|(_, url)| url)
+        .expect("the template gives batch-status BATCH_WORK_QUEUE_URL");
     let path = format!("/v1/batches/{batch_id}");
     let mut state = Value::Null;
     for _ in 0..400 {
-        invoke(&status_api, &status, &scheduled_event()).await;
+        let run = invoke(&status_api, &status, &scheduled_event())
+            .await
+            .json()
+            .unwrap();
+        assert!(run["queued"].as_u64() >= Some(1), "{run}");
+        // Other tests' batches may be queued too; this one's state is what counts.
+        for message in sqs_events(&work_queue).await {
+            let advanced = invoke(&status_api, &status, &message).await.json().unwrap();
+            assert!(advanced["batchItemFailures"].is_array(), "{advanced}");
+        }
         state = invoke(&status_api, &status, &http_api("GET", &path, ""))
             .await
             .http()

@@ -11,8 +11,11 @@ use serde_json::{json, Value};
 use domain::batch::Batch;
 use domain::ports::{BatchJobs, BatchRegistry, Clock, EventPublisher, ObjectStore};
 use shared::api::ApiError;
+use aws_lambda_events::event::sqs::SqsEvent;
+use domain::ports::BatchQueue;
 use shared::batch::{
-    batch_id_of_job, refresh, stop_batch, sweep, BatchError, BatchSettings, Sweep,
+    batch_id_of_job, fan_out, queued_batch_id, refresh, stop_batch, sweep, BatchError, BatchSettings, FanOut,
+    NoQueue, Sweep,
 };
 use shared::http::{answer_gateway_event, caller_principal, request_id, JsonAnswer};
 
@@ -22,12 +25,17 @@ pub enum Trigger {
     Schedule,
     JobStateChange { job_name: String },
     Http,
+    /// Messages of the queue the schedule fans batches out to, a batch each.
+    Queue,
     Unknown,
 }
 
 pub fn trigger_of(event: &Value) -> Trigger {
     if event.get("requestContext").is_some() {
         return Trigger::Http;
+    }
+    if event.pointer("/Records/0/eventSource").and_then(Value::as_str) == Some("aws:sqs") {
+        return Trigger::Queue;
     }
     match event.get("detail-type").and_then(Value::as_str) {
         Some("Scheduled Event") => Trigger::Schedule,
@@ -41,7 +49,7 @@ pub fn trigger_of(event: &Value) -> Trigger {
     }
 }
 
-pub struct StatusApp<S, R, J, C, E> {
+pub struct StatusApp<S, R, J, C, E, Q = NoQueue> {
     pub settings: BatchSettings,
     pub store: S,
     pub registry: R,
@@ -49,21 +57,30 @@ pub struct StatusApp<S, R, J, C, E> {
     pub clock: C,
     /// Announces each batch's end.
     pub events: E,
+    /// Where the schedule fans batches out (`BATCH_WORK_QUEUE_URL`); without one, the schedule
+    /// advances every batch itself.
+    pub queue: Option<Q>,
 }
 
-impl<S, R, J, C, E> StatusApp<S, R, J, C, E>
+impl<S, R, J, C, E, Q> StatusApp<S, R, J, C, E, Q>
 where
     S: ObjectStore,
     R: BatchRegistry,
     J: BatchJobs,
     C: Clock,
     E: EventPublisher,
+    Q: BatchQueue,
 {
     /// Handles any of the three triggers. An HTTP request always gets a response; an event
     /// that fails is an error, so EventBridge retries it (and then its dead-letter queue).
     pub async fn on_event(&self, event: Value) -> Result<Value, BatchError> {
         match trigger_of(&event) {
             Trigger::Http => Ok(self.on_http(&event).await),
+            Trigger::Schedule if self.queue.is_some() => {
+                let fanned = self.fan_out().await?;
+                Ok(json!({"queued": fanned.queued, "notQueued": fanned.not_queued}))
+            }
+            Trigger::Queue => Ok(self.on_queue(event).await),
             Trigger::Schedule => {
                 let sweep = self.on_schedule().await?;
                 Ok(json!({
@@ -102,6 +119,51 @@ where
             );
         }
         Ok(done)
+    }
+
+    /// Hands every open batch to the queue, a message each.
+    pub async fn fan_out(&self) -> Result<FanOut, BatchError> {
+        let Some(queue) = &self.queue else {
+            return Ok(FanOut::default());
+        };
+        let fanned = fan_out(&self.registry, queue).await?;
+        tracing::info!(
+            queued = fanned.queued,
+            not_queued = fanned.not_queued,
+            "open batches handed out"
+        );
+        Ok(fanned)
+    }
+
+    /// Advances the batch of each message; the messages of batches that failed are reported
+    /// (`batchItemFailures`), so SQS delivers only those again, and its redrive policy moves a
+    /// batch that keeps failing to the dead-letter queue.
+    pub async fn on_queue(&self, event: Value) -> Value {
+        let records = match serde_json::from_value::<SqsEvent>(event) {
+            Ok(event) => event.records,
+            Err(error) => {
+                tracing::error!(%error, "an SQS event of an unknown shape; nothing advanced");
+                return json!({"batchItemFailures": []});
+            }
+        };
+        let mut failures = Vec::new();
+        for message in records {
+            let id = message.message_id.clone().unwrap_or_default();
+            let batch_id = message.body.as_deref().and_then(queued_batch_id);
+            let Some(batch_id) = batch_id else {
+                // Retrying a message that names no batch would never help.
+                tracing::warn!(message_id = id, "a queued message names no batch; dropped");
+                continue;
+            };
+            match self.advance(&batch_id).await {
+                Ok(_) | Err(BatchError::NotFound(_)) => {}
+                Err(error) => {
+                    tracing::warn!(batch_id, %error, "batch not advanced; SQS delivers it again");
+                    failures.push(json!({ "itemIdentifier": id }));
+                }
+            }
+        }
+        json!({ "batchItemFailures": failures })
     }
 
     pub async fn on_job_change(&self, job_name: &str) -> Result<(), BatchError> {
@@ -323,6 +385,7 @@ fn batch_error(batch_id: &str, error: BatchError) -> ApiError {
         BatchError::Registry(_) => "The batch registry",
         BatchError::Jobs(_) => "Bedrock's batch API",
         BatchError::Events(_) => "EventBridge",
+        BatchError::Queue(_) => "The batch queue",
     };
     let mut api = ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,

@@ -10,6 +10,7 @@ use shared::adapters::bedrock_batch::BedrockBatchJobs;
 use shared::adapters::clock::SystemClock;
 use shared::adapters::eventbridge::EventBridgePublisher;
 use shared::adapters::s3_store::S3Store;
+use shared::adapters::sqs_queue::SqsBatchQueue;
 use shared::batch::BatchSettings;
 use shared::config::Env;
 
@@ -31,6 +32,10 @@ async fn main() -> Result<(), Error> {
             aws_sdk_eventbridge::Client::new(&sdk),
             env.string_or("BATCH_EVENT_BUS", "default"),
         ),
+        // Without a work queue (`make dev`), the schedule advances every batch itself.
+        queue: env
+            .get("BATCH_WORK_QUEUE_URL")
+            .map(|url| SqsBatchQueue::new(aws_sdk_sqs::Client::new(&sdk), url)),
     };
     let app = &app;
     run(service_fn(move |event: LambdaEvent<Value>| async move {

@@ -11,10 +11,10 @@ use serde_json::{json, Value};
 use shared::adapters::clock::ManualClock;
 use shared::batch::{output_prefix, prepare_jobs, submit_queued, BatchSettings};
 use shared::config::Env;
-use test_support::batch::{Bucket, Bus, Jobs, Registry, BUCKET};
+use test_support::batch::{Bucket, Bus, Jobs, Queue, Registry, BUCKET};
 use test_support::events::{
-    batch_job_state_change, iam_authorizer, s3_object_created, scheduled_event, ApiEvent,
-    HTTP_API_V2_IAM_OWNER,
+    batch_job_state_change, iam_authorizer, s3_object_created, scheduled_event, sqs_messages,
+    ApiEvent, HTTP_API_V2_IAM_OWNER,
 };
 
 const HAIKU: &str = "anthropic.claude-3-haiku-20240307-v1:0";
@@ -49,10 +49,24 @@ fn world() -> World {
             jobs: jobs.clone(),
             clock: ManualClock::at(Utc.timestamp_opt(NOW, 0).unwrap()),
             events: Bus::failing(&registry, 0),
+            queue: None,
         },
         bucket,
         registry,
         jobs,
+    }
+}
+
+/// The function as deployed with `BATCH_WORK_QUEUE_URL`: over the world's fakes and `queue`.
+fn queued(w: &World, queue: &Queue) -> StatusApp<Bucket, Registry, Jobs, ManualClock, Bus, Queue> {
+    StatusApp {
+        settings: settings(),
+        store: w.bucket.clone(),
+        registry: w.registry.clone(),
+        jobs: w.jobs.clone(),
+        clock: ManualClock::at(Utc.timestamp_opt(NOW, 0).unwrap()),
+        events: Bus::failing(&w.registry, 0),
+        queue: Some(queue.clone()),
     }
 }
 
@@ -316,6 +330,64 @@ async fn the_schedule_advances_every_open_batch_and_ignores_ended_ones() {
 
     let again = w.app.on_event(scheduled_event()).await.unwrap();
     assert_eq!(again["advanced"], 0);
+}
+
+#[tokio::test]
+async fn with_a_queue_the_schedule_hands_each_open_batch_out_and_advances_none_itself() {
+    let w = world();
+    for id in ["0a1b2c", "3d4e5f"] {
+        let batch = submitted(&w, id).await;
+        job_output(&w, &batch);
+    }
+    w.jobs.reporting(completed());
+    let queue = Queue::refusing(&["3d4e5f"]);
+    let app = queued(&w, &queue);
+
+    let run = app.on_event(scheduled_event()).await.unwrap();
+    assert_eq!(run, json!({"queued": 1, "notQueued": 1}));
+    assert_eq!(queue.sent(), ["0a1b2c"]);
+    for id in ["0a1b2c", "3d4e5f"] {
+        assert!(!w.registry.stored(id).status.is_final(), "{id} advanced");
+    }
+
+    queue.unreachable();
+    assert!(app.on_event(scheduled_event()).await.is_err());
+}
+
+#[tokio::test]
+async fn a_queued_batch_that_fails_is_delivered_again_while_the_others_advance() {
+    let w = world();
+    for id in ["0a1b2c", "3d4e5f"] {
+        let batch = submitted(&w, id).await;
+        job_output(&w, &batch);
+    }
+    w.jobs.reporting(completed());
+    w.bucket.fail_under(&output_prefix("3d4e5f"), "SlowDown");
+    let queue = Queue::default();
+    let app = queued(&w, &queue);
+    app.on_event(scheduled_event()).await.unwrap();
+
+    let mut event = queue.receive();
+    // Messages of a batch gone and of another shape are not worth delivering again.
+    let strays = sqs_messages(&[("m-gone", r#"{"batchId":"ffffff"}"#), ("m-odd", "hello")]);
+    let records = event["Records"].as_array_mut().unwrap();
+    records.extend(strays["Records"].as_array().unwrap().iter().cloned());
+    assert_eq!(records.len(), 4);
+
+    let answer = app.on_event(event).await.unwrap();
+    assert_eq!(
+        answer,
+        json!({"batchItemFailures": [{"itemIdentifier": "m-3d4e5f"}]})
+    );
+    assert_eq!(w.registry.stored("0a1b2c").status, BatchStatus::Completed);
+    assert!(!w.registry.stored("3d4e5f").status.is_final());
+
+    // Delivered again once the bucket answers, it advances.
+    w.bucket.recover();
+    let again = sqs_messages(&[("m-3d4e5f", r#"{"batchId":"3d4e5f"}"#)]);
+    let answer = app.on_event(again).await.unwrap();
+    assert_eq!(answer, json!({"batchItemFailures": []}));
+    assert_eq!(w.registry.stored("3d4e5f").status, BatchStatus::Completed);
 }
 
 #[tokio::test]

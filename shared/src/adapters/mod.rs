@@ -35,3 +35,5 @@ pub mod report_state;
 pub mod s3_store;
 #[cfg(any(feature = "bedrock", feature = "cloudwatch"))]
 mod sdk_error;
+#[cfg(feature = "sqs")]
+pub mod sqs_queue;

@@ -1,9 +1,10 @@
 //! A batch's life after submission: advancing it, writing it back conditionally, announcing
-//! its end (retried, never at the cost of the merge), the schedule's sweep, and stopping.
+//! its end (retried, never at the cost of the merge), the schedule's sweep or fan-out, and
+//! stopping.
 
 use domain::batch::{job_has_ended, Announcement, Batch, BatchStatus};
 use domain::error::RegistryError;
-use domain::ports::{BatchJobs, BatchRegistry, Clock, EventPublisher, ObjectStore};
+use domain::ports::{BatchJobs, BatchQueue, BatchRegistry, Clock, EventPublisher, ObjectStore};
 
 use super::*;
 
@@ -223,6 +224,59 @@ where
         tracing::info!(batch_id, status = ?batch.status, announcement = ?batch.announcement, "batch advanced");
     }
     Ok(sweep)
+}
+
+/// No queue: the schedule advances every batch itself ([`sweep`]), as under `make dev`.
+#[derive(Debug, Clone, Copy)]
+pub enum NoQueue {}
+
+impl BatchQueue for NoQueue {
+    async fn enqueue(&self, _: &[String]) -> Result<Vec<String>, domain::error::QueueError> {
+        match *self {}
+    }
+}
+
+/// What a run of the schedule that fans batches out did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FanOut {
+    /// Open batches handed to the queue, one message each.
+    pub queued: usize,
+    /// Open batches the queue refused: the next run hands them out again.
+    pub not_queued: usize,
+}
+
+/// The body of the message a fanned-out batch travels in: `{"batchId":"…"}`.
+pub fn queued_batch_body(batch_id: &str) -> String {
+    serde_json::json!({ "batchId": batch_id }).to_string()
+}
+
+/// The batch a queued message names; `None` for a body of another shape.
+pub fn queued_batch_id(body: &str) -> Option<String> {
+    let body: serde_json::Value = serde_json::from_str(body).ok()?;
+    body.get("batchId")?.as_str().map(str::to_owned)
+}
+
+/// The schedule's run when batches are fanned out ([`BatchQueue`]): every open batch
+/// ([`Batch::is_open`]) becomes a message, and each is advanced (and its end announced) in an
+/// invocation of its own, so one failing or huge batch never holds back another.
+pub async fn fan_out<R: BatchRegistry, Q: BatchQueue>(
+    registry: &R,
+    queue: &Q,
+) -> Result<FanOut, BatchError> {
+    let open: Vec<String> = registry
+        .unfinished()
+        .await?
+        .into_iter()
+        .map(|batch| batch.batch_id)
+        .collect();
+    let refused = queue.enqueue(&open).await?;
+    for batch_id in &refused {
+        tracing::warn!(batch_id, "batch not queued; the next run queues it");
+    }
+    Ok(FanOut {
+        queued: open.len() - refused.len(),
+        not_queued: refused.len(),
+    })
 }
 
 /// Stops a batch: queued jobs never start, running ones are asked to stop. The schedule and

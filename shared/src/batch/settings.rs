@@ -2,7 +2,7 @@
 //! the errors of batch orchestration.
 
 use crate::config::{ConfigError, Env};
-use domain::error::{EventError, JobError, RegistryError, StoreError};
+use domain::error::{EventError, JobError, QueueError, RegistryError, StoreError};
 use domain::identity::{CallerClaims, Principal};
 use domain::pricing::PriceTable;
 
@@ -147,6 +147,9 @@ pub enum BatchError {
     /// Announcing a batch's end failed (its state is written; a later run announces it).
     #[error(transparent)]
     Events(#[from] EventError),
+    /// Handing batches to the queue failed (the schedule's next run hands them out again).
+    #[error(transparent)]
+    Queue(#[from] QueueError),
     #[error("no batch {0}")]
     NotFound(String),
 }
