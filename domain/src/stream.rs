@@ -95,6 +95,33 @@ impl AnswerBuilder {
         self.usage.unwrap_or_default()
     }
 
+    /// The bytes of text and tool input streamed so far.
+    pub fn produced_bytes(&self) -> usize {
+        self.blocks
+            .values()
+            .map(|block| match block {
+                Partial::Text(text) => text.len(),
+                Partial::Tool { input, .. } => input.len(),
+            })
+            .sum()
+    }
+
+    /// What a stream cut short costs: the usage Bedrock reported, or, when it was cut before
+    /// Bedrock did, upper bounds: `input_bound` input tokens (the request's estimate, as its
+    /// reservation) and a token for every byte streamed (no token is shorter than a byte).
+    pub fn usage_or_bound(&self, input_bound: u64) -> Usage {
+        if let Some(usage) = self.usage {
+            return usage;
+        }
+        let input_tokens = u32::try_from(input_bound).unwrap_or(u32::MAX);
+        let output_tokens = u32::try_from(self.produced_bytes()).unwrap_or(u32::MAX);
+        Usage {
+            input_tokens,
+            output_tokens,
+            total_tokens: input_tokens.saturating_add(output_tokens),
+        }
+    }
+
     /// Whether the model said it stopped: an answer cut before that is incomplete.
     pub fn stopped(&self) -> bool {
         self.stop_reason.is_some()
@@ -219,6 +246,41 @@ pub fn replay(answer: &ModelAnswer) -> Vec<StreamEvent> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_stream_cut_before_its_usage_is_charged_upper_bounds_else_what_bedrock_reported() {
+        let mut builder = AnswerBuilder::default();
+        builder.push(&StreamEvent::Started);
+        builder.push(&StreamEvent::Text {
+            index: 0,
+            text: "héllo ".into(),
+        });
+        builder.push(&StreamEvent::ToolUseStart {
+            index: 1,
+            tool_use_id: "t1".into(),
+            name: "f".into(),
+        });
+        builder.push(&StreamEvent::ToolInput {
+            index: 1,
+            input: "{\"a\":1}".into(),
+        });
+        assert_eq!(builder.produced_bytes(), 7 + 7);
+        assert_eq!(
+            builder.usage_or_bound(120),
+            Usage {
+                input_tokens: 120,
+                output_tokens: 14,
+                total_tokens: 134,
+            }
+        );
+        let reported = Usage {
+            input_tokens: 30,
+            output_tokens: 4,
+            total_tokens: 34,
+        };
+        builder.push(&StreamEvent::Usage(reported));
+        assert_eq!(builder.usage_or_bound(120), reported);
+    }
 
     fn answer(content: Vec<ContentBlock>, stop_reason: &str) -> ModelAnswer {
         ModelAnswer {

@@ -71,6 +71,8 @@ pub struct InvokeConfig {
     pub log_level: Option<String>,
     pub max_body_bytes: usize,
     pub response_mode: ResponseMode,
+    /// When a stream ends with an error event rather than be cut by API Gateway or Lambda.
+    pub stream_limits: StreamLimits,
     /// Whether streamed mode sets TCP_NODELAY on the Runtime API connection
     /// (`shared::runtime_nodelay`); off only to measure the delayed-ACK stall it removes.
     pub runtime_api_nodelay: bool,
@@ -123,6 +125,43 @@ pub struct LeaseSettings {
     pub wait: Duration,
     /// How often a waiting request looks for the answer.
     pub poll: Duration,
+}
+
+/// How long a stream may last. API Gateway ends a REST API's stream after 15 minutes and Lambda
+/// an invocation at its timeout, both without a word to the client; a stream ends `margin`
+/// before the first of them with an error event instead, its tokens charged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamLimits {
+    /// The longest a stream lasts (`STREAM_MAX_SECONDS`, 900: API Gateway's limit).
+    pub max: Duration,
+    /// How long before that limit, or the invocation's deadline, a stream ends
+    /// (`STREAM_END_MARGIN_SECONDS`, 10): the time to write its error event and charge it.
+    pub margin: Duration,
+}
+
+impl StreamLimits {
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let max = positive("STREAM_MAX_SECONDS", env.parse_or("STREAM_MAX_SECONDS", 900u64)?)?;
+        let margin = env.parse_or("STREAM_END_MARGIN_SECONDS", 10u64)?;
+        if margin >= max {
+            return Err(ConfigError::new(
+                "STREAM_END_MARGIN_SECONDS",
+                format!("must be less than STREAM_MAX_SECONDS ({max}), got {margin}"),
+            ));
+        }
+        Ok(Self {
+            max: Duration::from_secs(max),
+            margin: Duration::from_secs(margin),
+        })
+    }
+
+    /// How long a stream started now may last: `margin` before `max` or the invocation's
+    /// deadline (`invocation_left`, when known), whichever comes first.
+    pub fn allowance(&self, invocation_left: Option<Duration>) -> Duration {
+        invocation_left
+            .map_or(self.max, |left| left.min(self.max))
+            .saturating_sub(self.margin)
+    }
 }
 
 fn millis(env: &Env, name: &str, default: u64) -> Result<Duration, ConfigError> {
@@ -356,6 +395,7 @@ impl InvokeConfig {
             metrics_namespace: env.string_or("METRICS_NAMESPACE", DEFAULT_NAMESPACE),
             log_level: env.get("AWS_LAMBDA_LOG_LEVEL").map(str::to_owned),
             response_mode: env.parse_or("RESPONSE_MODE", ResponseMode::Streaming)?,
+            stream_limits: StreamLimits::from_env(env)?,
             runtime_api_nodelay: env.parse_or("RUNTIME_API_NODELAY", true)?,
             max_body_bytes: positive(
                 "MAX_BODY_BYTES",
@@ -371,6 +411,25 @@ mod tests {
 
     fn env(pairs: &[(&str, &str)]) -> Env {
         Env::from_pairs(pairs.iter().copied().chain([("CACHE_TABLE_NAME", "cache")]))
+    }
+
+    #[test]
+    fn a_stream_ends_its_margin_before_api_gateways_limit_or_the_invocations_deadline() {
+        let limits = InvokeConfig::from_env(&env(&[])).unwrap().stream_limits;
+        assert_eq!(limits.allowance(None), Duration::from_secs(890));
+        assert_eq!(
+            limits.allowance(Some(Duration::from_secs(300))),
+            Duration::from_secs(290)
+        );
+        assert_eq!(limits.allowance(Some(Duration::from_secs(5))), Duration::ZERO);
+        let err = InvokeConfig::from_env(&env(&[
+            ("STREAM_MAX_SECONDS", "30"),
+            ("STREAM_END_MARGIN_SECONDS", "30"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.variable, "STREAM_END_MARGIN_SECONDS");
+        let err = InvokeConfig::from_env(&env(&[("STREAM_MAX_SECONDS", "0")])).unwrap_err();
+        assert_eq!(err.variable, "STREAM_MAX_SECONDS");
     }
 
     #[test]

@@ -52,6 +52,9 @@ pub(crate) struct Ctx {
     pub(crate) held: Option<Held>,
     /// The tenant's per-minute counts, for the OpenAI route's `x-ratelimit-*` headers.
     pub(crate) rate: Option<RateStatus>,
+    /// When a stream must end with an error event, before API Gateway or Lambda cut it
+    /// ([`StreamLimits`](crate::config::StreamLimits)); tokio's clock.
+    pub(crate) stream_ends_by: tokio::time::Instant,
 }
 
 /// What an admitted request holds of its tenant's limits until it ends.

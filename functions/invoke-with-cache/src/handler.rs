@@ -2,7 +2,7 @@
 //! the model, the answer. Each step lives in the module named for it.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use http::StatusCode;
 use lambda_http::{Request, RequestExt, Response};
@@ -22,6 +22,18 @@ use crate::respond::{
     answer_response, answered, error_response, json_body_response, meta, rate_limit_headers,
 };
 use crate::wire::Wire;
+
+/// The time left before the invocation's deadline, when the runtime gave one.
+fn invocation_left(request: &Request) -> Option<Duration> {
+    // 0: a context built without the runtime's deadline header (tests, tools).
+    let deadline_ms = request.lambda_context_ref()?.deadline;
+    if deadline_ms == 0 {
+        return None;
+    }
+    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_millis();
+    let left = u128::from(deadline_ms).saturating_sub(now_ms);
+    Some(Duration::from_millis(u64::try_from(left).unwrap_or(u64::MAX)))
+}
 
 impl<A: Adapters> App<A> {
     /// Answers every request with a response, never an error: API Gateway would turn an
@@ -44,6 +56,8 @@ impl<A: Adapters> App<A> {
             wire: Endpoint::of(&request).wire(),
             held: None,
             rate: None,
+            stream_ends_by: tokio::time::Instant::now()
+                + self.config.stream_limits.allowance(invocation_left(&request)),
         };
         let outcome = self
             .process(&request, &mut ctx)

@@ -7,11 +7,13 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use http::Response;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tracing::Instrument;
 
 use domain::cache::{CacheEntry, CacheState};
 use domain::conversation::Usage;
 use domain::error::{ModelError, ModelErrorKind};
+use domain::limits::estimated_tokens;
 use domain::ports::{Clock, ModelInvoker, ModelStream};
 use domain::routing::Target;
 use domain::stream::{replay, AnswerBuilder};
@@ -19,6 +21,7 @@ use domain::stream::{replay, AnswerBuilder};
 use crate::answered::StreamMeta;
 use crate::app::{Adapters, App};
 use crate::body::{self, ResponseBody};
+use crate::config::StreamLimits;
 use crate::context::{elapsed_ms, hit, Ctx, Job, Reply};
 use crate::error::ApiError;
 use crate::respond::{answered, client_closed, meta, stream_response};
@@ -32,6 +35,8 @@ enum Relayed {
     Abandoned,
     /// The model's stream failed or stalled.
     Failed(ModelError),
+    /// The stream reached its time limit ([`Ctx::stream_ends_by`]) before the model stopped.
+    OutOfTime,
 }
 
 impl<A: Adapters> App<A> {
@@ -149,8 +154,8 @@ impl<A: Adapters> App<A> {
                 &mut writer,
                 sender,
                 &mut builder,
-                drain,
-                client_gone,
+                (drain, client_gone),
+                ctx.stream_ends_by,
             )
             .await;
         let usage = builder.usage();
@@ -161,7 +166,20 @@ impl<A: Adapters> App<A> {
             }
             Relayed::Failed(error) => {
                 self.charge_partial(job, target, &builder).await;
-                self.fail_stream(job, ctx, &writer, sender, error).await;
+                self.fail_stream(job, ctx, &writer, sender, error.into())
+                    .await;
+                return usage;
+            }
+            Relayed::OutOfTime => {
+                // Bedrock reports usage only at the end: a stream cut before it is charged
+                // upper bounds, as its reservation was.
+                let bound = estimated_tokens(&job.invoke.conversation, 0).input;
+                let usage = builder.usage_or_bound(bound);
+                self.record_spend(&job.caller, self.prices(target, &usage).0)
+                    .await;
+                let limit = self.config.stream_limits;
+                self.fail_stream(job, ctx, &writer, sender, out_of_time(limit))
+                    .await;
                 return usage;
             }
             Relayed::Ended { client_gone: true } => {
@@ -176,7 +194,8 @@ impl<A: Adapters> App<A> {
             Err(error) => {
                 self.record_spend(&job.caller, self.prices(target, &usage).0)
                     .await;
-                self.fail_stream(job, ctx, &writer, sender, error).await;
+                self.fail_stream(job, ctx, &writer, sender, error.into())
+                    .await;
                 return usage;
             }
         };
@@ -202,15 +221,18 @@ impl<A: Adapters> App<A> {
         writer: &mut StreamWriter,
         sender: &mpsc::Sender<Bytes>,
         builder: &mut AnswerBuilder,
-        drain: bool,
-        mut client_gone: bool,
+        (drain, mut client_gone): (bool, bool),
+        ends_by: Instant,
     ) -> Relayed {
         let idle = self.config.bedrock.read_timeout;
         loop {
-            let item = match tokio::time::timeout(idle, events.next()).await {
+            let wait = idle.min(ends_by.saturating_duration_since(Instant::now()));
+            let item = match tokio::time::timeout(wait, events.next()).await {
                 Ok(Some(item)) => item,
                 Ok(None) => return Relayed::Ended { client_gone },
-                // A stream that stalls ends with an error event, never a silent cut.
+                // A stream that stalls, or outlasts its limit, ends with an error event, never
+                // a silent cut.
+                Err(_) if Instant::now() >= ends_by => return Relayed::OutOfTime,
                 Err(_) => Err(ModelError::new(
                     ModelErrorKind::Timeout,
                     format!("no event from the model for {} ms", idle.as_millis()),
@@ -242,9 +264,8 @@ impl<A: Adapters> App<A> {
         ctx: &Ctx,
         writer: &StreamWriter,
         sender: &mpsc::Sender<Bytes>,
-        error: ModelError,
+        error: ApiError,
     ) {
-        let error = ApiError::from(error);
         let _ = sender.send(writer.failure(&error, &ctx.request_id)).await;
         self.release(job.key.as_ref(), job.lease_owner.as_deref())
             .await;
@@ -263,4 +284,17 @@ impl<A: Adapters> App<A> {
         );
         self.report_failure(ctx, &error, elapsed_ms(ctx.started));
     }
+}
+
+/// The error event of a stream that reached its time limit.
+fn out_of_time(limit: StreamLimits) -> ApiError {
+    ApiError::new(
+        http::StatusCode::GATEWAY_TIMEOUT,
+        "StreamTimeLimit",
+        format!(
+            "the stream reached its time limit before the model stopped (it ends {} s before API Gateway's {} s or the function's timeout, which would cut it without a word); the tokens it used are charged. Ask for fewer output tokens (maxTokens) or split the request",
+            limit.margin.as_secs(),
+            limit.max.as_secs()
+        ),
+    )
 }

@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{build_with_tenancy, clock, http_event, read, FakeModel, HAIKU};
+use common::{
+    build_with_tenancy, clock, event_names, http_event, read, read_stream, FakeModel, HAIKU,
+};
 use domain::conversation::{ContentBlock, Conversation, Message, ModelAnswer, Role, Usage};
 use domain::error::ModelError;
 use domain::ports::{Clock, ModelInvoker, ModelStream, SpendLedger, TenantKeyStore};
@@ -226,6 +228,46 @@ async fn a_stream_settles_its_reservation_before_its_body_ends_and_a_client_gone
     }
     let spent = tenancy.spent("acme", &month()).await.unwrap();
     assert!((spent - 2.0 * cost).abs() < 1e-12, "{spent}");
+}
+
+/// tokio's clock paused: the runtime moves it to the next timer whenever every task waits.
+#[tokio::test(start_paused = true)]
+async fn a_stream_that_outlasts_its_limit_ends_with_an_error_event_and_its_tokens_charged() {
+    let tenancy = Arc::new(InMemoryTenancy::default());
+    let key = tenant(&tenancy, 1.0).await;
+    // The stream's gate never opens: the model never stops on its own, and its idle timeout
+    // (BEDROCK_READ_TIMEOUT_MS, 60 s) is later than the stream's limit (60 - 5 s).
+    let (app, _) = build_with_tenancy(
+        &[("STREAM_MAX_SECONDS", "60"), ("STREAM_END_MARGIN_SECONDS", "5")],
+        Metered::default(),
+        tenancy.clone(),
+    );
+    let body = json!({"prompt": "never ending", "stream": true, "inferenceConfig": {"maxTokens": 40}});
+    let (status, _, events) = read_stream(
+        app.handle(http_event("POST", "/v1/invoke", Some(&key), &body))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 200, "the stream had begun");
+    assert_eq!(event_names(&events).last(), Some(&"error"), "{events:?}");
+    let error = events.last().unwrap().json();
+    assert_eq!(error["error"]["code"], "StreamTimeLimit", "{error}");
+
+    // Bedrock never reported usage: the stream is charged upper bounds (its input's bytes, a
+    // token a byte streamed), within what it reserved, and the reservation is settled.
+    assert!(tenancy.reservations("acme", &month()).is_empty());
+    let spent = tenancy.spent("acme", &month()).await.unwrap();
+    let text_alone = PriceTable::default()
+        .cost(
+            HAIKU,
+            &Usage {
+                input_tokens: 0,
+                output_tokens: 3,
+                total_tokens: 3,
+            },
+        )
+        .unwrap();
+    assert!(spent > text_alone, "{spent}");
 }
 
 #[tokio::test]
