@@ -18,7 +18,7 @@ use crate::capacity::{
 use crate::conversation::{Conversation, ModelAnswer};
 use crate::error::{
     CacheError, EventError, JobError, LimitError, ModelError, QueueError, RegistryError,
-    StoreError,    TenancyError,
+    StoreError, TenancyError,
 };
 use crate::limits::{TenantLimits, WindowCounts};
 use crate::metrics::RequestMetrics;

@@ -433,7 +433,7 @@ pub mod batch {
     use batch_submit::SubmitApp;
     use domain::batch::Batch;
     use domain::ports::{BatchRegistry, ObjectStore};
-    use serde_json::{json, Value};
+    use serde_json::Value;
     use shared::adapters::batch_registry::DynamoDbBatchRegistry;
     use shared::adapters::bedrock::{BedrockInvoker, BedrockSettings};
     use shared::adapters::bedrock_batch::BedrockBatchJobs;

@@ -8,14 +8,14 @@ use http::StatusCode;
 use lambda_http::{Request, RequestExt};
 use serde_json::{json, Value};
 
+use aws_lambda_events::event::sqs::SqsEvent;
 use domain::batch::Batch;
+use domain::ports::BatchQueue;
 use domain::ports::{BatchJobs, BatchRegistry, Clock, EventPublisher, ObjectStore};
 use shared::api::ApiError;
-use aws_lambda_events::event::sqs::SqsEvent;
-use domain::ports::BatchQueue;
 use shared::batch::{
-    batch_id_of_job, fan_out, queued_batch_id, refresh, stop_batch, sweep, BatchError, BatchSettings, FanOut,
-    NoQueue, Sweep,
+    batch_id_of_job, fan_out, queued_batch_id, refresh, stop_batch, sweep, BatchError,
+    BatchSettings, FanOut, NoQueue, Sweep,
 };
 use shared::http::{answer_gateway_event, caller_principal, request_id, JsonAnswer};
 
@@ -23,7 +23,9 @@ use shared::http::{answer_gateway_event, caller_principal, request_id, JsonAnswe
 #[derive(Debug, PartialEq)]
 pub enum Trigger {
     Schedule,
-    JobStateChange { job_name: String },
+    JobStateChange {
+        job_name: String,
+    },
     Http,
     /// Messages of the queue the schedule fans batches out to, a batch each.
     Queue,
@@ -34,7 +36,11 @@ pub fn trigger_of(event: &Value) -> Trigger {
     if event.get("requestContext").is_some() {
         return Trigger::Http;
     }
-    if event.pointer("/Records/0/eventSource").and_then(Value::as_str) == Some("aws:sqs") {
+    if event
+        .pointer("/Records/0/eventSource")
+        .and_then(Value::as_str)
+        == Some("aws:sqs")
+    {
         return Trigger::Queue;
     }
     match event.get("detail-type").and_then(Value::as_str) {

@@ -141,7 +141,10 @@ pub struct StreamLimits {
 
 impl StreamLimits {
     fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let max = positive("STREAM_MAX_SECONDS", env.parse_or("STREAM_MAX_SECONDS", 900u64)?)?;
+        let max = positive(
+            "STREAM_MAX_SECONDS",
+            env.parse_or("STREAM_MAX_SECONDS", 900u64)?,
+        )?;
         let margin = env.parse_or("STREAM_END_MARGIN_SECONDS", 10u64)?;
         if margin >= max {
             return Err(ConfigError::new(
@@ -421,7 +424,10 @@ mod tests {
             limits.allowance(Some(Duration::from_secs(300))),
             Duration::from_secs(290)
         );
-        assert_eq!(limits.allowance(Some(Duration::from_secs(5))), Duration::ZERO);
+        assert_eq!(
+            limits.allowance(Some(Duration::from_secs(5))),
+            Duration::ZERO
+        );
         let err = InvokeConfig::from_env(&env(&[
             ("STREAM_MAX_SECONDS", "30"),
             ("STREAM_END_MARGIN_SECONDS", "30"),

@@ -30,9 +30,14 @@ fn invocation_left(request: &Request) -> Option<Duration> {
     if deadline_ms == 0 {
         return None;
     }
-    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_millis();
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .ok()?
+        .as_millis();
     let left = u128::from(deadline_ms).saturating_sub(now_ms);
-    Some(Duration::from_millis(u64::try_from(left).unwrap_or(u64::MAX)))
+    Some(Duration::from_millis(
+        u64::try_from(left).unwrap_or(u64::MAX),
+    ))
 }
 
 impl<A: Adapters> App<A> {
@@ -57,7 +62,10 @@ impl<A: Adapters> App<A> {
             held: None,
             rate: None,
             stream_ends_by: tokio::time::Instant::now()
-                + self.config.stream_limits.allowance(invocation_left(&request)),
+                + self
+                    .config
+                    .stream_limits
+                    .allowance(invocation_left(&request)),
         };
         let outcome = self
             .process(&request, &mut ctx)

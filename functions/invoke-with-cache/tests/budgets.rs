@@ -238,11 +238,15 @@ async fn a_stream_that_outlasts_its_limit_ends_with_an_error_event_and_its_token
     // The stream's gate never opens: the model never stops on its own, and its idle timeout
     // (BEDROCK_READ_TIMEOUT_MS, 60 s) is later than the stream's limit (60 - 5 s).
     let (app, _) = build_with_tenancy(
-        &[("STREAM_MAX_SECONDS", "60"), ("STREAM_END_MARGIN_SECONDS", "5")],
+        &[
+            ("STREAM_MAX_SECONDS", "60"),
+            ("STREAM_END_MARGIN_SECONDS", "5"),
+        ],
         Metered::default(),
         tenancy.clone(),
     );
-    let body = json!({"prompt": "never ending", "stream": true, "inferenceConfig": {"maxTokens": 40}});
+    let body =
+        json!({"prompt": "never ending", "stream": true, "inferenceConfig": {"maxTokens": 40}});
     let (status, _, events) = read_stream(
         app.handle(http_event("POST", "/v1/invoke", Some(&key), &body))
             .await,
