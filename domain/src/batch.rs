@@ -21,6 +21,11 @@ pub const MAX_RECORD_ID_CHARS: usize = 256;
 /// under DynamoDB's 400 KB item.
 pub const MAX_REPORTED_CHARS: usize = 300;
 
+/// The most jobs a batch may have: with job messages cut to [`MAX_REPORTED_CHARS`], a batch's
+/// registry item stays far under DynamoDB's 400 KB whatever its jobs (batch settings that could
+/// split a batch into more are refused at start).
+pub const MAX_JOBS_PER_BATCH: usize = 100;
+
 /// `text` cut to `max` characters, marked with `…` when cut.
 pub fn truncated(text: &str, max: usize) -> String {
     match text.char_indices().nth(max) {

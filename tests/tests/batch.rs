@@ -184,8 +184,12 @@ async fn per_record_failures_show_in_results_and_counts() {
 async fn a_batch_above_the_job_maximum_is_split_and_merged_back_in_order() {
     let emulator = fast_emulator().await;
     emulator.configure(json!({"batchMinRecords": 10})).await;
-    let harness =
-        BatchHarness::new(&[("BATCH_MIN_RECORDS", "10"), ("BATCH_MAX_RECORDS", "100")]).await;
+    let harness = BatchHarness::new(&[
+        ("BATCH_MIN_RECORDS", "10"),
+        ("BATCH_MAX_RECORDS", "100"),
+        ("BATCH_MAX_BATCH_RECORDS", "10000"),
+    ])
+    .await;
     let input = records(250, "split batch");
     let reply = harness
         .submit(&json!({"modelId": HAIKU, "records": input}))

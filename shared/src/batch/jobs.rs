@@ -1,6 +1,6 @@
 //! Submitting queued jobs within the quota of concurrent jobs, and following submitted ones.
 
-use domain::batch::{job_has_ended, Batch, JOB_QUEUED};
+use domain::batch::{job_has_ended, truncated, Batch, JOB_QUEUED, MAX_REPORTED_CHARS};
 use domain::error::JobError;
 use domain::ports::{BatchJobs, JobRequest, ObjectStore};
 
@@ -33,7 +33,7 @@ pub async fn submit_queued<J: BatchJobs, S: ObjectStore>(
             Err(JobError::Refused(message)) => {
                 tracing::warn!(job = job.name, %message, "batch job refused");
                 job.status = "Failed".to_owned();
-                job.message = Some(message);
+                job.message = Some(truncated(&message, MAX_REPORTED_CHARS));
             }
             Err(error) => {
                 tracing::info!(job = job.name, %error, "batch job stays queued");
@@ -52,7 +52,9 @@ pub async fn poll_jobs<J: BatchJobs>(jobs: &J, batch: &mut Batch) {
         match jobs.get(&arn).await {
             Ok(state) => {
                 job.status = state.status;
-                job.message = state.message;
+                job.message = state
+                    .message
+                    .map(|message| truncated(&message, MAX_REPORTED_CHARS));
                 job.processed = state.processed;
                 job.succeeded = state.succeeded;
                 job.failed = state.failed;

@@ -2,6 +2,7 @@
 //! the errors of batch orchestration.
 
 use crate::config::{ConfigError, Env};
+use domain::batch::MAX_JOBS_PER_BATCH;
 use domain::error::{EventError, JobError, QueueError, RegistryError, StoreError};
 use domain::identity::{CallerClaims, Principal};
 use domain::pricing::PriceTable;
@@ -103,6 +104,15 @@ impl BatchSettings {
                 "BATCH_MAX_LINE_BYTES",
                 format!(
                     "{max_line_bytes} is more than BATCH_MAX_UPLOAD_BYTES ({max_upload_bytes})"
+                ),
+            ));
+        }
+        let max_jobs = max_batch_records.div_ceil(max_records as u64);
+        if max_jobs > MAX_JOBS_PER_BATCH as u64 {
+            return Err(ConfigError::new(
+                "BATCH_MAX_BATCH_RECORDS",
+                format!(
+                    "{max_batch_records} records in jobs of BATCH_MAX_RECORDS ({max_records}) makes up to {max_jobs} jobs a batch, more than the {MAX_JOBS_PER_BATCH} a registry item holds; lower it or raise BATCH_MAX_RECORDS"
                 ),
             ));
         }

@@ -1,7 +1,7 @@
 use serde_json::Value;
 
 use crate::config::Env;
-use domain::batch::{Announcement, Batch, BatchRecord, BatchStatus};
+use domain::batch::{Announcement, Batch, BatchRecord, BatchStatus, JobEntry, MAX_REPORTED_CHARS};
 use domain::error::StoreError;
 use domain::ports::{BatchRegistry, ObjectStore};
 
@@ -49,6 +49,41 @@ fn settings_name_the_variable_they_refuse() {
             .variable,
         "BATCH_ROLE_ARN"
     );
+    // 500,000 records in jobs of 100 would be 5,000 jobs: more than a registry item holds.
+    let err = BatchSettings::from_env(&env(&[("BATCH_MAX_RECORDS", "100")])).unwrap_err();
+    assert_eq!(err.variable, "BATCH_MAX_BATCH_RECORDS");
+    assert!(err.to_string().contains("5000 jobs"), "{err}");
+    let settings = BatchSettings::from_env(&env(&[
+        ("BATCH_MAX_RECORDS", "100"),
+        ("BATCH_MAX_BATCH_RECORDS", "10000"),
+    ]))
+    .unwrap();
+    assert_eq!(settings.max_batch_records, 10_000);
+}
+
+#[test]
+fn a_batch_of_the_most_jobs_with_the_longest_messages_fits_a_registry_item() {
+    let job = |i: usize| JobEntry {
+        name: format!("b{}-{i}", "f".repeat(64)),
+        arn: Some(format!(
+            "arn:aws:bedrock:us-east-1:123456789012:model-invocation-job/{}",
+            "j".repeat(12)
+        )),
+        status: "Failed".into(),
+        input_key: format!("batch-jobs/{}/{i}.jsonl", "f".repeat(64)),
+        record_count: 50_000,
+        processed: 50_000,
+        succeeded: 49_000,
+        failed: 1_000,
+        message: Some(domain::batch::truncated(
+            &"é".repeat(5_000),
+            MAX_REPORTED_CHARS,
+        )),
+    };
+    let jobs: Vec<JobEntry> = (0..domain::batch::MAX_JOBS_PER_BATCH).map(job).collect();
+    let bytes = serde_json::to_vec(&jobs).unwrap().len();
+    // The rest of the item (ids, counts, a rejection report) is a few kilobytes.
+    assert!(bytes < 200 * 1024, "{bytes} bytes of jobs");
 }
 
 #[test]
