@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::identity::{tenant_owner, Principal};
-use crate::tenancy::check_tenant_name;
+use crate::limits::TokenEstimate;
+use crate::tenancy::{check_tenant_name, Reservation};
 
 use super::conversation::{
     check_inference, check_messages, check_texts, check_tools, InferenceConfig, Message, TextBlock,
@@ -174,6 +175,12 @@ pub struct RecordCollector {
     pub accepted: usize,
     pub rejection: Rejection,
     seen: std::collections::HashSet<String>,
+    /// Bytes of the accepted records' model inputs: a bound on their input tokens.
+    input_bytes: u64,
+    /// The output caps (`inferenceConfig.maxTokens`) the accepted records give.
+    declared_output: u64,
+    /// Accepted records that give no output cap.
+    undeclared_outputs: u64,
 }
 
 impl RecordCollector {
@@ -215,10 +222,69 @@ impl RecordCollector {
             return None;
         }
         self.accepted += 1;
+        self.input_bytes += serde_json::to_vec(&model_input).map_or(0, |b| b.len() as u64);
+        match model_input
+            .pointer("/inferenceConfig/maxTokens")
+            .and_then(Value::as_u64)
+        {
+            Some(cap) => self.declared_output += cap,
+            None => self.undeclared_outputs += 1,
+        }
         Some(BatchRecord {
             record_id,
             model_input,
         })
+    }
+
+    /// The most tokens the accepted records may use, as a budget reserves them: their model
+    /// inputs' bytes (no token is shorter than a byte) and their output caps, `default_output`
+    /// for a record that gives none.
+    pub fn estimate(&self, default_output: u32) -> TokenEstimate {
+        TokenEstimate {
+            input: self.input_bytes,
+            output: self
+                .declared_output
+                .saturating_add(self.undeclared_outputs * u64::from(default_output)),
+        }
+    }
+}
+
+/// The body of the message a fanned-out batch travels in: `{"batchId":"…"}`.
+pub fn queued_batch_body(batch_id: &str) -> String {
+    json!({ "batchId": batch_id }).to_string()
+}
+
+/// The batch a queued message names; `None` for a body of another shape.
+pub fn queued_batch_id(body: &str) -> Option<String> {
+    let body: Value = serde_json::from_str(body).ok()?;
+    body.get("batchId")?.as_str().map(str::to_owned)
+}
+
+/// What a tenant's batch holds of the tenant's monthly budget: its estimated cost, reserved when
+/// it was submitted, settled to what it cost when it ends (batch-status, after the merge).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BudgetHold {
+    pub tenant: String,
+    /// The month whose spend it counts in (`2026-11`): the month it was submitted.
+    pub month: String,
+    /// The most the batch may cost, in USD.
+    pub reserved_usd: f64,
+    /// Epoch seconds after which the reservation stops counting, if never settled.
+    pub expires_at: i64,
+    /// Set once settled, so a later run never settles it twice.
+    #[serde(default)]
+    pub settled: bool,
+}
+
+impl BudgetHold {
+    /// The ledger's reservation of the batch `batch_id`.
+    pub fn reservation(&self, batch_id: &str) -> Reservation {
+        Reservation {
+            id: format!("batch:{batch_id}"),
+            usd: self.reserved_usd,
+            expires_at: self.expires_at,
+        }
     }
 }
 
@@ -364,6 +430,9 @@ pub struct Batch {
     /// items written before this was recorded (announced before their final write).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub announcement: Option<Announcement>,
+    /// What a tenant's batch holds of its monthly budget, when the tenant has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<BudgetHold>,
     /// Epoch seconds.
     pub created_at: i64,
     /// The last change of its state: once ended, its end (recording the announcement leaves it).
@@ -410,9 +479,14 @@ impl Batch {
     }
 
     /// What batch-status's schedule follows: a batch not yet ended, or one whose end is still to
-    /// be announced.
+    /// be announced or whose budget hold is still to be settled.
     pub fn is_open(&self) -> bool {
-        !self.status.is_final() || self.announcement_pending()
+        !self.status.is_final() || self.announcement_pending() || self.budget_unsettled()
+    }
+
+    /// Ended, with its tenant's budget hold not yet settled to what it cost.
+    pub fn budget_unsettled(&self) -> bool {
+        self.status.is_final() && self.budget.as_ref().is_some_and(|hold| !hold.settled)
     }
 }
 
@@ -534,6 +608,46 @@ pub fn job_sizes(count: usize, max: usize) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_estimate_bounds_accepted_records_inputs_by_bytes_and_outputs_by_their_caps() {
+        let mut collector = RecordCollector::default();
+        let capped = json!({"recordId": "a", "prompt": "hello", "inferenceConfig": {"maxTokens": 100}});
+        let uncapped = json!({"recordId": "b", "prompt": "hi"});
+        let refused = json!({"recordId": "a", "prompt": "a duplicate id is not counted"});
+        let inputs: u64 = [&capped, &uncapped]
+            .iter()
+            .map(|r| {
+                let (_, input) = parse_record((*r).clone()).unwrap();
+                serde_json::to_vec(&input).unwrap().len() as u64
+            })
+            .sum();
+        for (line, record) in [capped, uncapped, refused].into_iter().enumerate() {
+            collector.add(line + 1, Ok(record));
+        }
+        assert_eq!(collector.accepted, 2);
+        assert_eq!(
+            collector.estimate(4096),
+            TokenEstimate {
+                input: inputs,
+                output: 100 + 4096
+            }
+        );
+    }
+
+    #[test]
+    fn a_batch_reserves_under_an_id_of_its_own() {
+        let hold = BudgetHold {
+            tenant: "acme".into(),
+            month: "2026-12".into(),
+            reserved_usd: 1.5,
+            expires_at: 10,
+            settled: false,
+        };
+        let reservation = hold.reservation("0a1b");
+        assert_eq!(reservation.id, "batch:0a1b");
+        assert_eq!((reservation.usd, reservation.expires_at), (1.5, 10));
+    }
 
     #[test]
     fn a_report_stays_small_whatever_the_ids_and_reasons() {

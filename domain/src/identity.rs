@@ -99,9 +99,21 @@ pub fn tenant_owner(tenant: &str) -> String {
     format!("tenant:{}", serde_json::Value::String(tenant.to_owned()))
 }
 
+/// The tenant an owner written by [`tenant_owner`] names; `None` for any other owner.
+pub fn owner_tenant(owner: &str) -> Option<String> {
+    serde_json::from_str(owner.strip_prefix("tenant:")?).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tenant_owner_reads_back_as_its_tenant_and_no_other_owner_does() {
+        assert_eq!(owner_tenant(&tenant_owner("te\"am")).as_deref(), Some("te\"am"));
+        assert_eq!(owner_tenant(r#"role:"1"/"r""#), None);
+        assert_eq!(owner_tenant("tenant:acme"), None);
+    }
 
     fn iam(arn: &str) -> CallerClaims {
         CallerClaims {

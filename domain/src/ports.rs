@@ -9,7 +9,7 @@ use futures_util::Stream;
 
 use chrono::{DateTime, Utc};
 
-use crate::batch::Batch;
+use crate::batch::{Batch, BudgetHold};
 use crate::cache::{CacheEntry, CacheKey, Lease, StoredRecord};
 use crate::capacity::{
     live_plan, Capacity, CapacityCounts, CapacityError, CreateOrder, RoutingTable,
@@ -28,7 +28,7 @@ use crate::reporting::{
 };
 use crate::routing::{CapacityRouter, Plan, Target};
 use crate::stream::StreamEvent;
-use crate::tenancy::{Reservation, Reserved, TenantKey};
+use crate::tenancy::{BatchBudgetAnswer, Reservation, Reserved, TenantKey};
 
 /// A model's answer as it is produced; an error ends it.
 pub type ModelStream = Pin<Box<dyn Stream<Item = Result<StreamEvent, ModelError>> + Send>>;
@@ -504,6 +504,30 @@ pub trait SpendLedger: Send + Sync {
         held: Reserved,
         actual_usd: f64,
     ) -> impl Future<Output = Result<f64, TenancyError>> + Send;
+}
+
+/// Tenants' monthly budgets as batches count against them (the tenant keys and the spend
+/// ledger): a tenant batch's estimated cost is reserved when it is submitted and settled to
+/// what it cost when it ends.
+pub trait BatchBudgets: Send + Sync {
+    /// Reserves `reservation` of `tenant`'s budget for `month`, on the terms its live keys give
+    /// a batch on `model` ([`crate::tenancy::batch_terms`]).
+    fn reserve(
+        &self,
+        tenant: &str,
+        model: &str,
+        month: &str,
+        reservation: &Reservation,
+        now_epoch: i64,
+    ) -> impl Future<Output = Result<BatchBudgetAnswer, TenancyError>> + Send;
+
+    /// Replaces the reservation of the batch `batch_id` by what it cost.
+    fn settle(
+        &self,
+        batch_id: &str,
+        hold: &BudgetHold,
+        actual_usd: f64,
+    ) -> impl Future<Output = Result<(), TenancyError>> + Send;
 }
 
 /// One store shared by several owners (a test and the handler it drives).

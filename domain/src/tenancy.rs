@@ -180,6 +180,54 @@ pub enum Reserved {
     Refused { committed_usd: f64 },
 }
 
+/// What a tenant's live keys allow a batch it uploads (see [`batch_terms`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum BatchTerms {
+    /// Every key of the tenant is revoked, or it has none: it may spend nothing.
+    NoLiveKey,
+    /// None of its live keys may use the batch's model.
+    ModelNotAllowed,
+    /// The batch may run, within this monthly budget: the tightest of its live keys' (none
+    /// when no live key has one).
+    Allowed { budget_usd: Option<f64> },
+}
+
+/// The terms of a batch on `model` for `tenant`, from its keys: a live key must allow the model,
+/// and the tightest budget of the live keys holds, since any of them could spend it.
+pub fn batch_terms(keys: &[TenantKey], tenant: &str, model: &str) -> BatchTerms {
+    let live: Vec<&TenantKey> = keys
+        .iter()
+        .filter(|key| key.tenant == tenant && key.revoked_at.is_none())
+        .collect();
+    if live.is_empty() {
+        return BatchTerms::NoLiveKey;
+    }
+    if !live
+        .iter()
+        .any(|key| key.models.is_empty() || key.models.iter().any(|m| m == model))
+    {
+        return BatchTerms::ModelNotAllowed;
+    }
+    let budget_usd = live
+        .iter()
+        .filter_map(|key| key.monthly_budget_usd)
+        .min_by(f64::total_cmp);
+    BatchTerms::Allowed { budget_usd }
+}
+
+/// What a tenant's budget answers to a batch's reservation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum BatchBudgetAnswer {
+    /// Reserved in the ledger; settled when the batch ends.
+    Held,
+    /// No live key of the tenant has a budget: nothing to reserve.
+    Unlimited,
+    /// The budget's room is less than the batch's estimate.
+    Refused { budget_usd: f64, committed_usd: f64 },
+    /// The tenant may not run the batch at all.
+    NotAllowed(BatchTerms),
+}
+
 /// The tenant a request is made for, once its key is verified.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tenant {
@@ -227,6 +275,35 @@ pub fn check_tenant_name(name: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_needs_a_live_key_for_its_model_and_holds_to_the_tightest_budget() {
+        let key = |tenant: &str, models: &[&str], budget: Option<f64>, revoked: bool| {
+            let mut issued = issue_key(tenant, vec![], budget, None, Utc::now()).unwrap();
+            issued.record.models = models.iter().map(|m| (*m).to_owned()).collect();
+            issued.record.revoked_at = revoked.then_some(1);
+            issued.record
+        };
+        let keys = vec![
+            key("acme", &[], Some(50.0), false),
+            key("acme", &["haiku"], Some(20.0), false),
+            key("acme", &[], Some(1.0), true),
+            key("other", &[], Some(0.5), false),
+        ];
+        assert_eq!(
+            batch_terms(&keys, "acme", "sonnet"),
+            BatchTerms::Allowed {
+                budget_usd: Some(20.0)
+            }
+        );
+        assert_eq!(batch_terms(&keys[1..2], "acme", "sonnet"), BatchTerms::ModelNotAllowed);
+        assert_eq!(batch_terms(&keys[2..], "acme", "haiku"), BatchTerms::NoLiveKey);
+        let unlimited = vec![key("acme", &[], None, false)];
+        assert_eq!(
+            batch_terms(&unlimited, "acme", "haiku"),
+            BatchTerms::Allowed { budget_usd: None }
+        );
+    }
     use chrono::TimeZone;
 
     fn now() -> DateTime<Utc> {

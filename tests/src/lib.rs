@@ -524,6 +524,7 @@ pub mod batch {
                     jobs: BedrockBatchJobs::new(&sdk),
                     model: BedrockInvoker::new(&sdk, &BedrockSettings::default()),
                     clock: SystemClock,
+                    budgets: None,
                 },
                 status: StatusApp {
                     settings,
@@ -536,6 +537,7 @@ pub mod batch {
                         env.string_or("BATCH_EVENT_BUS", "default"),
                     ),
                     queue: None,
+                    budgets: None,
                 },
             }
         }

@@ -9,13 +9,14 @@ use lambda_http::{Request, RequestExt};
 use serde_json::{json, Value};
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use domain::batch::Batch;
-use domain::ports::BatchQueue;
-use domain::ports::{BatchJobs, BatchRegistry, Clock, EventPublisher, ObjectStore};
+use domain::batch::{queued_batch_id, Batch};
+use domain::ports::{
+    BatchBudgets, BatchJobs, BatchQueue, BatchRegistry, Clock, EventPublisher, ObjectStore,
+};
 use shared::api::ApiError;
 use shared::batch::{
-    batch_id_of_job, fan_out, queued_batch_id, refresh, stop_batch, sweep, BatchError,
-    BatchSettings, FanOut, NoQueue, Sweep,
+    batch_id_of_job, fan_out, refresh, settle_budget, stop_batch, sweep, BatchError,
+    BatchSettings, FanOut, NoBudgets, NoQueue, Sweep,
 };
 use shared::http::{answer_gateway_event, caller_principal, request_id, JsonAnswer};
 
@@ -55,7 +56,7 @@ pub fn trigger_of(event: &Value) -> Trigger {
     }
 }
 
-pub struct StatusApp<S, R, J, C, E, Q = NoQueue> {
+pub struct StatusApp<S, R, J, C, E, Q = NoQueue, B = NoBudgets> {
     pub settings: BatchSettings,
     pub store: S,
     pub registry: R,
@@ -66,9 +67,11 @@ pub struct StatusApp<S, R, J, C, E, Q = NoQueue> {
     /// Where the schedule fans batches out (`BATCH_WORK_QUEUE_URL`); without one, the schedule
     /// advances every batch itself.
     pub queue: Option<Q>,
+    /// Where a tenant batch's budget hold is settled once it ended (`SPEND_TABLE_NAME`).
+    pub budgets: Option<B>,
 }
 
-impl<S, R, J, C, E, Q> StatusApp<S, R, J, C, E, Q>
+impl<S, R, J, C, E, Q, B> StatusApp<S, R, J, C, E, Q, B>
 where
     S: ObjectStore,
     R: BatchRegistry,
@@ -76,6 +79,7 @@ where
     C: Clock,
     E: EventPublisher,
     Q: BatchQueue,
+    B: BatchBudgets,
 {
     /// Handles any of the three triggers. An HTTP request always gets a response; an event
     /// that fails is an error, so EventBridge retries it (and then its dead-letter queue).
@@ -115,6 +119,7 @@ where
             &self.registry,
             &self.events,
             &self.clock,
+            self.budgets.as_ref(),
             &self.settings,
         )
         .await?;
@@ -198,6 +203,7 @@ where
             now,
         )
         .await?;
+        let batch = settle_budget(&self.registry, self.budgets.as_ref(), batch).await;
         tracing::info!(batch_id, status = ?batch.status, announcement = ?batch.announcement, "batch advanced");
         Ok(batch)
     }
@@ -392,6 +398,7 @@ fn batch_error(batch_id: &str, error: BatchError) -> ApiError {
         BatchError::Jobs(_) => "Bedrock's batch API",
         BatchError::Events(_) => "EventBridge",
         BatchError::Queue(_) => "The batch queue",
+        BatchError::Budget(_) => "The spend table",
     };
     let mut api = ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,

@@ -2,6 +2,8 @@
 //! the schedule) and test-support's in-memory ports: no AWS, no stack.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::sync::Arc;
+
 use batch_status::StatusApp;
 use chrono::{TimeZone, Utc};
 use domain::batch::{Announcement, Batch, BatchRecord, BatchStatus};
@@ -9,7 +11,10 @@ use domain::error::RegistryError;
 use domain::ports::JobState;
 use serde_json::{json, Value};
 use shared::adapters::clock::ManualClock;
-use shared::batch::{output_prefix, prepare_jobs, submit_queued, BatchSettings};
+use domain::batch::BudgetHold;
+use domain::ports::SpendLedger;
+use shared::adapters::memory_tenancy::InMemoryTenancy;
+use shared::batch::{output_prefix, prepare_jobs, submit_queued, BatchSettings, LedgerBudgets};
 use shared::config::Env;
 use test_support::batch::{Bucket, Bus, Jobs, Queue, Registry, BUCKET};
 use test_support::events::{
@@ -50,6 +55,7 @@ fn world() -> World {
             clock: ManualClock::at(Utc.timestamp_opt(NOW, 0).unwrap()),
             events: Bus::failing(&registry, 0),
             queue: None,
+            budgets: None,
         },
         bucket,
         registry,
@@ -67,6 +73,7 @@ fn queued(w: &World, queue: &Queue) -> StatusApp<Bucket, Registry, Jobs, ManualC
         clock: ManualClock::at(Utc.timestamp_opt(NOW, 0).unwrap()),
         events: Bus::failing(&w.registry, 0),
         queue: Some(queue.clone()),
+        budgets: None,
     }
 }
 
@@ -476,4 +483,59 @@ async fn an_empty_or_malformed_batch_id_is_a_400_before_the_registry_is_asked() 
     let delete = ApiEvent::http("DELETE", &format!("/v1/batches/{long}")).json();
     let (status, _) = answer(&w.app, delete).await;
     assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn a_tenant_batchs_budget_hold_is_settled_once_to_what_it_cost_when_it_ends() {
+    let w = world();
+    let tenancy = Arc::new(InMemoryTenancy::default());
+    let mut batch = submitted(&w, "0a1b2c").await;
+    let hold = BudgetHold {
+        tenant: "acme".into(),
+        month: "2026-11".into(),
+        reserved_usd: 1.0,
+        expires_at: NOW + 86_400,
+        settled: false,
+    };
+    tenancy
+        .reserve("acme", "2026-11", &hold.reservation("0a1b2c"), 10.0, NOW)
+        .await
+        .unwrap();
+    batch.budget = Some(hold);
+    w.registry.insert(batch.clone());
+    job_output(&w, &batch);
+    w.jobs.reporting(completed());
+    let app = StatusApp {
+        settings: settings(),
+        store: w.bucket.clone(),
+        registry: w.registry.clone(),
+        jobs: w.jobs.clone(),
+        clock: ManualClock::at(Utc.timestamp_opt(NOW, 0).unwrap()),
+        events: Bus::failing(&w.registry, 0),
+        queue: None::<Queue>,
+        budgets: Some(LedgerBudgets {
+            keys: tenancy.clone(),
+            ledger: tenancy.clone(),
+        }),
+    };
+
+    app.on_event(batch_job_state_change("b0a1b2c-0", "Completed"))
+        .await
+        .unwrap();
+    let ended = w.registry.stored("0a1b2c");
+    assert_eq!(ended.status, BatchStatus::Completed);
+    assert!(ended.budget.as_ref().unwrap().settled, "{ended:?}");
+    assert!(tenancy.reservations("acme", "2026-11").is_empty());
+    let cost = ended.summary.as_ref().unwrap().cost_usd;
+    assert!(cost > 0.0);
+    let spent = tenancy.spent("acme", "2026-11").await.unwrap();
+    assert!((spent - cost).abs() < 1e-12, "{spent} != {cost}");
+
+    // Ended and settled: the schedule no longer follows it, and nothing is charged twice.
+    assert!(!ended.is_open());
+    app.on_event(batch_job_state_change("b0a1b2c-0", "Completed"))
+        .await
+        .unwrap();
+    app.on_event(scheduled_event()).await.unwrap();
+    assert_eq!(tenancy.spent("acme", "2026-11").await.unwrap(), spent);
 }

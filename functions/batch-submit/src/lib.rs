@@ -8,16 +8,18 @@ use serde_json::{json, Map, Value};
 use aws_lambda_events::event::s3::S3Event;
 use domain::batch::{Batch, BatchRecord, BatchStatus, RecordCollector, RecordProblem, Rejection};
 use domain::error::StoreError;
-use domain::ports::{BatchJobs, BatchRegistry, Clock, ModelInvoker, ObjectStore, ObjectVersion};
+use domain::ports::{
+    BatchBudgets, BatchJobs, BatchRegistry, Clock, ModelInvoker, ObjectStore, ObjectVersion,
+};
 use shared::api::ApiError;
 use shared::batch::{
-    answer_directly, batch_id_for, parse_line, prepare_jobs, prepare_jobs_from_upload,
-    submit_queued, BatchError, BatchSettings, LineReader, SmallPolicy,
+    answer_directly, batch_id_for, hold_budget, parse_line, prepare_jobs, prepare_jobs_from_upload,
+    settle_budget, submit_queued, BatchError, BatchSettings, LineReader, NoBudgets, SmallPolicy,
 };
 use shared::http::{caller_principal, gateway_response, json_response, request_id, JsonAnswer};
 
 /// The function with its adapters, built once per instance.
-pub struct SubmitApp<S, R, J, M, C> {
+pub struct SubmitApp<S, R, J, M, C, B = NoBudgets> {
     pub settings: BatchSettings,
     /// The model of an upload whose object names none (`BATCH_DEFAULT_MODEL`).
     pub default_model: Option<String>,
@@ -26,15 +28,19 @@ pub struct SubmitApp<S, R, J, M, C> {
     pub jobs: J,
     pub model: M,
     pub clock: C,
+    /// Tenants' budgets, which their uploads count against (`TENANT_KEYS_TABLE_NAME` and
+    /// `SPEND_TABLE_NAME`); none, and tenants' batches run unbudgeted.
+    pub budgets: Option<B>,
 }
 
-impl<S, R, J, M, C> SubmitApp<S, R, J, M, C>
+impl<S, R, J, M, C, B> SubmitApp<S, R, J, M, C, B>
 where
     S: ObjectStore,
     R: BatchRegistry,
     J: BatchJobs,
     M: ModelInvoker,
     C: Clock,
+    B: BatchBudgets,
 {
     /// One function for both triggers: S3 uploads and API Gateway requests.
     pub async fn on_event(&self, event: Value) -> Result<Value, BatchError> {
@@ -94,13 +100,14 @@ struct Submission {
     collector: RecordCollector,
 }
 
-impl<S, R, J, M, C> SubmitApp<S, R, J, M, C>
+impl<S, R, J, M, C, B> SubmitApp<S, R, J, M, C, B>
 where
     S: ObjectStore,
     R: BatchRegistry,
     J: BatchJobs,
     M: ModelInvoker,
     C: Clock,
+    B: BatchBudgets,
 {
     /// Answers every request with a response, never an error (API Gateway would make it a 502).
     pub async fn handle(&self, request: Request) -> Response<Body> {
@@ -215,6 +222,7 @@ where
             summary: None,
             // Ended here (answered directly or rejected), a batch is not announced.
             announcement: None,
+            budget: None,
             created_at: now,
             updated_at: now,
             version: 0,
@@ -238,7 +246,8 @@ where
             )
             .await?;
             self.registry.create(&batch).await?;
-            return Ok(batch);
+            // Answered already: a tenant's hold is settled to what the answers cost.
+            return Ok(settle_budget(&self.registry, self.budgets.as_ref(), batch).await);
         }
         prepare_jobs(&self.store, &mut batch, records, self.settings.max_records).await?;
         self.register_and_submit(batch).await
@@ -431,6 +440,34 @@ where
                 .await;
         }
         let mut batch = self.new_batch(batch_id, owner, model_id, name, source, count);
+        // A tenant's upload counts against its budget before anything runs.
+        let estimate = checker.estimate(self.settings.reserve_max_tokens);
+        if let Some(reason) = hold_budget(
+            self.budgets.as_ref(),
+            &mut batch,
+            estimate,
+            &self.settings,
+            self.clock.now(),
+        )
+        .await?
+        {
+            checker.rejection.add(RecordProblem {
+                position: 0,
+                record_id: None,
+                reason,
+            });
+            let Batch {
+                batch_id,
+                owner,
+                model_id,
+                name,
+                source,
+                ..
+            } = batch;
+            return self
+                .reject(batch_id, owner, model_id, name, source, checker)
+                .await;
+        }
         if batch.direct {
             let records = self.read_small_upload(key, version, info.size).await?;
             return self.start(batch, &records).await;

@@ -7,7 +7,8 @@ use shared::adapters::bedrock::{BedrockInvoker, BedrockSettings};
 use shared::adapters::bedrock_batch::BedrockBatchJobs;
 use shared::adapters::clock::SystemClock;
 use shared::adapters::s3_store::S3Store;
-use shared::batch::BatchSettings;
+use shared::adapters::dynamo_tenancy::{DynamoDbSpendLedger, DynamoDbTenantKeys};
+use shared::batch::{BatchSettings, LedgerBudgets};
 use shared::config::Env;
 
 #[tokio::main]
@@ -19,14 +20,22 @@ async fn main() -> Result<(), Error> {
     let bucket = env.required("BATCH_BUCKET_NAME")?;
     let table = env.required("BATCH_TABLE_NAME")?;
     let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    // Tenants' uploads count against the budgets of their keys (TENANT_KEYS_TABLE_NAME,
+    // SPEND_TABLE_NAME).
+    let budgets = settings.budget_tables.clone().map(|tables| LedgerBudgets {
+        keys: DynamoDbTenantKeys::new(dynamodb.clone(), tables.keys),
+        ledger: DynamoDbSpendLedger::new(dynamodb.clone(), tables.spend),
+    });
     let app = SubmitApp {
         settings,
         default_model,
         store: S3Store::from_sdk_config(&sdk, bucket),
-        registry: DynamoDbBatchRegistry::new(aws_sdk_dynamodb::Client::new(&sdk), table),
+        registry: DynamoDbBatchRegistry::new(dynamodb, table),
         jobs: BedrockBatchJobs::new(&sdk),
         model: BedrockInvoker::new(&sdk, &BedrockSettings::default()),
         clock: SystemClock,
+        budgets,
     };
     let app = &app;
     run(service_fn(move |event: LambdaEvent<Value>| async move {

@@ -2,6 +2,8 @@
 //! in-memory ports: no AWS, no stack.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::sync::Arc;
+
 use batch_submit::SubmitApp;
 use chrono::{TimeZone, Utc};
 use domain::batch::BatchStatus;
@@ -9,7 +11,10 @@ use domain::error::{JobError, RegistryError};
 use domain::identity::tenant_owner;
 use serde_json::{json, Value};
 use shared::adapters::clock::ManualClock;
-use shared::batch::{BatchError, BatchSettings};
+use domain::ports::{SpendLedger, TenantKeyStore};
+use domain::tenancy::issue_key;
+use shared::adapters::memory_tenancy::InMemoryTenancy;
+use shared::batch::{BatchError, BatchSettings, LedgerBudgets};
 use shared::config::Env;
 use test_support::batch::{job_arn, Bucket, Jobs, Registry, BUCKET};
 use test_support::events::{
@@ -54,6 +59,7 @@ fn world(vars: &[(&str, &str)]) -> World {
             jobs: jobs.clone(),
             model: model.clone(),
             clock: ManualClock::at(Utc.timestamp_opt(NOW, 0).unwrap()),
+            budgets: None,
         },
         bucket,
         registry,
@@ -770,4 +776,125 @@ async fn an_event_of_another_shape_is_answered_400() {
     let (status, body) = answer(&w.app, scheduled_event()).await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"]["code"], "InvalidRequest");
+}
+
+/// The tenant keys and the spend ledger, in memory: both are the one store.
+type Budgets = LedgerBudgets<Arc<InMemoryTenancy>, Arc<InMemoryTenancy>>;
+
+/// The function over the world's fakes, with tenants' budgets in `tenancy` (as deployed:
+/// TENANT_KEYS_TABLE_NAME and SPEND_TABLE_NAME set).
+fn budgeted(
+    w: &World,
+    vars: &[(&str, &str)],
+    tenancy: &Arc<InMemoryTenancy>,
+) -> SubmitApp<Bucket, Registry, Jobs, FakeModel, ManualClock, Budgets> {
+    let env = Env::from_pairs(
+        [("ALLOWED_MODELS", HAIKU)]
+            .into_iter()
+            .chain(vars.iter().copied())
+            .chain([("BATCH_ROLE_ARN", ROLE)]),
+    );
+    SubmitApp {
+        settings: BatchSettings::from_env(&env).unwrap(),
+        default_model: None,
+        store: w.bucket.clone(),
+        registry: w.registry.clone(),
+        jobs: w.jobs.clone(),
+        model: w.model.clone(),
+        clock: ManualClock::at(Utc.timestamp_opt(NOW, 0).unwrap()),
+        budgets: Some(LedgerBudgets {
+            keys: tenancy.clone(),
+            ledger: tenancy.clone(),
+        }),
+    }
+}
+
+async fn issue(tenancy: &InMemoryTenancy, tenant: &str, budget: Option<f64>) {
+    let issued = issue_key(
+        tenant,
+        vec![],
+        budget,
+        None,
+        Utc.timestamp_opt(NOW, 0).unwrap(),
+    )
+    .unwrap();
+    tenancy.create(&issued.record).await.unwrap();
+}
+
+/// Uploads `records` records at `key` and hands its event to `app`; the batch it made.
+async fn upload_to<B: domain::ports::BatchBudgets>(
+    w: &World,
+    app: &SubmitApp<Bucket, Registry, Jobs, FakeModel, ManualClock, B>,
+    key: &str,
+    records: usize,
+) -> domain::batch::Batch {
+    w.bucket
+        .put_with_metadata(key, upload(records), &[("model-id", HAIKU)]);
+    let answer = app.on_event(w.bucket.created_event(key)).await.unwrap();
+    w.registry
+        .stored(answer["batches"][0]["batchId"].as_str().unwrap())
+}
+
+#[tokio::test]
+async fn a_tenants_upload_reserves_its_most_against_the_budget_or_is_rejected_naming_it() {
+    let w = world(SMALL_JOBS);
+    let tenancy = Arc::new(InMemoryTenancy::default());
+    issue(&tenancy, "team-a", Some(1.0)).await;
+    let app = budgeted(&w, SMALL_JOBS, &tenancy);
+
+    let batch = upload_to(&w, &app, "batch-input/tenant/team-a/q.jsonl", 3).await;
+    assert_eq!(batch.status, BatchStatus::InProgress);
+    let hold = batch.budget.clone().expect("a budget hold");
+    assert_eq!((hold.tenant.as_str(), hold.settled), ("team-a", false));
+    assert_eq!(
+        tenancy.reservations("team-a", &hold.month),
+        vec![hold.reservation(&batch.batch_id)]
+    );
+    // Three records without maxTokens: RESERVE_MAX_TOKENS (4,096) each, at the batch price.
+    let outputs_alone = 3.0 * 4096.0 / 1000.0 * 0.00125 * 0.5;
+    assert!(hold.reserved_usd > outputs_alone, "{hold:?}");
+    assert!(hold.reserved_usd < 2.0 * outputs_alone, "{hold:?}");
+
+    // The budget nearly spent: the next upload is a Rejected batch naming it; nothing runs.
+    tenancy.add("team-a", &hold.month, 0.999).await.unwrap();
+    let refused = upload_to(&w, &app, "batch-input/tenant/team-a/more.jsonl", 3).await;
+    assert_eq!(refused.status, BatchStatus::Rejected);
+    let reason = &refused.rejection.unwrap().problems[0].reason;
+    assert!(reason.contains("monthly budget of $1.00"), "{reason}");
+    assert_eq!(w.jobs.created().len(), 1);
+    assert_eq!(tenancy.reservations("team-a", &hold.month).len(), 1);
+
+    // A tenant without a live key may spend nothing; an IAM role's upload has no budget.
+    let keyless = upload_to(&w, &app, "batch-input/tenant/team-b/q.jsonl", 3).await;
+    assert_eq!(keyless.status, BatchStatus::Rejected);
+    let reason = &keyless.rejection.unwrap().problems[0].reason;
+    assert!(reason.contains("no live key"), "{reason}");
+    let role = upload_to(
+        &w,
+        &app,
+        "batch-input/role/123456789012/app-team/q.jsonl",
+        3,
+    )
+    .await;
+    assert_eq!((role.status, role.budget), (BatchStatus::InProgress, None));
+}
+
+#[tokio::test]
+async fn a_tenants_small_upload_answered_at_once_is_charged_what_it_cost() {
+    // Under BATCH_MIN_RECORDS (100): answered directly, at the on-demand price.
+    let w = world(&[]);
+    let tenancy = Arc::new(InMemoryTenancy::default());
+    issue(&tenancy, "team-a", Some(5.0)).await;
+    let app = budgeted(&w, &[], &tenancy);
+
+    let batch = upload_to(&w, &app, "batch-input/tenant/team-a/few.jsonl", 3).await;
+    assert_eq!(batch.status, BatchStatus::Completed);
+    let hold = batch.budget.clone().expect("a budget hold");
+    assert!(hold.settled, "{hold:?}");
+    assert!(tenancy.reservations("team-a", &hold.month).is_empty());
+    let cost = batch.summary.unwrap().cost_usd;
+    assert!(cost > 0.0);
+    let spent = tenancy.spent("team-a", &hold.month).await.unwrap();
+    assert!((spent - cost).abs() < 1e-12, "{spent} != {cost}");
+    assert!(!w.registry.stored(&batch.batch_id).is_open());
 }

@@ -46,6 +46,10 @@ fn status_name(status: BatchStatus) -> String {
 /// schedule's scan finds them without reading every payload), and its one value.
 pub const ANNOUNCEMENT_ATTRIBUTE: &str = "announcement";
 const ANNOUNCEMENT_PENDING: &str = "Pending";
+/// The attribute that marks an ended item whose tenant budget hold is still to be settled
+/// (absent otherwise), and its one value.
+pub const BUDGET_ATTRIBUTE: &str = "budgetHold";
+const BUDGET_UNSETTLED: &str = "Unsettled";
 
 fn item(batch: &Batch) -> Result<std::collections::HashMap<String, AttributeValue>, RegistryError> {
     let payload = serde_json::to_string(batch)
@@ -56,6 +60,9 @@ fn item(batch: &Batch) -> Result<std::collections::HashMap<String, AttributeValu
             AttributeValue::S(ANNOUNCEMENT_PENDING.to_owned()),
         )
     });
+    let unsettled = batch
+        .budget_unsettled()
+        .then(|| (BUDGET_ATTRIBUTE, AttributeValue::S(BUDGET_UNSETTLED.to_owned())));
     Ok([
         (KEY_ATTRIBUTE, AttributeValue::S(batch.batch_id.clone())),
         ("status", AttributeValue::S(status_name(batch.status))),
@@ -69,6 +76,7 @@ fn item(batch: &Batch) -> Result<std::collections::HashMap<String, AttributeValu
     ]
     .into_iter()
     .chain(pending)
+    .chain(unsettled)
     .map(|(k, v)| (k.to_owned(), v))
     .collect())
 }
@@ -209,8 +217,8 @@ impl BatchRegistry for DynamoDbBatchRegistry {
         self.page(None, limit, page_token).await
     }
 
-    /// Batches not yet ended and, for the schedule to retry their announcement, ended ones whose
-    /// end is still to be announced ([`Batch::is_open`]).
+    /// Batches not yet ended and, for the schedule to finish them, ended ones whose end is still
+    /// to be announced or whose budget hold is still to be settled ([`Batch::is_open`]).
     async fn unfinished(&self) -> Result<Vec<Batch>, RegistryError> {
         let open = [
             BatchStatus::Queued,
@@ -222,12 +230,17 @@ impl BatchRegistry for DynamoDbBatchRegistry {
             .scan()
             .table_name(&self.table)
             .consistent_read(true)
-            .filter_expression("#s IN (:a, :b, :c) OR #an = :pending")
+            .filter_expression("#s IN (:a, :b, :c) OR #an = :pending OR #bh = :unsettled")
             .expression_attribute_names("#s", "status")
             .expression_attribute_names("#an", ANNOUNCEMENT_ATTRIBUTE)
+            .expression_attribute_names("#bh", BUDGET_ATTRIBUTE)
             .expression_attribute_values(
                 ":pending",
                 AttributeValue::S(ANNOUNCEMENT_PENDING.to_owned()),
+            )
+            .expression_attribute_values(
+                ":unsettled",
+                AttributeValue::S(BUDGET_UNSETTLED.to_owned()),
             );
         for (name, status) in [":a", ":b", ":c"].iter().zip(open) {
             scan = scan.expression_attribute_values(*name, AttributeValue::S(status_name(status)));
@@ -279,13 +292,38 @@ mod tests {
         }
     }
 
+    #[test]
+    fn only_an_ended_batch_with_its_budget_hold_unsettled_carries_the_budget_attribute() {
+        let mut ended = batch(None);
+        ended.budget = Some(domain::batch::BudgetHold {
+            tenant: "acme".into(),
+            month: "2026-12".into(),
+            reserved_usd: 2.0,
+            expires_at: 9,
+            settled: false,
+        });
+        let written = item(&ended).unwrap();
+        assert_eq!(
+            written.get(BUDGET_ATTRIBUTE),
+            Some(&AttributeValue::S("Unsettled".into()))
+        );
+        assert_eq!(from_item(&written).unwrap(), ended);
+        if let Some(hold) = ended.budget.as_mut() {
+            hold.settled = true;
+        }
+        assert!(!item(&ended).unwrap().contains_key(BUDGET_ATTRIBUTE));
+    }
+
     #[tokio::test]
     async fn the_schedule_reads_unended_batches_and_ends_still_to_announce() {
         let scan = mock!(aws_sdk_dynamodb::Client::scan)
             .match_requests(|r| {
                 let values = r.expression_attribute_values().unwrap();
-                r.filter_expression() == Some("#s IN (:a, :b, :c) OR #an = :pending")
+                r.filter_expression()
+                    == Some("#s IN (:a, :b, :c) OR #an = :pending OR #bh = :unsettled")
                     && r.expression_attribute_names().unwrap()["#an"] == ANNOUNCEMENT_ATTRIBUTE
+                    && r.expression_attribute_names().unwrap()["#bh"] == BUDGET_ATTRIBUTE
+                    && values[":unsettled"] == AttributeValue::S("Unsettled".into())
                     && values[":pending"] == AttributeValue::S("Pending".into())
                     && values[":a"] == AttributeValue::S("Queued".into())
             })

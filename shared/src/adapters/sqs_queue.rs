@@ -7,7 +7,7 @@ use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use domain::error::QueueError;
 use domain::ports::BatchQueue;
 
-use crate::batch::queued_batch_body;
+use domain::batch::queued_batch_body;
 
 /// SQS takes at most this many messages a call.
 const MAX_BATCH: usize = 10;
@@ -63,7 +63,7 @@ impl BatchQueue for SqsBatchQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batch::queued_batch_id;
+    use domain::batch::queued_batch_id;
     use aws_sdk_sqs::operation::send_message_batch::SendMessageBatchOutput;
     use aws_sdk_sqs::types::BatchResultErrorEntry;
     use aws_smithy_mocks::{mock, mock_client, RuleMode};

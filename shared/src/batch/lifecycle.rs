@@ -4,7 +4,9 @@
 
 use domain::batch::{job_has_ended, Announcement, Batch, BatchStatus};
 use domain::error::RegistryError;
-use domain::ports::{BatchJobs, BatchQueue, BatchRegistry, Clock, EventPublisher, ObjectStore};
+use domain::ports::{
+    BatchBudgets, BatchJobs, BatchQueue, BatchRegistry, Clock, EventPublisher, ObjectStore,
+};
 
 use super::*;
 
@@ -184,12 +186,14 @@ pub struct Sweep {
 /// leaves a batch stuck and a failed announcement is retried by every run for as long as the
 /// registry keeps the batch. Once EventBridge fails in a run, the run announces nothing more
 /// (the rest waits for the next run): an outage costs one failed call a run, not one a batch.
-pub async fn sweep<J, S, R, E, C>(
+#[allow(clippy::too_many_arguments)] // the ports of a run, and its settings
+pub async fn sweep<J, S, R, E, C, B>(
     jobs: &J,
     store: &S,
     registry: &R,
     events: &E,
     clock: &C,
+    budgets: Option<&B>,
     settings: &BatchSettings,
 ) -> Result<Sweep, BatchError>
 where
@@ -198,6 +202,7 @@ where
     R: BatchRegistry,
     E: EventPublisher,
     C: Clock,
+    B: BatchBudgets,
 {
     let mut sweep = Sweep::default();
     let mut eventbridge_failed = false;
@@ -217,6 +222,7 @@ where
             batch = announced;
             eventbridge_failed |= failed;
         }
+        let batch = settle_budget(registry, budgets, batch).await;
         sweep.advanced += 1;
         if batch.announcement_pending() {
             sweep.unannounced += 1;
@@ -243,17 +249,6 @@ pub struct FanOut {
     pub queued: usize,
     /// Open batches the queue refused: the next run hands them out again.
     pub not_queued: usize,
-}
-
-/// The body of the message a fanned-out batch travels in: `{"batchId":"…"}`.
-pub fn queued_batch_body(batch_id: &str) -> String {
-    serde_json::json!({ "batchId": batch_id }).to_string()
-}
-
-/// The batch a queued message names; `None` for a body of another shape.
-pub fn queued_batch_id(body: &str) -> Option<String> {
-    let body: serde_json::Value = serde_json::from_str(body).ok()?;
-    body.get("batchId")?.as_str().map(str::to_owned)
 }
 
 /// The schedule's run when batches are fanned out ([`BatchQueue`]): every open batch

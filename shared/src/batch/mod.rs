@@ -2,6 +2,7 @@
 //! following them, and merging their output into one `results.jsonl` in input order. Shared
 //! by batch-submit and batch-status; no AWS SDK type appears here.
 
+mod budget;
 mod direct;
 mod input;
 mod jobs;
@@ -11,6 +12,7 @@ mod merge;
 mod settings;
 mod writer;
 
+pub use budget::*;
 pub use direct::*;
 pub use input::*;
 pub use jobs::*;

@@ -3,7 +3,9 @@
 
 use crate::config::{ConfigError, Env};
 use domain::batch::MAX_JOBS_PER_BATCH;
-use domain::error::{EventError, JobError, QueueError, RegistryError, StoreError};
+use domain::error::{
+    EventError, JobError, QueueError, RegistryError, StoreError, TenancyError,
+};
 use domain::identity::{CallerClaims, Principal};
 use domain::pricing::PriceTable;
 
@@ -27,6 +29,13 @@ impl std::str::FromStr for SmallPolicy {
     }
 }
 
+/// Where tenants' budgets are: their keys (the budgets) and their spend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BudgetTables {
+    pub keys: String,
+    pub spend: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct BatchSettings {
     /// The service role Bedrock assumes to read inputs and write outputs.
@@ -46,6 +55,12 @@ pub struct BatchSettings {
     /// Bytes one line of an upload may have (`BATCH_MAX_LINE_BYTES`): no more of a line is
     /// ever held in memory.
     pub max_line_bytes: usize,
+    /// The tenant keys and spend tables (`TENANT_KEYS_TABLE_NAME`, `SPEND_TABLE_NAME`), when
+    /// tenants' uploads count against their budgets; both or neither.
+    pub budget_tables: Option<BudgetTables>,
+    /// Output tokens a record without `inferenceConfig.maxTokens` counts for against its tenant's
+    /// budget (`RESERVE_MAX_TOKENS`, as invoke-with-cache's requests).
+    pub reserve_max_tokens: u32,
     /// Models a batch may run on: those `/v1/invoke` allows ([`crate::config::allowed_models`]).
     pub allowed_models: std::collections::BTreeSet<String>,
     /// `make dev` only (`LOCAL_CALLER_ARN`): whom a request that carries no identity at all
@@ -121,6 +136,26 @@ impl BatchSettings {
             max_upload_bytes,
             max_line_bytes: usize::try_from(max_line_bytes).unwrap_or(usize::MAX),
             allowed_models: crate::config::allowed_models(env),
+            reserve_max_tokens: env.parse_or("RESERVE_MAX_TOKENS", 4096u32)?,
+            budget_tables: match (env.get("TENANT_KEYS_TABLE_NAME"), env.get("SPEND_TABLE_NAME")) {
+                (Some(keys), Some(spend)) => Some(BudgetTables {
+                    keys: keys.to_owned(),
+                    spend: spend.to_owned(),
+                }),
+                (None, None) => None,
+                (Some(_), None) => {
+                    return Err(ConfigError::new(
+                        "SPEND_TABLE_NAME",
+                        "is required with TENANT_KEYS_TABLE_NAME: tenants' batches count against their budgets",
+                    ))
+                }
+                (None, Some(_)) => {
+                    return Err(ConfigError::new(
+                        "TENANT_KEYS_TABLE_NAME",
+                        "is required with SPEND_TABLE_NAME: a budget is read from the tenant's keys",
+                    ))
+                }
+            },
             local_caller: env
                 .get("LOCAL_CALLER_ARN")
                 .map(|arn| {
@@ -160,6 +195,9 @@ pub enum BatchError {
     /// Handing batches to the queue failed (the schedule's next run hands them out again).
     #[error(transparent)]
     Queue(#[from] QueueError),
+    /// A tenant's budget could not be read or reserved (the upload's event is retried).
+    #[error("tenant budget: {0}")]
+    Budget(TenancyError),
     #[error("no batch {0}")]
     NotFound(String),
 }

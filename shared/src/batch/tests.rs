@@ -39,6 +39,7 @@ fn settings_name_the_variable_they_refuse() {
         ("BATCH_MAX_LINE_BYTES", "0"),
         ("BATCH_MAX_LINE_BYTES", "2000000000000"),
         ("LOCAL_CALLER_ARN", "alice"),
+        ("RESERVE_MAX_TOKENS", "-1"),
     ] {
         let err = BatchSettings::from_env(&env(&[(name, value)])).unwrap_err();
         assert_eq!(err.variable, name);
@@ -59,6 +60,11 @@ fn settings_name_the_variable_they_refuse() {
     ]))
     .unwrap();
     assert_eq!(settings.max_batch_records, 10_000);
+    // Budgets need both tables.
+    let err = BatchSettings::from_env(&env(&[("TENANT_KEYS_TABLE_NAME", "keys")])).unwrap_err();
+    assert_eq!(err.variable, "SPEND_TABLE_NAME");
+    let err = BatchSettings::from_env(&env(&[("SPEND_TABLE_NAME", "spend")])).unwrap_err();
+    assert_eq!(err.variable, "TENANT_KEYS_TABLE_NAME");
 }
 
 #[test]
@@ -311,7 +317,7 @@ mod announcing {
         let bus = Bus::failing(&registry, 2);
         let clock = ManualClock::at(Utc.timestamp_opt(T0, 0).unwrap());
         let settings = settings();
-        let run = || sweep(&Completed, &bucket, &registry, &bus, &clock, &settings);
+        let run = || sweep(&Completed, &bucket, &registry, &bus, &clock, None::<&NoBudgets>, &settings);
 
         let first = run().await.unwrap();
         assert_eq!(
@@ -371,7 +377,7 @@ mod announcing {
         let bus = Bus::failing(&registry, 1);
         let clock = ManualClock::at(Utc.timestamp_opt(T0, 0).unwrap());
         let settings = settings();
-        let run = || sweep(&Completed, &bucket, &registry, &bus, &clock, &settings);
+        let run = || sweep(&Completed, &bucket, &registry, &bus, &clock, None::<&NoBudgets>, &settings);
 
         let down = run().await.unwrap();
         assert_eq!(
@@ -473,7 +479,7 @@ mod announcing {
             .unwrap();
         assert_eq!(read, old);
         let clock = ManualClock::at(Utc.timestamp_opt(T0, 0).unwrap());
-        let run = sweep(&Completed, &bucket, &registry, &bus, &clock, &settings())
+        let run = sweep(&Completed, &bucket, &registry, &bus, &clock, None::<&NoBudgets>, &settings())
             .await
             .unwrap();
         assert_eq!(run, Sweep::default());
