@@ -612,7 +612,8 @@ mod tests {
     #[test]
     fn the_estimate_bounds_accepted_records_inputs_by_bytes_and_outputs_by_their_caps() {
         let mut collector = RecordCollector::default();
-        let capped = json!({"recordId": "a", "prompt": "hello", "inferenceConfig": {"maxTokens": 100}});
+        let capped =
+            json!({"recordId": "a", "prompt": "hello", "inferenceConfig": {"maxTokens": 100}});
         let uncapped = json!({"recordId": "b", "prompt": "hi"});
         let refused = json!({"recordId": "a", "prompt": "a duplicate id is not counted"});
         let inputs: u64 = [&capped, &uncapped]
@@ -827,6 +828,7 @@ mod tests {
             results_key: None,
             summary: None,
             announcement: None,
+            budget: None,
             created_at: 0,
             updated_at: 0,
             version: 0,

@@ -110,7 +110,10 @@ mod tests {
 
     #[test]
     fn a_tenant_owner_reads_back_as_its_tenant_and_no_other_owner_does() {
-        assert_eq!(owner_tenant(&tenant_owner("te\"am")).as_deref(), Some("te\"am"));
+        assert_eq!(
+            owner_tenant(&tenant_owner("te\"am")).as_deref(),
+            Some("te\"am")
+        );
         assert_eq!(owner_tenant(r#"role:"1"/"r""#), None);
         assert_eq!(owner_tenant("tenant:acme"), None);
     }

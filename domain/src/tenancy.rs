@@ -296,8 +296,14 @@ mod tests {
                 budget_usd: Some(20.0)
             }
         );
-        assert_eq!(batch_terms(&keys[1..2], "acme", "sonnet"), BatchTerms::ModelNotAllowed);
-        assert_eq!(batch_terms(&keys[2..], "acme", "haiku"), BatchTerms::NoLiveKey);
+        assert_eq!(
+            batch_terms(&keys[1..2], "acme", "sonnet"),
+            BatchTerms::ModelNotAllowed
+        );
+        assert_eq!(
+            batch_terms(&keys[2..], "acme", "haiku"),
+            BatchTerms::NoLiveKey
+        );
         let unlimited = vec![key("acme", &[], None, false)];
         assert_eq!(
             batch_terms(&unlimited, "acme", "haiku"),

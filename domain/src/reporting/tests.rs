@@ -309,6 +309,7 @@ fn batch(id: &str, status: BatchStatus, updated_at: i64, jobs: Vec<JobEntry>) ->
             ..BatchSummary::default()
         }),
         announcement: None,
+        budget: None,
         created_at: 0,
         updated_at,
         version: 1,

@@ -15,8 +15,8 @@ use domain::ports::{
 };
 use shared::api::ApiError;
 use shared::batch::{
-    batch_id_of_job, fan_out, refresh, settle_budget, stop_batch, sweep, BatchError,
-    BatchSettings, FanOut, NoBudgets, NoQueue, Sweep,
+    batch_id_of_job, fan_out, refresh, settle_budget, stop_batch, sweep, BatchError, BatchSettings,
+    FanOut, NoBudgets, NoQueue, Sweep,
 };
 use shared::http::{answer_gateway_event, caller_principal, request_id, JsonAnswer};
 

@@ -8,10 +8,10 @@ use serde_json::Value;
 use shared::adapters::batch_registry::DynamoDbBatchRegistry;
 use shared::adapters::bedrock_batch::BedrockBatchJobs;
 use shared::adapters::clock::SystemClock;
+use shared::adapters::dynamo_tenancy::{DynamoDbSpendLedger, DynamoDbTenantKeys};
 use shared::adapters::eventbridge::EventBridgePublisher;
 use shared::adapters::s3_store::S3Store;
 use shared::adapters::sqs_queue::SqsBatchQueue;
-use shared::adapters::dynamo_tenancy::{DynamoDbSpendLedger, DynamoDbTenantKeys};
 use shared::batch::{BatchSettings, LedgerBudgets};
 use shared::config::Env;
 

@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use batch_status::StatusApp;
 use chrono::{TimeZone, Utc};
+use domain::batch::BudgetHold;
 use domain::batch::{Announcement, Batch, BatchRecord, BatchStatus};
 use domain::error::RegistryError;
 use domain::ports::JobState;
+use domain::ports::SpendLedger;
 use serde_json::{json, Value};
 use shared::adapters::clock::ManualClock;
-use domain::batch::BudgetHold;
-use domain::ports::SpendLedger;
 use shared::adapters::memory_tenancy::InMemoryTenancy;
 use shared::batch::{output_prefix, prepare_jobs, submit_queued, BatchSettings, LedgerBudgets};
 use shared::config::Env;

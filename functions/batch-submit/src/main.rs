@@ -6,8 +6,8 @@ use shared::adapters::batch_registry::DynamoDbBatchRegistry;
 use shared::adapters::bedrock::{BedrockInvoker, BedrockSettings};
 use shared::adapters::bedrock_batch::BedrockBatchJobs;
 use shared::adapters::clock::SystemClock;
-use shared::adapters::s3_store::S3Store;
 use shared::adapters::dynamo_tenancy::{DynamoDbSpendLedger, DynamoDbTenantKeys};
+use shared::adapters::s3_store::S3Store;
 use shared::batch::{BatchSettings, LedgerBudgets};
 use shared::config::Env;
 

@@ -112,6 +112,7 @@ fn ended_batch(updated_at: i64) -> Batch {
             ..BatchSummary::default()
         }),
         announcement: None,
+        budget: None,
         created_at: updated_at - 60,
         updated_at,
         version: 3,

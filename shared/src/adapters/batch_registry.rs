@@ -60,9 +60,12 @@ fn item(batch: &Batch) -> Result<std::collections::HashMap<String, AttributeValu
             AttributeValue::S(ANNOUNCEMENT_PENDING.to_owned()),
         )
     });
-    let unsettled = batch
-        .budget_unsettled()
-        .then(|| (BUDGET_ATTRIBUTE, AttributeValue::S(BUDGET_UNSETTLED.to_owned())));
+    let unsettled = batch.budget_unsettled().then(|| {
+        (
+            BUDGET_ATTRIBUTE,
+            AttributeValue::S(BUDGET_UNSETTLED.to_owned()),
+        )
+    });
     Ok([
         (KEY_ATTRIBUTE, AttributeValue::S(batch.batch_id.clone())),
         ("status", AttributeValue::S(status_name(batch.status))),

@@ -63,10 +63,10 @@ impl BatchQueue for SqsBatchQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use domain::batch::queued_batch_id;
     use aws_sdk_sqs::operation::send_message_batch::SendMessageBatchOutput;
     use aws_sdk_sqs::types::BatchResultErrorEntry;
     use aws_smithy_mocks::{mock, mock_client, RuleMode};
+    use domain::batch::queued_batch_id;
 
     #[tokio::test]
     async fn batches_go_ten_a_call_one_message_each_and_refused_ones_come_back() {

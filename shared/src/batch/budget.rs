@@ -9,7 +9,9 @@ use domain::error::{RegistryError, TenancyError};
 use domain::identity::owner_tenant;
 use domain::limits::TokenEstimate;
 use domain::ports::{BatchBudgets, BatchRegistry, SpendLedger, TenantKeyStore};
-use domain::tenancy::{batch_terms, month_of, BatchBudgetAnswer, BatchTerms, Reservation, Reserved};
+use domain::tenancy::{
+    batch_terms, month_of, BatchBudgetAnswer, BatchTerms, Reservation, Reserved,
+};
 
 use super::*;
 

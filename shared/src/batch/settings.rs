@@ -3,9 +3,7 @@
 
 use crate::config::{ConfigError, Env};
 use domain::batch::MAX_JOBS_PER_BATCH;
-use domain::error::{
-    EventError, JobError, QueueError, RegistryError, StoreError, TenancyError,
-};
+use domain::error::{EventError, JobError, QueueError, RegistryError, StoreError, TenancyError};
 use domain::identity::{CallerClaims, Principal};
 use domain::pricing::PriceTable;
 

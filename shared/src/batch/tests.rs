@@ -317,7 +317,17 @@ mod announcing {
         let bus = Bus::failing(&registry, 2);
         let clock = ManualClock::at(Utc.timestamp_opt(T0, 0).unwrap());
         let settings = settings();
-        let run = || sweep(&Completed, &bucket, &registry, &bus, &clock, None::<&NoBudgets>, &settings);
+        let run = || {
+            sweep(
+                &Completed,
+                &bucket,
+                &registry,
+                &bus,
+                &clock,
+                None::<&NoBudgets>,
+                &settings,
+            )
+        };
 
         let first = run().await.unwrap();
         assert_eq!(
@@ -377,7 +387,17 @@ mod announcing {
         let bus = Bus::failing(&registry, 1);
         let clock = ManualClock::at(Utc.timestamp_opt(T0, 0).unwrap());
         let settings = settings();
-        let run = || sweep(&Completed, &bucket, &registry, &bus, &clock, None::<&NoBudgets>, &settings);
+        let run = || {
+            sweep(
+                &Completed,
+                &bucket,
+                &registry,
+                &bus,
+                &clock,
+                None::<&NoBudgets>,
+                &settings,
+            )
+        };
 
         let down = run().await.unwrap();
         assert_eq!(
@@ -479,9 +499,17 @@ mod announcing {
             .unwrap();
         assert_eq!(read, old);
         let clock = ManualClock::at(Utc.timestamp_opt(T0, 0).unwrap());
-        let run = sweep(&Completed, &bucket, &registry, &bus, &clock, None::<&NoBudgets>, &settings())
-            .await
-            .unwrap();
+        let run = sweep(
+            &Completed,
+            &bucket,
+            &registry,
+            &bus,
+            &clock,
+            None::<&NoBudgets>,
+            &settings(),
+        )
+        .await
+        .unwrap();
         assert_eq!(run, Sweep::default());
         assert_eq!(bus.calls(), 0);
     }
