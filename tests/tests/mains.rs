@@ -7,6 +7,8 @@
 
 use std::time::Duration;
 
+use domain::ports::TenantKeyStore;
+use domain::tenancy::issue_key;
 use integration_tests::functions::{
     batch_records, binary, function_env, http_api, rest_invoke, s3_created_event, scheduled_event,
     sqs_events,
@@ -15,6 +17,7 @@ use integration_tests::invoke::{unique, HAIKU};
 use integration_tests::{stack_var, Emulator};
 use lambda_standin::{Behaviour, Function, Outcome, OutcomeKind, RuntimeApi};
 use serde_json::{json, Value};
+use shared::adapters::dynamo_tenancy::DynamoDbTenantKeys;
 
 const WITHIN: Duration = Duration::from_secs(60);
 
@@ -305,36 +308,52 @@ async fn batch_submit_and_batch_status_take_250_records_to_merged_results_and_an
         .collect();
     assert_eq!(ids, expected, "every record once, in input order");
 
-    // An S3 upload becomes a batch too.
-    let bucket = stack_var("BATCH_BUCKET_NAME");
-    let key = format!(
-        "batch-input/tenant/team-a/{}.jsonl",
-        unique("upload").replace(' ', "-")
+    // An S3 upload becomes a batch too, counted against its tenant's budget (the template gives
+    // batch-submit the keys and spend tables): within a $5 budget it runs, within $0.000001 it
+    // is a Rejected batch.
+    let keys = DynamoDbTenantKeys::new(
+        aws_sdk_dynamodb::Client::new(&integration_tests::sdk_config().await),
+        stack_var("TENANT_KEYS_TABLE_NAME"),
     );
-    let lines: String = batch_records(120, "mains upload")
-        .iter()
-        .map(|r| format!("{r}\n"))
-        .collect();
+    let tenant = unique("team").replace(' ', "-");
+    for (tenant, budget) in [(tenant.clone(), 5.0), (format!("{tenant}-poor"), 0.000_001)] {
+        let issued = issue_key(&tenant, vec![], Some(budget), None, chrono::Utc::now()).unwrap();
+        keys.create(&issued.record).await.unwrap();
+    }
+    let bucket = stack_var("BATCH_BUCKET_NAME");
     let s3 = aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(&integration_tests::sdk_config().await)
             .force_path_style(true)
             .build(),
     );
-    let size = lines.len();
-    let put = s3
-        .put_object()
-        .bucket(&bucket)
-        .key(&key)
-        .metadata("model-id", HAIKU)
-        .body(lines.into_bytes().into())
-        .send()
-        .await
-        .unwrap();
-    let event = s3_created_event(&bucket, &key, size, put.e_tag(), put.version_id());
-    let started = invoke(&submit_api, &submit, &event).await.json().unwrap();
-    let batches = started["batches"].as_array().unwrap();
-    assert_eq!(batches.len(), 1, "{started}");
-    assert!(batches[0]["batchId"].is_string(), "{started}");
+    for (tenant, within_budget) in [(tenant.clone(), true), (format!("{tenant}-poor"), false)] {
+        let key = format!("batch-input/tenant/{tenant}/upload.jsonl");
+        let lines: String = batch_records(120, "mains upload")
+            .iter()
+            .map(|r| format!("{r}\n"))
+            .collect();
+        let size = lines.len();
+        let put = s3
+            .put_object()
+            .bucket(&bucket)
+            .key(&key)
+            .metadata("model-id", HAIKU)
+            .body(lines.into_bytes().into())
+            .send()
+            .await
+            .unwrap();
+        let event = s3_created_event(&bucket, &key, size, put.e_tag(), put.version_id());
+        let started = invoke(&submit_api, &submit, &event).await.json().unwrap();
+        let batches = started["batches"].as_array().unwrap();
+        assert_eq!(batches.len(), 1, "{started}");
+        let rejected = batches[0]["status"] == "Rejected";
+        assert_eq!(
+            rejected,
+            !within_budget,
+            "{started}\nlog:\n{}",
+            submit.log()
+        );
+    }
 }
 
 #[tokio::test]
