@@ -315,7 +315,10 @@ async fn batch_submit_and_batch_status_take_250_records_to_merged_results_and_an
         aws_sdk_dynamodb::Client::new(&integration_tests::sdk_config().await),
         stack_var("TENANT_KEYS_TABLE_NAME"),
     );
-    let tenant = unique("team").replace(' ', "-");
+    let tenant = format!(
+        "team-{}",
+        chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+    );
     for (tenant, budget) in [(tenant.clone(), 5.0), (format!("{tenant}-poor"), 0.000_001)] {
         let issued = issue_key(&tenant, vec![], Some(budget), None, chrono::Utc::now()).unwrap();
         keys.create(&issued.record).await.unwrap();
