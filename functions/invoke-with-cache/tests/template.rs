@@ -354,8 +354,8 @@ fn the_capacity_role_tags_only_capacity_that_is_this_stacks_or_no_stacks() {
 }
 
 #[test]
-fn with_a_kms_key_the_batch_functions_and_bedrocks_batch_role_use_it_through_s3_and_dynamodb_only()
-{
+fn with_a_kms_key_the_batch_functions_and_bedrocks_batch_role_use_it_through_s3_dynamodb_and_sqs_only(
+) {
     let policy = block(TEMPLATE, &["Resources", "BatchKmsPolicy"]);
     assert_eq!(scalar(&policy, "Condition").as_deref(), Some("HasKmsKey"));
     let roles = block(&policy, &["Properties", "Roles"]);
@@ -382,6 +382,46 @@ fn with_a_kms_key_the_batch_functions_and_bedrocks_batch_role_use_it_through_s3_
         via.contains("dynamodb.${AWS::Region}.amazonaws.com"),
         "{via}"
     );
+    // The work queue is encrypted with the key too.
+    assert!(via.contains("sqs.${AWS::Region}.amazonaws.com"), "{via}");
+    assert_eq!(
+        via.lines().filter(|l| l.trim().starts_with("- ")).count(),
+        3,
+        "{via}"
+    );
+}
+
+#[test]
+fn the_batch_functions_create_jobs_and_answer_only_on_the_models_v1_invoke_allows() {
+    for function in ["BatchSubmitFunction", "BatchStatusFunction"] {
+        let policies = block(TEMPLATE, &["Resources", function, "Properties", "Policies"]);
+        let mut on_models = 0;
+        for (sid, statement) in statements(&policies) {
+            let actions = actions_of(&statement);
+            if !actions.contains("bedrock:CreateModelInvocationJob")
+                && !actions.contains("bedrock:InvokeModel")
+            {
+                continue;
+            }
+            on_models += 1;
+            // Any model at all only when the call comes through a tier model's profile.
+            let any_model = statement.contains("foundation-model/*")
+                || statement.contains("inference-profile/*");
+            assert!(
+                !any_model || statement.contains("bedrock:InferenceProfileArn"),
+                "{function} {sid} allows models /v1/invoke does not:\n{statement}"
+            );
+        }
+        assert!(
+            on_models >= 3,
+            "{function}: {on_models} statements on models"
+        );
+        assert!(
+            policies.contains("- HasAllowedModelArns")
+                && policies.contains("Resource: !Ref AllowedModelArns"),
+            "{function}: AllowedModels' ARNs are granted only with AllowedModelArns"
+        );
+    }
 }
 
 #[test]
@@ -542,12 +582,34 @@ fn the_function_may_read_keys_and_count_spend_and_nothing_more() {
         !policies.contains("dynamodb:*") && !policies.contains(":table/*"),
         "a wildcard DynamoDB grant would widen these"
     );
+    // The batch functions: batch-submit reads the keys (a tenant's budget) and reserves,
+    // batch-status settles; nothing else names the tables.
     for (name, body) in resources() {
+        let expected: &[(&str, &[&str])] = match name.as_str() {
+            "InvokeWithCacheFunction" => continue,
+            "BatchSubmitFunction" => &[
+                ("TenantKeysTable", &["dynamodb:Scan"]),
+                ("SpendTable", &["dynamodb:GetItem", "dynamodb:UpdateItem"]),
+            ],
+            "BatchStatusFunction" => {
+                &[("SpendTable", &["dynamodb:GetItem", "dynamodb:UpdateItem"])]
+            }
+            _ => &[],
+        };
         for table in ["TenantKeysTable", "SpendTable"] {
-            assert!(
-                name == "InvokeWithCacheFunction" || !body.contains(&format!("{table}.Arn")),
-                "{name} grants something on {table}"
-            );
+            let granted = expected
+                .iter()
+                .find(|(t, _)| *t == table)
+                .map_or(BTreeSet::new(), |(_, actions)| set(actions));
+            if granted.is_empty() {
+                assert!(
+                    !body.contains(&format!("{table}.Arn")),
+                    "{name} grants something on {table}"
+                );
+            } else {
+                let policies = block(&body, &["Properties", "Policies"]);
+                assert_eq!(actions_on(&policies, table), granted, "{name} on {table}");
+            }
         }
     }
     let env = block(&function, &["Environment", "Variables"]);
