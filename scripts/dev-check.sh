@@ -103,7 +103,9 @@ PY
 # shellcheck disable=SC1091
 source "$STACK_DIR/env"
 key=$(cargo run -q -p tenant-keys -- create --tenant dev-check 2>/dev/null) || fail "tenant-keys create failed"
-budget_key=$(cargo run -q -p tenant-keys -- create --tenant dev-check-budget --monthly-budget-usd 0.000001 2>/dev/null) \
+# Room for the reservation of one short answer (max_tokens 5), none for a request without
+# max_tokens (4,096 output tokens reserved: $0.02 at Claude Haiku 4.5's price).
+budget_key=$(cargo run -q -p tenant-keys -- create --tenant dev-check-budget --monthly-budget-usd 0.001 2>/dev/null) \
   || fail "tenant-keys create (budget) failed"
 OPENAI_BASE_URL="http://127.0.0.1:$DEV_PORT/openai/v1" OPENAI_API_KEY="$key" BUDGET_KEY="$budget_key" \
   .venv/bin/python tests/openai_sdk.py >"$STACK_DIR/openai.log" 2>&1 || fail "openai package: $(cat "$STACK_DIR/openai.log")"

@@ -1,4 +1,4 @@
-//! The model: [`FakeModel`].
+//! The model: [`FakeModel`], and [`GatedModel`] whose streams wait mid-way until let go.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -9,6 +9,8 @@ use domain::error::{ModelError, ModelErrorKind};
 use domain::ports::{ModelInvoker, ModelStream};
 use domain::routing::Target;
 use domain::stream::{replay, StreamEvent};
+use futures_util::StreamExt;
+use tokio::sync::Notify;
 
 /// A call the fake received: the identifier and the time it was given.
 type Call = (String, Option<Duration>);
@@ -159,5 +161,41 @@ impl ModelInvoker for FakeModel {
                 total_tokens: 2000,
             },
         })
+    }
+}
+
+/// A model whose stream gives its first events (the start and the first text), then waits
+/// until `gate` is notified before giving the rest; it answers as `model` does.
+#[derive(Clone)]
+pub struct GatedModel {
+    pub gate: Arc<Notify>,
+    pub model: FakeModel,
+}
+
+impl ModelInvoker for GatedModel {
+    async fn converse(
+        &self,
+        target: &Target,
+        conversation: &Conversation,
+        timeout: Option<Duration>,
+    ) -> Result<ModelAnswer, ModelError> {
+        self.model.converse(target, conversation, timeout).await
+    }
+
+    async fn converse_stream(
+        &self,
+        target: &Target,
+        conversation: &Conversation,
+        timeout: Option<Duration>,
+    ) -> Result<ModelStream, ModelError> {
+        let answer = self.model.converse(target, conversation, timeout).await?;
+        let mut events = replay(&answer);
+        let rest = events.split_off(2);
+        let gate = self.gate.clone();
+        let later = futures_util::stream::once(async move { gate.notified().await })
+            .flat_map(move |()| futures_util::stream::iter(rest.clone().into_iter().map(Ok)));
+        Ok(Box::pin(
+            futures_util::stream::iter(events.into_iter().map(Ok)).chain(later),
+        ))
     }
 }

@@ -102,6 +102,16 @@ async fn submitted(w: &World, batch_id: &str) -> Batch {
     batch
 }
 
+/// Two submitted batches, 0a1b2c and 3d4e5f, whose jobs Bedrock reports completed with every
+/// record answered.
+async fn two_completed_batches(w: &World) {
+    for id in ["0a1b2c", "3d4e5f"] {
+        let batch = submitted(w, id).await;
+        job_output(w, &batch);
+    }
+    w.jobs.reporting(completed());
+}
+
 /// Bedrock's output of the batch's job, out of order, every record answered.
 fn job_output(w: &World, batch: &Batch) {
     let out: Vec<String> = ["r2", "r0", "r1"]
@@ -342,11 +352,7 @@ async fn the_schedule_advances_every_open_batch_and_ignores_ended_ones() {
 #[tokio::test]
 async fn with_a_queue_the_schedule_hands_each_open_batch_out_and_advances_none_itself() {
     let w = world();
-    for id in ["0a1b2c", "3d4e5f"] {
-        let batch = submitted(&w, id).await;
-        job_output(&w, &batch);
-    }
-    w.jobs.reporting(completed());
+    two_completed_batches(&w).await;
     let queue = Queue::refusing(&["3d4e5f"]);
     let app = queued(&w, &queue);
 
@@ -364,11 +370,7 @@ async fn with_a_queue_the_schedule_hands_each_open_batch_out_and_advances_none_i
 #[tokio::test]
 async fn a_queued_batch_that_fails_is_delivered_again_while_the_others_advance() {
     let w = world();
-    for id in ["0a1b2c", "3d4e5f"] {
-        let batch = submitted(&w, id).await;
-        job_output(&w, &batch);
-    }
-    w.jobs.reporting(completed());
+    two_completed_batches(&w).await;
     w.bucket.fail_under(&output_prefix("3d4e5f"), "SlowDown");
     let queue = Queue::default();
     let app = queued(&w, &queue);

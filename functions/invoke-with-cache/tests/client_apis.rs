@@ -9,16 +9,14 @@ use std::time::Duration;
 
 use common::{
     build, build_with_tenancy, bytes_of, event_names, http_event, read, read_stream, text_deltas,
-    FakeModel, MemoryStore, Sse, HAIKU,
+    FakeModel, GatedModel, MemoryStore, Sse, HAIKU,
 };
 use domain::conversation::{Conversation, ModelAnswer};
 use domain::error::{ModelError, ModelErrorKind};
 use domain::metrics::Outcome;
 use domain::ports::{Clock, ModelInvoker, ModelStream, SpendLedger, TenantKeyStore};
 use domain::routing::Target;
-use domain::stream::replay;
 use domain::tenancy::{issue_key, month_of};
-use futures_util::StreamExt;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use shared::adapters::memory_tenancy::InMemoryTenancy;
@@ -118,45 +116,6 @@ async fn a_failure_before_the_first_event_is_a_plain_error_response() {
     assert_eq!(body["error"]["code"], "Throttled");
 }
 
-/// A model whose stream gives its first events, then waits until released.
-#[derive(Clone)]
-struct GatedModel {
-    gate: Arc<Notify>,
-}
-
-impl ModelInvoker for GatedModel {
-    async fn converse(
-        &self,
-        target: &Target,
-        conversation: &Conversation,
-        timeout: Option<Duration>,
-    ) -> Result<ModelAnswer, ModelError> {
-        FakeModel::answering()
-            .converse(target, conversation, timeout)
-            .await
-    }
-
-    async fn converse_stream(
-        &self,
-        target: &Target,
-        conversation: &Conversation,
-        timeout: Option<Duration>,
-    ) -> Result<ModelStream, ModelError> {
-        let answer = FakeModel::answering()
-            .ending("end_turn", "one two three four five six seven eight nine")
-            .converse(target, conversation, timeout)
-            .await?;
-        let mut events = replay(&answer);
-        let rest = events.split_off(2);
-        let gate = self.gate.clone();
-        let later = futures_util::stream::once(async move { gate.notified().await })
-            .flat_map(move |()| futures_util::stream::iter(rest.clone().into_iter().map(Ok)));
-        Ok(Box::pin(
-            futures_util::stream::iter(events.into_iter().map(Ok)).chain(later),
-        ))
-    }
-}
-
 #[tokio::test]
 async fn a_client_that_disconnects_mid_stream_stores_nothing() {
     let gate = Arc::new(Notify::new());
@@ -175,7 +134,11 @@ async fn a_client_that_disconnects_mid_stream_stores_nothing() {
         config,
         common::ports(
             fronted,
-            GatedModel { gate: gate.clone() },
+            GatedModel {
+                gate: gate.clone(),
+                model: FakeModel::answering()
+                    .ending("end_turn", "one two three four five six seven eight nine"),
+            },
             clock,
             metrics.clone(),
         ),
@@ -589,8 +552,15 @@ async fn a_tenant_that_leaves_mid_stream_is_charged_for_what_the_model_wrote() {
     let tenancy = Arc::new(InMemoryTenancy::default());
     let key = tenant(&tenancy, vec![], None).await;
     let gate = Arc::new(Notify::new());
-    let (app, metrics) =
-        build_with_tenancy(&[], GatedModel { gate: gate.clone() }, tenancy.clone());
+    let (app, metrics) = build_with_tenancy(
+        &[],
+        GatedModel {
+            gate: gate.clone(),
+            model: FakeModel::answering()
+                .ending("end_turn", "one two three four five six seven eight nine"),
+        },
+        tenancy.clone(),
+    );
     let body = json!({"prompt": "I will leave early", "stream": true});
     let response = app
         .handle(http_event("POST", "/v1/invoke", Some(&key), &body))

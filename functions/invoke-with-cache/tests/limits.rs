@@ -5,18 +5,12 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::TimeDelta;
-use common::{build_with_limiter, clock, http_event, read, FakeModel};
-use domain::conversation::{Conversation, ModelAnswer};
-use domain::error::ModelError;
+use common::{build_with_limiter, clock, http_event, read, FakeModel, GatedModel};
 use domain::limits::{window_start, TenantLimits};
-use domain::ports::{Clock, ModelInvoker, ModelStream, TenantKeyStore};
-use domain::routing::Target;
-use domain::stream::replay;
+use domain::ports::{Clock, TenantKeyStore};
 use domain::tenancy::issue_key;
-use futures_util::StreamExt;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use shared::adapters::memory_limits::InMemoryLimiter;
@@ -51,42 +45,6 @@ fn header(
         .map(|v| v.to_str().unwrap().to_owned())
 }
 
-/// A model whose streams write their first events, then wait until the test lets them end.
-#[derive(Clone)]
-struct HeldOpen {
-    gate: Arc<Notify>,
-}
-
-impl ModelInvoker for HeldOpen {
-    async fn converse(
-        &self,
-        target: &Target,
-        conversation: &Conversation,
-        timeout: Option<Duration>,
-    ) -> Result<ModelAnswer, ModelError> {
-        FakeModel::answering()
-            .converse(target, conversation, timeout)
-            .await
-    }
-
-    async fn converse_stream(
-        &self,
-        target: &Target,
-        conversation: &Conversation,
-        timeout: Option<Duration>,
-    ) -> Result<ModelStream, ModelError> {
-        let answer = self.converse(target, conversation, timeout).await?;
-        let mut events = replay(&answer);
-        let rest = events.split_off(2);
-        let gate = self.gate.clone();
-        let later = futures_util::stream::once(async move { gate.notified().await })
-            .flat_map(move |()| futures_util::stream::iter(rest.clone().into_iter().map(Ok)));
-        Ok(Box::pin(
-            futures_util::stream::iter(events.into_iter().map(Ok)).chain(later),
-        ))
-    }
-}
-
 #[tokio::test]
 async fn a_tenant_at_its_concurrency_limit_gets_429_while_another_tenant_is_served() {
     let tenancy = Arc::new(InMemoryTenancy::default());
@@ -100,7 +58,10 @@ async fn a_tenant_at_its_concurrency_limit_gets_429_while_another_tenant_is_serv
     let gate = Arc::new(Notify::new());
     let (app, _) = build_with_limiter(
         &[],
-        HeldOpen { gate: gate.clone() },
+        GatedModel {
+            gate: gate.clone(),
+            model: FakeModel::answering(),
+        },
         tenancy,
         limiter.clone(),
         clock(),
@@ -182,7 +143,10 @@ async fn a_client_that_leaves_a_stream_frees_its_slot_and_its_tokens_count_befor
     let clock = clock();
     let (app, _) = build_with_limiter(
         &[],
-        HeldOpen { gate: gate.clone() },
+        GatedModel {
+            gate: gate.clone(),
+            model: FakeModel::answering(),
+        },
         tenancy,
         limiter.clone(),
         clock.clone(),

@@ -24,7 +24,7 @@ pub use test_support::events::{
 };
 pub use test_support::metrics::Recorder;
 #[allow(unused_imports)] // each test file uses some
-pub use test_support::model::{replayed, FakeModel};
+pub use test_support::model::{replayed, FakeModel, GatedModel};
 
 pub const HAIKU: &str = "anthropic.claude-3-haiku-20240307-v1:0";
 pub const ARN: &str = "arn:aws:bedrock:us-east-1:123456789012:provisioned-model/pt1";
