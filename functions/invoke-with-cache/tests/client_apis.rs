@@ -204,6 +204,16 @@ async fn openai_buffered_answers_in_chat_completion_shape() {
     );
     assert_eq!(body["choices"][0]["finish_reason"], "stop");
     assert_eq!(body["usage"]["total_tokens"], 2000);
+    // CreateChatCompletionResponse: message.content, message.refusal and logprobs are nullable;
+    // system_fingerprint is a string when present.
+    assert_nulls_only_where_openai_allows(
+        &body,
+        &[
+            "choices.0.message.content",
+            "choices.0.message.refusal",
+            "choices.0.logprobs",
+        ],
+    );
 
     let (_, cache, again) = read(
         app.handle(http_event("POST", COMPLETIONS, Some(&key), &chat(false)))
@@ -211,6 +221,44 @@ async fn openai_buffered_answers_in_chat_completion_shape() {
     );
     assert_eq!(cache.as_deref(), Some("HIT"));
     assert_eq!(again["choices"], body["choices"]);
+}
+
+/// The paths (`choices.0.logprobs`) of every `null` in `value`.
+fn null_paths(value: &Value, at: &str, out: &mut Vec<String>) {
+    let join = |key: &str| {
+        if at.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{at}.{key}")
+        }
+    };
+    match value {
+        Value::Null => out.push(at.to_owned()),
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                null_paths(item, &join(&i.to_string()), out);
+            }
+        }
+        Value::Object(fields) => {
+            for (key, field) in fields {
+                null_paths(field, &join(key), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Holds an answer to OpenAI's OpenAPI document on nulls: a field may be `null` only where the
+/// document makes it nullable (strictly typed clients fail on any other).
+fn assert_nulls_only_where_openai_allows(value: &Value, nullable: &[&str]) {
+    let mut nulls = Vec::new();
+    null_paths(value, "", &mut nulls);
+    for path in nulls {
+        assert!(
+            nullable.contains(&path.as_str()),
+            "{path} is null, which OpenAI's document does not allow: {value}"
+        );
+    }
 }
 
 fn chunks(events: &[Sse]) -> Vec<Value> {
@@ -238,6 +286,13 @@ async fn openai_streams_chunks_with_role_first_usage_last_and_done_on_a_miss_and
         assert_eq!((status, cache.as_deref()), (200, Some(expected_cache)));
         assert_eq!(events.last().unwrap().data, "[DONE]");
         let chunks = chunks(&events);
+        // CreateChatCompletionStreamResponse: a choice's logprobs and finish_reason are nullable.
+        for chunk in &chunks {
+            assert_nulls_only_where_openai_allows(
+                chunk,
+                &["choices.0.logprobs", "choices.0.finish_reason"],
+            );
+        }
         let ids: std::collections::HashSet<_> = chunks.iter().map(|c| c["id"].clone()).collect();
         assert_eq!(ids.len(), 1, "one id per response");
         assert_eq!(chunks[0]["object"], "chat.completion.chunk");

@@ -66,8 +66,9 @@ pub fn completion(answered: &Answered<'_>) -> Value {
             "logprobs": null,
             "finish_reason": finish_reason(&answer.stop_reason),
         }],
+        // No `system_fingerprint`: OpenAI's document types it as a string, never null, and
+        // there is no fingerprint to give.
         "usage": usage_json(&answer.usage),
-        "system_fingerprint": null,
     })
 }
 
