@@ -484,7 +484,8 @@ pub trait SpendLedger: Send + Sync {
 
     /// Holds `reservation.usd` of the month's `budget_usd` with one conditional write, if the
     /// spend and the live reservations leave room for it ([`Reserved::Refused`] otherwise).
-    /// Reservations expired at `now_epoch` stop counting.
+    /// Reservations expired at `now_epoch` stop counting. A reservation already held (the same
+    /// id, amount and expiry: a retry) is [`Reserved::Held`] and counted once.
     fn reserve(
         &self,
         tenant: &str,

@@ -28,7 +28,7 @@ pub const RESERVE_UPDATE: &str =
 /// A reservation's condition: the committed total leaves room for it (`:room` is the budget
 /// less the reservation). A month item written before reservations (spend, no committed
 /// total) fails it, and is brought up to date first.
-pub const RESERVE_CONDITION: &str = "(attribute_not_exists(spentUsd) AND attribute_not_exists(committedUsd)) OR committedUsd <= :room";
+pub const RESERVE_CONDITION: &str = "((attribute_not_exists(spentUsd) AND attribute_not_exists(committedUsd)) OR committedUsd <= :room) AND NOT contains(reservations, :held)";
 /// A settlement: the reservation out, the spend in, the committed total by the difference.
 pub const SETTLE_UPDATE: &str = "ADD spentUsd :usd, committedUsd :delta, reservedUsd :unreserve, requests :one DELETE reservations :entry SET expiresAt = :expires";
 /// A settlement's condition: the reservation is still held (not purged as expired).
@@ -310,6 +310,7 @@ impl SpendLedger for DynamoDbSpendLedger {
                     AttributeValue::Ss(vec![reservation.entry()]),
                 )
                 .expression_attribute_values(":room", AttributeValue::N(format!("{room:.9}")))
+                .expression_attribute_values(":held", AttributeValue::S(reservation.entry()))
                 .expression_attribute_values(
                     ":expires",
                     AttributeValue::N(((self.now_epoch)() + SPEND_RETENTION_SECONDS).to_string()),
@@ -320,6 +321,10 @@ impl SpendLedger for DynamoDbSpendLedger {
                 Ok(_) => return Ok(Reserved::Held),
                 Err(error) if is_condition_failure(&error) => {
                     let item = self.read_month(&key).await?;
+                    // Held already (a retried request or a redelivered event): counted once.
+                    if holds(item.as_ref(), &reservation.entry()) {
+                        return Ok(Reserved::Held);
+                    }
                     let committed = number_of(item.as_ref(), "committedUsd");
                     if attempt == 1 || !self.tidy(&key, item.as_ref(), now_epoch).await? {
                         return Ok(Reserved::Refused {
@@ -383,6 +388,13 @@ impl SpendLedger for DynamoDbSpendLedger {
             Err(error) => Err(store_error(error)),
         }
     }
+}
+
+/// Whether the month item's reservations hold `entry`.
+fn holds(item: Option<&HashMap<String, AttributeValue>>, entry: &str) -> bool {
+    item.and_then(|i| i.get("reservations"))
+        .and_then(|r| r.as_ss().ok())
+        .is_some_and(|set| set.iter().any(|e| e == entry))
 }
 
 fn number_of(item: Option<&HashMap<String, AttributeValue>>, name: &str) -> Option<f64> {
@@ -516,8 +528,9 @@ mod tests {
                 r.key().and_then(|k| k.get(SPEND_ATTRIBUTE))
                     == Some(&AttributeValue::S("acme#2026-11".into()))
                     && r.update_expression() == Some(RESERVE_UPDATE)
-                    && r.condition_expression()
-                        == Some("(attribute_not_exists(spentUsd) AND attribute_not_exists(committedUsd)) OR committedUsd <= :room")
+                    && r.condition_expression() == Some(RESERVE_CONDITION)
+                    && RESERVE_CONDITION.ends_with("AND NOT contains(reservations, :held)")
+                    && value(":held") == Some(&AttributeValue::S("req-1|0.250000000|2000".into()))
                     && value(":room") == Some(&AttributeValue::N("9.750000000".into()))
                     && value(":usd") == Some(&AttributeValue::N("0.250000000".into()))
                     && value(":entry")
@@ -533,6 +546,42 @@ mod tests {
             Ok(Reserved::Held)
         );
         assert_eq!(reserve.num_calls(), 1);
+    }
+
+    /// A reservation already held (a retried request, a redelivered event) fails the condition
+    /// and is found in the set: held, counted once, nothing written again.
+    #[tokio::test]
+    async fn a_reservation_already_held_is_held_once() {
+        let refused = mock!(aws_sdk_dynamodb::Client::update_item)
+            .match_requests(|r| r.update_expression() == Some(RESERVE_UPDATE))
+            .then_error(|| {
+                UpdateItemError::ConditionalCheckFailedException(
+                    aws_sdk_dynamodb::types::error::ConditionalCheckFailedException::builder()
+                        .build(),
+                )
+            });
+        let read = mock!(aws_sdk_dynamodb::Client::get_item).then_output(|| {
+            aws_sdk_dynamodb::operation::get_item::GetItemOutput::builder()
+                .item("committedUsd", AttributeValue::N("0.25".into()))
+                .item(
+                    "reservations",
+                    AttributeValue::Ss(vec!["req-1|0.250000000|2000".into()]),
+                )
+                .build()
+        });
+        let client = mock_client!(
+            aws_sdk_dynamodb,
+            aws_smithy_mocks::RuleMode::Sequential,
+            [&refused, &read]
+        );
+        let ledger = DynamoDbSpendLedger::new(client, "spend");
+        assert_eq!(
+            ledger
+                .reserve("acme", "2026-11", &reservation(), 10.0, 1000)
+                .await,
+            Ok(Reserved::Held)
+        );
+        assert_eq!((refused.num_calls(), read.num_calls()), (1, 1));
     }
 
     /// A refused reservation purges the expired ones (each exactly once) and tries again.

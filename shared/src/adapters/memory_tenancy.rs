@@ -458,6 +458,9 @@ impl SpendLedger for InMemoryTenancy {
         let mut reservations = self.reservations.lock().unwrap_or_else(|e| e.into_inner());
         let held = reservations.entry(key.clone()).or_default();
         held.retain(|r| r.expires_at > now_epoch);
+        if held.contains(reservation) {
+            return Ok(Reserved::Held);
+        }
         let committed =
             spend.get(&key).copied().unwrap_or(0.0) + held.iter().map(|r| r.usd).sum::<f64>();
         if committed + reservation.usd > budget_usd {
@@ -611,6 +614,9 @@ mod tests {
             async move { ledger.reserve("acme", "2026-11", &r, 10.0, now).await }
         };
         assert_eq!(reserve(hold("a", 1.5, 500), 100).await, Ok(Reserved::Held));
+        // The same reservation again (a retry): held, and counted once.
+        assert_eq!(reserve(hold("a", 1.5, 500), 100).await, Ok(Reserved::Held));
+        assert_eq!(ledger.reservations("acme", "2026-11").len(), 1);
         assert_eq!(
             reserve(hold("b", 1.0, 500), 100).await,
             Ok(Reserved::Refused { committed_usd: 9.5 }),
