@@ -9,12 +9,13 @@ use chrono::{TimeZone, Utc};
 use domain::batch::BudgetHold;
 use domain::batch::{Announcement, Batch, BatchRecord, BatchStatus};
 use domain::error::RegistryError;
-use domain::ports::JobState;
-use domain::ports::SpendLedger;
+use domain::ports::{BatchBudgets, BatchQueue, JobState, SpendLedger};
 use serde_json::{json, Value};
 use shared::adapters::clock::ManualClock;
 use shared::adapters::memory_tenancy::InMemoryTenancy;
-use shared::batch::{output_prefix, prepare_jobs, submit_queued, BatchSettings, LedgerBudgets};
+use shared::batch::{
+    output_prefix, prepare_jobs, submit_queued, BatchSettings, LedgerBudgets, NoBudgets,
+};
 use shared::config::Env;
 use test_support::batch::{Bucket, Bus, Jobs, Queue, Registry, BUCKET};
 use test_support::events::{
@@ -63,8 +64,13 @@ fn world() -> World {
     }
 }
 
-/// The function as deployed with `BATCH_WORK_QUEUE_URL`: over the world's fakes and `queue`.
-fn queued(w: &World, queue: &Queue) -> StatusApp<Bucket, Registry, Jobs, ManualClock, Bus, Queue> {
+/// The function over the world's fakes, with a work queue (`BATCH_WORK_QUEUE_URL`) and
+/// tenants' budgets (`SPEND_TABLE_NAME`) as given.
+fn deployed<Q: BatchQueue, B: BatchBudgets>(
+    w: &World,
+    queue: Option<Q>,
+    budgets: Option<B>,
+) -> StatusApp<Bucket, Registry, Jobs, ManualClock, Bus, Q, B> {
     StatusApp {
         settings: settings(),
         store: w.bucket.clone(),
@@ -72,9 +78,14 @@ fn queued(w: &World, queue: &Queue) -> StatusApp<Bucket, Registry, Jobs, ManualC
         jobs: w.jobs.clone(),
         clock: ManualClock::at(Utc.timestamp_opt(NOW, 0).unwrap()),
         events: Bus::failing(&w.registry, 0),
-        queue: Some(queue.clone()),
-        budgets: None,
+        queue,
+        budgets,
     }
+}
+
+/// The function as deployed with `BATCH_WORK_QUEUE_URL`: over the world's fakes and `queue`.
+fn queued(w: &World, queue: &Queue) -> StatusApp<Bucket, Registry, Jobs, ManualClock, Bus, Queue> {
+    deployed(w, Some(queue.clone()), None::<NoBudgets>)
 }
 
 /// A batch of three records in one job, its input written and the job submitted, as
@@ -507,19 +518,11 @@ async fn a_tenant_batchs_budget_hold_is_settled_once_to_what_it_cost_when_it_end
     w.registry.insert(batch.clone());
     job_output(&w, &batch);
     w.jobs.reporting(completed());
-    let app = StatusApp {
-        settings: settings(),
-        store: w.bucket.clone(),
-        registry: w.registry.clone(),
-        jobs: w.jobs.clone(),
-        clock: ManualClock::at(Utc.timestamp_opt(NOW, 0).unwrap()),
-        events: Bus::failing(&w.registry, 0),
-        queue: None::<Queue>,
-        budgets: Some(LedgerBudgets {
-            keys: tenancy.clone(),
-            ledger: tenancy.clone(),
-        }),
+    let budgets = LedgerBudgets {
+        keys: tenancy.clone(),
+        ledger: tenancy.clone(),
     };
+    let app = deployed(&w, None::<Queue>, Some(budgets));
 
     app.on_event(batch_job_state_change("b0a1b2c-0", "Completed"))
         .await
