@@ -511,6 +511,13 @@ mod tests {
         assert_eq!(add.num_calls(), 1);
     }
 
+    /// DynamoDB's answer to an update whose condition does not hold.
+    fn condition_failed() -> UpdateItemError {
+        UpdateItemError::ConditionalCheckFailedException(
+            aws_sdk_dynamodb::types::error::ConditionalCheckFailedException::builder().build(),
+        )
+    }
+
     fn reservation() -> Reservation {
         Reservation {
             id: "req-1".into(),
@@ -554,12 +561,7 @@ mod tests {
     async fn a_reservation_already_held_is_held_once() {
         let refused = mock!(aws_sdk_dynamodb::Client::update_item)
             .match_requests(|r| r.update_expression() == Some(RESERVE_UPDATE))
-            .then_error(|| {
-                UpdateItemError::ConditionalCheckFailedException(
-                    aws_sdk_dynamodb::types::error::ConditionalCheckFailedException::builder()
-                        .build(),
-                )
-            });
+            .then_error(condition_failed);
         let read = mock!(aws_sdk_dynamodb::Client::get_item).then_output(|| {
             aws_sdk_dynamodb::operation::get_item::GetItemOutput::builder()
                 .item("committedUsd", AttributeValue::N("0.25".into()))
@@ -590,12 +592,7 @@ mod tests {
         let refused = || {
             mock!(aws_sdk_dynamodb::Client::update_item)
                 .match_requests(|r| r.update_expression() == Some(RESERVE_UPDATE))
-                .then_error(|| {
-                    UpdateItemError::ConditionalCheckFailedException(
-                        aws_sdk_dynamodb::types::error::ConditionalCheckFailedException::builder()
-                            .build(),
-                    )
-                })
+                .then_error(condition_failed)
         };
         let first = refused();
         let read = mock!(aws_sdk_dynamodb::Client::get_item).then_output(|| {
@@ -654,12 +651,7 @@ mod tests {
                     && value(":unreserve") == Some(&AttributeValue::N("-0.250000000".into()))
                     && value(":held") == Some(&AttributeValue::S("req-1|0.250000000|2000".into()))
             })
-            .then_error(|| {
-                UpdateItemError::ConditionalCheckFailedException(
-                    aws_sdk_dynamodb::types::error::ConditionalCheckFailedException::builder()
-                        .build(),
-                )
-            });
+            .then_error(condition_failed);
         let add = mock!(aws_sdk_dynamodb::Client::update_item)
             .match_requests(|r| r.update_expression() == Some(ADD_UPDATE))
             .then_output(|| {
@@ -685,12 +677,7 @@ mod tests {
     async fn revoking_an_unknown_key_says_so() {
         let revoke = mock!(aws_sdk_dynamodb::Client::update_item)
             .match_requests(|r| r.condition_expression() == Some("attribute_exists(keyId)"))
-            .then_error(|| {
-                UpdateItemError::ConditionalCheckFailedException(
-                    aws_sdk_dynamodb::types::error::ConditionalCheckFailedException::builder()
-                        .build(),
-                )
-            });
+            .then_error(condition_failed);
         let client = mock_client!(aws_sdk_dynamodb, [&revoke]);
         let keys = DynamoDbTenantKeys::new(client, "keys");
         assert_eq!(

@@ -129,6 +129,26 @@ mod announcing {
 
     const T0: i64 = 1_780_000_000;
 
+    /// The schedule's run over the fakes, jobs all completed, no budgets.
+    async fn sweep_all(
+        bucket: &Bucket,
+        registry: &Registry,
+        bus: &Bus,
+        clock: &ManualClock,
+        settings: &BatchSettings,
+    ) -> Result<Sweep, BatchError> {
+        sweep(
+            &Completed,
+            bucket,
+            registry,
+            bus,
+            clock,
+            None::<&NoBudgets>,
+            settings,
+        )
+        .await
+    }
+
     fn settings() -> BatchSettings {
         BatchSettings::from_env(&Env::from_pairs([(
             "BATCH_ROLE_ARN",
@@ -317,17 +337,7 @@ mod announcing {
         let bus = Bus::failing(&registry, 2);
         let clock = ManualClock::at(Utc.timestamp_opt(T0, 0).unwrap());
         let settings = settings();
-        let run = || {
-            sweep(
-                &Completed,
-                &bucket,
-                &registry,
-                &bus,
-                &clock,
-                None::<&NoBudgets>,
-                &settings,
-            )
-        };
+        let run = || sweep_all(&bucket, &registry, &bus, &clock, &settings);
 
         let first = run().await.unwrap();
         assert_eq!(
@@ -387,17 +397,7 @@ mod announcing {
         let bus = Bus::failing(&registry, 1);
         let clock = ManualClock::at(Utc.timestamp_opt(T0, 0).unwrap());
         let settings = settings();
-        let run = || {
-            sweep(
-                &Completed,
-                &bucket,
-                &registry,
-                &bus,
-                &clock,
-                None::<&NoBudgets>,
-                &settings,
-            )
-        };
+        let run = || sweep_all(&bucket, &registry, &bus, &clock, &settings);
 
         let down = run().await.unwrap();
         assert_eq!(
@@ -499,17 +499,9 @@ mod announcing {
             .unwrap();
         assert_eq!(read, old);
         let clock = ManualClock::at(Utc.timestamp_opt(T0, 0).unwrap());
-        let run = sweep(
-            &Completed,
-            &bucket,
-            &registry,
-            &bus,
-            &clock,
-            None::<&NoBudgets>,
-            &settings(),
-        )
-        .await
-        .unwrap();
+        let run = sweep_all(&bucket, &registry, &bus, &clock, &settings())
+            .await
+            .unwrap();
         assert_eq!(run, Sweep::default());
         assert_eq!(bus.calls(), 0);
     }
