@@ -260,6 +260,23 @@ pub fn queued_batch_id(body: &str) -> Option<String> {
     body.get("batchId")?.as_str().map(str::to_owned)
 }
 
+/// The claim of one run (a Lambda invocation) on a direct batch it answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Lease {
+    /// The run's id (its Lambda request id).
+    pub holder: String,
+    /// Epoch seconds: the run's deadline, after which the lease no longer holds.
+    pub until: i64,
+}
+
+impl Lease {
+    /// Whether it keeps a run other than `holder` out at `now_epoch`.
+    pub fn excludes(&self, holder: &str, now_epoch: i64) -> bool {
+        self.holder != holder && now_epoch < self.until
+    }
+}
+
 /// What a tenant's batch holds of the tenant's monthly budget: its estimated cost, reserved when
 /// it was submitted, settled to what it cost when it ends (batch-status, after the merge).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -426,13 +443,17 @@ pub struct Batch {
     #[serde(default)]
     pub summary: Option<BatchSummary>,
     /// Where the announcement of its end stands, once batch-status ended it. `None` before, for
-    /// a batch that ended in batch-submit (answered directly or rejected: not announced), and on
-    /// items written before this was recorded (announced before their final write).
+    /// a batch rejected in batch-submit (never announced), and on items written before this was
+    /// recorded (announced before their final write).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub announcement: Option<Announcement>,
     /// What a tenant's batch holds of its monthly budget, when the tenant has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<BudgetHold>,
+    /// A direct batch being answered: which run answers it, and until when. Another run leaves
+    /// it alone meanwhile, so no record is answered (and paid for) twice at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<Lease>,
     /// Epoch seconds.
     pub created_at: i64,
     /// The last change of its state: once ended, its end (recording the announcement leaves it).
@@ -829,6 +850,7 @@ mod tests {
             summary: None,
             announcement: None,
             budget: None,
+            lease: None,
             created_at: 0,
             updated_at: 0,
             version: 0,

@@ -440,25 +440,20 @@ pub mod batch {
     use shared::adapters::clock::SystemClock;
     use shared::adapters::eventbridge::EventBridgePublisher;
     use shared::adapters::s3_store::S3Store;
-    use shared::batch::BatchSettings;
+    use shared::batch::{BatchSettings, Invocation};
     use shared::config::Env;
 
     pub const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/bedrock-batch";
 
     pub struct BatchHarness {
-        pub submit: SubmitApp<
-            S3Store,
-            DynamoDbBatchRegistry,
-            BedrockBatchJobs,
-            BedrockInvoker,
-            SystemClock,
-        >,
+        pub submit: SubmitApp<S3Store, DynamoDbBatchRegistry, BedrockBatchJobs, SystemClock>,
         pub status: StatusApp<
             S3Store,
             DynamoDbBatchRegistry,
             BedrockBatchJobs,
             SystemClock,
             EventBridgePublisher,
+            BedrockInvoker,
         >,
     }
 
@@ -522,8 +517,8 @@ pub mod batch {
                     store: store(),
                     registry: registry(),
                     jobs: BedrockBatchJobs::new(&sdk),
-                    model: BedrockInvoker::new(&sdk, &BedrockSettings::default()),
                     clock: SystemClock,
+                    queue: None,
                     budgets: None,
                 },
                 status: StatusApp {
@@ -536,6 +531,7 @@ pub mod batch {
                         &sdk,
                         env.string_or("BATCH_EVENT_BUS", "default"),
                     ),
+                    model: BedrockInvoker::new(&sdk, &BedrockSettings::default()),
                     queue: None,
                     budgets: None,
                 },
@@ -596,7 +592,10 @@ pub mod batch {
         /// few milliseconds in tests).
         pub async fn schedule_until_ended(&self, batch_id: &str) -> Batch {
             for _ in 0..600 {
-                self.status.on_schedule().await.expect("schedule run");
+                self.status
+                    .on_schedule(&Invocation::longest())
+                    .await
+                    .expect("schedule run");
                 let batch = self.batch(batch_id).await;
                 if batch.status.is_final() {
                     return batch;

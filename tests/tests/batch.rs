@@ -7,6 +7,7 @@ use integration_tests::batch::{announcements, BatchHarness};
 use integration_tests::invoke::{unique, HAIKU};
 use integration_tests::Emulator;
 use serde_json::{json, Value};
+use shared::batch::Invocation;
 
 /// Emulator jobs that move every few milliseconds.
 async fn fast_emulator() -> Emulator {
@@ -97,8 +98,15 @@ async fn a_batch_under_the_minimum_is_answered_directly_in_the_same_format() {
         .await;
     assert_eq!(reply.status, 202, "{}", reply.body);
     assert_eq!(reply.body["direct"], true);
-    assert_eq!(reply.body["status"], "Completed");
-    let batch = harness.batch(reply.body["batchId"].as_str().unwrap()).await;
+    assert_eq!(
+        reply.body["status"], "Queued",
+        "answered later, by batch-status"
+    );
+    assert_eq!(emulator.calls(HAIKU).await, 0);
+    let batch = harness
+        .schedule_until_ended(reply.body["batchId"].as_str().unwrap())
+        .await;
+    assert_eq!(batch.status, BatchStatus::Completed);
     let lines = harness.results(&batch).await;
     assert_eq!(ids(&lines), ids(&input));
     assert!(lines
@@ -325,7 +333,11 @@ async fn a_failed_announcement_never_holds_back_the_results_and_a_later_run_send
 
     // Every schedule run tries again; while EventBridge refuses, the batch stays as it is.
     let version = batch.version;
-    let sweep = unreachable.status.on_schedule().await.unwrap();
+    let sweep = unreachable
+        .status
+        .on_schedule(&Invocation::longest())
+        .await
+        .unwrap();
     assert!(sweep.unannounced >= 1, "{sweep:?}");
     let still = unreachable.batch(&batch_id).await;
     assert_eq!(
@@ -335,7 +347,11 @@ async fn a_failed_announcement_never_holds_back_the_results_and_a_later_run_send
 
     // The bus reachable again: the next run announces it, once, and records it.
     let reachable = BatchHarness::new(&[]).await;
-    reachable.status.on_schedule().await.unwrap();
+    reachable
+        .status
+        .on_schedule(&Invocation::longest())
+        .await
+        .unwrap();
     let announced = announcements(&batch_id).await;
     assert_eq!(announced.len(), 1, "{announced:?}");
     assert_eq!(announced[0]["detail"]["status"], "Completed");
@@ -349,7 +365,11 @@ async fn a_failed_announcement_never_holds_back_the_results_and_a_later_run_send
         after.updated_at, batch.updated_at,
         "the batch still ended when it ended"
     );
-    reachable.status.on_schedule().await.unwrap();
+    reachable
+        .status
+        .on_schedule(&Invocation::longest())
+        .await
+        .unwrap();
     assert_eq!(announcements(&batch_id).await.len(), 1, "announced once");
 }
 
@@ -584,7 +604,7 @@ async fn a_small_upload_is_answered_directly() {
     let input = records(20, "small upload");
     let key = upload_key("small");
     let batch_ids = harness.upload(&key, jsonl(&input), None, 1).await;
-    let batch = harness.batch(&batch_ids[0]).await;
+    let batch = harness.schedule_until_ended(&batch_ids[0]).await;
     assert_eq!((batch.status, batch.direct), (BatchStatus::Completed, true));
     assert_eq!(ids(&harness.results(&batch).await), ids(&input));
     assert_eq!(emulator.calls(HAIKU).await, 20);

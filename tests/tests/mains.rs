@@ -308,6 +308,66 @@ async fn batch_submit_and_batch_status_take_250_records_to_merged_results_and_an
         .collect();
     assert_eq!(ids, expected, "every record once, in input order");
 
+    // A small batch (under BATCH_MIN_RECORDS): batch-submit answers 202 at once, having only
+    // registered it and handed it to the work queue; batch-status answers it from the queue's
+    // message within its invocation's time (the deadline the Runtime API gives).
+    let calls_before = emulator.calls(HAIKU).await;
+    let small = json!({"modelId": HAIKU, "records": batch_records(5, "mains small")}).to_string();
+    let queued = invoke(
+        &submit_api,
+        &submit,
+        &http_api("POST", "/v1/batches", &small),
+    )
+    .await
+    .http()
+    .unwrap();
+    assert_eq!(queued.status, 202, "{:?}", queued.body);
+    let queued = queued.json().unwrap();
+    assert_eq!(
+        (&queued["status"], &queued["direct"]),
+        (&json!("Queued"), &json!(true))
+    );
+    assert_eq!(
+        emulator.calls(HAIKU).await,
+        calls_before,
+        "no model call before 202"
+    );
+    let messages = sqs_events(&work_queue).await;
+    assert!(
+        !messages.is_empty(),
+        "batch-submit hands the small batch to the work queue"
+    );
+    for message in messages {
+        let advanced = invoke(&status_api, &status, &message).await.json().unwrap();
+        assert_eq!(advanced["batchItemFailures"], json!([]), "{advanced}");
+    }
+    let small_state = invoke(
+        &status_api,
+        &status,
+        &http_api(
+            "GET",
+            &format!("/v1/batches/{}", queued["batchId"].as_str().unwrap()),
+            "",
+        ),
+    )
+    .await
+    .http()
+    .unwrap()
+    .json()
+    .unwrap();
+    assert_eq!(
+        small_state["status"],
+        "Completed",
+        "{small_state}\nlog:\n{}",
+        status.log()
+    );
+    assert_eq!(small_state["records"]["succeeded"], 5, "{small_state}");
+    assert_eq!(
+        emulator.calls(HAIKU).await,
+        calls_before + 5,
+        "one call a record"
+    );
+
     // An S3 upload becomes a batch too, counted against its tenant's budget (the template gives
     // batch-submit the keys and spend tables): within a $5 budget it runs, within $0.000001 it
     // is a Rejected batch.

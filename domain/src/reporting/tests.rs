@@ -310,6 +310,7 @@ fn batch(id: &str, status: BatchStatus, updated_at: i64, jobs: Vec<JobEntry>) ->
         }),
         announcement: None,
         budget: None,
+        lease: None,
         created_at: 0,
         updated_at,
         version: 1,

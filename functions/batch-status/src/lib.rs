@@ -1,8 +1,9 @@
-//! batch-status: one function for three triggers. EventBridge's `Batch Inference Job State
-//! Change` events and a schedule both advance batches (poll jobs, submit queued ones, merge
-//! results when all ended, then announce the end on EventBridge), so a missed event never leaves
-//! a batch stuck and a failed announcement is retried; API Gateway's `GET /v1/batches/{batchId}`
-//! reads them.
+//! batch-status: one function for four triggers. EventBridge's `Batch Inference Job State
+//! Change` events, the work queue and a schedule advance batches (poll jobs, submit queued ones,
+//! merge results when all ended, then announce the end on EventBridge; answer a small batch
+//! through on-demand Converse, record by record, within the invocation's time), so a missed event
+//! never leaves a batch stuck and a failed announcement is retried; API Gateway's
+//! `GET /v1/batches/{batchId}` reads them.
 
 use http::StatusCode;
 use lambda_http::{Request, RequestExt};
@@ -11,12 +12,13 @@ use serde_json::{json, Value};
 use aws_lambda_events::event::sqs::SqsEvent;
 use domain::batch::{queued_batch_id, Batch};
 use domain::ports::{
-    BatchBudgets, BatchJobs, BatchQueue, BatchRegistry, Clock, EventPublisher, ObjectStore,
+    BatchBudgets, BatchJobs, BatchQueue, BatchRegistry, Clock, EventPublisher, ModelInvoker,
+    ObjectStore,
 };
 use shared::api::ApiError;
 use shared::batch::{
-    batch_id_of_job, fan_out, refresh, settle_budget, stop_batch, sweep, BatchError, BatchSettings,
-    FanOut, NoBudgets, NoQueue, Sweep,
+    announce, answer_direct, batch_id_of_job, fan_out, refresh, settle_budget, stop_batch, sweep,
+    BatchError, BatchSettings, DirectRun, FanOut, Invocation, NoBudgets, NoQueue, Sweep,
 };
 use shared::http::{answer_gateway_event, caller_principal, request_id, JsonAnswer};
 
@@ -56,7 +58,7 @@ pub fn trigger_of(event: &Value) -> Trigger {
     }
 }
 
-pub struct StatusApp<S, R, J, C, E, Q = NoQueue, B = NoBudgets> {
+pub struct StatusApp<S, R, J, C, E, M, Q = NoQueue, B = NoBudgets> {
     pub settings: BatchSettings,
     pub store: S,
     pub registry: R,
@@ -64,6 +66,8 @@ pub struct StatusApp<S, R, J, C, E, Q = NoQueue, B = NoBudgets> {
     pub clock: C,
     /// Announces each batch's end.
     pub events: E,
+    /// Answers small batches (on-demand Converse).
+    pub model: M,
     /// Where the schedule fans batches out (`BATCH_WORK_QUEUE_URL`); without one, the schedule
     /// advances every batch itself.
     pub queue: Option<Q>,
@@ -71,28 +75,36 @@ pub struct StatusApp<S, R, J, C, E, Q = NoQueue, B = NoBudgets> {
     pub budgets: Option<B>,
 }
 
-impl<S, R, J, C, E, Q, B> StatusApp<S, R, J, C, E, Q, B>
+impl<S, R, J, C, E, M, Q, B> StatusApp<S, R, J, C, E, M, Q, B>
 where
     S: ObjectStore,
     R: BatchRegistry,
     J: BatchJobs,
     C: Clock,
     E: EventPublisher,
+    M: ModelInvoker,
     Q: BatchQueue,
     B: BatchBudgets,
 {
-    /// Handles any of the three triggers. An HTTP request always gets a response; an event
-    /// that fails is an error, so EventBridge retries it (and then its dead-letter queue).
+    /// [`Self::on_invocation`] for an event handled outside Lambda's runtime: as long a run as
+    /// Lambda allows.
     pub async fn on_event(&self, event: Value) -> Result<Value, BatchError> {
+        self.on_invocation(event, &Invocation::longest()).await
+    }
+
+    /// Handles any of the triggers within `run`'s time. An HTTP request always gets a response;
+    /// an event that fails is an error, so EventBridge retries it (and then its dead-letter
+    /// queue).
+    pub async fn on_invocation(&self, event: Value, run: &Invocation) -> Result<Value, BatchError> {
         match trigger_of(&event) {
             Trigger::Http => Ok(self.on_http(&event).await),
             Trigger::Schedule if self.queue.is_some() => {
                 let fanned = self.fan_out().await?;
                 Ok(json!({"queued": fanned.queued, "notQueued": fanned.not_queued}))
             }
-            Trigger::Queue => Ok(self.on_queue(event).await),
+            Trigger::Queue => Ok(self.on_queue(event, run).await),
             Trigger::Schedule => {
-                let sweep = self.on_schedule().await?;
+                let sweep = self.on_schedule(run).await?;
                 Ok(json!({
                     "advanced": sweep.advanced,
                     "announcementsPending": sweep.unannounced,
@@ -100,7 +112,7 @@ where
                 }))
             }
             Trigger::JobStateChange { job_name } => {
-                self.on_job_change(&job_name).await?;
+                self.on_job_change(&job_name, run).await?;
                 Ok(json!({"ok": true}))
             }
             Trigger::Unknown => {
@@ -111,8 +123,15 @@ where
     }
 
     /// Advances every unfinished batch and announces every end still pending; a batch that
-    /// fails is logged and left for next time.
-    pub async fn on_schedule(&self) -> Result<Sweep, BatchError> {
+    /// fails is logged and left for next time. Small batches are answered first, within `run`.
+    pub async fn on_schedule(&self, run: &Invocation) -> Result<Sweep, BatchError> {
+        for open in self.registry.unfinished().await? {
+            if open.direct && !open.status.is_final() {
+                if let Err(error) = self.advance(&open.batch_id, run).await {
+                    tracing::warn!(batch_id = open.batch_id, %error, "small batch not answered; the next run tries again");
+                }
+            }
+        }
         let done = sweep(
             &self.jobs,
             &self.store,
@@ -149,7 +168,7 @@ where
     /// Advances the batch of each message; the messages of batches that failed are reported
     /// (`batchItemFailures`), so SQS delivers only those again, and its redrive policy moves a
     /// batch that keeps failing to the dead-letter queue.
-    pub async fn on_queue(&self, event: Value) -> Value {
+    pub async fn on_queue(&self, event: Value, run: &Invocation) -> Value {
         let records = match serde_json::from_value::<SqsEvent>(event) {
             Ok(event) => event.records,
             Err(error) => {
@@ -166,7 +185,7 @@ where
                 tracing::warn!(message_id = id, "a queued message names no batch; dropped");
                 continue;
             };
-            match self.advance(&batch_id).await {
+            match self.advance(&batch_id, run).await {
                 Ok(_) | Err(BatchError::NotFound(_)) => {}
                 Err(error) => {
                     tracing::warn!(batch_id, %error, "batch not advanced; SQS delivers it again");
@@ -177,12 +196,12 @@ where
         json!({ "batchItemFailures": failures })
     }
 
-    pub async fn on_job_change(&self, job_name: &str) -> Result<(), BatchError> {
+    pub async fn on_job_change(&self, job_name: &str, run: &Invocation) -> Result<(), BatchError> {
         let Some(batch_id) = batch_id_of_job(job_name) else {
             tracing::info!(job_name, "a job this toolkit did not create; ignored");
             return Ok(());
         };
-        match self.advance(batch_id).await {
+        match self.advance(batch_id, run).await {
             Err(BatchError::NotFound(_)) => {
                 tracing::info!(job_name, "no batch for the job; ignored");
                 Ok(())
@@ -191,8 +210,18 @@ where
         }
     }
 
-    pub async fn advance(&self, batch_id: &str) -> Result<Batch, BatchError> {
+    /// Brings a batch up to date: a small one answered (what `run`'s time allows), a batch of
+    /// jobs followed; its end announced and its budget hold settled.
+    pub async fn advance(&self, batch_id: &str, run: &Invocation) -> Result<Batch, BatchError> {
         let now = self.clock.now().timestamp();
+        let current = self
+            .registry
+            .get(batch_id)
+            .await?
+            .ok_or_else(|| BatchError::NotFound(batch_id.to_owned()))?;
+        if current.direct && !current.status.is_final() {
+            return self.answer_small(batch_id, run).await;
+        }
         let batch = refresh(
             &self.jobs,
             &self.store,
@@ -205,6 +234,52 @@ where
         .await?;
         let batch = settle_budget(&self.registry, self.budgets.as_ref(), batch).await;
         tracing::info!(batch_id, status = ?batch.status, announcement = ?batch.announcement, "batch advanced");
+        Ok(batch)
+    }
+
+    /// Answers a small batch within `run`; a run out of time hands the batch on to the queue at
+    /// once (the schedule otherwise), a batch another run answers is left to it.
+    async fn answer_small(&self, batch_id: &str, run: &Invocation) -> Result<Batch, BatchError> {
+        let now = self.clock.now().timestamp();
+        let outcome = answer_direct(
+            &self.model,
+            &self.store,
+            &self.registry,
+            batch_id,
+            &self.settings,
+            run,
+            now,
+        )
+        .await?;
+        let batch = match outcome {
+            DirectRun::Ended(batch) => {
+                let batch = match announce(&self.registry, &self.events, &batch).await {
+                    Ok(announced) => announced,
+                    Err(error) => {
+                        tracing::warn!(batch_id, %error, "batch end announcement still pending; the next run of batch-status tries again");
+                        batch
+                    }
+                };
+                settle_budget(&self.registry, self.budgets.as_ref(), batch).await
+            }
+            DirectRun::OutOfTime(batch) => {
+                if let Some(queue) = &self.queue {
+                    let refused = queue.enqueue(std::slice::from_ref(&batch.batch_id)).await?;
+                    if !refused.is_empty() {
+                        tracing::warn!(
+                            batch_id,
+                            "small batch not queued again; the schedule hands it out"
+                        );
+                    }
+                }
+                batch
+            }
+            DirectRun::Held(batch) => {
+                tracing::info!(batch_id, "small batch answered by another run; left to it");
+                batch
+            }
+        };
+        tracing::info!(batch_id, status = ?batch.status, "small batch advanced");
         Ok(batch)
     }
 

@@ -6,13 +6,14 @@ use batch_status::StatusApp;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use serde_json::Value;
 use shared::adapters::batch_registry::DynamoDbBatchRegistry;
+use shared::adapters::bedrock::{BedrockInvoker, BedrockSettings};
 use shared::adapters::bedrock_batch::BedrockBatchJobs;
 use shared::adapters::clock::SystemClock;
 use shared::adapters::dynamo_tenancy::{DynamoDbSpendLedger, DynamoDbTenantKeys};
 use shared::adapters::eventbridge::EventBridgePublisher;
 use shared::adapters::s3_store::S3Store;
 use shared::adapters::sqs_queue::SqsBatchQueue;
-use shared::batch::{BatchSettings, LedgerBudgets};
+use shared::batch::{BatchSettings, Invocation, LedgerBudgets};
 use shared::config::Env;
 
 #[tokio::main]
@@ -40,6 +41,8 @@ async fn main() -> Result<(), Error> {
             aws_sdk_eventbridge::Client::new(&sdk),
             env.string_or("BATCH_EVENT_BUS", "default"),
         ),
+        // Small batches are answered here, on demand.
+        model: BedrockInvoker::new(&sdk, &BedrockSettings::default()),
         // Without a work queue (`make dev`), the schedule advances every batch itself.
         queue: env
             .get("BATCH_WORK_QUEUE_URL")
@@ -48,7 +51,11 @@ async fn main() -> Result<(), Error> {
     };
     let app = &app;
     run(service_fn(move |event: LambdaEvent<Value>| async move {
-        app.on_event(event.payload).await.map_err(Error::from)
+        // A small batch's run stops in time for Lambda's deadline.
+        let run = Invocation::of_lambda(&event.context.request_id, event.context.deadline);
+        app.on_invocation(event.payload, &run)
+            .await
+            .map_err(Error::from)
     }))
     .await
 }

@@ -14,7 +14,8 @@ use serde_json::{json, Value};
 use shared::adapters::clock::ManualClock;
 use shared::adapters::memory_tenancy::InMemoryTenancy;
 use shared::batch::{
-    output_prefix, prepare_jobs, submit_queued, BatchSettings, LedgerBudgets, NoBudgets,
+    output_prefix, prepare_jobs, submit_queued, write_direct_input, BatchSettings, Invocation,
+    LedgerBudgets, NoBudgets,
 };
 use shared::config::Env;
 use test_support::batch::{Bucket, Bus, Jobs, Queue, Registry, BUCKET};
@@ -22,12 +23,13 @@ use test_support::events::{
     batch_job_state_change, iam_authorizer, s3_object_created, scheduled_event, sqs_messages,
     ApiEvent, HTTP_API_V2_IAM_OWNER,
 };
+use test_support::model::FakeModel;
 
 const HAIKU: &str = "anthropic.claude-3-haiku-20240307-v1:0";
 /// Noon UTC on a Monday.
 const NOW: i64 = 1_795_435_200;
 
-type App = StatusApp<Bucket, Registry, Jobs, ManualClock, Bus>;
+type App = StatusApp<Bucket, Registry, Jobs, ManualClock, Bus, FakeModel>;
 
 /// The function over fakes, and clones of the fakes to look at what it did.
 struct World {
@@ -35,6 +37,7 @@ struct World {
     bucket: Bucket,
     registry: Registry,
     jobs: Jobs,
+    model: FakeModel,
 }
 
 fn settings() -> BatchSettings {
@@ -47,6 +50,7 @@ fn settings() -> BatchSettings {
 
 fn world() -> World {
     let (bucket, registry, jobs) = (Bucket::default(), Registry::default(), Jobs::default());
+    let model = FakeModel::answering();
     World {
         app: StatusApp {
             settings: settings(),
@@ -55,12 +59,14 @@ fn world() -> World {
             jobs: jobs.clone(),
             clock: ManualClock::at(Utc.timestamp_opt(NOW, 0).unwrap()),
             events: Bus::failing(&registry, 0),
+            model: model.clone(),
             queue: None,
             budgets: None,
         },
         bucket,
         registry,
         jobs,
+        model,
     }
 }
 
@@ -70,7 +76,7 @@ fn deployed<Q: BatchQueue, B: BatchBudgets>(
     w: &World,
     queue: Option<Q>,
     budgets: Option<B>,
-) -> StatusApp<Bucket, Registry, Jobs, ManualClock, Bus, Q, B> {
+) -> StatusApp<Bucket, Registry, Jobs, ManualClock, Bus, FakeModel, Q, B> {
     StatusApp {
         settings: settings(),
         store: w.bucket.clone(),
@@ -78,13 +84,17 @@ fn deployed<Q: BatchQueue, B: BatchBudgets>(
         jobs: w.jobs.clone(),
         clock: ManualClock::at(Utc.timestamp_opt(NOW, 0).unwrap()),
         events: Bus::failing(&w.registry, 0),
+        model: w.model.clone(),
         queue,
         budgets,
     }
 }
 
 /// The function as deployed with `BATCH_WORK_QUEUE_URL`: over the world's fakes and `queue`.
-fn queued(w: &World, queue: &Queue) -> StatusApp<Bucket, Registry, Jobs, ManualClock, Bus, Queue> {
+fn queued(
+    w: &World,
+    queue: &Queue,
+) -> StatusApp<Bucket, Registry, Jobs, ManualClock, Bus, FakeModel, Queue> {
     deployed(w, Some(queue.clone()), None::<NoBudgets>)
 }
 
@@ -154,7 +164,10 @@ fn completed() -> JobState {
 }
 
 /// The status and JSON body of a gateway answer.
-async fn answer(app: &App, event: Value) -> (u16, Value) {
+async fn answer<Q: BatchQueue, B: BatchBudgets>(
+    app: &StatusApp<Bucket, Registry, Jobs, ManualClock, Bus, FakeModel, Q, B>,
+    event: Value,
+) -> (u16, Value) {
     let answer = app
         .on_event(event)
         .await
@@ -202,7 +215,10 @@ async fn another_callers_batch_is_invisible_as_if_it_did_not_exist() {
     let batch = submitted(&w, "0a1b2c").await;
     job_output(&w, &batch);
     w.jobs.reporting(completed());
-    w.app.advance("0a1b2c").await.unwrap();
+    w.app
+        .advance("0a1b2c", &Invocation::longest())
+        .await
+        .unwrap();
     let (_, unknown) = answer(&w.app, get("/v1/batches/ffffff")).await;
 
     for (method, path) in [
@@ -543,4 +559,109 @@ async fn a_tenant_batchs_budget_hold_is_settled_once_to_what_it_cost_when_it_end
         .unwrap();
     app.on_event(scheduled_event()).await.unwrap();
     assert_eq!(tenancy.spent("acme", "2026-11").await.unwrap(), spent);
+}
+
+/// A small batch of `count` records as batch-submit leaves it: registered, its records written,
+/// a tenant's estimate held.
+async fn small(w: &World, batch_id: &str, count: usize, hold: Option<BudgetHold>) -> Batch {
+    let records: Vec<BatchRecord> = (0..count)
+        .map(|i| BatchRecord {
+            record_id: format!("r{i}"),
+            model_input: json!({"messages": [{"role": "user", "content": [{"text": "q"}]}]}),
+        })
+        .collect();
+    write_direct_input(&w.bucket, batch_id, &records)
+        .await
+        .unwrap();
+    let mut batch: Batch = serde_json::from_value(json!({
+        "batchId": batch_id, "owner": HTTP_API_V2_IAM_OWNER, "modelId": HAIKU, "source": "api",
+        "status": "Queued", "jobs": [], "recordCount": count, "direct": true,
+        "createdAt": NOW, "updatedAt": NOW, "version": 0
+    }))
+    .unwrap();
+    batch.budget = hold;
+    w.registry.insert(batch.clone());
+    batch
+}
+
+#[tokio::test]
+async fn a_queued_small_batch_is_answered_announced_and_its_tenant_charged_once() {
+    let w = world();
+    let tenancy = Arc::new(InMemoryTenancy::default());
+    let hold = BudgetHold {
+        tenant: "acme".into(),
+        month: "2026-11".into(),
+        reserved_usd: 1.0,
+        expires_at: NOW + 86_400,
+        settled: false,
+    };
+    tenancy
+        .reserve("acme", "2026-11", &hold.reservation("5ab5ab"), 10.0, NOW)
+        .await
+        .unwrap();
+    small(&w, "5ab5ab", 3, Some(hold)).await;
+    let queue = Queue::default();
+    let app = deployed(
+        &w,
+        Some(queue.clone()),
+        Some(LedgerBudgets {
+            keys: tenancy.clone(),
+            ledger: tenancy.clone(),
+        }),
+    );
+    let message = sqs_messages(&[("m-1", r#"{"batchId":"5ab5ab"}"#)]);
+
+    let reply = app.on_event(message.clone()).await.unwrap();
+    assert_eq!(reply, json!({"batchItemFailures": []}));
+    let ended = w.registry.stored("5ab5ab");
+    assert_eq!(ended.status, BatchStatus::Completed);
+    assert_eq!(ended.announcement, Some(Announcement::Announced));
+    assert!(ended.budget.as_ref().unwrap().settled, "{ended:?}");
+    let cost = ended.summary.as_ref().unwrap().cost_usd;
+    let spent = tenancy.spent("acme", "2026-11").await.unwrap();
+    assert!((spent - cost).abs() < 1e-12, "{spent} != {cost}");
+    assert_eq!(w.model.calls().len(), 3);
+
+    // Delivered again (SQS delivers at least once): nothing asked, nothing charged again.
+    app.on_event(message).await.unwrap();
+    assert_eq!(w.model.calls().len(), 3);
+    let again = tenancy.spent("acme", "2026-11").await.unwrap();
+    assert!((again - spent).abs() < 1e-12);
+    assert!(queue.sent().is_empty());
+    let (status, body) = answer(&app, get("/v1/batches/5ab5ab/results")).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_run_without_time_for_a_small_batch_hands_it_to_the_queue_again() {
+    let w = world();
+    small(&w, "5ab5ab", 2, None).await;
+    let queue = Queue::default();
+    let app = queued(&w, &queue);
+    // Less than BATCH_DIRECT_CALL_SECONDS (30) left: no call starts.
+    let run = Invocation::lasting(std::time::Duration::from_secs(20));
+    let message = sqs_messages(&[("m-1", r#"{"batchId":"5ab5ab"}"#)]);
+
+    let reply = app.on_invocation(message, &run).await.unwrap();
+    assert_eq!(reply, json!({"batchItemFailures": []}));
+    assert!(w.model.calls().is_empty());
+    assert_eq!(queue.sent(), ["5ab5ab"]);
+    let left = w.registry.stored("5ab5ab");
+    assert_eq!((left.status, left.lease), (BatchStatus::InProgress, None));
+
+    // The queue's next delivery, in a run with time, answers it.
+    app.on_event(queue.receive()).await.unwrap();
+    assert_eq!(w.registry.stored("5ab5ab").status, BatchStatus::Completed);
+    assert_eq!(w.model.calls().len(), 2);
+}
+
+#[tokio::test]
+async fn without_a_queue_the_schedule_answers_small_batches_itself() {
+    let w = world();
+    small(&w, "5ab5ab", 2, None).await;
+    let run = w.app.on_event(scheduled_event()).await.unwrap();
+    assert_eq!(run["failed"], 0, "{run}");
+    let ended = w.registry.stored("5ab5ab");
+    assert_eq!(ended.status, BatchStatus::Completed);
+    assert_eq!(ended.announcement, Some(Announcement::Announced));
 }

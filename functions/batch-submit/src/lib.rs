@@ -1,5 +1,6 @@
 //! batch-submit: `POST /v1/batches` turns records into Bedrock batch-inference jobs (half the
-//! on-demand price), or answers a batch under the per-job minimum through on-demand Converse.
+//! on-demand price), or registers a batch under the per-job minimum for batch-status to answer
+//! through on-demand Converse (handed to the work queue at once).
 
 use http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
@@ -9,37 +10,39 @@ use aws_lambda_events::event::s3::S3Event;
 use domain::batch::{Batch, BatchRecord, BatchStatus, RecordCollector, RecordProblem, Rejection};
 use domain::error::StoreError;
 use domain::ports::{
-    BatchBudgets, BatchJobs, BatchRegistry, Clock, ModelInvoker, ObjectStore, ObjectVersion,
+    BatchBudgets, BatchJobs, BatchQueue, BatchRegistry, Clock, ObjectStore, ObjectVersion,
 };
 use shared::api::ApiError;
 use shared::batch::{
-    answer_directly, batch_id_for, hold_budget, parse_line, prepare_jobs, prepare_jobs_from_upload,
-    settle_budget, submit_queued, BatchError, BatchSettings, LineReader, NoBudgets, SmallPolicy,
+    batch_id_for, hold_budget, parse_line, prepare_jobs, prepare_jobs_from_upload, submit_queued,
+    write_direct_input, BatchError, BatchSettings, LineReader, NoBudgets, NoQueue, SmallPolicy,
 };
 use shared::http::{caller_principal, gateway_response, json_response, request_id, JsonAnswer};
 
 /// The function with its adapters, built once per instance.
-pub struct SubmitApp<S, R, J, M, C, B = NoBudgets> {
+pub struct SubmitApp<S, R, J, C, Q = NoQueue, B = NoBudgets> {
     pub settings: BatchSettings,
     /// The model of an upload whose object names none (`BATCH_DEFAULT_MODEL`).
     pub default_model: Option<String>,
     pub store: S,
     pub registry: R,
     pub jobs: J,
-    pub model: M,
     pub clock: C,
+    /// Where a small batch is handed to batch-status to be answered (`BATCH_WORK_QUEUE_URL`);
+    /// without one, batch-status's schedule finds it.
+    pub queue: Option<Q>,
     /// Tenants' budgets, which their uploads count against (`TENANT_KEYS_TABLE_NAME` and
     /// `SPEND_TABLE_NAME`); none, and tenants' batches run unbudgeted.
     pub budgets: Option<B>,
 }
 
-impl<S, R, J, M, C, B> SubmitApp<S, R, J, M, C, B>
+impl<S, R, J, C, Q, B> SubmitApp<S, R, J, C, Q, B>
 where
     S: ObjectStore,
     R: BatchRegistry,
     J: BatchJobs,
-    M: ModelInvoker,
     C: Clock,
+    Q: BatchQueue,
     B: BatchBudgets,
 {
     /// One function for both triggers: S3 uploads and API Gateway requests.
@@ -100,13 +103,13 @@ struct Submission {
     collector: RecordCollector,
 }
 
-impl<S, R, J, M, C, B> SubmitApp<S, R, J, M, C, B>
+impl<S, R, J, C, Q, B> SubmitApp<S, R, J, C, Q, B>
 where
     S: ObjectStore,
     R: BatchRegistry,
     J: BatchJobs,
-    M: ModelInvoker,
     C: Clock,
+    Q: BatchQueue,
     B: BatchBudgets,
 {
     /// Answers every request with a response, never an error (API Gateway would make it a 502).
@@ -220,37 +223,61 @@ where
             rejection: None,
             results_key: None,
             summary: None,
-            // Ended here (answered directly or rejected), a batch is not announced.
             announcement: None,
             budget: None,
+            lease: None,
             created_at: now,
             updated_at: now,
             version: 0,
         }
     }
 
-    /// Starts a valid batch once: answered directly when small, else job inputs written,
-    /// registered, and jobs submitted within the quota. A batch already registered (a retried
-    /// request, a redelivered event) is returned as it is.
+    /// Starts a valid batch once: registered for batch-status to answer when small, else job
+    /// inputs written, registered, and jobs submitted within the quota. A batch already
+    /// registered (a retried request, a redelivered event) is returned as it is.
     async fn start(&self, mut batch: Batch, records: &[BatchRecord]) -> Result<Batch, BatchError> {
         if let Some(existing) = self.registry.get(&batch.batch_id).await? {
             return Ok(existing);
         }
         if batch.direct {
-            answer_directly(
-                &self.model,
-                &self.store,
-                &mut batch,
-                records,
-                &self.settings,
-            )
-            .await?;
-            self.registry.create(&batch).await?;
-            // Answered already: a tenant's hold is settled to what the answers cost.
-            return Ok(settle_budget(&self.registry, self.budgets.as_ref(), batch).await);
+            return self.register_direct(batch, records).await;
         }
         prepare_jobs(&self.store, &mut batch, records, self.settings.max_records).await?;
         self.register_and_submit(batch).await
+    }
+
+    /// Registers a small batch, its records written first, and hands it to batch-status, which
+    /// answers it in runs of its own: nothing here waits for the model.
+    async fn register_direct(
+        &self,
+        batch: Batch,
+        records: &[BatchRecord],
+    ) -> Result<Batch, BatchError> {
+        write_direct_input(&self.store, &batch.batch_id, records).await?;
+        if !self.registry.create(&batch).await? {
+            // Registered by another instance meanwhile, which hands it out.
+            return self
+                .registry
+                .get(&batch.batch_id)
+                .await?
+                .ok_or_else(|| BatchError::NotFound(batch.batch_id.clone()));
+        }
+        if let Some(queue) = &self.queue {
+            // Registered, the batch is safe: the schedule hands out what the queue refused.
+            match queue.enqueue(std::slice::from_ref(&batch.batch_id)).await {
+                Ok(refused) if refused.is_empty() => {}
+                Ok(_) => tracing::warn!(
+                    batch_id = batch.batch_id,
+                    "small batch not queued; batch-status's schedule hands it out"
+                ),
+                Err(error) => tracing::warn!(
+                    batch_id = batch.batch_id,
+                    %error,
+                    "small batch not queued; batch-status's schedule hands it out"
+                ),
+            }
+        }
+        Ok(batch)
     }
 
     /// Registers a batch whose job inputs are written, then submits its jobs within the quota.

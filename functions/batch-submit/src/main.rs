@@ -3,11 +3,11 @@ use batch_submit::SubmitApp;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use serde_json::Value;
 use shared::adapters::batch_registry::DynamoDbBatchRegistry;
-use shared::adapters::bedrock::{BedrockInvoker, BedrockSettings};
 use shared::adapters::bedrock_batch::BedrockBatchJobs;
 use shared::adapters::clock::SystemClock;
 use shared::adapters::dynamo_tenancy::{DynamoDbSpendLedger, DynamoDbTenantKeys};
 use shared::adapters::s3_store::S3Store;
+use shared::adapters::sqs_queue::SqsBatchQueue;
 use shared::batch::{BatchSettings, LedgerBudgets};
 use shared::config::Env;
 
@@ -33,8 +33,12 @@ async fn main() -> Result<(), Error> {
         store: S3Store::from_sdk_config(&sdk, bucket),
         registry: DynamoDbBatchRegistry::new(dynamodb, table),
         jobs: BedrockBatchJobs::new(&sdk),
-        model: BedrockInvoker::new(&sdk, &BedrockSettings::default()),
         clock: SystemClock,
+        // Small batches are handed to batch-status here; without a queue (`make dev`), its
+        // schedule finds them.
+        queue: env
+            .get("BATCH_WORK_QUEUE_URL")
+            .map(|url| SqsBatchQueue::new(aws_sdk_sqs::Client::new(&sdk), url)),
         budgets,
     };
     let app = &app;

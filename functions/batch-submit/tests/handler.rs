@@ -14,13 +14,12 @@ use domain::tenancy::issue_key;
 use serde_json::{json, Value};
 use shared::adapters::clock::ManualClock;
 use shared::adapters::memory_tenancy::InMemoryTenancy;
-use shared::batch::{BatchError, BatchSettings, LedgerBudgets};
+use shared::batch::{direct_input_key, BatchError, BatchSettings, LedgerBudgets};
 use shared::config::Env;
-use test_support::batch::{job_arn, Bucket, Jobs, Registry, BUCKET};
+use test_support::batch::{job_arn, Bucket, Jobs, Queue, Registry, BUCKET};
 use test_support::events::{
     iam_authorizer, s3_object_created, scheduled_event, ApiEvent, HTTP_API_V2_IAM_OWNER,
 };
-use test_support::model::FakeModel;
 
 const HAIKU: &str = "anthropic.claude-3-haiku-20240307-v1:0";
 const ROLE: &str = "arn:aws:iam::123456789012:role/bedrock-batch";
@@ -29,7 +28,7 @@ const GATEWAY_REQUEST_ID: &str = "Bf3xJgAAoAMEbXw=";
 /// Noon UTC on a Monday.
 const NOW: i64 = 1_795_435_200;
 
-type App = SubmitApp<Bucket, Registry, Jobs, FakeModel, ManualClock>;
+type App = SubmitApp<Bucket, Registry, Jobs, ManualClock, Queue>;
 
 /// The function over fakes, and clones of the fakes to look at what it did.
 struct World {
@@ -37,7 +36,8 @@ struct World {
     bucket: Bucket,
     registry: Registry,
     jobs: Jobs,
-    model: FakeModel,
+    /// Where small batches are handed to batch-status.
+    queue: Queue,
 }
 
 /// The function with `BATCH_ROLE_ARN` and `vars`; no `BATCH_DEFAULT_MODEL`.
@@ -49,7 +49,7 @@ fn world(vars: &[(&str, &str)]) -> World {
             .chain([("BATCH_ROLE_ARN", ROLE)]),
     );
     let (bucket, registry, jobs) = (Bucket::default(), Registry::default(), Jobs::default());
-    let model = FakeModel::answering();
+    let queue = Queue::default();
     World {
         app: SubmitApp {
             settings: BatchSettings::from_env(&env).unwrap(),
@@ -57,14 +57,14 @@ fn world(vars: &[(&str, &str)]) -> World {
             store: bucket.clone(),
             registry: registry.clone(),
             jobs: jobs.clone(),
-            model: model.clone(),
             clock: ManualClock::at(Utc.timestamp_opt(NOW, 0).unwrap()),
+            queue: Some(queue.clone()),
             budgets: None,
         },
         bucket,
         registry,
         jobs,
-        model,
+        queue,
     }
 }
 
@@ -163,7 +163,10 @@ async fn a_valid_submission_is_accepted_with_its_batch_registered_and_job_input_
         format!("s3://{BUCKET}/batch-output/{batch_id}/")
     );
     assert_eq!(job.timeout_hours, 24);
-    assert!(w.model.calls().is_empty(), "a batch of jobs calls no model");
+    assert!(
+        w.queue.sent().is_empty(),
+        "a batch of jobs is not handed out"
+    );
 
     // The same request again is the same batch: 202, and no second job.
     let (status, again) = answer(&w.app, post(&request)).await;
@@ -185,7 +188,7 @@ async fn a_rest_api_submission_is_accepted_as_the_http_apis_is() {
 }
 
 #[tokio::test]
-async fn a_batch_under_the_minimum_is_answered_directly_and_its_results_written() {
+async fn a_batch_under_the_minimum_is_registered_and_handed_to_batch_status_at_once() {
     let w = world(&[]);
     let (status, body) = answer(
         &w.app,
@@ -195,21 +198,43 @@ async fn a_batch_under_the_minimum_is_answered_directly_and_its_results_written(
     assert_eq!(status, 202, "{body}");
     assert_eq!(
         (&body["direct"], &body["status"]),
-        (&json!(true), &json!("Completed"))
+        (&json!(true), &json!("Queued"))
     );
     assert_eq!(body["jobs"], json!([]));
-    assert_eq!(w.model.calls(), [HAIKU, HAIKU]);
     assert!(w.jobs.created().is_empty());
 
+    // Registered with its records written, handed to the queue, not yet answered.
     let batch_id = body["batchId"].as_str().unwrap();
     let stored = w.registry.stored(batch_id);
-    let results_key = format!("batch-results/{batch_id}/results.jsonl");
-    assert_eq!(stored.results_key.as_deref(), Some(results_key.as_str()));
-    assert_eq!(stored.summary.as_ref().map(|s| s.succeeded), Some(2));
-    let results = lines(&w.bucket.object(&results_key).unwrap());
-    assert_eq!(results.len(), 2);
-    assert_eq!(results[1]["recordId"], "q2");
-    assert_eq!(results[1]["text"], "secret answer text");
+    assert_eq!((stored.status, stored.direct), (BatchStatus::Queued, true));
+    assert_eq!(stored.results_key, None);
+    let input = lines(&w.bucket.object(&direct_input_key(batch_id)).unwrap());
+    assert_eq!(input.len(), 2);
+    assert_eq!(input[1]["recordId"], "q2");
+    assert_eq!(w.queue.sent(), [batch_id]);
+
+    // The same request again is the same batch, handed out once.
+    let (_, again) = answer(
+        &w.app,
+        post(&json!({"modelId": HAIKU, "records": records(2)})),
+    )
+    .await;
+    assert_eq!(again["batchId"], batch_id);
+    assert_eq!(w.queue.sent(), [batch_id]);
+}
+
+#[tokio::test]
+async fn a_small_batch_the_queue_refuses_is_still_registered_for_the_schedule() {
+    let w = world(&[]);
+    w.queue.unreachable();
+    let (status, body) = answer(
+        &w.app,
+        post(&json!({"modelId": HAIKU, "records": records(2)})),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let stored = w.registry.stored(body["batchId"].as_str().unwrap());
+    assert!(stored.is_open(), "the schedule's scan finds it");
 }
 
 #[tokio::test]
@@ -333,7 +358,7 @@ async fn too_few_records_under_the_reject_policy_is_a_400() {
     .await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"]["code"], "TooFewRecords");
-    assert!(w.model.calls().is_empty());
+    assert!(w.queue.sent().is_empty());
     assert!(w.registry.all().is_empty());
 }
 
@@ -787,7 +812,7 @@ fn budgeted(
     w: &World,
     vars: &[(&str, &str)],
     tenancy: &Arc<InMemoryTenancy>,
-) -> SubmitApp<Bucket, Registry, Jobs, FakeModel, ManualClock, Budgets> {
+) -> SubmitApp<Bucket, Registry, Jobs, ManualClock, Queue, Budgets> {
     let env = Env::from_pairs(
         [("ALLOWED_MODELS", HAIKU)]
             .into_iter()
@@ -800,8 +825,8 @@ fn budgeted(
         store: w.bucket.clone(),
         registry: w.registry.clone(),
         jobs: w.jobs.clone(),
-        model: w.model.clone(),
         clock: ManualClock::at(Utc.timestamp_opt(NOW, 0).unwrap()),
+        queue: Some(w.queue.clone()),
         budgets: Some(LedgerBudgets {
             keys: tenancy.clone(),
             ledger: tenancy.clone(),
@@ -824,7 +849,7 @@ async fn issue(tenancy: &InMemoryTenancy, tenant: &str, budget: Option<f64>) {
 /// Uploads `records` records at `key` and hands its event to `app`; the batch it made.
 async fn upload_to<B: domain::ports::BatchBudgets>(
     w: &World,
-    app: &SubmitApp<Bucket, Registry, Jobs, FakeModel, ManualClock, B>,
+    app: &SubmitApp<Bucket, Registry, Jobs, ManualClock, Queue, B>,
     key: &str,
     records: usize,
 ) -> domain::batch::Batch {
@@ -880,21 +905,19 @@ async fn a_tenants_upload_reserves_its_most_against_the_budget_or_is_rejected_na
 }
 
 #[tokio::test]
-async fn a_tenants_small_upload_answered_at_once_is_charged_what_it_cost() {
-    // Under BATCH_MIN_RECORDS (100): answered directly, at the on-demand price.
+async fn a_tenants_small_upload_holds_its_estimate_until_batch_status_answers_it() {
+    // Under BATCH_MIN_RECORDS (100): answered by batch-status, which settles the hold.
     let w = world(&[]);
     let tenancy = Arc::new(InMemoryTenancy::default());
     issue(&tenancy, "team-a", Some(5.0)).await;
     let app = budgeted(&w, &[], &tenancy);
 
     let batch = upload_to(&w, &app, "batch-input/tenant/team-a/few.jsonl", 3).await;
-    assert_eq!(batch.status, BatchStatus::Completed);
+    assert_eq!((batch.status, batch.direct), (BatchStatus::Queued, true));
     let hold = batch.budget.clone().expect("a budget hold");
-    assert!(hold.settled, "{hold:?}");
-    assert!(tenancy.reservations("team-a", &hold.month).is_empty());
-    let cost = batch.summary.unwrap().cost_usd;
-    assert!(cost > 0.0);
-    let spent = tenancy.spent("team-a", &hold.month).await.unwrap();
-    assert!((spent - cost).abs() < 1e-12, "{spent} != {cost}");
-    assert!(!w.registry.stored(&batch.batch_id).is_open());
+    assert!(!hold.settled, "{hold:?}");
+    assert_eq!(tenancy.reservations("team-a", &hold.month).len(), 1);
+    assert_eq!(w.queue.sent(), [batch.batch_id.as_str()]);
+    let input = lines(&w.bucket.object(&direct_input_key(&batch.batch_id)).unwrap());
+    assert_eq!(input.len(), 3);
 }

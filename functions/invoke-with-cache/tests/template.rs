@@ -425,6 +425,42 @@ fn the_batch_functions_create_jobs_and_answer_only_on_the_models_v1_invoke_allow
 }
 
 #[test]
+fn small_batches_are_handed_to_batch_status_which_alone_calls_the_models_on_demand() {
+    let policies =
+        |function: &str| block(TEMPLATE, &["Resources", function, "Properties", "Policies"]);
+    let allows = |function: &str, action: &str| {
+        statements(&policies(function))
+            .iter()
+            .any(|(_, statement)| actions_of(statement).contains(action))
+    };
+    assert!(!allows("BatchSubmitFunction", "bedrock:InvokeModel"));
+    assert!(allows("BatchStatusFunction", "bedrock:InvokeModel"));
+    assert!(
+        actions_on(&policies("BatchSubmitFunction"), "BatchWorkQueue").contains("sqs:SendMessage")
+    );
+    let variables = block(
+        TEMPLATE,
+        &[
+            "Resources",
+            "BatchSubmitFunction",
+            "Properties",
+            "Environment",
+            "Variables",
+        ],
+    );
+    assert_eq!(
+        scalar(&variables, "BATCH_WORK_QUEUE_URL").as_deref(),
+        Some("!Ref BatchWorkQueue")
+    );
+    // Its answers, a record an object, only under batch-direct/.
+    let answers = actions_on(&policies("BatchStatusFunction"), "/batch-direct/*");
+    assert_eq!(
+        answers,
+        BTreeSet::from(["s3:GetObject".to_owned(), "s3:PutObject".to_owned()])
+    );
+}
+
+#[test]
 fn the_example_upload_policy_lets_a_writer_write_only_under_its_own_tenants_prefix() {
     let policy = block(TEMPLATE, &["Resources", "BatchUploadWriterPolicy"]);
     let statements = statements(&block(&policy, &["Properties", "PolicyDocument"]));

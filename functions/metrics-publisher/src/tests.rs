@@ -113,6 +113,7 @@ fn ended_batch(updated_at: i64) -> Batch {
         }),
         announcement: None,
         budget: None,
+        lease: None,
         created_at: updated_at - 60,
         updated_at,
         version: 3,

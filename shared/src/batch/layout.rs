@@ -11,6 +11,21 @@ pub fn job_input_key(batch_id: &str, index: usize) -> String {
     format!("batch-jobs/{batch_id}/part-{index:04}.jsonl")
 }
 
+/// A direct batch's records, as its run reads them (no job is made of them).
+pub fn direct_input_key(batch_id: &str) -> String {
+    format!("batch-jobs/{batch_id}/direct.jsonl")
+}
+
+/// Where a direct batch's answers are kept, one object a record, until they are merged.
+pub fn answers_prefix(batch_id: &str) -> String {
+    format!("batch-direct/{batch_id}/")
+}
+
+/// The answer to the record at `position` (from 0) of a direct batch: its checkpoint.
+pub fn answer_key(batch_id: &str, position: usize) -> String {
+    format!("batch-direct/{batch_id}/{position:05}.json")
+}
+
 pub fn output_prefix(batch_id: &str) -> String {
     format!("batch-output/{batch_id}/")
 }

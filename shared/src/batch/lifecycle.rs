@@ -17,7 +17,8 @@ pub async fn advance<J: BatchJobs, S: ObjectStore>(
     batch: &mut Batch,
     settings: &BatchSettings,
 ) -> Result<(), BatchError> {
-    if batch.status.is_final() {
+    // A direct batch has no jobs: its runs answer it ([`answer_direct`]).
+    if batch.status.is_final() || batch.direct {
         return Ok(());
     }
     poll_jobs(jobs, batch).await;
@@ -38,7 +39,7 @@ pub async fn advance<J: BatchJobs, S: ObjectStore>(
 /// Reads an unfinished batch, lets `change` change it (answering whether it did), and writes
 /// it back over the version it read; again, from a fresh read, when another writer got there
 /// first. A finished batch is returned as it is.
-async fn update_batch<R, F, Fut>(
+pub(crate) async fn update_batch<R, F, Fut>(
     registry: &R,
     batch_id: &str,
     now_epoch: i64,

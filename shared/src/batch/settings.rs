@@ -43,6 +43,9 @@ pub struct BatchSettings {
     pub timeout_hours: i32,
     pub small_policy: SmallPolicy,
     pub direct_concurrency: usize,
+    /// Seconds a run of a direct batch must have left to start another record's call
+    /// (`BATCH_DIRECT_CALL_SECONDS`); with less, it leaves the rest to the next run.
+    pub direct_call_seconds: u64,
     pub prices: PriceTable,
     /// Batch price as a share of on-demand.
     pub price_factor: f64,
@@ -173,6 +176,10 @@ impl BatchSettings {
             timeout_hours,
             small_policy: env.parse_or("BATCH_SMALL_POLICY", SmallPolicy::Direct)?,
             direct_concurrency: env.parse_or("BATCH_DIRECT_CONCURRENCY", 4usize)?.max(1),
+            direct_call_seconds: positive(
+                "BATCH_DIRECT_CALL_SECONDS",
+                env.parse_or("BATCH_DIRECT_CALL_SECONDS", 30u64)?,
+            )?,
             prices: PriceTable::with_overrides("MODEL_PRICES", env.get("MODEL_PRICES"))?,
             price_factor,
         })

@@ -850,3 +850,267 @@ mod merging {
         assert_eq!(bucket.open_uploads(), Vec::<String>::new());
     }
 }
+
+/// Small batches answered by batch-status's runs: a lease per run, a checkpoint per answer, each
+/// call within the run's time, nothing asked of the model twice.
+mod answering_directly {
+    use std::time::Duration;
+
+    use serde_json::json;
+    use test_support::batch::{Bucket, Registry};
+    use test_support::model::FakeModel;
+
+    use super::*;
+    use domain::batch::Lease;
+    use domain::ports::ModelInvoker;
+
+    const T0: i64 = 1_780_000_000;
+    const ID: &str = "d1e2f3";
+
+    fn settings(vars: &[(&'static str, &'static str)]) -> BatchSettings {
+        BatchSettings::from_env(&Env::from_pairs(
+            vars.iter()
+                .copied()
+                .chain([("BATCH_ROLE_ARN", "arn:aws:iam::123456789012:role/r")]),
+        ))
+        .unwrap()
+    }
+
+    /// A small batch of `count` records as batch-submit registers it.
+    async fn registered(bucket: &Bucket, registry: &Registry, count: usize) -> Batch {
+        let records: Vec<BatchRecord> = (0..count)
+            .map(|i| BatchRecord {
+                record_id: format!("r{i}"),
+                model_input: json!({"messages": [{"role": "user", "content": [{"text": "q"}]}]}),
+            })
+            .collect();
+        write_direct_input(bucket, ID, &records).await.unwrap();
+        let batch: Batch = serde_json::from_value(json!({
+            "batchId": ID, "modelId": "anthropic.claude-3-haiku-20240307-v1:0",
+            "source": "api", "status": "Queued", "jobs": [], "recordCount": count,
+            "direct": true, "createdAt": T0, "updatedAt": T0, "version": 0
+        }))
+        .unwrap();
+        registry.create(&batch).await.unwrap();
+        batch
+    }
+
+    async fn run<M: ModelInvoker>(
+        model: &M,
+        bucket: &Bucket,
+        registry: &Registry,
+        settings: &BatchSettings,
+        run: &Invocation,
+    ) -> DirectRun {
+        answer_direct(model, bucket, registry, ID, settings, run, T0 + 1)
+            .await
+            .unwrap()
+    }
+
+    fn results(bucket: &Bucket) -> Vec<Value> {
+        bucket
+            .object(&results_key(ID))
+            .unwrap()
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect()
+    }
+
+    fn checkpoints(bucket: &Bucket) -> usize {
+        let prefix = answers_prefix(ID);
+        bucket
+            .keys()
+            .iter()
+            .filter(|k| k.starts_with(&prefix))
+            .count()
+    }
+
+    #[tokio::test]
+    async fn a_small_batch_is_answered_in_order_and_a_later_run_asks_the_model_nothing() {
+        let (bucket, registry, model) = (
+            Bucket::default(),
+            Registry::default(),
+            FakeModel::answering(),
+        );
+        registered(&bucket, &registry, 5).await;
+        let settings = settings(&[]);
+
+        let DirectRun::Ended(batch) = run(
+            &model,
+            &bucket,
+            &registry,
+            &settings,
+            &Invocation::longest(),
+        )
+        .await
+        else {
+            panic!("a run with time enough ends the batch");
+        };
+        assert_eq!(batch.status, BatchStatus::Completed);
+        assert_eq!(
+            (batch.lease, batch.announcement),
+            (None, Some(Announcement::Pending))
+        );
+        assert_eq!(batch.summary.as_ref().map(|s| s.succeeded), Some(5));
+        let ids: Vec<Value> = results(&bucket)
+            .iter()
+            .map(|l| l["recordId"].clone())
+            .collect();
+        assert_eq!(ids, ["r0", "r1", "r2", "r3", "r4"]);
+        assert_eq!((model.calls().len(), checkpoints(&bucket)), (5, 5));
+
+        // A redelivered message, a retried run: the batch has ended, nothing is asked again.
+        let again = run(
+            &model,
+            &bucket,
+            &registry,
+            &settings,
+            &Invocation::longest(),
+        )
+        .await;
+        assert!(matches!(again, DirectRun::Ended(_)), "{again:?}");
+        assert_eq!(model.calls().len(), 5);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_run_out_of_time_keeps_its_answers_and_the_next_pays_only_for_the_rest() {
+        let (bucket, registry) = (Bucket::default(), Registry::default());
+        registered(&bucket, &registry, 5).await;
+        let settings = settings(&[
+            ("BATCH_DIRECT_CONCURRENCY", "2"),
+            ("BATCH_DIRECT_CALL_SECONDS", "30"),
+        ]);
+        // Calls of 10 s, two at a time, a call started only with 30 s (and the write-back's 3)
+        // left: 50 s make two rounds, four records.
+        let model = FakeModel::answering().taking(Duration::from_secs(10));
+        let short = Invocation::lasting(Duration::from_secs(50));
+        let DirectRun::OutOfTime(batch) = run(&model, &bucket, &registry, &settings, &short).await
+        else {
+            panic!("50 s are not enough for five records");
+        };
+        assert_eq!(
+            (batch.status, batch.lease.clone()),
+            (BatchStatus::InProgress, None)
+        );
+        assert_eq!((model.calls().len(), checkpoints(&bucket)), (4, 4));
+        assert!(batch.is_open(), "the schedule hands it out again");
+
+        let ended = run(
+            &model,
+            &bucket,
+            &registry,
+            &settings,
+            &Invocation::longest(),
+        )
+        .await;
+        assert!(
+            matches!(ended, DirectRun::Ended(ref b) if b.status == BatchStatus::Completed),
+            "{ended:?}"
+        );
+        assert_eq!(model.calls().len(), 5, "each record asked once");
+        assert_eq!(results(&bucket).len(), 5);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_longer_than_the_run_has_left_is_cut_and_its_record_left_for_the_next() {
+        let (bucket, registry) = (Bucket::default(), Registry::default());
+        registered(&bucket, &registry, 1).await;
+        let settings = settings(&[("BATCH_DIRECT_CALL_SECONDS", "5")]);
+        let slow = FakeModel::answering().taking(Duration::from_secs(60));
+        let short = Invocation::lasting(Duration::from_secs(20));
+        let outcome = run(&slow, &bucket, &registry, &settings, &short).await;
+        assert!(matches!(outcome, DirectRun::OutOfTime(_)), "{outcome:?}");
+        assert_eq!(checkpoints(&bucket), 0, "a cut call is no answer");
+        assert!(
+            tokio::time::Instant::now() < short.deadline,
+            "stopped before the deadline"
+        );
+
+        let model = FakeModel::answering();
+        let ended = run(
+            &model,
+            &bucket,
+            &registry,
+            &settings,
+            &Invocation::longest(),
+        )
+        .await;
+        assert!(matches!(ended, DirectRun::Ended(_)), "{ended:?}");
+    }
+
+    #[tokio::test]
+    async fn a_batch_another_run_holds_is_left_to_it_until_its_lease_ends() {
+        let (bucket, registry, model) = (
+            Bucket::default(),
+            Registry::default(),
+            FakeModel::answering(),
+        );
+        let mut batch = registered(&bucket, &registry, 2).await;
+        batch.lease = Some(Lease {
+            holder: "another run".into(),
+            until: T0 + 60,
+        });
+        batch.version += 1;
+        registry.update(&batch).await.unwrap();
+        let settings = settings(&[]);
+
+        let held = run(
+            &model,
+            &bucket,
+            &registry,
+            &settings,
+            &Invocation::longest(),
+        )
+        .await;
+        assert!(matches!(held, DirectRun::Held(_)), "{held:?}");
+        assert!(model.calls().is_empty());
+
+        // Past its end (the other run's invocation is over), the lease holds no one off.
+        let outcome = answer_direct(
+            &model,
+            &bucket,
+            &registry,
+            ID,
+            &settings,
+            &Invocation::longest(),
+            T0 + 60,
+        )
+        .await
+        .unwrap();
+        assert!(matches!(outcome, DirectRun::Ended(_)), "{outcome:?}");
+        assert_eq!(model.calls().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_stopped_small_batch_ends_with_its_unanswered_records_not_processed() {
+        let (bucket, registry, model) = (
+            Bucket::default(),
+            Registry::default(),
+            FakeModel::answering(),
+        );
+        let mut batch = registered(&bucket, &registry, 3).await;
+        let answered = serde_json::to_vec(&json!({"recordId": "r0", "text": "a"})).unwrap();
+        bucket.put(&answer_key(ID, 0), answered).await.unwrap();
+        batch.status = BatchStatus::Stopping;
+        batch.version += 1;
+        registry.update(&batch).await.unwrap();
+
+        let outcome = run(
+            &model,
+            &bucket,
+            &registry,
+            &settings(&[]),
+            &Invocation::longest(),
+        )
+        .await;
+        let DirectRun::Ended(batch) = outcome else {
+            panic!("a stopped batch ends: {outcome:?}");
+        };
+        assert_eq!(batch.status, BatchStatus::Stopped);
+        assert!(model.calls().is_empty(), "nothing asked once stopped");
+        let lines = results(&bucket);
+        assert_eq!(lines[0]["text"], "a");
+        assert_eq!(lines[2]["error"]["code"], "NotProcessed");
+    }
+}
