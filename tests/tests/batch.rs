@@ -507,6 +507,8 @@ async fn batches_are_listed_newest_first_and_results_fetched_by_url() {
         .submit(&json!({"modelId": HAIKU, "records": records(30, "listed")}))
         .await;
     let batch_id = reply.body["batchId"].as_str().unwrap().to_owned();
+    // A small batch: batch-status answers it (here, the schedule's run).
+    harness.schedule_until_ended(&batch_id).await;
     let page = harness.route("GET", "/v1/batches?limit=1").await;
     assert_eq!(page.status, 200, "{}", page.body);
     assert_eq!(page.body["batches"].as_array().unwrap().len(), 1);
