@@ -62,16 +62,29 @@ const WRITE_BACK: Duration = Duration::from_secs(3);
 const LONGEST_INVOCATION: Duration = Duration::from_secs(900);
 
 impl Invocation {
-    /// From Lambda's context: its request id and deadline (epoch milliseconds).
+    /// From Lambda's context: its request id and deadline (epoch milliseconds). A deadline
+    /// already past as the invocation starts is no deadline Lambda would give (`cargo lambda
+    /// watch` sends a fixed 600000, early 1970): the run then takes the longest Lambda allows.
     pub fn of_lambda(request_id: &str, deadline_epoch_ms: u64) -> Self {
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());
-        let remaining = u128::from(deadline_epoch_ms).saturating_sub(now_ms);
+        let remaining = match u128::from(deadline_epoch_ms).checked_sub(now_ms) {
+            Some(left) if left > 0 => {
+                Duration::from_millis(u64::try_from(left).unwrap_or(u64::MAX))
+                    .min(LONGEST_INVOCATION)
+            }
+            _ => {
+                tracing::warn!(
+                    deadline_epoch_ms,
+                    "the invocation's deadline has passed as it starts; taking Lambda's longest"
+                );
+                LONGEST_INVOCATION
+            }
+        };
         Self {
             id: request_id.to_owned(),
-            deadline: Instant::now()
-                + Duration::from_millis(u64::try_from(remaining).unwrap_or(u64::MAX)),
+            deadline: Instant::now() + remaining,
         }
     }
 
@@ -206,6 +219,7 @@ where
         batch_id,
         answered = answered.len(),
         records = records.len(),
+        seconds_left = run.remaining().as_secs(),
         "direct batch out of time; the next run answers the rest"
     );
     Ok(DirectRun::OutOfTime(released))

@@ -1039,6 +1039,28 @@ mod answering_directly {
         assert!(matches!(ended, DirectRun::Ended(_)), "{ended:?}");
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_lambda_deadline_bounds_the_run_and_one_already_past_is_no_deadline() {
+        let now_ms = u64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis(),
+        )
+        .unwrap();
+        let start = tokio::time::Instant::now();
+        let run = Invocation::of_lambda("req-1", now_ms + 60_000);
+        let left = run.deadline - start;
+        assert!(
+            left <= Duration::from_secs(60) && left > Duration::from_secs(50),
+            "{left:?}"
+        );
+        assert_eq!(run.id, "req-1");
+        // cargo lambda watch's fixed deadline header.
+        let watch = Invocation::of_lambda("req-2", 600_000);
+        assert_eq!(watch.deadline - start, Duration::from_secs(900));
+    }
+
     #[tokio::test]
     async fn a_batch_another_run_holds_is_left_to_it_until_its_lease_ends() {
         let (bucket, registry, model) = (
