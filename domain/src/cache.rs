@@ -24,7 +24,8 @@ impl CacheKey {
 
     /// Hashes everything that changes the answer: the base model (so Provisioned Throughput and
     /// on-demand share entries), the system prompt, the messages, the inference configuration,
-    /// the additional model fields, and the namespace (so tenants never share entries).
+    /// the additional model fields, and the namespace (so tenants never share entries); not the
+    /// prompt-cache points, which change only the cost.
     pub fn for_request(
         namespace: &str,
         base_model_id: &str,
@@ -37,6 +38,14 @@ impl CacheKey {
             model: &'a str,
             conversation: &'a Conversation,
         }
+        // Cache points change what a call costs, not its answer: with or without them, one entry.
+        let plain;
+        let conversation = if conversation.has_cache_points() {
+            plain = conversation.without_cache_points();
+            &plain
+        } else {
+            conversation
+        };
         let material = Material {
             version: KEY_VERSION,
             namespace,
@@ -238,13 +247,13 @@ impl CacheState {
 mod tests {
     use super::*;
     use crate::conversation::{
-        ContentBlock, InferenceConfig, InputSchema, Message, Role, TextBlock, Tool, ToolChoice,
-        ToolConfig, ToolSpec, ToolUse,
+        CachePoint, CacheTtl, ContentBlock, InferenceConfig, InputSchema, Message, Role,
+        SystemBlock, Tool, ToolChoice, ToolConfig, ToolSpec, ToolUse,
     };
 
     fn conversation() -> Conversation {
         Conversation {
-            system: vec![TextBlock::new("be brief")],
+            system: vec![SystemBlock::text("be brief")],
             messages: vec![Message {
                 role: Role::User,
                 content: vec![ContentBlock::text("hello")],
@@ -261,6 +270,36 @@ mod tests {
     }
 
     #[test]
+    fn cache_points_change_the_cost_not_the_key() {
+        let plain = CacheKey::for_request("shared", "m", &conversation()).unwrap();
+        let mut cached = conversation();
+        cached
+            .system
+            .push(SystemBlock::CachePoint(CachePoint::DEFAULT));
+        cached.messages[0]
+            .content
+            .push(ContentBlock::CachePoint(CachePoint {
+                ttl: Some(CacheTtl::OneHour),
+                ..CachePoint::DEFAULT
+            }));
+        let mut tools = weather_tool(None);
+        tools.tools.push(Tool::CachePoint(CachePoint::DEFAULT));
+        cached.tool_config = Some(tools);
+        let mut tools_only = conversation();
+        tools_only.tool_config = Some(weather_tool(None));
+        assert!(cached.has_cache_points());
+        assert_eq!(
+            CacheKey::for_request("shared", "m", &cached).unwrap(),
+            CacheKey::for_request("shared", "m", &tools_only).unwrap()
+        );
+        cached.tool_config = None;
+        assert_eq!(
+            CacheKey::for_request("shared", "m", &cached).unwrap(),
+            plain
+        );
+    }
+
+    #[test]
     fn every_content_change_changes_the_key() {
         let base = CacheKey::for_request("shared", "m", &conversation()).unwrap();
         assert_eq!(
@@ -271,7 +310,7 @@ mod tests {
 
         let mut changed = Vec::new();
         let mut c = conversation();
-        c.system[0].text.push('!');
+        c.system[0] = SystemBlock::text("be brief!");
         changed.push(CacheKey::for_request("shared", "m", &c).unwrap());
         let mut c = conversation();
         c.inference_config.max_tokens = Some(101);

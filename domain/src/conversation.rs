@@ -23,14 +23,70 @@ impl TextBlock {
     }
 }
 
-/// A block of a message, in Converse's shape: `{"text"}`, `{"toolUse"}` or `{"toolResult"}`.
-/// A text block serialises exactly as a [`TextBlock`], so text-only cache keys are unchanged.
+/// A block of a message, in Converse's shape: `{"text"}`, `{"toolUse"}`, `{"toolResult"}` or
+/// `{"cachePoint"}`. A text block serialises exactly as a [`TextBlock`], so text-only cache keys
+/// are unchanged.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum ContentBlock {
     Text(String),
     ToolUse(ToolUse),
     ToolResult(ToolResult),
+    CachePoint(CachePoint),
+}
+
+/// Bedrock's prompt cache: what comes before this point (tools, then system, then messages) may
+/// be cached by the model and read again by a later request with the same prefix, at a lower
+/// price. It changes what a request costs, never its answer, so it is not part of the
+/// response-cache key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CachePoint {
+    /// Bedrock's one kind of cache point.
+    #[serde(rename = "type")]
+    pub kind: CachePointKind,
+    /// How long the cached prefix lives (Bedrock's default: 5 minutes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<CacheTtl>,
+}
+
+impl CachePoint {
+    /// A cache point of Bedrock's default kind and time to live.
+    pub const DEFAULT: Self = Self {
+        kind: CachePointKind::Default,
+        ttl: None,
+    };
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CachePointKind {
+    Default,
+}
+
+/// A cached prefix's time to live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CacheTtl {
+    #[serde(rename = "5m")]
+    FiveMinutes,
+    #[serde(rename = "1h")]
+    OneHour,
+}
+
+/// A block of the system prompt: `{"text"}` or `{"cachePoint"}`. A text block serialises
+/// exactly as a [`TextBlock`], so the cache keys of system prompts without cache points are
+/// those of before.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SystemBlock {
+    Text(String),
+    CachePoint(CachePoint),
+}
+
+impl SystemBlock {
+    pub fn text(text: impl Into<String>) -> Self {
+        Self::Text(text.into())
+    }
 }
 
 impl ContentBlock {
@@ -92,12 +148,16 @@ pub struct ToolConfig {
 #[serde(rename_all = "camelCase")]
 pub enum Tool {
     ToolSpec(ToolSpec),
+    /// The tool definitions before it may be cached ([`CachePoint`]).
+    CachePoint(CachePoint),
 }
 
 impl Tool {
-    pub fn spec(&self) -> &ToolSpec {
+    /// The tool's definition; `None` for a cache point.
+    pub fn spec(&self) -> Option<&ToolSpec> {
         match self {
-            Self::ToolSpec(spec) => spec,
+            Self::ToolSpec(spec) => Some(spec),
+            Self::CachePoint(_) => None,
         }
     }
 }
@@ -165,7 +225,7 @@ pub struct InferenceConfig {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Conversation {
-    pub system: Vec<TextBlock>,
+    pub system: Vec<SystemBlock>,
     pub messages: Vec<Message>,
     pub inference_config: InferenceConfig,
     /// Model-specific fields passed through to Bedrock (`additionalModelRequestFields`).
@@ -177,6 +237,44 @@ pub struct Conversation {
 }
 
 impl Conversation {
+    /// The conversation as it changes the answer: without its cache points, which change only
+    /// what it costs (the response cache's key is made of this).
+    pub fn without_cache_points(&self) -> Self {
+        let mut plain = self.clone();
+        plain
+            .system
+            .retain(|block| !matches!(block, SystemBlock::CachePoint(_)));
+        for message in &mut plain.messages {
+            message
+                .content
+                .retain(|block| !matches!(block, ContentBlock::CachePoint(_)));
+        }
+        if let Some(config) = &mut plain.tool_config {
+            config
+                .tools
+                .retain(|tool| !matches!(tool, Tool::CachePoint(_)));
+        }
+        plain
+    }
+
+    /// Whether any block is a cache point.
+    pub fn has_cache_points(&self) -> bool {
+        self.system
+            .iter()
+            .any(|b| matches!(b, SystemBlock::CachePoint(_)))
+            || self
+                .messages
+                .iter()
+                .flat_map(|m| &m.content)
+                .any(|b| matches!(b, ContentBlock::CachePoint(_)))
+            || self.tool_config.as_ref().is_some_and(|config| {
+                config
+                    .tools
+                    .iter()
+                    .any(|t| matches!(t, Tool::CachePoint(_)))
+            })
+    }
+
     /// The text of every message, for the complexity rule.
     pub fn message_texts(&self) -> impl Iterator<Item = &str> {
         self.messages
@@ -218,6 +316,29 @@ pub fn check_texts(field: &str, blocks: &[TextBlock]) -> Result<(), Invalid> {
                 format!("{field}[{i}].text"),
                 "must not be empty or only whitespace",
             ));
+        }
+    }
+    Ok(())
+}
+
+/// The system prompt's rules: no empty text, and a cache point only after text (Bedrock
+/// caches what comes before it).
+pub fn check_system(blocks: &[SystemBlock]) -> Result<(), Invalid> {
+    for (i, block) in blocks.iter().enumerate() {
+        match block {
+            SystemBlock::Text(text) if text.trim().is_empty() => {
+                return Err(Invalid::new(
+                    format!("system[{i}].text"),
+                    "must not be empty or only whitespace",
+                ))
+            }
+            SystemBlock::CachePoint(_) if i == 0 => {
+                return Err(Invalid::new(
+                    format!("system[{i}].cachePoint"),
+                    "must follow a text block: it caches what comes before it",
+                ))
+            }
+            _ => {}
         }
     }
     Ok(())
@@ -274,6 +395,12 @@ fn check_blocks(i: usize, message: &Message) -> Result<(), Invalid> {
                     "only user messages hold toolResult blocks",
                 ))
             }
+            (ContentBlock::CachePoint(_), _) if j == 0 => {
+                return Err(Invalid::new(
+                    format!("{field}.cachePoint"),
+                    "must follow another block of the message: it caches what comes before it",
+                ))
+            }
             _ => {}
         }
     }
@@ -308,7 +435,16 @@ pub fn check_tools(tool_config: Option<&ToolConfig>, messages: &[Message]) -> Re
     }
     let mut names = std::collections::HashSet::new();
     for (i, tool) in config.tools.iter().enumerate() {
-        let name = &tool.spec().name;
+        let Some(spec) = tool.spec() else {
+            if i == 0 {
+                return Err(Invalid::new(
+                    format!("toolConfig.tools[{i}].cachePoint"),
+                    "must follow a tool: it caches the tools before it",
+                ));
+            }
+            continue;
+        };
+        let name = &spec.name;
         let valid = (1..=64).contains(&name.len())
             && name
                 .chars()
@@ -325,7 +461,7 @@ pub fn check_tools(tool_config: Option<&ToolConfig>, messages: &[Message]) -> Re
                 format!("{name:?} is defined twice"),
             ));
         }
-        if !tool.spec().input_schema.json.is_object() {
+        if !spec.input_schema.json.is_object() {
             return Err(Invalid::new(
                 format!("toolConfig.tools[{i}].toolSpec.inputSchema.json"),
                 "must be a JSON schema object",
@@ -377,12 +513,43 @@ pub fn check_inference(config: &InferenceConfig) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// A call's tokens, as Bedrock counts them: `input_tokens` excludes the prompt-cache tokens,
+/// which are counted (and priced) apart; `total_tokens` includes them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Usage {
     pub input_tokens: u32,
     pub output_tokens: u32,
     pub total_tokens: u32,
+    /// Input tokens read from the prompt cache.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cache_read_input_tokens: u32,
+    /// Input tokens written to the prompt cache.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cache_write_input_tokens: u32,
+}
+
+fn is_zero(tokens: &u32) -> bool {
+    *tokens == 0
+}
+
+impl Usage {
+    /// Input and output tokens, without prompt-cache tokens.
+    pub fn new(input_tokens: u32, output_tokens: u32) -> Self {
+        Self {
+            input_tokens,
+            output_tokens,
+            total_tokens: input_tokens.saturating_add(output_tokens),
+            ..Self::default()
+        }
+    }
+
+    /// Every input token of the call, cached or not (what OpenAI calls `prompt_tokens`).
+    pub fn prompt_tokens(&self) -> u32 {
+        self.input_tokens
+            .saturating_add(self.cache_read_input_tokens)
+            .saturating_add(self.cache_write_input_tokens)
+    }
 }
 
 /// A model's answer.

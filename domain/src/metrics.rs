@@ -54,6 +54,12 @@ pub struct RequestMetrics {
     pub outcome: Outcome,
     /// The Provisioned Throughput was unusable and the request went on-demand.
     pub spilled_over: bool,
+    /// Input tokens Bedrock read from, and wrote to, its prompt cache (zero on a hit).
+    pub prompt_cache_read_tokens: u32,
+    pub prompt_cache_write_tokens: u32,
+    /// What Bedrock's prompt cache saved on this call against the same input uncached
+    /// (negative when it only wrote, which costs more than plain input).
+    pub prompt_cache_saved_usd: f64,
 }
 
 impl RequestMetrics {
@@ -69,6 +75,9 @@ impl RequestMetrics {
             output_tokens: 0,
             cost_usd: 0.0,
             saved_usd: 0.0,
+            prompt_cache_read_tokens: 0,
+            prompt_cache_write_tokens: 0,
+            prompt_cache_saved_usd: 0.0,
             on_demand_equivalent_usd: 0.0,
             too_large_to_cache: false,
             outcome: Outcome::from_status(status),

@@ -10,6 +10,39 @@ use crate::error::ConfigError;
 pub struct Price {
     pub input_per_1k: f64,
     pub output_per_1k: f64,
+    /// Input tokens read from the prompt cache.
+    pub cache_read_per_1k: f64,
+    /// Input tokens written to the prompt cache.
+    pub cache_write_per_1k: f64,
+}
+
+impl Price {
+    /// A model's input and output prices, with its prompt-cache prices as Bedrock sets them
+    /// against its input price: Anthropic's models read at 10% and write at 125%, Amazon Nova
+    /// models read at 25% and write at no charge; any other model at its input price (no
+    /// discount assumed). Give exact prices in `MODEL_PRICES` when they differ.
+    pub fn for_model(model_id: &str, input_per_1k: f64, output_per_1k: f64) -> Self {
+        let (read, write) = match underlying_model(model_id) {
+            id if id.starts_with("anthropic.") => (0.1, 1.25),
+            id if id.starts_with("amazon.nova") => (0.25, 0.0),
+            _ => (1.0, 1.0),
+        };
+        Self {
+            input_per_1k,
+            output_per_1k,
+            cache_read_per_1k: input_per_1k * read,
+            cache_write_per_1k: input_per_1k * write,
+        }
+    }
+
+    /// What the prompt cache saved on `usage` against the same input tokens uncached: reads at
+    /// the input price less their own, less what writes cost over the input price.
+    pub fn prompt_cache_saving(&self, usage: &Usage) -> f64 {
+        let read = f64::from(usage.cache_read_input_tokens) / 1000.0;
+        let written = f64::from(usage.cache_write_input_tokens) / 1000.0;
+        read * (self.input_per_1k - self.cache_read_per_1k)
+            + written * (self.input_per_1k - self.cache_write_per_1k)
+    }
 }
 
 /// On-demand prices (us-east-1) of the default models.
@@ -43,13 +76,7 @@ impl Default for PriceTable {
             prices: DEFAULT_PRICES
                 .iter()
                 .map(|(id, input, output)| {
-                    (
-                        (*id).to_owned(),
-                        Price {
-                            input_per_1k: *input,
-                            output_per_1k: *output,
-                        },
-                    )
+                    ((*id).to_owned(), Price::for_model(id, *input, *output))
                 })
                 .collect(),
         }
@@ -78,8 +105,9 @@ pub fn underlying_model(model_id: &str) -> &str {
 }
 
 impl PriceTable {
-    /// The defaults overridden by `MODEL_ID=INPUT/OUTPUT` entries separated by `;` or `,`
-    /// (US dollars per 1,000 tokens), as in `MODEL_PRICES`.
+    /// The defaults overridden by `MODEL_ID=INPUT/OUTPUT[/CACHE_READ/CACHE_WRITE]` entries
+    /// separated by `;` or `,` (US dollars per 1,000 tokens), as in `MODEL_PRICES`; without the
+    /// prompt-cache prices, [`Price::for_model`] derives them from the input price.
     pub fn with_overrides(variable: &str, spec: Option<&str>) -> Result<Self, ConfigError> {
         let mut table = Self::default();
         for entry in spec
@@ -91,13 +119,10 @@ impl PriceTable {
             let invalid = |why: &str| {
                 ConfigError::new(
                     variable,
-                    format!("entry {entry:?} {why}; expected MODEL_ID=INPUT/OUTPUT in USD per 1,000 tokens, e.g. anthropic.claude-3-haiku-20240307-v1:0=0.00025/0.00125"),
+                    format!("entry {entry:?} {why}; expected MODEL_ID=INPUT/OUTPUT[/CACHE_READ/CACHE_WRITE] in USD per 1,000 tokens, e.g. anthropic.claude-3-haiku-20240307-v1:0=0.00025/0.00125"),
                 )
             };
             let (model, prices) = entry.split_once('=').ok_or_else(|| invalid("has no '='"))?;
-            let (input, output) = prices
-                .split_once('/')
-                .ok_or_else(|| invalid("has no '/'"))?;
             let parse = |s: &str| {
                 s.trim()
                     .parse::<f64>()
@@ -105,13 +130,20 @@ impl PriceTable {
                     .filter(|p| p.is_finite() && *p >= 0.0)
                     .ok_or_else(|| invalid("has a price that is not a non-negative number"))
             };
-            table.prices.insert(
-                model.trim().to_owned(),
-                Price {
+            let parts: Vec<&str> = prices.split('/').collect();
+            let model = model.trim();
+            let price = match parts.as_slice() {
+                [input, output] => Price::for_model(model, parse(input)?, parse(output)?),
+                [input, output, read, write] => Price {
                     input_per_1k: parse(input)?,
                     output_per_1k: parse(output)?,
+                    cache_read_per_1k: parse(read)?,
+                    cache_write_per_1k: parse(write)?,
                 },
-            );
+                [_] => return Err(invalid("has no '/'")),
+                _ => return Err(invalid("has neither two prices nor four")),
+            };
+            table.prices.insert(model.to_owned(), price);
         }
         Ok(table)
     }
@@ -123,12 +155,15 @@ impl PriceTable {
             .copied()
     }
 
-    /// The on-demand cost of a call, or `None` when the model has no price. Rounded to 1e-10
-    /// USD so that reports show 0.0000155, not 0.000015499999999999997.
+    /// The on-demand cost of a call, prompt-cache reads and writes at their own prices, or
+    /// `None` when the model has no price. Rounded to 1e-10 USD so that reports show 0.0000155,
+    /// not 0.000015499999999999997.
     pub fn cost(&self, model_id: &str, usage: &Usage) -> Option<f64> {
         self.price(model_id).map(|p| {
             let cost = f64::from(usage.input_tokens) / 1000.0 * p.input_per_1k
-                + f64::from(usage.output_tokens) / 1000.0 * p.output_per_1k;
+                + f64::from(usage.output_tokens) / 1000.0 * p.output_per_1k
+                + f64::from(usage.cache_read_input_tokens) / 1000.0 * p.cache_read_per_1k
+                + f64::from(usage.cache_write_input_tokens) / 1000.0 * p.cache_write_per_1k;
             (cost * 1e10).round() / 1e10
         })
     }
@@ -158,19 +193,45 @@ mod tests {
     }
 
     #[test]
-    fn cost_uses_input_and_output_prices() {
+    fn prompt_cache_reads_and_writes_cost_their_own_prices() {
         let usage = Usage {
-            input_tokens: 2000,
+            input_tokens: 100,
             output_tokens: 1000,
-            total_tokens: 3000,
+            total_tokens: 5100,
+            cache_read_input_tokens: 4000,
+            cache_write_input_tokens: 0,
         };
+        let table = PriceTable::default();
+        // Claude 3 Haiku: reads at a tenth of its input price.
+        let cost = table.cost(HAIKU, &usage).unwrap();
+        let expected = 0.1 * 0.00025 + 1.0 * 0.00125 + 4.0 * 0.000025;
+        assert!((cost - expected).abs() < 1e-12, "{cost} != {expected}");
+        let saved = table.price(HAIKU).unwrap().prompt_cache_saving(&usage);
+        assert!((saved - 4.0 * (0.00025 - 0.000025)).abs() < 1e-12);
+        // A write costs a quarter more than the input it caches.
+        let written = Usage {
+            cache_read_input_tokens: 0,
+            cache_write_input_tokens: 4000,
+            ..usage
+        };
+        let saved = table.price(HAIKU).unwrap().prompt_cache_saving(&written);
+        assert!((saved + 4.0 * 0.25 * 0.00025).abs() < 1e-12, "{saved}");
+        // Nova writes at no charge; exact prices from MODEL_PRICES win.
+        let nova = table.price("us.amazon.nova-lite-v1:0").unwrap();
+        assert_eq!(nova.cache_write_per_1k, 0.0);
+        let custom =
+            PriceTable::with_overrides("MODEL_PRICES", Some(&format!("{HAIKU}=1/2/0.3/1.5")))
+                .unwrap();
+        assert_eq!(custom.price(HAIKU).unwrap().cache_read_per_1k, 0.3);
+        assert!(PriceTable::with_overrides("MODEL_PRICES", Some("x=1/2/3")).is_err());
+    }
+
+    #[test]
+    fn cost_uses_input_and_output_prices() {
+        let usage = Usage::new(2000, 1000);
         let cost = PriceTable::default().cost(HAIKU, &usage).unwrap();
         assert!((cost - (0.0005 + 0.00125)).abs() < 1e-12);
-        let small = Usage {
-            input_tokens: 7,
-            output_tokens: 11,
-            total_tokens: 18,
-        };
+        let small = Usage::new(7, 11);
         assert_eq!(PriceTable::default().cost(HAIKU, &small), Some(0.0000155));
         let profile = PriceTable::default().cost(&format!("us.{HAIKU}"), &usage);
         assert_eq!(profile, Some(cost));

@@ -115,11 +115,7 @@ impl AnswerBuilder {
         }
         let input_tokens = u32::try_from(input_bound).unwrap_or(u32::MAX);
         let output_tokens = u32::try_from(self.produced_bytes()).unwrap_or(u32::MAX);
-        Usage {
-            input_tokens,
-            output_tokens,
-            total_tokens: input_tokens.saturating_add(output_tokens),
-        }
+        Usage::new(input_tokens, output_tokens)
     }
 
     /// Whether the model said it stopped: an answer cut before that is incomplete.
@@ -232,7 +228,7 @@ pub fn replay(answer: &ModelAnswer) -> Vec<StreamEvent> {
                     });
                 }
             }
-            ContentBlock::ToolResult(_) => {}
+            ContentBlock::ToolResult(_) | ContentBlock::CachePoint(_) => {}
         }
     }
     events.push(StreamEvent::Stopped {
@@ -265,19 +261,8 @@ mod tests {
             input: "{\"a\":1}".into(),
         });
         assert_eq!(builder.produced_bytes(), 7 + 7);
-        assert_eq!(
-            builder.usage_or_bound(120),
-            Usage {
-                input_tokens: 120,
-                output_tokens: 14,
-                total_tokens: 134,
-            }
-        );
-        let reported = Usage {
-            input_tokens: 30,
-            output_tokens: 4,
-            total_tokens: 34,
-        };
+        assert_eq!(builder.usage_or_bound(120), Usage::new(120, 14));
+        let reported = Usage::new(30, 4);
         builder.push(&StreamEvent::Usage(reported));
         assert_eq!(builder.usage_or_bound(120), reported);
     }
@@ -289,11 +274,7 @@ mod tests {
                 content,
             },
             stop_reason: stop_reason.into(),
-            usage: Usage {
-                input_tokens: 7,
-                output_tokens: 11,
-                total_tokens: 18,
-            },
+            usage: Usage::new(7, 11),
         }
     }
 

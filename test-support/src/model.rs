@@ -155,11 +155,7 @@ impl ModelInvoker for FakeModel {
                 content: vec![ContentBlock::text(self.text.clone())],
             },
             stop_reason: self.stop_reason.clone(),
-            usage: Usage {
-                input_tokens: 1000,
-                output_tokens: 1000,
-                total_tokens: 2000,
-            },
+            usage: Usage::new(1000, 1000),
         })
     }
 }

@@ -185,11 +185,10 @@ impl<A: Adapters> App<A> {
             conversation,
             settings.map_or(4096, |s| s.default_max_tokens),
         );
-        let usage = Usage {
-            input_tokens: u32::try_from(estimate.input).unwrap_or(u32::MAX),
-            output_tokens: u32::try_from(estimate.output).unwrap_or(u32::MAX),
-            total_tokens: u32::try_from(estimate.total()).unwrap_or(u32::MAX),
-        };
+        let usage = Usage::new(
+            u32::try_from(estimate.input).unwrap_or(u32::MAX),
+            u32::try_from(estimate.output).unwrap_or(u32::MAX),
+        );
         let usd = self.config.prices.cost(model, &usage).ok_or_else(|| {
             tracing::error!(model_id = model, "no price for a tenant's model; its budget cannot be reserved");
             ApiError::new(

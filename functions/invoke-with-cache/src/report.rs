@@ -31,16 +31,30 @@ impl<A: Adapters> App<A> {
             latency_ms,
             input_tokens = processed.input_tokens,
             output_tokens = processed.output_tokens,
+            prompt_cache_read_tokens = processed.cache_read_input_tokens,
+            prompt_cache_write_tokens = processed.cache_write_input_tokens,
             cost_usd = answer.cost_usd,
             on_demand_equivalent_usd = answer.on_demand_equivalent_usd,
             saved_usd = answer.saved_usd,
             "invoke answered"
         );
+        // Provisioned Throughput is billed by the hour: its prompt cache saves nothing.
+        let prompt_cache_saved_usd = match (trace.route, trace.model_id.as_deref()) {
+            (Some(Route::OnDemand), Some(model)) => self
+                .config
+                .prices
+                .price(model)
+                .map_or(0.0, |price| price.prompt_cache_saving(&processed)),
+            _ => 0.0,
+        };
         self.ports.metrics.publish(&RequestMetrics {
             model_id: trace.model_id.clone(),
             route: trace.route,
             tier: trace.tier,
             cache: Some(answer.cache),
+            prompt_cache_read_tokens: processed.cache_read_input_tokens,
+            prompt_cache_write_tokens: processed.cache_write_input_tokens,
+            prompt_cache_saved_usd,
             latency_ms,
             input_tokens: processed.input_tokens,
             output_tokens: processed.output_tokens,

@@ -5,8 +5,8 @@ use serde_json::Value;
 
 use domain::cache::CacheMode;
 use domain::conversation::{
-    check_inference, check_messages, check_texts, check_tools, ContentBlock, Conversation,
-    InferenceConfig, Invalid, Message, TextBlock, ToolConfig,
+    check_inference, check_messages, check_system, check_tools, ContentBlock, Conversation,
+    InferenceConfig, Invalid, Message, SystemBlock, ToolConfig,
 };
 use domain::prompt::{collapse_whitespace, limit_chars};
 
@@ -17,7 +17,7 @@ pub use domain::conversation::MAX_TOKENS_LIMIT;
 struct InvokeBody {
     messages: Option<Vec<Message>>,
     prompt: Option<String>,
-    system: Option<Vec<TextBlock>>,
+    system: Option<Vec<SystemBlock>>,
     inference_config: Option<InferenceConfig>,
     model_id: Option<String>,
     cache: Option<CacheOptions>,
@@ -110,7 +110,7 @@ pub fn parse(body: &[u8]) -> Result<InvokeRequest, RequestError> {
     let mut parsed = read_body(body)?;
     let mut messages = messages_of(parsed.messages.take(), parsed.prompt.take())?;
     let mut system = parsed.system.take().unwrap_or_default();
-    check_texts("system", &system)?;
+    check_system(&system)?;
     let inference_config = parsed.inference_config.take().unwrap_or_default();
     check_inference(&inference_config)?;
     let model_id = check_model_id(parsed.model_id.take())?;
@@ -122,7 +122,9 @@ pub fn parse(body: &[u8]) -> Result<InvokeRequest, RequestError> {
     // Tool calls and results are passed as they are: cutting them would change their meaning.
     let collapse = parsed.optimize_prompt.unwrap_or(false);
     for block in &mut system {
-        optimise(&mut block.text, collapse, parsed.context_limit_chars);
+        if let SystemBlock::Text(text) = block {
+            optimise(text, collapse, parsed.context_limit_chars);
+        }
     }
     for block in messages.iter_mut().flat_map(|m| m.content.iter_mut()) {
         if let ContentBlock::Text(text) = block {
@@ -251,6 +253,7 @@ fn check_limits(parsed: &InvokeBody) -> Result<(), RequestError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use domain::conversation::{CachePoint, CacheTtl};
     use domain::prompt::CUT_MARKER;
 
     #[test]
@@ -272,6 +275,50 @@ mod tests {
     }
 
     #[test]
+    fn cache_points_pass_through_where_they_stand_and_one_first_is_refused() {
+        let request = parse(
+            br#"{"system": [{"text": "a long system prompt"}, {"cachePoint": {"type": "default"}}],
+                "messages": [{"role": "user", "content": [{"text": "documents"},
+                    {"cachePoint": {"type": "default", "ttl": "1h"}}, {"text": "question"}]}],
+                "toolConfig": {"tools": [{"toolSpec": {"name": "t", "inputSchema": {"json": {"type": "object"}}}},
+                    {"cachePoint": {"type": "default"}}]}}"#,
+        )
+        .unwrap();
+        let c = &request.conversation;
+        assert_eq!(c.system[1], SystemBlock::CachePoint(CachePoint::DEFAULT));
+        assert_eq!(
+            c.messages[0].content[1],
+            ContentBlock::CachePoint(CachePoint {
+                ttl: Some(CacheTtl::OneHour),
+                ..CachePoint::DEFAULT
+            })
+        );
+        assert!(c.has_cache_points());
+
+        for (body, field) in [
+            (
+                r#"{"system": [{"cachePoint": {"type": "default"}}], "prompt": "x"}"#,
+                "system[0].cachePoint",
+            ),
+            (
+                r#"{"messages": [{"role": "user", "content": [{"cachePoint": {"type": "default"}}, {"text": "x"}]}]}"#,
+                "messages[0].content[0].cachePoint",
+            ),
+        ] {
+            match parse(body.as_bytes()).unwrap_err() {
+                RequestError::Invalid { field: got, .. } => assert_eq!(got, field, "{body}"),
+                other => panic!("{other:?}"),
+            }
+        }
+        for bad in [
+            r#"{"system": [{"text": "x"}, {"cachePoint": {"type": "other"}}], "prompt": "x"}"#,
+            r#"{"system": [{"text": "x"}, {"cachePoint": {"type": "default", "ttl": "2h"}}], "prompt": "x"}"#,
+        ] {
+            assert!(parse(bad.as_bytes()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn prompt_is_shorthand_for_one_user_message() {
         let a = parse(br#"{"prompt": "hello"}"#).unwrap();
         let b =
@@ -288,7 +335,10 @@ mod tests {
         .unwrap();
         let text = request.conversation.messages[0].content[0].as_text();
         assert_eq!(text, Some(format!("a lot of{CUT_MARKER}").as_str()));
-        assert_eq!(request.conversation.system[0].text, "be brief");
+        assert_eq!(
+            request.conversation.system[0],
+            SystemBlock::text("be brief")
+        );
     }
 
     #[test]

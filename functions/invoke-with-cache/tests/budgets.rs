@@ -58,11 +58,7 @@ impl Metered {
                 content: vec![ContentBlock::text("one two three")],
             },
             stop_reason: "max_tokens".into(),
-            usage: Usage {
-                input_tokens: 10,
-                output_tokens: output,
-                total_tokens: 10 + output,
-            },
+            usage: Usage::new(10, output),
         }
     }
 }
@@ -162,14 +158,7 @@ async fn concurrent_requests_against_a_nearly_spent_budget_end_within_the_bound(
         "spent {spent} > {bound} with {served} served"
     );
     let per_answer = PriceTable::default()
-        .cost(
-            HAIKU,
-            &Usage {
-                input_tokens: 10,
-                output_tokens: 100,
-                total_tokens: 110,
-            },
-        )
+        .cost(HAIKU, &Usage::new(10, 100))
         .unwrap();
     assert!((spent - (BUDGET - 0.001 + served as f64 * per_answer)).abs() < 1e-9);
     assert!(
@@ -186,14 +175,7 @@ async fn a_stream_settles_its_reservation_before_its_body_ends_and_a_client_gone
     let (app, _) = build_with_tenancy(&[], model.clone(), tenancy.clone());
     let body = json!({"prompt": "tell me", "stream": true, "inferenceConfig": {"maxTokens": 40}});
     let cost = PriceTable::default()
-        .cost(
-            HAIKU,
-            &Usage {
-                input_tokens: 10,
-                output_tokens: 40,
-                total_tokens: 50,
-            },
-        )
+        .cost(HAIKU, &Usage::new(10, 40))
         .unwrap();
 
     // Read to its end: by then the reservation is settled to what the answer cost.
@@ -262,14 +244,7 @@ async fn a_stream_that_outlasts_its_limit_ends_with_an_error_event_and_its_token
     assert!(tenancy.reservations("acme", &month()).is_empty());
     let spent = tenancy.spent("acme", &month()).await.unwrap();
     let text_alone = PriceTable::default()
-        .cost(
-            HAIKU,
-            &Usage {
-                input_tokens: 0,
-                output_tokens: 3,
-                total_tokens: 3,
-            },
-        )
+        .cost(HAIKU, &Usage::new(0, 3))
         .unwrap();
     assert!(spent > text_alone, "{spent}");
 }

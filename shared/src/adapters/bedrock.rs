@@ -13,20 +13,20 @@ use aws_sdk_bedrockruntime::operation::converse_stream::ConverseStreamError;
 use aws_sdk_bedrockruntime::primitives::event_stream::EventReceiver;
 use aws_sdk_bedrockruntime::types::error::ConverseStreamOutputError;
 use aws_sdk_bedrockruntime::types::{
-    AnyToolChoice, AutoToolChoice, ContentBlock as SdkContentBlock, ContentBlockDelta,
-    ContentBlockStart, ConversationRole, ConverseStreamOutput, InferenceConfiguration,
-    Message as SdkMessage, SpecificToolChoice, SystemContentBlock, TokenUsage, Tool as SdkTool,
-    ToolChoice as SdkToolChoice, ToolConfiguration, ToolInputSchema, ToolResultBlock,
-    ToolResultContentBlock, ToolResultStatus as SdkToolResultStatus, ToolSpecification,
-    ToolUseBlock,
+    AnyToolChoice, AutoToolChoice, CachePointBlock, CachePointType, CacheTtl as SdkCacheTtl,
+    ContentBlock as SdkContentBlock, ContentBlockDelta, ContentBlockStart, ConversationRole,
+    ConverseStreamOutput, InferenceConfiguration, Message as SdkMessage, SpecificToolChoice,
+    SystemContentBlock, TokenUsage, Tool as SdkTool, ToolChoice as SdkToolChoice,
+    ToolConfiguration, ToolInputSchema, ToolResultBlock, ToolResultContentBlock,
+    ToolResultStatus as SdkToolResultStatus, ToolSpecification, ToolUseBlock,
 };
 use aws_smithy_types::{Document, Number};
 use futures_util::StreamExt;
 use serde_json::Value;
 
 use domain::conversation::{
-    ContentBlock, Conversation, Message, ModelAnswer, Role, ToolChoice, ToolConfig,
-    ToolResultContent, ToolResultStatus, ToolUse, Usage,
+    CachePoint, CachePointKind, CacheTtl, ContentBlock, Conversation, Message, ModelAnswer, Role,
+    SystemBlock, Tool, ToolChoice, ToolConfig, ToolResultContent, ToolResultStatus, ToolUse, Usage,
 };
 use domain::error::{ModelError, ModelErrorKind};
 use domain::ports::{ModelInvoker, ModelStream};
@@ -129,9 +129,24 @@ fn to_document(value: &Value) -> Document {
     }
 }
 
+/// A cache point as Bedrock's `CachePointBlock`.
+fn to_sdk_cache_point(point: &CachePoint) -> Result<CachePointBlock, ModelError> {
+    CachePointBlock::builder()
+        .r#type(match point.kind {
+            CachePointKind::Default => CachePointType::Default,
+        })
+        .set_ttl(point.ttl.map(|ttl| match ttl {
+            CacheTtl::FiveMinutes => SdkCacheTtl::FiveMinutes,
+            CacheTtl::OneHour => SdkCacheTtl::OneHour,
+        }))
+        .build()
+        .map_err(unexpected)
+}
+
 fn to_sdk_block(block: &ContentBlock) -> Result<SdkContentBlock, ModelError> {
     Ok(match block {
         ContentBlock::Text(text) => SdkContentBlock::Text(text.clone()),
+        ContentBlock::CachePoint(point) => SdkContentBlock::CachePoint(to_sdk_cache_point(point)?),
         ContentBlock::ToolUse(tool_use) => SdkContentBlock::ToolUse(
             ToolUseBlock::builder()
                 .tool_use_id(&tool_use.tool_use_id)
@@ -191,15 +206,15 @@ fn to_sdk_tools(config: &ToolConfig) -> Result<ToolConfiguration, ModelError> {
     let tools = config
         .tools
         .iter()
-        .map(|tool| {
-            let spec = tool.spec();
-            ToolSpecification::builder()
+        .map(|tool| match tool {
+            Tool::ToolSpec(spec) => ToolSpecification::builder()
                 .name(&spec.name)
                 .set_description(spec.description.clone())
                 .input_schema(ToolInputSchema::Json(to_document(&spec.input_schema.json)))
                 .build()
                 .map(SdkTool::ToolSpec)
-                .map_err(unexpected)
+                .map_err(unexpected),
+            Tool::CachePoint(point) => to_sdk_cache_point(point).map(SdkTool::CachePoint),
         })
         .collect::<Result<Vec<_>, _>>()?;
     let choice = match &config.tool_choice {
@@ -276,13 +291,22 @@ impl Parts {
                 (!config.stop_sequences.is_empty()).then(|| config.stop_sequences.clone()),
             )
             .build();
-        let system = (!conversation.system.is_empty()).then(|| {
-            conversation
-                .system
-                .iter()
-                .map(|b| SystemContentBlock::Text(b.text.clone()))
-                .collect()
-        });
+        let system = if conversation.system.is_empty() {
+            None
+        } else {
+            Some(
+                conversation
+                    .system
+                    .iter()
+                    .map(|block| match block {
+                        SystemBlock::Text(text) => Ok(SystemContentBlock::Text(text.clone())),
+                        SystemBlock::CachePoint(point) => {
+                            to_sdk_cache_point(point).map(SystemContentBlock::CachePoint)
+                        }
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            )
+        };
         let tools = conversation
             .tool_config
             .as_ref()
@@ -302,10 +326,13 @@ impl Parts {
 }
 
 fn from_usage(usage: Option<&TokenUsage>) -> Usage {
+    let count = |tokens: i32| u32::try_from(tokens).unwrap_or(0);
     usage.map_or_else(Usage::default, |u| Usage {
-        input_tokens: u32::try_from(u.input_tokens()).unwrap_or(0),
-        output_tokens: u32::try_from(u.output_tokens()).unwrap_or(0),
-        total_tokens: u32::try_from(u.total_tokens()).unwrap_or(0),
+        input_tokens: count(u.input_tokens()),
+        output_tokens: count(u.output_tokens()),
+        total_tokens: count(u.total_tokens()),
+        cache_read_input_tokens: u.cache_read_input_tokens().map_or(0, count),
+        cache_write_input_tokens: u.cache_write_input_tokens().map_or(0, count),
     })
 }
 
@@ -570,7 +597,7 @@ mod tests {
     };
     use aws_sdk_bedrockruntime::types::{ConverseOutput as Output, StopReason, TokenUsage};
     use aws_smithy_mocks::{mock, mock_client, RuleMode};
-    use domain::conversation::{InferenceConfig, TextBlock};
+    use domain::conversation::{InferenceConfig, SystemBlock};
     use std::sync::{Arc, Mutex};
 
     const ARN: &str = "arn:aws:bedrock:us-east-1:123456789012:provisioned-model/pt1";
@@ -594,7 +621,7 @@ mod tests {
 
     fn conversation() -> Conversation {
         Conversation {
-            system: vec![TextBlock::new("be brief")],
+            system: vec![SystemBlock::text("be brief")],
             messages: vec![Message {
                 role: Role::User,
                 content: vec![ContentBlock::text("hello")],
@@ -665,6 +692,82 @@ mod tests {
         assert_eq!(answer.stop_reason, "end_turn");
         assert_eq!(answer.usage.total_tokens, 5);
         assert_eq!(rule.num_calls(), 1);
+    }
+
+    /// Cache points reach Converse as `CachePointBlock`s where they stand (system, message,
+    /// tools), and the prompt cache's tokens come back in the usage.
+    #[tokio::test]
+    async fn sends_cache_points_and_reads_the_prompt_caches_tokens() {
+        use domain::conversation::{CachePoint, InputSchema, Tool, ToolSpec};
+        let mut cached = conversation();
+        cached
+            .system
+            .push(SystemBlock::CachePoint(CachePoint::DEFAULT));
+        cached.messages[0]
+            .content
+            .push(ContentBlock::CachePoint(CachePoint {
+                ttl: Some(CacheTtl::OneHour),
+                ..CachePoint::DEFAULT
+            }));
+        cached.tool_config = Some(ToolConfig {
+            tools: vec![
+                Tool::ToolSpec(ToolSpec {
+                    name: "get_weather".into(),
+                    description: None,
+                    input_schema: InputSchema {
+                        json: serde_json::json!({"type": "object"}),
+                    },
+                }),
+                Tool::CachePoint(CachePoint::DEFAULT),
+            ],
+            tool_choice: None,
+        });
+        let default_point = CachePointBlock::builder()
+            .r#type(CachePointType::Default)
+            .build()
+            .unwrap();
+        let hour_point = CachePointBlock::builder()
+            .r#type(CachePointType::Default)
+            .ttl(SdkCacheTtl::OneHour)
+            .build()
+            .unwrap();
+        let rule = mock!(aws_sdk_bedrockruntime::Client::converse)
+            .match_requests(move |req| {
+                req.system()[1].as_cache_point().ok() == Some(&default_point)
+                    && req.messages()[0].content()[1].as_cache_point().ok() == Some(&hour_point)
+                    && req
+                        .tool_config()
+                        .is_some_and(|c| c.tools()[1].as_cache_point().ok() == Some(&default_point))
+            })
+            .then_output(|| {
+                let mut output = answer();
+                output.usage = Some(
+                    TokenUsage::builder()
+                        .input_tokens(3)
+                        .output_tokens(2)
+                        .total_tokens(2053)
+                        .cache_read_input_tokens(2048)
+                        .cache_write_input_tokens(0)
+                        .build()
+                        .unwrap(),
+                );
+                output
+            });
+        let client = mock_client!(aws_sdk_bedrockruntime, RuleMode::MatchAny, [&rule]);
+        let answer = BedrockInvoker::from_client(client)
+            .converse(&on_demand(HAIKU), &cached, None)
+            .await
+            .unwrap();
+        assert_eq!(rule.num_calls(), 1, "cache points sent where they stand");
+        assert_eq!(
+            (
+                answer.usage.input_tokens,
+                answer.usage.cache_read_input_tokens,
+                answer.usage.cache_write_input_tokens,
+                answer.usage.total_tokens
+            ),
+            (3, 2048, 0, 2053)
+        );
     }
 
     /// Tools, tool calls and tool results reach Converse as its own types, and a tool call in

@@ -296,11 +296,7 @@ mod tests {
                         content: vec![ContentBlock::text(text)],
                     },
                     stop_reason: "end_turn".into(),
-                    usage: Usage {
-                        input_tokens: 3,
-                        output_tokens: 4,
-                        total_tokens: 7,
-                    },
+                    usage: Usage::new(3, 4),
                 },
                 model_id: "m".into(),
                 cost_usd: 0.25,

@@ -90,6 +90,9 @@ pub fn render(namespace: &str, level: &str, metrics: &RequestMetrics, timestamp_
                 ("ServerErrors", "Count"),
                 ("Timeouts", "Count"),
                 ("Spillovers", "Count"),
+                ("PromptCacheReadTokens", "Count"),
+                ("PromptCacheWriteTokens", "Count"),
+                ("PromptCacheSavingsUSD", "None"),
             ],
         ),
         directive(
@@ -132,6 +135,9 @@ pub fn render(namespace: &str, level: &str, metrics: &RequestMetrics, timestamp_
         "ServerErrors": count(outcome == Outcome::ServerError),
         "Timeouts": count(outcome == Outcome::Timeout),
         "Spillovers": count(metrics.spilled_over),
+        "PromptCacheReadTokens": metrics.prompt_cache_read_tokens,
+        "PromptCacheWriteTokens": metrics.prompt_cache_write_tokens,
+        "PromptCacheSavingsUSD": metrics.prompt_cache_saved_usd,
     });
     document(timestamp_ms, directives, level, values)
 }

@@ -17,7 +17,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use domain::batch::{Batch, BatchRecord, BatchStatus, BatchSummary, Lease, ResultLine};
-use domain::conversation::{Conversation, InferenceConfig, Message, TextBlock};
+use domain::conversation::{Conversation, InferenceConfig, Message, SystemBlock};
 use domain::ports::{BatchRegistry, ModelInvoker, ObjectStore};
 use domain::routing::{Route, Target};
 
@@ -27,7 +27,7 @@ use super::*;
 pub(crate) fn conversation_of(input: &Value) -> Conversation {
     let field = |name: &str| input.get(name).cloned().unwrap_or(Value::Null);
     Conversation {
-        system: serde_json::from_value::<Vec<TextBlock>>(field("system")).unwrap_or_default(),
+        system: serde_json::from_value::<Vec<SystemBlock>>(field("system")).unwrap_or_default(),
         messages: serde_json::from_value::<Vec<Message>>(field("messages")).unwrap_or_default(),
         inference_config: serde_json::from_value::<InferenceConfig>(field("inferenceConfig"))
             .unwrap_or_default(),

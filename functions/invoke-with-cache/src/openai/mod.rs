@@ -10,7 +10,7 @@ pub use response::{completion, error_body, finish_reason, models, ChunkWriter};
 
 #[cfg(test)]
 mod tests {
-    use domain::conversation::{ContentBlock, TextBlock, ToolChoice, ToolUse, Usage};
+    use domain::conversation::{ContentBlock, SystemBlock, ToolChoice, ToolUse, Usage};
     use domain::stream::StreamEvent;
     use http::StatusCode;
     use serde_json::{json, Value};
@@ -26,6 +26,77 @@ mod tests {
 
     fn parse_err(body: Value) -> ApiError {
         parse(body.to_string().as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn cache_control_marks_become_cache_points_after_what_they_mark() {
+        use domain::conversation::{CachePoint, CacheTtl};
+        let (request, _, _) = parse_ok(json!({
+            "model": "auto",
+            "messages": [
+                {"role": "system", "content": [
+                    {"type": "text", "text": "a long policy", "cache_control": {"type": "ephemeral"}},
+                ]},
+                {"role": "user", "content": [
+                    {"type": "text", "text": "documents", "cache_control": {"type": "ephemeral", "ttl": "1h"}},
+                    {"type": "text", "text": "question"},
+                ]},
+                {"role": "assistant", "content": "answer", "cache_control": {"type": "ephemeral"}},
+                {"role": "user", "content": "more"},
+            ],
+        }));
+        let c = &request.conversation;
+        assert_eq!(
+            c.system,
+            vec![
+                SystemBlock::text("a long policy"),
+                SystemBlock::CachePoint(CachePoint::DEFAULT)
+            ]
+        );
+        assert_eq!(
+            c.messages[0].content,
+            vec![
+                ContentBlock::text("documents"),
+                ContentBlock::CachePoint(CachePoint {
+                    ttl: Some(CacheTtl::OneHour),
+                    ..CachePoint::DEFAULT
+                }),
+                ContentBlock::text("question"),
+            ]
+        );
+        assert_eq!(
+            c.messages[1].content,
+            vec![
+                ContentBlock::text("answer"),
+                ContentBlock::CachePoint(CachePoint::DEFAULT)
+            ]
+        );
+
+        let refused = parse_err(json!({"model": "auto", "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "x", "cache_control": {"type": "persistent"}}]},
+        ]}));
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            refused.param.as_deref(),
+            Some("messages[0].content[0].cache_control.type")
+        );
+    }
+
+    #[test]
+    fn usage_counts_cached_prompt_tokens_as_openai_does() {
+        let usage = Usage {
+            cache_read_input_tokens: 2048,
+            cache_write_input_tokens: 100,
+            ..Usage::new(3, 7)
+        };
+        let json = super::response::usage_json(&usage);
+        assert_eq!(
+            json,
+            json!({"prompt_tokens": 2151, "completion_tokens": 7, "total_tokens": 2158,
+                "prompt_tokens_details": {"cached_tokens": 2048}})
+        );
+        let plain = super::response::usage_json(&Usage::new(3, 7));
+        assert_eq!(plain.get("prompt_tokens_details"), None);
     }
 
     #[test]
@@ -54,7 +125,10 @@ mod tests {
         let c = &request.conversation;
         assert_eq!(
             c.system,
-            vec![TextBlock::new("be brief"), TextBlock::new("in French")]
+            vec![
+                SystemBlock::text("be brief"),
+                SystemBlock::text("in French")
+            ]
         );
         assert_eq!(c.messages.len(), 1, "consecutive user messages merge");
         assert_eq!(c.messages[0].content.len(), 2);

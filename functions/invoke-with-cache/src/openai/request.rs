@@ -8,9 +8,9 @@ use serde_json::{json, Map, Value};
 
 use domain::cache::CacheMode;
 use domain::conversation::{
-    check_inference, check_messages, check_texts, check_tools, ContentBlock, Conversation,
-    InferenceConfig, InputSchema, Message, Role, TextBlock, Tool, ToolChoice, ToolConfig,
-    ToolResult, ToolResultContent, ToolSpec, ToolUse,
+    check_inference, check_messages, check_system, check_tools, CachePoint, CacheTtl, ContentBlock,
+    Conversation, InferenceConfig, InputSchema, Message, Role, SystemBlock, Tool, ToolChoice,
+    ToolConfig, ToolResult, ToolResultContent, ToolSpec, ToolUse,
 };
 
 use crate::error::ApiError;
@@ -126,6 +126,9 @@ struct ChatMessage {
     #[serde(default)]
     tool_calls: Option<Vec<ChatToolCall>>,
     tool_call_id: Option<String>,
+    /// Anthropic's and LiteLLM's prompt-cache mark on a whole message: a cache point after it.
+    #[serde(default)]
+    cache_control: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -140,11 +143,19 @@ struct CalledFunction {
     arguments: String,
 }
 
-/// The text of a message's `content`: a string, or an array of `{"type": "text"}` parts.
-fn text_of(content: Option<&Value>, param: &str) -> Result<Option<String>, ApiError> {
+/// A message's `content` as Bedrock blocks: its text (a string, or `{"type": "text"}` parts
+/// joined), with a cache point after each part marked `cache_control` (Anthropic's and
+/// LiteLLM's prompt-cache mark) and after the whole message when `message_mark` is given.
+/// `None` when there is no content.
+fn pieces_of(
+    content: Option<&Value>,
+    message_mark: Option<&Value>,
+    param: &str,
+) -> Result<Option<Vec<Piece>>, ApiError> {
+    let mut pieces = Vec::new();
     match content {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(text)) => Ok(Some(text.clone())),
+        None | Some(Value::Null) => {}
+        Some(Value::String(text)) => pieces.push(Piece::Text(text.clone())),
         Some(Value::Array(parts)) => {
             let mut text = String::new();
             for (j, part) in parts.iter().enumerate() {
@@ -162,11 +173,83 @@ fn text_of(content: Option<&Value>, param: &str) -> Result<Option<String>, ApiEr
                         ))
                     }
                 }
+                if let Some(mark) = part.get("cache_control") {
+                    let point = cache_point(mark, &format!("{param}[{j}].cache_control"))?;
+                    pieces.push(Piece::Text(std::mem::take(&mut text)));
+                    pieces.push(Piece::CachePoint(point));
+                }
             }
-            Ok(Some(text))
+            if !text.is_empty() || pieces.is_empty() {
+                pieces.push(Piece::Text(text));
+            }
         }
-        Some(_) => Err(bad(param, "must be a string or an array of text parts")),
+        Some(_) => return Err(bad(param, "must be a string or an array of text parts")),
     }
+    if let Some(mark) = message_mark {
+        let field = param.strip_suffix(".content").unwrap_or(param);
+        let point = cache_point(mark, &format!("{field}.cache_control"))?;
+        if pieces.is_empty() {
+            return Err(bad(
+                &format!("{field}.cache_control"),
+                "marks a message without content",
+            ));
+        }
+        pieces.push(Piece::CachePoint(point));
+    }
+    Ok((!pieces.is_empty()).then_some(pieces))
+}
+
+/// A piece of a message's content.
+enum Piece {
+    Text(String),
+    CachePoint(CachePoint),
+}
+
+impl Piece {
+    fn into_block(self) -> ContentBlock {
+        match self {
+            Self::Text(text) => ContentBlock::Text(text),
+            Self::CachePoint(point) => ContentBlock::CachePoint(point),
+        }
+    }
+}
+
+/// `{"type": "ephemeral", "ttl"?: "5m" | "1h"}` as a cache point.
+fn cache_point(mark: &Value, param: &str) -> Result<CachePoint, ApiError> {
+    if mark.get("type").and_then(Value::as_str) != Some("ephemeral") {
+        return Err(bad(
+            &format!("{param}.type"),
+            "must be \"ephemeral\", the one kind of prompt-cache mark",
+        ));
+    }
+    let ttl = match mark.get("ttl") {
+        None | Some(Value::Null) => None,
+        Some(ttl) if ttl == "5m" => Some(CacheTtl::FiveMinutes),
+        Some(ttl) if ttl == "1h" => Some(CacheTtl::OneHour),
+        Some(other) => {
+            return Err(bad(
+                &format!("{param}.ttl"),
+                format!("{other} is not \"5m\" or \"1h\""),
+            ))
+        }
+    };
+    Ok(CachePoint {
+        ttl,
+        ..CachePoint::DEFAULT
+    })
+}
+
+/// The text of pieces, for messages that take text only (tool results).
+fn joined_text(pieces: Option<Vec<Piece>>) -> (String, Option<CachePoint>) {
+    let mut text = String::new();
+    let mut point = None;
+    for piece in pieces.into_iter().flatten() {
+        match piece {
+            Piece::Text(part) => text.push_str(&part),
+            Piece::CachePoint(p) => point = Some(p),
+        }
+    }
+    (text, point)
 }
 
 /// Appends blocks to the last message when it has the same role: Bedrock wants roles to
@@ -184,26 +267,47 @@ fn push(messages: &mut Vec<Message>, role: Role, blocks: Vec<ContentBlock>) {
     }
 }
 
-fn read_messages(chat: Vec<ChatMessage>) -> Result<(Vec<TextBlock>, Vec<Message>), ApiError> {
+fn read_messages(chat: Vec<ChatMessage>) -> Result<(Vec<SystemBlock>, Vec<Message>), ApiError> {
     let mut system = Vec::new();
     let mut messages = Vec::new();
     for (i, message) in chat.into_iter().enumerate() {
         let param = format!("messages[{i}].content");
         match message.role.as_str() {
             "system" | "developer" => {
-                if let Some(text) = text_of(message.content.as_ref(), &param)? {
-                    system.push(TextBlock::new(text));
-                }
+                let pieces = pieces_of(
+                    message.content.as_ref(),
+                    message.cache_control.as_ref(),
+                    &param,
+                )?;
+                system.extend(pieces.into_iter().flatten().map(|piece| match piece {
+                    Piece::Text(text) => SystemBlock::Text(text),
+                    Piece::CachePoint(point) => SystemBlock::CachePoint(point),
+                }));
             }
             "user" => {
-                let text = text_of(message.content.as_ref(), &param)?.unwrap_or_default();
-                push(&mut messages, Role::User, vec![ContentBlock::Text(text)]);
+                let pieces = pieces_of(
+                    message.content.as_ref(),
+                    message.cache_control.as_ref(),
+                    &param,
+                )?
+                .unwrap_or_else(|| vec![Piece::Text(String::new())]);
+                push(
+                    &mut messages,
+                    Role::User,
+                    pieces.into_iter().map(Piece::into_block).collect(),
+                );
             }
             "assistant" => {
                 let mut blocks = Vec::new();
-                if let Some(text) = text_of(message.content.as_ref(), &param)? {
-                    if !text.trim().is_empty() {
-                        blocks.push(ContentBlock::Text(text));
+                let pieces = pieces_of(
+                    message.content.as_ref(),
+                    message.cache_control.as_ref(),
+                    &param,
+                )?;
+                for piece in pieces.into_iter().flatten() {
+                    match piece {
+                        Piece::Text(text) if text.trim().is_empty() => {}
+                        piece => blocks.push(piece.into_block()),
                     }
                 }
                 for (j, call) in message
@@ -239,22 +343,24 @@ fn read_messages(chat: Vec<ChatMessage>) -> Result<(Vec<TextBlock>, Vec<Message>
                         "is required on a tool message",
                     )
                 })?;
-                let text = text_of(message.content.as_ref(), &param)?.unwrap_or_default();
+                let (text, point) = joined_text(pieces_of(
+                    message.content.as_ref(),
+                    message.cache_control.as_ref(),
+                    &param,
+                )?);
                 // Bedrock refuses blank text: an empty result is sent as an empty JSON object.
                 let content = if text.trim().is_empty() {
                     ToolResultContent::Json(json!({}))
                 } else {
                     ToolResultContent::Text(text)
                 };
-                push(
-                    &mut messages,
-                    Role::User,
-                    vec![ContentBlock::ToolResult(ToolResult {
-                        tool_use_id,
-                        content: vec![content],
-                        status: None,
-                    })],
-                );
+                let mut blocks = vec![ContentBlock::ToolResult(ToolResult {
+                    tool_use_id,
+                    content: vec![content],
+                    status: None,
+                })];
+                blocks.extend(point.map(ContentBlock::CachePoint));
+                push(&mut messages, Role::User, blocks);
             }
             other => {
                 return Err(bad(
@@ -415,7 +521,7 @@ pub fn parse(body: &[u8]) -> Result<(InvokeRequest, String, OpenAiOptions), ApiE
         },
     };
     check_messages(&messages)
-        .and_then(|()| check_texts("system", &system))
+        .and_then(|()| check_system(&system))
         .and_then(|()| check_inference(&inference_config))
         .and_then(|()| check_tools(tool_config.as_ref(), &messages))
         .map_err(|invalid| {

@@ -21,12 +21,20 @@ pub fn finish_reason(stop_reason: &str) -> &'static str {
     }
 }
 
-fn usage_json(usage: &Usage) -> Value {
-    json!({
-        "prompt_tokens": usage.input_tokens,
+/// OpenAI's usage: `prompt_tokens` counts every input token, cached or not, and
+/// `prompt_tokens_details.cached_tokens` those read from the prompt cache (present when the
+/// request used it, as OpenAI sends it).
+pub(super) fn usage_json(usage: &Usage) -> Value {
+    let prompt_tokens = usage.prompt_tokens();
+    let mut json = json!({
+        "prompt_tokens": prompt_tokens,
         "completion_tokens": usage.output_tokens,
-        "total_tokens": usage.total_tokens,
-    })
+        "total_tokens": prompt_tokens.saturating_add(usage.output_tokens),
+    });
+    if usage.cache_read_input_tokens > 0 || usage.cache_write_input_tokens > 0 {
+        json["prompt_tokens_details"] = json!({"cached_tokens": usage.cache_read_input_tokens});
+    }
+    json
 }
 
 fn tool_calls(answer: &ModelAnswer) -> Vec<Value> {
