@@ -179,7 +179,7 @@ pub async fn invoke_model(
     admission
         .wait_for_answer(checked.answer.output_tokens)
         .await;
-    state.record_served(&model_id);
+    state.record_served(&model_id, None);
 
     let answer = &checked.answer;
     let body = response_body(&dialect, &model_id, &checked);

@@ -15,7 +15,7 @@
 //! `GET /_emulator/events`, `GET /_emulator/health`, `POST /_emulator/emf` (EMF log lines).
 //!
 //! Each service owns its state and settings: the runtime ([`runtime`], served by [`converse`]
-//! and [`invoke`] with [`generate`], [`tools`] and [`fault`]), batch inference ([`batch`]),
+//! and [`invoke`] with [`generate`], [`tools`], [`fault`], [`prompt_cache`] and [`tier`]), batch inference ([`batch`]),
 //! Provisioned Throughput ([`provisioned`]) and CloudWatch ([`cloudwatch`]). [`state`] composes
 //! them: the router hands each handler its own service's state, and the admin endpoints
 //! ([`admin`]) see them all.
@@ -35,9 +35,11 @@ pub mod identity;
 pub mod ids;
 pub mod invoke;
 pub mod patch;
+pub mod prompt_cache;
 pub mod provisioned;
 pub mod runtime;
 pub mod state;
+pub mod tier;
 pub mod time;
 pub mod tools;
 pub mod vocabulary;

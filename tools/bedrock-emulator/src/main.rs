@@ -128,6 +128,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             events_enabled: true,
         },
         models: Default::default(),
+        prompt_cache_now: None,
         provisioned: Default::default(),
     };
     initial.batch.validate()?;

@@ -1,12 +1,13 @@
 //! The runtime service (`Converse`, `ConverseStream`, `InvokeModel`): what the emulated models
-//! do (latencies, fault rates, stop reason, stream errors; globally or per model identifier),
-//! fault scheduling and call counters, and the Provisioned Throughputs calls are served
-//! through.
+//! do (latencies, fault rates, stop reason, stream errors, prompt caching, service tiers;
+//! globally or per model identifier), fault scheduling and call counters, the prompt cache,
+//! and the Provisioned Throughputs calls are served through.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::Catalog;
@@ -14,10 +15,16 @@ use crate::error::BedrockError;
 use crate::fault::{Fault, FaultCounts, FaultRates, StreamError};
 use crate::generate::StopReason;
 use crate::patch::set_or_clear;
+use crate::prompt_cache::{self, CachePoint, CacheUse, PromptCache};
 use crate::provisioned::{ProvisionedState, Refusal};
+use crate::tier::ServiceTier;
+use crate::time::{now_or_system, parse_time};
+
+/// Latency factors are at most this (a factor scales the configured latencies).
+const MAX_LATENCY_FACTOR: f64 = 100.0;
 
 /// What the emulated model does, globally or for one model identifier.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Behaviour {
     /// Time to first token, in milliseconds.
@@ -31,6 +38,48 @@ pub struct Behaviour {
     pub stop_reason: Option<StopReason>,
     /// Every ConverseStream answer is cut by this exception.
     pub stream_error: Option<StreamError>,
+    /// The minimum prefix, in tokens, a cache point needs; `None`: the model's documented
+    /// minimum ([`prompt_cache::default_min_tokens`]).
+    pub prompt_cache_min_tokens: Option<u32>,
+    /// Share of `flex` calls (0..=1) answered with a `ThrottlingException`.
+    pub flex_throttle_rate: f64,
+    /// The latencies of a `flex` call are multiplied by this.
+    pub flex_latency_factor: f64,
+    /// The latencies of a `priority` call are multiplied by this.
+    pub priority_latency_factor: f64,
+}
+
+impl Default for Behaviour {
+    fn default() -> Self {
+        Self {
+            ttft_ms: 0,
+            ms_per_token: 0,
+            fault_rates: FaultRates::default(),
+            stop_reason: None,
+            stream_error: None,
+            prompt_cache_min_tokens: None,
+            flex_throttle_rate: 0.0,
+            flex_latency_factor: 2.0,
+            priority_latency_factor: 0.5,
+        }
+    }
+}
+
+impl Behaviour {
+    /// The minimum prefix a cache point needs on this model.
+    pub fn prompt_cache_min_tokens(&self, model_id: &str) -> u32 {
+        self.prompt_cache_min_tokens
+            .unwrap_or_else(|| prompt_cache::default_min_tokens(model_id))
+    }
+
+    /// What the latencies of a call served in a tier are multiplied by.
+    pub fn latency_factor(&self, tier: Option<ServiceTier>) -> f64 {
+        match tier {
+            Some(ServiceTier::Flex) => self.flex_latency_factor,
+            Some(ServiceTier::Priority) => self.priority_latency_factor,
+            Some(ServiceTier::Default | ServiceTier::Reserved) | None => 1.0,
+        }
+    }
 }
 
 /// A partial update of [`Behaviour`]: absent fields keep their value, `null` clears the
@@ -44,6 +93,11 @@ pub struct BehaviourPatch {
     pub stop_reason: Option<Option<StopReason>>,
     #[serde(default, deserialize_with = "set_or_clear")]
     pub stream_error: Option<Option<StreamError>>,
+    #[serde(default, deserialize_with = "set_or_clear")]
+    pub prompt_cache_min_tokens: Option<Option<u32>>,
+    pub flex_throttle_rate: Option<f64>,
+    pub flex_latency_factor: Option<f64>,
+    pub priority_latency_factor: Option<f64>,
     /// Every other field must be a fault rate (`throttleRate`…): an unknown name is refused.
     #[serde(flatten)]
     pub fault_rates: BTreeMap<Fault, f64>,
@@ -55,6 +109,25 @@ impl BehaviourPatch {
             if !(0.0..=1.0).contains(rate) {
                 let name = fault.spec().rate_field;
                 return Err(format!("{name} must be between 0 and 1, got {rate}"));
+            }
+        }
+        if let Some(rate) = self.flex_throttle_rate {
+            if !(0.0..=1.0).contains(&rate) {
+                return Err(format!(
+                    "flexThrottleRate must be between 0 and 1, got {rate}"
+                ));
+            }
+        }
+        for (name, factor) in [
+            ("flexLatencyFactor", self.flex_latency_factor),
+            ("priorityLatencyFactor", self.priority_latency_factor),
+        ] {
+            if let Some(factor) = factor {
+                if !(0.0..=MAX_LATENCY_FACTOR).contains(&factor) {
+                    return Err(format!(
+                        "{name} must be between 0 and {MAX_LATENCY_FACTOR}, got {factor}"
+                    ));
+                }
             }
         }
         Ok(())
@@ -73,6 +146,18 @@ impl BehaviourPatch {
         if let Some(v) = self.stream_error {
             to.stream_error = v;
         }
+        if let Some(v) = self.prompt_cache_min_tokens {
+            to.prompt_cache_min_tokens = v;
+        }
+        if let Some(v) = self.flex_throttle_rate {
+            to.flex_throttle_rate = v;
+        }
+        if let Some(v) = self.flex_latency_factor {
+            to.flex_latency_factor = v;
+        }
+        if let Some(v) = self.priority_latency_factor {
+            to.priority_latency_factor = v;
+        }
         for (&fault, &rate) in &self.fault_rates {
             to.fault_rates.set(fault, rate);
         }
@@ -80,11 +165,13 @@ impl BehaviourPatch {
 }
 
 /// The runtime's settings: the global behaviour and per-model overrides, keyed by the model
-/// identifier as sent (id or ARN).
+/// identifier as sent (id or ARN), and the present the prompt cache sees.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RuntimeSettings {
     pub global: Behaviour,
     pub models: BTreeMap<String, Behaviour>,
+    /// The present for the prompt cache's expiries; `None`: the system clock.
+    pub prompt_cache_now: Option<DateTime<Utc>>,
 }
 
 /// A partial update of [`RuntimeSettings`] (the runtime's part of `POST /_emulator/config`):
@@ -96,6 +183,9 @@ pub struct RuntimePatch {
     pub global: BehaviourPatch,
     #[serde(default)]
     pub models: BTreeMap<String, Option<BehaviourPatch>>,
+    /// An ISO-8601 time, or `null` for the system clock (global only).
+    #[serde(default, deserialize_with = "set_or_clear")]
+    pub prompt_cache_now: Option<Option<String>>,
 }
 
 impl RuntimeSettings {
@@ -112,6 +202,14 @@ impl RuntimeSettings {
             model_patch.validate()?;
         }
         let mut next = self.clone();
+        if let Some(now) = &patch.prompt_cache_now {
+            next.prompt_cache_now = match now {
+                Some(text) => Some(parse_time(text).ok_or_else(|| {
+                    format!("promptCacheNow must be an ISO-8601 time such as 2026-01-31T09:00:00Z, got {text:?}")
+                })?),
+                None => None,
+            };
+        }
         global.apply(&mut next.global);
         for (model, model_patch) in &patch.models {
             match model_patch {
@@ -142,6 +240,15 @@ pub struct ModelStats {
     pub validation_errors: u64,
     /// ConverseStream answers cut by a configured stream error.
     pub stream_errors: u64,
+    /// `flex` calls answered with a `ThrottlingException` by `flexThrottleRate` (also counted
+    /// in `throttled`).
+    pub flex_throttled: u64,
+    /// Input tokens read from the prompt cache.
+    pub cache_read_tokens: u64,
+    /// Input tokens written to the prompt cache.
+    pub cache_write_tokens: u64,
+    /// Served calls that named a service tier, by tier.
+    pub tiers: BTreeMap<&'static str, u64>,
 }
 
 #[derive(Debug, Default)]
@@ -151,20 +258,31 @@ struct Mutable {
     /// Error-diffusion accumulators: a rate r fires on exactly r of the calls, evenly spread,
     /// so tests are reproducible.
     accumulators: BTreeMap<(String, Fault), f64>,
+    /// The same for `flexThrottleRate`, over each model's `flex` calls.
+    flex_accumulators: BTreeMap<String, f64>,
+    prompt_cache: PromptCache,
 }
 
 /// What a call that passed validation does.
 pub struct Admission {
     pub behaviour: Behaviour,
+    /// Its latencies are multiplied by this (its service tier's factor).
+    pub latency_factor: f64,
+}
+
+/// `millis` milliseconds times `factor` (not negative).
+fn scaled(millis: u64, factor: f64) -> Duration {
+    let base = Duration::from_millis(millis);
+    Duration::try_from_secs_f64(base.as_secs_f64() * factor).unwrap_or(base)
 }
 
 impl Admission {
     pub fn first_token_delay(&self) -> Duration {
-        Duration::from_millis(self.behaviour.ttft_ms)
+        scaled(self.behaviour.ttft_ms, self.latency_factor)
     }
 
     pub fn per_token_delay(&self) -> Duration {
-        Duration::from_millis(self.behaviour.ms_per_token)
+        scaled(self.behaviour.ms_per_token, self.latency_factor)
     }
 
     /// Waits as long as the model would take to produce a whole (non-streamed) answer.
@@ -243,6 +361,8 @@ impl RuntimeState {
         inner.settings = self.initial.clone();
         inner.stats.clear();
         inner.accumulators.clear();
+        inner.flex_accumulators.clear();
+        inner.prompt_cache.clear();
     }
 
     pub fn stats(&self) -> BTreeMap<String, ModelStats> {
@@ -278,6 +398,16 @@ impl RuntimeState {
 
     /// Counts the call and decides whether a configured fault answers it.
     pub fn admit(&self, model_id: &str) -> Result<Admission, BedrockError> {
+        self.admit_tier(model_id, None)
+    }
+
+    /// [`Self::admit`] for a call that asked for a service tier: after the configured faults,
+    /// a `flex` call may be throttled by `flexThrottleRate`; the tier sets the pace.
+    pub fn admit_tier(
+        &self,
+        model_id: &str,
+        tier: Option<ServiceTier>,
+    ) -> Result<Admission, BedrockError> {
         let mut inner = self.lock();
         let behaviour = inner.settings.behaviour_for(model_id);
         inner.stats.entry(model_id.to_owned()).or_default().calls += 1;
@@ -302,7 +432,48 @@ impl RuntimeState {
                 return Err(fault.error());
             }
         }
-        Ok(Admission { behaviour })
+        if tier == Some(ServiceTier::Flex) && behaviour.flex_throttle_rate > 0.0 {
+            let acc = inner
+                .flex_accumulators
+                .entry(model_id.to_owned())
+                .or_insert(0.0);
+            *acc += behaviour.flex_throttle_rate;
+            if *acc >= 1.0 - 1e-9 {
+                *acc -= 1.0;
+                let stats = inner.stats.entry(model_id.to_owned()).or_default();
+                stats.faults.count(Fault::Throttling);
+                stats.flex_throttled += 1;
+                return Err(Fault::Throttling.error());
+            }
+        }
+        Ok(Admission {
+            behaviour,
+            latency_factor: behaviour.latency_factor(tier),
+        })
+    }
+
+    /// Reads the prefix of the request's cache point that counts (the longest of those at
+    /// least the model's minimum) from the prompt cache, or writes it; `None` when no cache
+    /// point counts. The tokens are counted for the model.
+    pub fn use_prompt_cache(
+        &self,
+        model_id: &str,
+        points: &[CachePoint],
+        behaviour: &Behaviour,
+    ) -> Option<CacheUse> {
+        let point = prompt_cache::counting(points, behaviour.prompt_cache_min_tokens(model_id))?;
+        let mut inner = self.lock();
+        let now = now_or_system(inner.settings.prompt_cache_now);
+        let used = inner.prompt_cache.read_or_write(point, now);
+        let stats = inner.stats.entry(model_id.to_owned()).or_default();
+        stats.cache_read_tokens += u64::from(used.read);
+        stats.cache_write_tokens += u64::from(used.write);
+        Some(used)
+    }
+
+    /// Prefixes the prompt cache holds.
+    pub fn prompt_cache_len(&self) -> usize {
+        self.lock().prompt_cache.len()
     }
 
     pub fn record_validation_error(&self, model_id: &str) {
@@ -312,8 +483,14 @@ impl RuntimeState {
         });
     }
 
-    pub fn record_served(&self, model_id: &str) {
-        self.stats_of(model_id, |stats| stats.served += 1);
+    /// Counts a served call, and its tier when it named one.
+    pub fn record_served(&self, model_id: &str, tier: Option<ServiceTier>) {
+        self.stats_of(model_id, |stats| {
+            stats.served += 1;
+            if let Some(tier) = tier {
+                *stats.tiers.entry(tier.name()).or_default() += 1;
+            }
+        });
     }
 
     pub fn record_stream_error(&self, model_id: &str) {

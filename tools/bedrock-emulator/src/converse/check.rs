@@ -3,10 +3,12 @@
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::cache::{cache_point_of, cache_points, without_cache_points};
 use super::Checked;
 use crate::error::BedrockError;
 use crate::generate::{generate, tokens_for, Generated};
 use crate::runtime::RuntimeState;
+use crate::tier::{requested_latency, requested_tier};
 use crate::tools::{self, ToolConfig};
 
 #[derive(Debug, Deserialize)]
@@ -37,9 +39,12 @@ struct InferenceConfig {
     stop_sequences: Vec<String>,
 }
 
-fn characters_of(block: &Value) -> usize {
+/// Characters a content or system block counts for.
+pub(super) fn characters_of(block: &Value) -> usize {
     match block.get("text").and_then(Value::as_str) {
         Some(text) => text.chars().count(),
+        // A cache point is a marker, not content.
+        None if cache_point_of(block).is_some() => 0,
         // Images, documents and tool blocks: their serialised size stands in for their text.
         None => block.to_string().len(),
     }
@@ -66,6 +71,9 @@ pub fn check_value(
         .map_err(|e| BedrockError::validation(format!("Malformed input request: {e}")))?;
     // A Provisioned Throughput ARN has its base model's limit.
     let limit = state.max_output_tokens(model_id)?;
+    let service_tier = requested_tier(&value)?;
+    let latency = requested_latency(&value)?;
+    let cache_points = cache_points(model_id, &value)?;
 
     let messages = request.messages.unwrap_or_default();
     if messages.is_empty() {
@@ -161,6 +169,10 @@ pub fn check_value(
             Some(call) => Generated::tool_call(call, max_tokens),
             None => generate(&fingerprint, max_tokens, &config.stop_sequences),
         },
+        cache_points,
+        cache: None,
+        service_tier,
+        latency,
     })
 }
 
@@ -214,9 +226,13 @@ fn check_system_text(system: &[Value]) -> Result<(), BedrockError> {
 
 /// What the answer's text derives from: the model and the request, but not `maxTokens` or
 /// `stopSequences`, which only cut the answer (as at temperature 0, a tighter limit gives a
-/// prefix of the same answer).
+/// prefix of the same answer), nor cache points, `serviceTier` or `performanceConfig`, which
+/// change how the prompt is served, not what the model says.
 fn fingerprint(model_id: &str, mut request: Value) -> Vec<u8> {
+    without_cache_points(&mut request);
     if let Some(request) = request.as_object_mut() {
+        request.remove("serviceTier");
+        request.remove("performanceConfig");
         let config = request
             .get_mut("inferenceConfig")
             .and_then(Value::as_object_mut);
@@ -237,7 +253,7 @@ fn fingerprint(model_id: &str, mut request: Value) -> Vec<u8> {
 /// `value` as JSON with every object's keys sorted: the same request gives the same bytes
 /// whatever order its client wrote the keys in (the AWS SDK writes a tool schema from a hash
 /// map) and whether serde_json keeps insertion order (its `preserve_order` feature) or not.
-fn write_canonical(value: &Value, out: &mut Vec<u8>) {
+pub(super) fn write_canonical(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::Object(map) => {
             let mut entries: Vec<_> = map.iter().collect();

@@ -5,7 +5,13 @@
 //! and streams `contentBlockStart {start: {toolUse: {toolUseId, name}}}`, then
 //! `contentBlockDelta {delta: {toolUse: {input}}}` events whose inputs, concatenated, are the
 //! input's JSON text.
+//!
+//! Prompt caching: `cachePoint` blocks are checked and read as [`crate::prompt_cache`]
+//! describes; when one counts, `usage` reports the tokens read from the cache or written to it
+//! apart from `inputTokens` (`cacheReadInputTokens`, `cacheWriteInputTokens`, `cacheDetails`).
+//! `serviceTier` and `performanceConfig` are checked and echoed as [`crate::tier`] describes.
 
+mod cache;
 mod check;
 mod stream;
 
@@ -19,15 +25,27 @@ use serde_json::{json, Value};
 
 use crate::error::BedrockError;
 use crate::generate::Generated;
+use crate::prompt_cache::{CachePoint, CacheUse};
 use crate::runtime::{Admission, RuntimeState};
+use crate::tier::{Latency, ServiceTier};
 use check::check;
 pub use check::check_value;
 pub use stream::converse_stream;
 
 /// A request that passed every check, ready to be answered.
 pub struct Checked {
+    /// Every input token, those of a cached prefix included.
     pub input_tokens: u32,
     pub answer: Generated,
+    /// The request's cache points, in order.
+    pub cache_points: Vec<CachePoint>,
+    /// What the call read from the prompt cache or wrote to it, once admitted; `None` when no
+    /// cache point counts (and for batch records, which do not use the cache).
+    pub cache: Option<CacheUse>,
+    /// The tier the request asked for, if it named one.
+    pub service_tier: Option<ServiceTier>,
+    /// The latency its `performanceConfig` asked for, if it had one.
+    pub latency: Option<Latency>,
 }
 
 /// Checks, counts and admits a call; a configured fault or a bad request ends it here.
@@ -45,7 +63,7 @@ pub fn admit_checked(
             return Err(e);
         }
     };
-    let admission = state.admit(model_id)?;
+    let admission = state.admit_tier(model_id, checked.service_tier)?;
     if let Some(reason) = admission.behaviour.stop_reason {
         checked.answer = checked.answer.stopped_by(reason);
     }
@@ -53,15 +71,32 @@ pub fn admit_checked(
         let tokens = u64::from(checked.input_tokens) + u64::from(checked.answer.output_tokens);
         state.charge_provisioned(&arn, tokens)?;
     }
+    // Only a call that will be answered reads or writes the cache.
+    checked.cache = state.use_prompt_cache(model_id, &checked.cache_points, &admission.behaviour);
     Ok((checked, admission))
 }
 
+/// The answer's `usage`; the cache fields only when a cache point counted.
 fn usage(checked: &Checked) -> Value {
-    json!({
-        "inputTokens": checked.input_tokens,
-        "outputTokens": checked.answer.output_tokens,
-        "totalTokens": checked.input_tokens + checked.answer.output_tokens,
-    })
+    match &checked.cache {
+        Some(cache) => cache.usage(checked.input_tokens, checked.answer.output_tokens),
+        None => json!({
+            "inputTokens": checked.input_tokens,
+            "outputTokens": checked.answer.output_tokens,
+            "totalTokens": checked.input_tokens + checked.answer.output_tokens,
+        }),
+    }
+}
+
+/// What an answer (the Converse response, the stream's `metadata` event) echoes from its
+/// request: the tier that served it and its `performanceConfig`, when the request named them.
+fn echo_request(checked: &Checked, answer: &mut Value) {
+    if let Some(tier) = checked.service_tier {
+        answer["serviceTier"] = tier.echo();
+    }
+    if let Some(latency) = checked.latency {
+        answer["performanceConfig"] = latency.echo();
+    }
 }
 
 pub async fn converse(
@@ -75,7 +110,7 @@ pub async fn converse(
     admission
         .wait_for_answer(checked.answer.output_tokens)
         .await;
-    state.record_served(&model_id);
+    state.record_served(&model_id, checked.service_tier);
     Ok(Json(output(&checked, started.elapsed().as_millis() as u64)))
 }
 
@@ -94,6 +129,7 @@ pub fn output(checked: &Checked, latency_ms: u64) -> Value {
     if let Some(sequence) = &checked.answer.stop_sequence {
         output["additionalModelResponseFields"] = json!({ "stop_sequence": sequence });
     }
+    echo_request(checked, &mut output);
     output
 }
 

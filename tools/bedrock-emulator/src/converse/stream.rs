@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, StreamExt};
 use serde_json::{json, Value};
 
-use super::{admit_checked, check, usage, Checked};
+use super::{admit_checked, check, echo_request, usage, Checked};
 use crate::error::BedrockError;
 use crate::eventstream::{event_frame, exception_frame};
 use crate::fault::StreamError;
@@ -94,11 +94,12 @@ pub async fn converse_stream(
     if stream_error.is_some() {
         state.record_stream_error(&model_id);
     } else {
-        state.record_served(&model_id);
+        state.record_served(&model_id, checked.service_tier);
     }
 
     let events = answer_events(&checked, stream_error);
-    let usage = usage(&checked);
+    let mut metadata = json!({"usage": usage(&checked)});
+    echo_request(&checked, &mut metadata);
     let first_token = admission.first_token_delay();
     let per_token = admission.per_token_delay();
     let frames = stream::iter(events.into_iter().enumerate())
@@ -120,10 +121,9 @@ pub async fn converse_stream(
                     exception_frame(exception.event_type(), &exception.payload())
                 }
                 None => {
-                    let metadata = json!({
-                        "usage": usage,
-                        "metrics": {"latencyMs": started.elapsed().as_millis() as u64},
-                    });
+                    let mut metadata = metadata;
+                    metadata["metrics"] =
+                        json!({"latencyMs": started.elapsed().as_millis() as u64});
                     event_frame("metadata", &metadata)
                 }
             }

@@ -331,3 +331,363 @@ fn deltas_rebuild_the_text() {
     assert_eq!(deltas(text).concat(), text);
     assert_eq!(deltas(text).len(), 3);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Prompt caching, service tiers and performanceConfig, through the handlers
+
+mod caching_and_tiers {
+    use std::sync::Arc;
+
+    use aws_smithy_eventstream::frame::read_message_from;
+    use axum::extract::{Path, State};
+    use axum::http::StatusCode;
+    use bytes::Buf;
+
+    use super::*;
+    use crate::generate::tokens_for;
+    use crate::runtime::RuntimePatch;
+
+    /// 9000 characters: 2250 tokens, over Claude 3 Haiku's minimum of 2048.
+    fn long_system() -> String {
+        "cache me ".repeat(1000)
+    }
+
+    fn cached(system: &str, question: &str) -> Value {
+        json!({
+            "system": [{"text": system}, {"cachePoint": {"type": "default"}}],
+            "messages": [user(question)],
+        })
+    }
+
+    fn state() -> Arc<RuntimeState> {
+        Arc::new(RuntimeState::for_tests())
+    }
+
+    fn configure(state: &RuntimeState, patch: Value) {
+        let patch: RuntimePatch = serde_json::from_value(patch).unwrap();
+        state.apply(&patch).unwrap();
+    }
+
+    async fn call(state: &Arc<RuntimeState>, body: &Value) -> Result<Value, BedrockError> {
+        let response = converse(
+            State(state.clone()),
+            Path(HAIKU.to_owned()),
+            Bytes::from(body.to_string()),
+        )
+        .await?;
+        Ok(response.0)
+    }
+
+    async fn usage_of(state: &Arc<RuntimeState>, body: &Value) -> Value {
+        call(state, body).await.unwrap()["usage"].clone()
+    }
+
+    /// The events of a ConverseStream answer, by type, with their payloads.
+    async fn stream_events(state: &Arc<RuntimeState>, body: &Value) -> Vec<(String, Value)> {
+        let response = converse_stream(
+            State(state.clone()),
+            Path(HAIKU.to_owned()),
+            Bytes::from(body.to_string()),
+        )
+        .await
+        .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let mut bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let mut events = Vec::new();
+        while bytes.has_remaining() {
+            let message = read_message_from(&mut bytes).unwrap();
+            let kind = message
+                .headers()
+                .iter()
+                .find(|h| h.name().as_str() == ":event-type")
+                .and_then(|h| h.value().as_string().ok())
+                .map(|s| s.as_str().to_owned())
+                .unwrap();
+            events.push((kind, serde_json::from_slice(message.payload()).unwrap()));
+        }
+        events
+    }
+
+    #[tokio::test]
+    async fn a_prefix_is_written_then_read_within_its_ttl_and_written_again_after() {
+        let state = state();
+        configure(&state, json!({"promptCacheNow": "2030-01-01T00:00:00Z"}));
+        let system = long_system();
+        // 9000 + 15 characters: 2254 tokens, 2250 of them before the cache point.
+        let first = usage_of(&state, &cached(&system, "What is cached?")).await;
+        let output = first["outputTokens"].as_u64().unwrap();
+        assert_eq!(
+            first,
+            json!({"inputTokens": 4, "outputTokens": output, "totalTokens": 2254 + output,
+                   "cacheReadInputTokens": 0, "cacheWriteInputTokens": 2250,
+                   "cacheDetails": [{"ttl": "5m", "inputTokens": 2250}]})
+        );
+
+        // Another question after the same prefix, four minutes later: read.
+        configure(&state, json!({"promptCacheNow": "2030-01-01T00:04:00Z"}));
+        let second = usage_of(&state, &cached(&system, "And what is not?")).await;
+        assert_eq!(second["cacheReadInputTokens"], 2250);
+        assert_eq!(second["cacheWriteInputTokens"], 0);
+        assert!(second.get("cacheDetails").is_none(), "{second}");
+        assert_eq!(second["inputTokens"], 4);
+
+        // The read kept it until 00:09:00; at 00:09:00 it is gone.
+        configure(&state, json!({"promptCacheNow": "2030-01-01T00:08:59Z"}));
+        assert_eq!(
+            usage_of(&state, &cached(&system, "Still there?")).await["cacheReadInputTokens"],
+            2250
+        );
+        configure(&state, json!({"promptCacheNow": "2030-01-01T00:13:59Z"}));
+        let expired = usage_of(&state, &cached(&system, "Still there?")).await;
+        assert_eq!(
+            (
+                &expired["cacheReadInputTokens"],
+                &expired["cacheWriteInputTokens"]
+            ),
+            (&json!(0), &json!(2250))
+        );
+
+        let stats = serde_json::to_value(&state.stats()[HAIKU]).unwrap();
+        assert_eq!(stats["cacheWriteTokens"], 4500);
+        assert_eq!(stats["cacheReadTokens"], 4500);
+        state.reset();
+        assert_eq!(state.prompt_cache_len(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_hour_ttl_keeps_the_prefix_an_hour() {
+        let state = state();
+        configure(&state, json!({"promptCacheNow": "2030-01-01T00:00:00Z"}));
+        let mut body = cached(&long_system(), "Hello");
+        body["system"][1]["cachePoint"]["ttl"] = json!("1h");
+        let written = usage_of(&state, &body).await;
+        assert_eq!(
+            written["cacheDetails"],
+            json!([{"ttl": "1h", "inputTokens": 2250}])
+        );
+        configure(&state, json!({"promptCacheNow": "2030-01-01T00:59:00Z"}));
+        assert_eq!(usage_of(&state, &body).await["cacheReadInputTokens"], 2250);
+    }
+
+    #[tokio::test]
+    async fn under_the_minimum_a_cache_point_is_ignored_and_changes_nothing() {
+        let state = state();
+        let plain = json!({"system": [{"text": "Be brief."}], "messages": [user("Hi")]});
+        let marked = cached("Be brief.", "Hi");
+        let without = call(&state, &plain).await.unwrap();
+        let with = call(&state, &marked).await.unwrap();
+        // The same answer and usage, byte for byte: no cache fields.
+        assert_eq!(with, without);
+        assert_eq!(
+            with["usage"].as_object().unwrap().len(),
+            3,
+            "{}",
+            with["usage"]
+        );
+        // 8188 characters are 2047 tokens, one under Claude 3 Haiku's minimum; 8189 are 2048.
+        let under = cached(&"x".repeat(8188), "Hi");
+        assert!(usage_of(&state, &under)
+            .await
+            .get("cacheWriteInputTokens")
+            .is_none());
+        let at = cached(&"x".repeat(8189), "Hi");
+        assert_eq!(usage_of(&state, &at).await["cacheWriteInputTokens"], 2048);
+
+        // A lower minimum for this model makes the short prefix count.
+        configure(
+            &state,
+            json!({"models": {HAIKU: {"promptCacheMinTokens": 1}}}),
+        );
+        assert_eq!(usage_of(&state, &marked).await["cacheWriteInputTokens"], 3);
+        configure(
+            &state,
+            json!({"models": {HAIKU: {"promptCacheMinTokens": null}}}),
+        );
+        assert!(usage_of(&state, &marked)
+            .await
+            .get("cacheReadInputTokens")
+            .is_none());
+    }
+
+    #[tokio::test]
+    async fn the_longest_usable_prefix_counts_and_tools_come_first() {
+        let state = state();
+        let tools = json!({"tools": [
+            {"toolSpec": {"name": "lookup", "description": "d".repeat(9000), "inputSchema": {"json": {"type": "object"}}}},
+            {"cachePoint": {"type": "default"}},
+        ]});
+        let body = json!({
+            "toolConfig": tools,
+            "system": [{"text": long_system()}, {"cachePoint": {"type": "default"}}],
+            "messages": [{"role": "user", "content": [{"text": "Hi"}, {"cachePoint": {"type": "default"}}]}],
+        });
+        let usage = usage_of(&state, &body).await;
+        let tool_chars = body["toolConfig"]["tools"][0].to_string().len();
+        let longest = tokens_for(tool_chars + 9000 + 2);
+        assert_eq!(usage["cacheWriteInputTokens"], longest);
+        assert_eq!(usage["inputTokens"], 0);
+        let output = usage["outputTokens"].as_u64().unwrap();
+        assert_eq!(usage["totalTokens"], u64::from(longest) + output);
+        // The prefix of the tools alone is another entry: a request that only shares the tools
+        // writes it.
+        let mut tools_only = body.clone();
+        tools_only["system"] = json!([{"text": "short"}]);
+        tools_only["messages"] = json!([user("Hi")]);
+        let usage = usage_of(&state, &tools_only).await;
+        assert_eq!(usage["cacheWriteInputTokens"], tokens_for(tool_chars));
+    }
+
+    #[tokio::test]
+    async fn a_bad_cache_point_is_a_validation_exception() {
+        let state = state();
+        let mut body = cached("Be brief.", "Hi");
+        body["system"][1]["cachePoint"]["type"] = json!("ephemeral");
+        let error = call(&state, &body).await.unwrap_err();
+        assert_eq!(error.error_type, "ValidationException");
+        assert!(
+            error.message.contains("system.2.member.cachePoint.type"),
+            "{error:?}"
+        );
+        body["system"][1]["cachePoint"] = json!({"type": "default", "ttl": "1d"});
+        assert!(call(&state, &body).await.is_err());
+        assert_eq!(state.stats()[HAIKU].validation_errors, 2);
+    }
+
+    #[tokio::test]
+    async fn the_stream_metadata_carries_the_same_usage_and_echoes() {
+        let state = state();
+        configure(&state, json!({"promptCacheNow": "2030-01-01T00:00:00Z"}));
+        let mut body = cached(&long_system(), "Stream it");
+        body["serviceTier"] = json!({"type": "priority"});
+        body["performanceConfig"] = json!({"latency": "optimized"});
+        let events = stream_events(&state, &body).await;
+        let (kind, metadata) = events.last().unwrap();
+        assert_eq!(kind, "metadata");
+        assert_eq!(metadata["usage"]["cacheWriteInputTokens"], 2250);
+        assert_eq!(metadata["serviceTier"], json!({"type": "priority"}));
+        assert_eq!(
+            metadata["performanceConfig"],
+            json!({"latency": "optimized"})
+        );
+        // The same request through Converse reads what the stream wrote, and says the same.
+        let answer = call(&state, &body).await.unwrap();
+        let mut expected = metadata["usage"].clone();
+        expected["cacheReadInputTokens"] = expected["cacheWriteInputTokens"].clone();
+        expected["cacheWriteInputTokens"] = json!(0);
+        expected.as_object_mut().unwrap().remove("cacheDetails");
+        assert_eq!(answer["usage"], expected);
+        assert_eq!(answer["serviceTier"], metadata["serviceTier"]);
+        assert_eq!(answer["performanceConfig"], metadata["performanceConfig"]);
+
+        // Without them, the metadata holds usage and metrics only.
+        let plain = stream_events(&state, &json!({"messages": [user("Stream it")]})).await;
+        let metadata = &plain.last().unwrap().1;
+        let mut keys: Vec<_> = metadata.as_object().unwrap().keys().collect();
+        keys.sort();
+        assert_eq!(keys, ["metrics", "usage"]);
+        assert_eq!(metadata["usage"].as_object().unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn tiers_are_echoed_counted_and_flex_is_throttled_at_its_rate() {
+        let state = state();
+        let ask = |tier: &str| json!({"messages": [user("Hi")], "serviceTier": {"type": tier}});
+        let plain = call(&state, &json!({"messages": [user("Hi")]}))
+            .await
+            .unwrap();
+        assert!(plain.get("serviceTier").is_none() && plain.get("performanceConfig").is_none());
+        for tier in ["priority", "default", "flex"] {
+            let answer = call(&state, &ask(tier)).await.unwrap();
+            assert_eq!(answer["serviceTier"], json!({"type": tier}));
+            // The tier does not change what the model says.
+            assert_eq!(answer["output"], plain["output"]);
+        }
+        for bad in ["reserved", "gold"] {
+            let error = call(&state, &ask(bad)).await.unwrap_err();
+            assert_eq!(error.error_type, "ValidationException", "{bad}");
+        }
+
+        configure(&state, json!({"flexThrottleRate": 1}));
+        let throttled = call(&state, &ask("flex")).await.unwrap_err();
+        assert_eq!(
+            (throttled.error_type, throttled.status.as_u16()),
+            ("ThrottlingException", 429)
+        );
+        assert!(call(&state, &ask("default")).await.is_ok());
+        assert!(call(&state, &json!({"messages": [user("Hi")]}))
+            .await
+            .is_ok());
+        configure(&state, json!({"flexThrottleRate": 0.5}));
+        let mut served = 0;
+        for _ in 0..4 {
+            served += usize::from(call(&state, &ask("flex")).await.is_ok());
+        }
+        assert_eq!(served, 2);
+
+        let stats = serde_json::to_value(&state.stats()[HAIKU]).unwrap();
+        assert_eq!(
+            stats["tiers"],
+            json!({"priority": 1, "default": 2, "flex": 3})
+        );
+        assert_eq!(stats["flexThrottled"], 3);
+        assert_eq!(stats["throttled"], 3);
+        assert_eq!(stats["validationErrors"], 2);
+    }
+
+    #[test]
+    fn tiers_set_the_pace() {
+        let state = RuntimeState::for_tests();
+        configure(&state, json!({"ttftMs": 100, "msPerToken": 10}));
+        let delays = |tier| {
+            let admission = state.admit_tier(HAIKU, tier).unwrap();
+            (
+                admission.first_token_delay().as_millis(),
+                admission.per_token_delay().as_millis(),
+            )
+        };
+        assert_eq!(delays(None), (100, 10));
+        assert_eq!(delays(Some(ServiceTier::Default)), (100, 10));
+        assert_eq!(delays(Some(ServiceTier::Flex)), (200, 20));
+        assert_eq!(delays(Some(ServiceTier::Priority)), (50, 5));
+        configure(
+            &state,
+            json!({"flexLatencyFactor": 3, "priorityLatencyFactor": 0.1}),
+        );
+        assert_eq!(delays(Some(ServiceTier::Flex)), (300, 30));
+        assert_eq!(delays(Some(ServiceTier::Priority)), (10, 1));
+        for bad in [
+            json!({"flexLatencyFactor": -1}),
+            json!({"priorityLatencyFactor": 101}),
+            json!({"flexThrottleRate": 1.5}),
+            json!({"promptCacheNow": "soon"}),
+        ] {
+            let patch: RuntimePatch = serde_json::from_value(bad.clone()).unwrap();
+            assert!(state.apply(&patch).is_err(), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn performance_config_is_echoed_and_checked() {
+        let state = state();
+        let ask = |config: Value| json!({"messages": [user("Hi")], "performanceConfig": config});
+        let optimized = call(&state, &ask(json!({"latency": "optimized"})))
+            .await
+            .unwrap();
+        assert_eq!(
+            optimized["performanceConfig"],
+            json!({"latency": "optimized"})
+        );
+        let standard = call(&state, &ask(json!({}))).await.unwrap();
+        assert_eq!(
+            standard["performanceConfig"],
+            json!({"latency": "standard"})
+        );
+        assert!(standard.get("serviceTier").is_none());
+        let error = call(&state, &ask(json!({"latency": "fast"})))
+            .await
+            .unwrap_err();
+        assert_eq!(error.error_type, "ValidationException");
+    }
+}

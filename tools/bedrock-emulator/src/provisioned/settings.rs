@@ -4,11 +4,11 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use super::check::Accepted;
 use super::throughput::Provisioned;
-use crate::time::{parse_time, timestamp};
+use crate::time::{now_or_system, parse_time, serialize_optional_time};
 
 const DEFAULT_FAILURE_MESSAGE: &str =
     "Provisioned Throughput creation failed: capacity for the requested model units is not available. Try again later or with fewer model units.";
@@ -32,7 +32,7 @@ pub struct ProvisionedSettings {
     /// Tokens per minute per model unit, by base model id.
     pub tokens_per_minute_by_model: BTreeMap<String, u64>,
     /// The present for the commitment check; `None`: the system clock.
-    #[serde(serialize_with = "serialize_time")]
+    #[serde(serialize_with = "serialize_optional_time")]
     pub now: Option<DateTime<Utc>>,
 }
 
@@ -49,13 +49,6 @@ impl Default for ProvisionedSettings {
             now: None,
         }
     }
-}
-
-fn serialize_time<S: Serializer>(
-    time: &Option<DateTime<Utc>>,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    time.map(timestamp).serialize(serializer)
 }
 
 /// A partial update of [`ProvisionedSettings`]; an unknown field is refused.
@@ -123,7 +116,7 @@ impl ProvisionedSettings {
 
     /// The present, as the commitment check sees it.
     pub fn now(&self) -> DateTime<Utc> {
-        self.now.unwrap_or_else(Utc::now)
+        now_or_system(self.now)
     }
 
     /// Tokens per minute per model unit of a Provisioned Throughput's model.

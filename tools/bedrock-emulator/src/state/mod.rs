@@ -18,6 +18,7 @@ use crate::identity::Identity;
 use crate::patch::set_or_clear;
 use crate::provisioned::{ProvisionedPatch, ProvisionedSettings, ProvisionedState};
 use crate::runtime::{ModelStats, RuntimePatch, RuntimeSettings, RuntimeState};
+use crate::time::serialize_optional_time;
 
 pub use crate::batch::BatchSettings;
 pub use crate::runtime::{Behaviour, BehaviourPatch};
@@ -37,6 +38,9 @@ pub struct ConfigPatch {
     pub global: BehaviourPatch,
     #[serde(default)]
     pub models: BTreeMap<String, Option<BehaviourPatch>>,
+    /// The present for the prompt cache (ISO-8601, `null`: the system clock); global only.
+    #[serde(default, deserialize_with = "set_or_clear")]
+    pub prompt_cache_now: Option<Option<String>>,
     pub batch_step_ms: Option<u64>,
     pub batch_min_records: Option<u64>,
     pub batch_max_records: Option<u64>,
@@ -57,6 +61,7 @@ impl ConfigPatch {
         RuntimePatch {
             global: self.global.clone(),
             models: self.models.clone(),
+            prompt_cache_now: self.prompt_cache_now.clone(),
         }
     }
 
@@ -85,6 +90,9 @@ pub struct RuntimeConfig {
     #[serde(flatten)]
     pub batch: BatchSettings,
     pub models: BTreeMap<String, Behaviour>,
+    /// The present for the prompt cache's expiries; `None`: the system clock.
+    #[serde(serialize_with = "serialize_optional_time")]
+    pub prompt_cache_now: Option<chrono::DateTime<chrono::Utc>>,
     /// Provisioned Throughput settings, shown as `"provisioned": {...}`.
     pub provisioned: ProvisionedSettings,
 }
@@ -99,6 +107,7 @@ impl RuntimeConfig {
             global: runtime.global,
             batch,
             models: runtime.models,
+            prompt_cache_now: runtime.prompt_cache_now,
             provisioned,
         }
     }
@@ -166,6 +175,7 @@ impl EmulatorState {
         let settings = RuntimeSettings {
             global: initial.global,
             models: initial.models,
+            prompt_cache_now: initial.prompt_cache_now,
         };
         let runtime = Arc::new(RuntimeState::new(catalog, settings, provisioned.clone()));
         let batch = BatchState::new(runtime.clone(), initial.batch, identity).with_storage(storage);

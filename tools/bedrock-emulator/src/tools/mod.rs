@@ -3,7 +3,8 @@
 //!
 //! Request side, as Bedrock takes it: `toolConfig: {tools: [{toolSpec: {name, description?,
 //! inputSchema: {json: <JSON schema>}}}], toolChoice?: {auto: {}} | {any: {}} | {tool: {name}}}`
-//! (other members of the `Tool` union, such as `cachePoint`, are accepted and play no part);
+//! (other members of the `Tool` union are accepted and play no part here; a `cachePoint` is a
+//! prompt-caching marker, see [`crate::prompt_cache`]);
 //! `toolUse {toolUseId, name, input}` blocks in assistant messages and `toolResult {toolUseId,
 //! content: [{text} | {json} | …], status?}` blocks in user messages. A violation is a
 //! `ValidationException`:
@@ -81,7 +82,17 @@ pub fn definition_chars(request: &Value) -> usize {
         .get("toolConfig")
         .and_then(|c| c.get("tools"))
         .and_then(Value::as_array)
-        .map_or(0, |tools| tools.iter().map(|t| t.to_string().len()).sum())
+        .map_or(0, |tools| tools.iter().map(tool_chars).sum())
+}
+
+/// Characters one entry of `toolConfig.tools` counts for: its serialised size, none for a
+/// cache point (a marker, not content).
+pub fn tool_chars(tool: &Value) -> usize {
+    if tool.get("cachePoint").is_some() {
+        0
+    } else {
+        tool.to_string().len()
+    }
 }
 
 fn constraint(value: &str, at: &str, rule: &str) -> BedrockError {
