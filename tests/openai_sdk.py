@@ -127,6 +127,32 @@ if calls:
     ]
     check("streamed tool call deltas carry index 0", all(tc.index == 0 for c in streamed_call for tc in c.choices[0].delta.tool_calls) and bool(streamed_call))
 
+# Prompt caching: a cache_control mark after a long system prompt (over every model's minimum
+# cacheable size) writes Bedrock's prompt cache, the next question with the same prefix reads
+# it, and the first question without the mark is the same response-cache entry.
+policy = f"Refund policy of run {RUN}. " + "Refunds are granted within 30 days of purchase. " * 600
+
+
+def with_policy(question_text, marked=True):
+    part = {"type": "text", "text": policy}
+    if marked:
+        part["cache_control"] = {"type": "ephemeral"}
+    return [{"role": "system", "content": [part]}, {"role": "user", "content": question_text}]
+
+
+wrote = client.chat.completions.create(model="auto", messages=with_policy("May I return shoes?"))
+details = wrote.usage.prompt_tokens_details
+check("a cache point writes: cached_tokens 0", details is not None and details.cached_tokens == 0, wrote.usage)
+read = client.chat.completions.create(model="auto", messages=with_policy("May I return a hat?"))
+details = read.usage.prompt_tokens_details
+check(
+    "the same prefix reads: cached_tokens counted in prompt_tokens",
+    details is not None and 0 < details.cached_tokens < read.usage.prompt_tokens,
+    read.usage,
+)
+plain = client.chat.completions.with_raw_response.create(model="auto", messages=with_policy("May I return shoes?", marked=False))
+check("without the mark, the same response-cache entry", plain.headers.get("x-cache") == "HIT", plain.headers.get("x-cache"))
+
 # Refusals, as the SDK's exception classes.
 try:
     OpenAI(base_url=BASE_URL, api_key="bgw_nope", max_retries=0).chat.completions.create(model="auto", messages=question)

@@ -864,3 +864,64 @@ async fn current_models_answer_through_inference_profiles() {
         .unwrap()
         .contains("inference profile"));
 }
+
+/// Bedrock's prompt cache through `/v1/invoke`: a cache point after a long system prompt writes
+/// the cache, the next question with the same prefix reads it, each priced at its own rate, and
+/// the first request without its cache point is the same response-cache entry.
+#[tokio::test]
+async fn a_cache_point_writes_then_reads_the_prompt_cache_and_keeps_one_response_entry() {
+    let emulator = Emulator::reset().await;
+    emulator
+        .configure(json!({"promptCacheMinTokens": 100}))
+        .await;
+    let harness = Harness::new(&[]).await;
+    let policy = unique("Refund policy. ") + &"Refunds within 30 days of purchase. ".repeat(40);
+    let ask = |question: &str, marked: bool| {
+        let mut system = vec![json!({"text": policy})];
+        if marked {
+            system.push(json!({"cachePoint": {"type": "default"}}));
+        }
+        json!({"modelId": HAIKU, "system": system, "prompt": question})
+    };
+    // Claude 3 Haiku: $0.00025 input, $0.00125 output per 1,000 tokens; the prompt cache reads
+    // at a tenth of the input price and writes at a quarter more.
+    let priced = |usage: &Value| {
+        let tokens = |field: &str| usage[field].as_f64().unwrap_or(0.0) / 1000.0;
+        tokens("inputTokens") * 0.00025
+            + tokens("outputTokens") * 0.00125
+            + tokens("cacheReadInputTokens") * 0.000025
+            + tokens("cacheWriteInputTokens") * 0.0003125
+    };
+
+    let first = harness.invoke(ask("May I return shoes?", true)).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let usage = &first.body["usage"];
+    let written = usage["cacheWriteInputTokens"].as_u64().unwrap_or(0);
+    assert!(written >= 100, "{usage}");
+    assert_eq!(usage.get("cacheReadInputTokens"), None, "{usage}");
+    let cost = first.body["costUsd"].as_f64().unwrap();
+    assert!((cost - priced(usage)).abs() < 1e-9, "{cost} for {usage}");
+
+    let second = harness.invoke(ask("May I return a hat?", true)).await;
+    assert_eq!(second.cache(), "MISS");
+    let usage = &second.body["usage"];
+    assert_eq!(
+        usage["cacheReadInputTokens"].as_u64(),
+        Some(written),
+        "{usage}"
+    );
+    let cost = second.body["costUsd"].as_f64().unwrap();
+    assert!((cost - priced(usage)).abs() < 1e-9, "{cost} for {usage}");
+    assert!(cost < first.body["costUsd"].as_f64().unwrap());
+    let metrics = harness.metrics.last();
+    assert_eq!(u64::from(metrics.prompt_cache_read_tokens), written);
+    assert!(metrics.prompt_cache_saved_usd > 0.0, "{metrics:?}");
+
+    // The cache point changes what a call costs, not its answer: one response-cache entry.
+    let plain = harness.invoke(ask("May I return shoes?", false)).await;
+    assert_eq!(plain.cache(), "HIT");
+    assert_eq!(plain.body["text"], first.body["text"]);
+    assert_eq!(emulator.calls(HAIKU).await, 2);
+    let metrics = harness.metrics.last();
+    assert_eq!(metrics.prompt_cache_read_tokens, 0, "a hit reads nothing");
+}
