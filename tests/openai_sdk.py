@@ -153,6 +153,12 @@ check(
 plain = client.chat.completions.with_raw_response.create(model="auto", messages=with_policy("May I return shoes?", marked=False))
 check("without the mark, the same response-cache entry", plain.headers.get("x-cache") == "HIT", plain.headers.get("x-cache"))
 
+# Bedrock's flex tier, asked as OpenAI's service_tier, is the tier the answer reports.
+flex = client.chat.completions.create(
+    model="auto", messages=[{"role": "user", "content": f"Name a flexible tier. (run {RUN})"}], service_tier="flex"
+)
+check("service_tier flex is served as flex", flex.service_tier == "flex", flex.service_tier)
+
 # Refusals, as the SDK's exception classes.
 try:
     OpenAI(base_url=BASE_URL, api_key="bgw_nope", max_retries=0).chat.completions.create(model="auto", messages=question)

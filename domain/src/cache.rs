@@ -379,6 +379,7 @@ mod tests {
 
     fn answer(stop_reason: &str, text: &str) -> ModelAnswer {
         ModelAnswer {
+            service_tier: None,
             message: Message {
                 role: Role::Assistant,
                 content: vec![ContentBlock::text(text)],

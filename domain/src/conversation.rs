@@ -560,6 +560,9 @@ pub struct ModelAnswer {
     pub message: Message,
     pub stop_reason: String,
     pub usage: Usage,
+    /// The service tier Bedrock served the call on, when one was asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_tier: Option<crate::routing::ServiceTier>,
 }
 
 impl ModelAnswer {

@@ -1,7 +1,7 @@
 //! What one request reports: one log line and one set of metrics.
 
 use super::cache::CacheState;
-use super::routing::Route;
+use super::routing::{Route, ServiceTier};
 use super::tiers::Tier;
 
 /// How a request ended, by the class an alarm is set on.
@@ -60,6 +60,10 @@ pub struct RequestMetrics {
     /// What Bedrock's prompt cache saved on this call against the same input uncached
     /// (negative when it only wrote, which costs more than plain input).
     pub prompt_cache_saved_usd: f64,
+    /// The service tier Bedrock served the call on, when one was asked for.
+    pub service_tier: Option<ServiceTier>,
+    /// A flex call was throttled and the default tier answered.
+    pub tier_fallback: bool,
 }
 
 impl RequestMetrics {
@@ -78,6 +82,8 @@ impl RequestMetrics {
             prompt_cache_read_tokens: 0,
             prompt_cache_write_tokens: 0,
             prompt_cache_saved_usd: 0.0,
+            service_tier: None,
+            tier_fallback: false,
             on_demand_equivalent_usd: 0.0,
             too_large_to_cache: false,
             outcome: Outcome::from_status(status),

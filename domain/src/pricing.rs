@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use super::conversation::Usage;
 use crate::error::ConfigError;
+use crate::routing::ServiceTier;
 
 /// US dollars per 1,000 tokens.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -68,6 +69,66 @@ const DEFAULT_PRICES: &[(&str, f64, f64)] = &[
 #[derive(Debug, Clone, PartialEq)]
 pub struct PriceTable {
     prices: HashMap<String, Price>,
+    /// Price of each service tier as a share of the default tier's.
+    tiers: TierFactors,
+}
+
+/// What the flex and priority tiers cost as a share of the default tier's price
+/// (`SERVICE_TIER_PRICE_FACTORS`): by default flex half, priority 1.75 times.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TierFactors {
+    pub flex: f64,
+    pub priority: f64,
+}
+
+impl Default for TierFactors {
+    fn default() -> Self {
+        Self {
+            flex: 0.5,
+            priority: 1.75,
+        }
+    }
+}
+
+impl TierFactors {
+    /// `flex=0.5,priority=1.75` (either may be left out, keeping its default).
+    pub fn parse(variable: &str, spec: Option<&str>) -> Result<Self, ConfigError> {
+        let mut factors = Self::default();
+        for entry in spec
+            .unwrap_or_default()
+            .split([',', ';'])
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
+            let invalid = || {
+                ConfigError::new(
+                    variable,
+                    format!("entry {entry:?} is not flex=SHARE or priority=SHARE (a non-negative number, e.g. flex=0.5)"),
+                )
+            };
+            let (tier, share) = entry.split_once('=').ok_or_else(invalid)?;
+            let share = share
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|s| s.is_finite() && *s >= 0.0)
+                .ok_or_else(invalid)?;
+            match tier.trim() {
+                "flex" => factors.flex = share,
+                "priority" => factors.priority = share,
+                _ => return Err(invalid()),
+            }
+        }
+        Ok(factors)
+    }
+
+    fn of(&self, tier: Option<ServiceTier>) -> f64 {
+        match tier {
+            Some(ServiceTier::Flex) => self.flex,
+            Some(ServiceTier::Priority) => self.priority,
+            Some(ServiceTier::Default) | None => 1.0,
+        }
+    }
 }
 
 impl Default for PriceTable {
@@ -79,6 +140,7 @@ impl Default for PriceTable {
                     ((*id).to_owned(), Price::for_model(id, *input, *output))
                 })
                 .collect(),
+            tiers: TierFactors::default(),
         }
     }
 }
@@ -146,6 +208,23 @@ impl PriceTable {
             table.prices.insert(model.to_owned(), price);
         }
         Ok(table)
+    }
+
+    /// The table with these service-tier factors.
+    pub fn with_tier_factors(mut self, tiers: TierFactors) -> Self {
+        self.tiers = tiers;
+        self
+    }
+
+    /// The cost of a call served on `tier` ([`Self::cost`] times the tier's factor).
+    pub fn cost_on_tier(
+        &self,
+        model_id: &str,
+        usage: &Usage,
+        tier: Option<ServiceTier>,
+    ) -> Option<f64> {
+        self.cost(model_id, usage)
+            .map(|cost| (cost * self.tiers.of(tier) * 1e10).round() / 1e10)
     }
 
     pub fn price(&self, model_id: &str) -> Option<Price> {
@@ -224,6 +303,27 @@ mod tests {
                 .unwrap();
         assert_eq!(custom.price(HAIKU).unwrap().cache_read_per_1k, 0.3);
         assert!(PriceTable::with_overrides("MODEL_PRICES", Some("x=1/2/3")).is_err());
+    }
+
+    #[test]
+    fn a_tier_scales_the_default_price_by_its_factor() {
+        let usage = Usage::new(2000, 1000);
+        let table = PriceTable::default();
+        let default = table.cost(HAIKU, &usage).unwrap();
+        let flex = table.cost_on_tier(HAIKU, &usage, Some(ServiceTier::Flex));
+        assert_eq!(flex, Some((default * 0.5 * 1e10).round() / 1e10));
+        let table = table.with_tier_factors(
+            TierFactors::parse("SERVICE_TIER_PRICE_FACTORS", Some("priority=2")).unwrap(),
+        );
+        let priority = table
+            .cost_on_tier(HAIKU, &usage, Some(ServiceTier::Priority))
+            .unwrap();
+        assert!((priority - 2.0 * default).abs() < 1e-12);
+        assert_eq!(table.cost_on_tier(HAIKU, &usage, None), Some(default));
+        for bad in ["flex", "flex=-1", "scale=1", "flex=x"] {
+            let err = TierFactors::parse("SERVICE_TIER_PRICE_FACTORS", Some(bad)).unwrap_err();
+            assert_eq!(err.variable, "SERVICE_TIER_PRICE_FACTORS", "{bad}");
+        }
     }
 
     #[test]

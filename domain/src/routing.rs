@@ -6,7 +6,42 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Datelike, NaiveTime, Timelike, Utc, Weekday};
 use chrono_tz::Tz;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+/// Bedrock's service tier of an on-demand call: the same answer, sooner or later, at a price
+/// above or below the default's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceTier {
+    Priority,
+    Default,
+    Flex,
+}
+
+impl ServiceTier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Priority => "priority",
+            Self::Default => "default",
+            Self::Flex => "flex",
+        }
+    }
+}
+
+impl FromStr for ServiceTier {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "priority" => Ok(Self::Priority),
+            "default" => Ok(Self::Default),
+            "flex" => Ok(Self::Flex),
+            other => Err(format!(
+                "{other:?} is not a service tier: priority, default or flex"
+            )),
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -180,6 +215,20 @@ pub struct Target {
     pub route: Route,
     /// The model whose answer this is: what the answer is cached, priced and reported under.
     pub model: String,
+    /// The service tier asked of Bedrock (on-demand only); `None` sends none (Bedrock's default).
+    pub service_tier: Option<ServiceTier>,
+}
+
+impl Target {
+    /// The model's on-demand target, no tier asked.
+    pub fn on_demand(model: &str) -> Self {
+        Self {
+            invoke_id: model.to_owned(),
+            route: Route::OnDemand,
+            model: model.to_owned(),
+            service_tier: None,
+        }
+    }
 }
 
 /// The first target, and where to retry if it is unusable.
@@ -187,6 +236,18 @@ pub struct Target {
 pub struct Plan {
     pub primary: Target,
     pub spillover: Option<Target>,
+}
+
+impl Plan {
+    /// The plan with `tier` asked of its on-demand targets (Provisioned Throughput has none).
+    pub fn with_service_tier(mut self, tier: Option<ServiceTier>) -> Self {
+        for target in std::iter::once(&mut self.primary).chain(self.spillover.as_mut()) {
+            if target.route == Route::OnDemand {
+                target.service_tier = tier;
+            }
+        }
+        self
+    }
 }
 
 /// A Provisioned Throughput serving a custom model: its own answers, cached apart, and a
@@ -279,11 +340,7 @@ impl CapacityRouter {
     }
 
     fn on_demand(model: &str) -> Target {
-        Target {
-            invoke_id: model.to_owned(),
-            route: Route::OnDemand,
-            model: model.to_owned(),
-        }
+        Target::on_demand(model)
     }
 
     pub fn plan(&self, model: &str, now: DateTime<Utc>) -> Plan {
@@ -294,6 +351,7 @@ impl CapacityRouter {
                     invoke_id: custom.arn.clone(),
                     route: Route::Provisioned,
                     model: model.to_owned(),
+                    service_tier: None,
                 },
                 spillover: custom.fallback.as_deref().map(Self::on_demand),
             };
@@ -318,6 +376,7 @@ impl CapacityRouter {
                     invoke_id: arn.clone(),
                     route: Route::Provisioned,
                     model: model.to_owned(),
+                    service_tier: None,
                 },
                 spillover: Some(on_demand),
             }

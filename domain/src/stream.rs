@@ -160,6 +160,7 @@ impl AnswerBuilder {
             })
             .collect::<Result<Vec<_>, ModelError>>()?;
         Ok(ModelAnswer {
+            service_tier: None,
             message: Message {
                 role: Role::Assistant,
                 content,
@@ -269,6 +270,7 @@ mod tests {
 
     fn answer(content: Vec<ContentBlock>, stop_reason: &str) -> ModelAnswer {
         ModelAnswer {
+            service_tier: None,
             message: Message {
                 role: Role::Assistant,
                 content,

@@ -150,6 +150,7 @@ impl ModelInvoker for FakeModel {
             return Err(error.clone());
         }
         Ok(ModelAnswer {
+            service_tier: None,
             message: Message {
                 role: Role::Assistant,
                 content: vec![ContentBlock::text(self.text.clone())],

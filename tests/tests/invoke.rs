@@ -925,3 +925,47 @@ async fn a_cache_point_writes_then_reads_the_prompt_cache_and_keeps_one_response
     let metrics = harness.metrics.last();
     assert_eq!(metrics.prompt_cache_read_tokens, 0, "a hit reads nothing");
 }
+
+/// Bedrock's service tiers through `/v1/invoke`: flex is served and priced as flex (half the
+/// default price), and a flex call Bedrock throttles is answered on the default tier, counted.
+#[tokio::test]
+async fn a_flex_request_is_served_and_priced_on_flex_and_a_throttled_one_falls_back_to_default() {
+    use domain::routing::ServiceTier;
+    let emulator = Emulator::reset().await;
+    let harness = Harness::new(&[]).await;
+    let ask = |tier: &str, label: &str| json!({"modelId": HAIKU, "prompt": unique(label), "serviceTier": {"type": tier}});
+    // Claude 3 Haiku's default price: $0.00025 input, $0.00125 output per 1,000 tokens.
+    let default_price = |usage: &Value| {
+        usage["inputTokens"].as_f64().unwrap() / 1000.0 * 0.00025
+            + usage["outputTokens"].as_f64().unwrap() / 1000.0 * 0.00125
+    };
+
+    let flex = harness
+        .invoke(ask("flex", "Summarise a refund policy"))
+        .await;
+    assert_eq!(flex.status, 200, "{}", flex.body);
+    assert_eq!(flex.body["serviceTier"], json!({"type": "flex"}));
+    let cost = flex.body["costUsd"].as_f64().unwrap();
+    let expected = default_price(&flex.body["usage"]) * 0.5;
+    assert!((cost - expected).abs() < 1e-9, "{cost} != {expected}");
+    let metrics = harness.metrics.last();
+    assert_eq!(
+        (metrics.service_tier, metrics.tier_fallback),
+        (Some(ServiceTier::Flex), false)
+    );
+
+    emulator.configure(json!({"flexThrottleRate": 1.0})).await;
+    let fell_back = harness
+        .invoke(ask("flex", "Summarise a returns policy"))
+        .await;
+    assert_eq!(fell_back.status, 200, "{}", fell_back.body);
+    assert_eq!(fell_back.body["serviceTier"], json!({"type": "default"}));
+    let cost = fell_back.body["costUsd"].as_f64().unwrap();
+    let expected = default_price(&fell_back.body["usage"]);
+    assert!((cost - expected).abs() < 1e-9, "{cost} != {expected}");
+    let metrics = harness.metrics.last();
+    assert_eq!(
+        (metrics.service_tier, metrics.tier_fallback),
+        (Some(ServiceTier::Default), true)
+    );
+}

@@ -84,12 +84,9 @@ pub fn live_plan(
                 invoke_id: arn.clone(),
                 route: Route::Provisioned,
                 model: model.to_owned(),
+                service_tier: None,
             },
-            spillover: Some(Target {
-                invoke_id: model.to_owned(),
-                route: Route::OnDemand,
-                model: model.to_owned(),
-            }),
+            spillover: Some(Target::on_demand(model)),
         },
         None => configured,
     }

@@ -4,8 +4,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use domain::cache::{CachePolicy, SampledRequests};
-use domain::pricing::PriceTable;
-use domain::routing::{CapacityRouter, RoutingPolicy, Schedule};
+use domain::pricing::{PriceTable, TierFactors};
+use domain::routing::{CapacityRouter, RoutingPolicy, Schedule, ServiceTier};
 use domain::tiers::{ComplexityRules, TierModels, DEFAULT_COMPLEX_KEYWORDS};
 use shared::adapters::bedrock::{BedrockSettings, RetryMode};
 use shared::adapters::emf::DEFAULT_NAMESPACE;
@@ -66,6 +66,9 @@ pub struct InvokeConfig {
     pub router: CapacityRouter,
     pub bedrock: BedrockSettings,
     pub prices: PriceTable,
+    /// The service tier asked of Bedrock for an on-demand call whose request names none (or
+    /// OpenAI's `auto`) (`SERVICE_TIER`); `None` asks none, Bedrock's default.
+    pub service_tier: Option<ServiceTier>,
     pub metrics_namespace: String,
     /// The function's application log level, which metric lines must pass.
     pub log_level: Option<String>,
@@ -346,7 +349,18 @@ impl InvokeConfig {
             }),
         };
 
-        let prices = PriceTable::with_overrides("MODEL_PRICES", env.get("MODEL_PRICES"))?;
+        let prices = PriceTable::with_overrides("MODEL_PRICES", env.get("MODEL_PRICES"))?
+            .with_tier_factors(TierFactors::parse(
+                "SERVICE_TIER_PRICE_FACTORS",
+                env.get("SERVICE_TIER_PRICE_FACTORS"),
+            )?);
+        let service_tier = env
+            .get("SERVICE_TIER")
+            .map(|tier| {
+                tier.parse::<ServiceTier>()
+                    .map_err(|why| ConfigError::new("SERVICE_TIER", why))
+            })
+            .transpose()?;
         // A tenant's budget counts what its answers cost: a model without a price would be free.
         if tenancy.is_some() {
             if let Some(model) = allowed_models.iter().find(|m| prices.price(m).is_none()) {
@@ -395,6 +409,7 @@ impl InvokeConfig {
             router: CapacityRouter::new(provisioned, policy).with_custom_models(custom_models),
             bedrock,
             prices,
+            service_tier,
             metrics_namespace: env.string_or("METRICS_NAMESPACE", DEFAULT_NAMESPACE),
             log_level: env.get("AWS_LAMBDA_LOG_LEVEL").map(str::to_owned),
             response_mode: env.parse_or("RESPONSE_MODE", ResponseMode::Streaming)?,
@@ -436,6 +451,25 @@ mod tests {
         assert_eq!(err.variable, "STREAM_END_MARGIN_SECONDS");
         let err = InvokeConfig::from_env(&env(&[("STREAM_MAX_SECONDS", "0")])).unwrap_err();
         assert_eq!(err.variable, "STREAM_MAX_SECONDS");
+    }
+
+    #[test]
+    fn the_deployments_service_tier_and_its_prices_are_read_and_checked() {
+        let config = InvokeConfig::from_env(&env(&[])).unwrap();
+        assert_eq!(config.service_tier, None);
+        let config = InvokeConfig::from_env(&env(&[
+            ("SERVICE_TIER", "flex"),
+            ("SERVICE_TIER_PRICE_FACTORS", "flex=0.4"),
+        ]))
+        .unwrap();
+        assert_eq!(config.service_tier, Some(ServiceTier::Flex));
+        for (name, value) in [
+            ("SERVICE_TIER", "reserved"),
+            ("SERVICE_TIER_PRICE_FACTORS", "flex=cheap"),
+        ] {
+            let err = InvokeConfig::from_env(&env(&[(name, value)])).unwrap_err();
+            assert_eq!(err.variable, name);
+        }
     }
 
     #[test]

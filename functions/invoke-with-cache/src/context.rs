@@ -36,6 +36,8 @@ pub(crate) struct Trace {
     pub(crate) tier: Option<Tier>,
     pub(crate) route: Option<Route>,
     pub(crate) spilled_over: bool,
+    /// A flex call was throttled and the default tier answered.
+    pub(crate) tier_fallback: bool,
 }
 
 /// One request's identity, clock and reporting, carried into a stream's task.

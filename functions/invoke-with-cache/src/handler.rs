@@ -133,7 +133,8 @@ impl<A: Adapters> App<A> {
             .ports
             .routes
             .plan(&self.config.router, &model, now)
-            .await;
+            .await
+            .with_service_tier(invoke.service_tier.or(self.config.service_tier));
         let key = self.cache_key(&invoke, &caller.namespace, &plan.primary.model);
 
         let (state, lease_owner) = match self.standing(invoke.cache_mode, key.as_ref(), ctx).await {

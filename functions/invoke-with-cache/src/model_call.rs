@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use domain::error::ModelError;
+use domain::error::{ModelError, ModelErrorKind};
 use domain::ports::ModelInvoker;
-use domain::routing::{Plan, Route, Target};
+use domain::routing::{Plan, Route, ServiceTier, Target};
 
 use crate::app::{Adapters, App};
 use crate::context::{Answer, Ctx, Job, Trace};
@@ -60,6 +60,23 @@ impl<A: Adapters> App<A> {
             Ok(answer) => return Ok((answer, primary.clone())),
             Err(error) => error,
         };
+        // Flex is Bedrock's spare capacity: throttled there, the call goes to the default tier
+        // with the time the request has left.
+        if error.kind == ModelErrorKind::Throttled
+            && primary.service_tier == Some(ServiceTier::Flex)
+        {
+            let fallback = Target {
+                service_tier: Some(ServiceTier::Default),
+                ..primary.clone()
+            };
+            tracing::warn!(
+                model_id = primary.model,
+                "flex tier throttled; trying the default tier"
+            );
+            ctx.trace.tier_fallback = true;
+            let answer = call(fallback.clone(), remaining()).await?;
+            return Ok((answer, fallback));
+        }
         let Some(spillover) = plan.spillover.as_ref().filter(|_| error.spills_over()) else {
             return Err(error);
         };

@@ -5,7 +5,7 @@ use domain::cache::CacheState;
 use domain::conversation::Usage;
 use domain::metrics::{Outcome, RequestMetrics};
 use domain::ports::MetricsSink;
-use domain::routing::Route;
+use domain::routing::{Route, ServiceTier};
 use domain::tiers::Tier;
 
 use crate::app::{Adapters, App};
@@ -31,6 +31,8 @@ impl<A: Adapters> App<A> {
             latency_ms,
             input_tokens = processed.input_tokens,
             output_tokens = processed.output_tokens,
+            service_tier = answer.answer.service_tier.map(ServiceTier::as_str),
+            tier_fallback = trace.tier_fallback,
             prompt_cache_read_tokens = processed.cache_read_input_tokens,
             prompt_cache_write_tokens = processed.cache_write_input_tokens,
             cost_usd = answer.cost_usd,
@@ -52,6 +54,11 @@ impl<A: Adapters> App<A> {
             route: trace.route,
             tier: trace.tier,
             cache: Some(answer.cache),
+            service_tier: answer
+                .answer
+                .service_tier
+                .filter(|_| answer.cache != CacheState::Hit),
+            tier_fallback: trace.tier_fallback,
             prompt_cache_read_tokens: processed.cache_read_input_tokens,
             prompt_cache_write_tokens: processed.cache_write_input_tokens,
             prompt_cache_saved_usd,

@@ -9,6 +9,7 @@ use domain::conversation::{
     InferenceConfig, Invalid, Message, SystemBlock, ToolConfig,
 };
 use domain::prompt::{collapse_whitespace, limit_chars};
+use domain::routing::ServiceTier;
 
 pub use domain::conversation::MAX_TOKENS_LIMIT;
 
@@ -26,6 +27,15 @@ struct InvokeBody {
     additional_model_request_fields: Option<Value>,
     tool_config: Option<ToolConfig>,
     stream: Option<bool>,
+    service_tier: Option<ServiceTierBody>,
+}
+
+/// Converse's `serviceTier`: `{"type": "priority" | "default" | "flex"}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServiceTierBody {
+    #[serde(rename = "type")]
+    kind: ServiceTier,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -46,6 +56,8 @@ pub struct InvokeRequest {
     pub ttl_seconds: Option<u64>,
     /// Answer as server-sent events while the model writes.
     pub stream: bool,
+    /// The service tier asked for; `None` leaves it to the deployment (`SERVICE_TIER`).
+    pub service_tier: Option<ServiceTier>,
 }
 
 /// Why a body was refused.
@@ -144,6 +156,7 @@ pub fn parse(body: &[u8]) -> Result<InvokeRequest, RequestError> {
         cache_mode: cache.mode,
         ttl_seconds,
         stream: parsed.stream.unwrap_or(false),
+        service_tier: parsed.service_tier.map(|tier| tier.kind),
     })
 }
 
@@ -315,6 +328,24 @@ mod tests {
             r#"{"system": [{"text": "x"}, {"cachePoint": {"type": "default", "ttl": "2h"}}], "prompt": "x"}"#,
         ] {
             assert!(parse(bad.as_bytes()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_service_tier_is_read_in_converses_shape_and_an_unknown_one_refused() {
+        let request = parse(br#"{"prompt": "x", "serviceTier": {"type": "flex"}}"#).unwrap();
+        assert_eq!(request.service_tier, Some(ServiceTier::Flex));
+        assert_eq!(parse(br#"{"prompt": "x"}"#).unwrap().service_tier, None);
+        for bad in [
+            r#"{"prompt": "x", "serviceTier": {"type": "reserved"}}"#,
+            r#"{"prompt": "x", "serviceTier": "flex"}"#,
+        ] {
+            match parse(bad.as_bytes()).unwrap_err() {
+                RequestError::Invalid { field, .. } => {
+                    assert!(field.starts_with("serviceTier"), "{field}")
+                }
+                other => panic!("{other:?}"),
+            }
         }
     }
 

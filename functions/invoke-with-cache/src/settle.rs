@@ -13,8 +13,19 @@ use crate::context::{Answer, Caller, Job};
 
 impl<A: Adapters> App<A> {
     /// Cost, storage and spend of a whole answer from the model.
-    pub(crate) async fn settle(&self, job: &Job, answer: ModelAnswer, target: &Target) -> Answer {
-        let (cost_usd, on_demand_equivalent_usd) = self.prices(target, &answer.usage);
+    pub(crate) async fn settle(
+        &self,
+        job: &Job,
+        mut answer: ModelAnswer,
+        target: &Target,
+    ) -> Answer {
+        // Priced on the tier Bedrock says it served (a stream's: the tier asked).
+        answer.service_tier = answer.service_tier.or(target.service_tier);
+        let served = Target {
+            service_tier: answer.service_tier,
+            ..target.clone()
+        };
+        let (cost_usd, on_demand_equivalent_usd) = self.prices(&served, &answer.usage);
         let price = cost_usd.max(on_demand_equivalent_usd);
         let mut answered = Answer {
             answer,
@@ -53,10 +64,14 @@ impl<A: Adapters> App<A> {
         answered
     }
 
-    /// The cost of `usage` at the margin, and its on-demand equivalent: Provisioned Throughput
-    /// is billed by the hour, so a call on it costs nothing more.
+    /// The cost of `usage` at the margin, on the target's service tier, and its on-demand
+    /// equivalent: Provisioned Throughput is billed by the hour, so a call on it costs nothing
+    /// more.
     pub(crate) fn prices(&self, target: &Target, usage: &Usage) -> (f64, f64) {
-        let price = self.config.prices.cost(&target.model, usage);
+        let price = self
+            .config
+            .prices
+            .cost_on_tier(&target.model, usage, target.service_tier);
         if price.is_none() && target.route == Route::OnDemand {
             tracing::warn!(
                 model_id = target.model,

@@ -43,7 +43,7 @@ impl Wire {
 
 fn native_answer(answered: &Answered<'_>) -> Value {
     let meta = answered.meta;
-    json!({
+    let mut answer = json!({
         "text": answered.answer.text(),
         "message": answered.answer.message,
         "stopReason": answered.answer.stop_reason,
@@ -57,7 +57,12 @@ fn native_answer(answered: &Answered<'_>) -> Value {
         "onDemandEquivalentUsd": answered.on_demand_equivalent_usd,
         "savedUsd": answered.saved_usd,
         "latencyMs": answered.latency_ms,
-    })
+    });
+    // Converse's shape, when a tier was asked for: the tier Bedrock served.
+    if let Some(tier) = answered.answer.service_tier {
+        answer["serviceTier"] = json!({"type": tier.as_str()});
+    }
+    answer
 }
 
 /// Writes one streamed answer, event by event.

@@ -15,10 +15,11 @@ use aws_sdk_bedrockruntime::types::error::ConverseStreamOutputError;
 use aws_sdk_bedrockruntime::types::{
     AnyToolChoice, AutoToolChoice, CachePointBlock, CachePointType, CacheTtl as SdkCacheTtl,
     ContentBlock as SdkContentBlock, ContentBlockDelta, ContentBlockStart, ConversationRole,
-    ConverseStreamOutput, InferenceConfiguration, Message as SdkMessage, SpecificToolChoice,
-    SystemContentBlock, TokenUsage, Tool as SdkTool, ToolChoice as SdkToolChoice,
-    ToolConfiguration, ToolInputSchema, ToolResultBlock, ToolResultContentBlock,
-    ToolResultStatus as SdkToolResultStatus, ToolSpecification, ToolUseBlock,
+    ConverseStreamOutput, InferenceConfiguration, Message as SdkMessage,
+    ServiceTier as SdkServiceTier, ServiceTierType, SpecificToolChoice, SystemContentBlock,
+    TokenUsage, Tool as SdkTool, ToolChoice as SdkToolChoice, ToolConfiguration, ToolInputSchema,
+    ToolResultBlock, ToolResultContentBlock, ToolResultStatus as SdkToolResultStatus,
+    ToolSpecification, ToolUseBlock,
 };
 use aws_smithy_types::{Document, Number};
 use futures_util::StreamExt;
@@ -30,7 +31,7 @@ use domain::conversation::{
 };
 use domain::error::{ModelError, ModelErrorKind};
 use domain::ports::{ModelInvoker, ModelStream};
-use domain::routing::{Route, Target};
+use domain::routing::{Route, ServiceTier, Target};
 use domain::stream::StreamEvent;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -263,6 +264,7 @@ macro_rules! with_parts {
             .inference_config($parts.inference)
             .set_tool_config($parts.tools)
             .set_additional_model_request_fields($parts.additional)
+            .set_service_tier($parts.service_tier)
     };
 }
 
@@ -273,10 +275,12 @@ struct Parts {
     inference: InferenceConfiguration,
     tools: Option<ToolConfiguration>,
     additional: Option<Document>,
+    /// The target's, not the conversation's: a tier changes when, not what.
+    service_tier: Option<SdkServiceTier>,
 }
 
 impl Parts {
-    fn of(conversation: &Conversation) -> Result<Self, ModelError> {
+    fn of(conversation: &Conversation, target: &Target) -> Result<Self, ModelError> {
         let messages = conversation
             .messages
             .iter()
@@ -313,6 +317,7 @@ impl Parts {
             .map(to_sdk_tools)
             .transpose()?;
         Ok(Self {
+            service_tier: target.service_tier.map(to_sdk_tier).transpose()?,
             messages,
             system,
             inference,
@@ -358,6 +363,9 @@ fn from_output(output: ConverseOutput) -> Result<ModelAnswer, ModelError> {
         })
         .collect();
     Ok(ModelAnswer {
+        service_tier: output
+            .service_tier()
+            .and_then(|tier| from_sdk_tier(tier.r#type())),
         message: Message {
             role: Role::Assistant,
             content,
@@ -365,6 +373,29 @@ fn from_output(output: ConverseOutput) -> Result<ModelAnswer, ModelError> {
         stop_reason: output.stop_reason().as_str().to_owned(),
         usage: from_usage(output.usage()),
     })
+}
+
+/// A service tier as Converse's `serviceTier`.
+fn to_sdk_tier(tier: ServiceTier) -> Result<SdkServiceTier, ModelError> {
+    let kind = match tier {
+        ServiceTier::Priority => ServiceTierType::Priority,
+        ServiceTier::Default => ServiceTierType::Default,
+        ServiceTier::Flex => ServiceTierType::Flex,
+    };
+    SdkServiceTier::builder()
+        .r#type(kind)
+        .build()
+        .map_err(unexpected)
+}
+
+/// The tier Bedrock says it served; one this gateway does not price (`reserved`) is not kept.
+fn from_sdk_tier(kind: &ServiceTierType) -> Option<ServiceTier> {
+    match kind {
+        ServiceTierType::Priority => Some(ServiceTier::Priority),
+        ServiceTierType::Default => Some(ServiceTier::Default),
+        ServiceTierType::Flex => Some(ServiceTier::Flex),
+        _ => None,
+    }
 }
 
 /// The kind, exception name and message of a modelled service error: one `match` over the
@@ -519,7 +550,7 @@ impl ModelInvoker for BedrockInvoker {
         conversation: &Conversation,
         timeout: Option<Duration>,
     ) -> Result<ModelAnswer, ModelError> {
-        let parts = Parts::of(conversation)?;
+        let parts = Parts::of(conversation, target)?;
         let output = with_parts!(self.client.converse(), target, parts)
             .customize()
             .config_override(call_config(target, timeout))
@@ -534,7 +565,7 @@ impl ModelInvoker for BedrockInvoker {
         conversation: &Conversation,
         first_event_timeout: Option<Duration>,
     ) -> Result<ModelStream, ModelError> {
-        let parts = Parts::of(conversation)?;
+        let parts = Parts::of(conversation, target)?;
         let started = async {
             let output = with_parts!(self.client.converse_stream(), target, parts)
                 .customize()
@@ -605,6 +636,7 @@ mod tests {
 
     fn provisioned() -> Target {
         Target {
+            service_tier: None,
             invoke_id: ARN.into(),
             route: Route::Provisioned,
             model: HAIKU.into(),
@@ -613,6 +645,7 @@ mod tests {
 
     fn on_demand(id: &str) -> Target {
         Target {
+            service_tier: None,
             invoke_id: id.into(),
             route: Route::OnDemand,
             model: id.into(),
@@ -692,6 +725,31 @@ mod tests {
         assert_eq!(answer.stop_reason, "end_turn");
         assert_eq!(answer.usage.total_tokens, 5);
         assert_eq!(rule.num_calls(), 1);
+    }
+
+    /// The target's service tier is asked of Converse, and the tier Bedrock served comes back.
+    #[tokio::test]
+    async fn asks_the_targets_service_tier_and_reads_the_one_served() {
+        let rule = mock!(aws_sdk_bedrockruntime::Client::converse)
+            .match_requests(|req| {
+                req.service_tier().map(|t| t.r#type()) == Some(&ServiceTierType::Flex)
+            })
+            .then_output(|| {
+                let mut output = answer();
+                output.service_tier = to_sdk_tier(ServiceTier::Flex).ok();
+                output
+            });
+        let client = mock_client!(aws_sdk_bedrockruntime, RuleMode::MatchAny, [&rule]);
+        let flex = Target {
+            service_tier: Some(ServiceTier::Flex),
+            ..on_demand(HAIKU)
+        };
+        let answer = BedrockInvoker::from_client(client)
+            .converse(&flex, &conversation(), None)
+            .await
+            .unwrap();
+        assert_eq!(rule.num_calls(), 1, "the tier is sent");
+        assert_eq!(answer.service_tier, Some(ServiceTier::Flex));
     }
 
     /// Cache points reach Converse as `CachePointBlock`s where they stand (system, message,

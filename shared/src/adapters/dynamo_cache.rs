@@ -291,6 +291,7 @@ mod tests {
         CacheEntry {
             cached: CachedAnswer {
                 answer: ModelAnswer {
+                    service_tier: None,
                     message: Message {
                         role: Role::Assistant,
                         content: vec![ContentBlock::text(text)],

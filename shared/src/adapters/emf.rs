@@ -108,6 +108,17 @@ pub fn render(namespace: &str, level: &str, metrics: &RequestMetrics, timestamp_
             ],
         ),
     ];
+    if metrics.service_tier.is_some() {
+        directives.push(directive(
+            namespace,
+            &["ModelId", "ServiceTier"],
+            &[
+                ("Requests", "Count"),
+                ("EstimatedCostUSD", "None"),
+                ("TierFallbacks", "Count"),
+            ],
+        ));
+    }
     if metrics.route.is_some() {
         directives.push(directive(
             namespace,
@@ -135,6 +146,8 @@ pub fn render(namespace: &str, level: &str, metrics: &RequestMetrics, timestamp_
         "ServerErrors": count(outcome == Outcome::ServerError),
         "Timeouts": count(outcome == Outcome::Timeout),
         "Spillovers": count(metrics.spilled_over),
+        "ServiceTier": metrics.service_tier.map(|t| t.as_str()),
+        "TierFallbacks": count(metrics.tier_fallback),
         "PromptCacheReadTokens": metrics.prompt_cache_read_tokens,
         "PromptCacheWriteTokens": metrics.prompt_cache_write_tokens,
         "PromptCacheSavingsUSD": metrics.prompt_cache_saved_usd,

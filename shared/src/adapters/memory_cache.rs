@@ -131,6 +131,7 @@ mod tests {
         CacheEntry {
             cached: CachedAnswer {
                 answer: ModelAnswer {
+                    service_tier: None,
                     message: Message {
                         role: Role::Assistant,
                         content: vec![ContentBlock::text("hi")],

@@ -83,6 +83,24 @@ mod tests {
     }
 
     #[test]
+    fn service_tier_auto_is_the_deployments_and_the_others_are_bedrocks() {
+        use domain::routing::ServiceTier;
+        let tier = |value: Value| {
+            let mut body = json!({"model": "auto", "messages": [{"role": "user", "content": "x"}]});
+            body["service_tier"] = value;
+            parse(body.to_string().as_bytes()).map(|(request, _, _)| request.service_tier)
+        };
+        assert_eq!(tier(json!("auto")).unwrap(), None);
+        assert_eq!(tier(json!("flex")).unwrap(), Some(ServiceTier::Flex));
+        assert_eq!(
+            tier(json!("priority")).unwrap(),
+            Some(ServiceTier::Priority)
+        );
+        let refused = tier(json!("scale")).unwrap_err();
+        assert_eq!(refused.param.as_deref(), Some("service_tier"));
+    }
+
+    #[test]
     fn usage_counts_cached_prompt_tokens_as_openai_does() {
         let usage = Usage {
             cache_read_input_tokens: 2048,

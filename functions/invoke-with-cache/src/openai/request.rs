@@ -12,6 +12,7 @@ use domain::conversation::{
     Conversation, InferenceConfig, InputSchema, Message, Role, SystemBlock, Tool, ToolChoice,
     ToolConfig, ToolResult, ToolResultContent, ToolSpec, ToolUse,
 };
+use domain::routing::ServiceTier;
 
 use crate::error::ApiError;
 use crate::request::InvokeRequest;
@@ -52,7 +53,6 @@ const IGNORED: &[&str] = &[
     "user",
     "metadata",
     "store",
-    "service_tier",
     "safety_identifier",
     "prompt_cache_key",
 ];
@@ -70,6 +70,7 @@ const FIELDS: &[&str] = &[
     "stop",
     "tools",
     "tool_choice",
+    "service_tier",
 ];
 
 #[derive(Debug, Deserialize)]
@@ -86,6 +87,7 @@ struct ChatBody {
     stop: Option<Stop>,
     tools: Option<Vec<ChatTool>>,
     tool_choice: Option<Value>,
+    service_tier: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -211,6 +213,20 @@ impl Piece {
             Self::Text(text) => ContentBlock::Text(text),
             Self::CachePoint(point) => ContentBlock::CachePoint(point),
         }
+    }
+}
+
+/// OpenAI's `service_tier`: `auto` (or none) leaves the tier to the deployment (`SERVICE_TIER`);
+/// `default`, `flex` and `priority` are Bedrock's tiers of the same names.
+fn read_service_tier(tier: Option<&str>) -> Result<Option<ServiceTier>, ApiError> {
+    match tier {
+        None | Some("auto") => Ok(None),
+        Some(tier) => tier.parse().map(Some).map_err(|_| {
+            bad(
+                "service_tier",
+                format!("{tier:?} is not offered by Bedrock; use auto, default, flex or priority"),
+            )
+        }),
     }
 }
 
@@ -540,6 +556,7 @@ pub fn parse(body: &[u8]) -> Result<(InvokeRequest, String, OpenAiOptions), ApiE
         cache_mode: CacheMode::Use,
         ttl_seconds: None,
         stream: chat.stream,
+        service_tier: read_service_tier(chat.service_tier.as_deref())?,
     };
     let options = OpenAiOptions {
         include_usage: chat.stream_options.is_some_and(|o| o.include_usage),

@@ -63,7 +63,7 @@ pub fn completion(answered: &Answered<'_>) -> Value {
     if !calls.is_empty() {
         message["tool_calls"] = Value::Array(calls);
     }
-    json!({
+    let mut completion = json!({
         "id": answered.meta.completion_id(),
         "object": "chat.completion",
         "created": answered.meta.created,
@@ -77,7 +77,12 @@ pub fn completion(answered: &Answered<'_>) -> Value {
         // No `system_fingerprint`: OpenAI's document types it as a string, never null, and
         // there is no fingerprint to give.
         "usage": usage_json(&answer.usage),
-    })
+    });
+    // The tier Bedrock served, when one was asked for (OpenAI's document: a string or absent).
+    if let Some(tier) = answer.service_tier {
+        completion["service_tier"] = json!(tier.as_str());
+    }
+    completion
 }
 
 /// OpenAI's error shape; `type` follows the status as OpenAI's own errors do.
