@@ -191,8 +191,13 @@ impl CachePolicy {
     }
 
     /// Why an answer must not be stored, or `None` when it may: only a normal end with text,
-    /// or a call for a tool (the same conversation with the same tools asks for the same call).
+    /// or a call for a tool (the same conversation with the same tools asks for the same call);
+    /// never an answer a guardrail intervened in.
     pub fn refusal(&self, answer: &ModelAnswer) -> Option<&'static str> {
+        if crate::guardrail::intervened(&answer.stop_reason) {
+            // Its message stands for the model's answer to this caller, not to everyone.
+            return Some("a guardrail intervened");
+        }
         let normal_end = match answer.stop_reason.as_str() {
             "end_turn" | "stop_sequence" => true,
             "tool_use" => answer.tool_uses().next().is_some(),

@@ -5,7 +5,8 @@
 //! convert SDK types to and from these; the functions wire adapters into handlers.
 //!
 //! - the rules: [`conversation`], [`cache`], [`tiers`], [`routing`], [`capacity`], [`pricing`],
-//!   [`reporting`], [`batch`], [`tenancy`], [`limits`], [`identity`], [`stream`], [`metrics`], [`prompt`];
+//!   [`reporting`], [`batch`], [`tenancy`], [`limits`], [`identity`], [`stream`], [`metrics`], [`prompt`],
+//!   [`guardrail`];
 //! - the failures each port reports, in [`error`];
 //! - the [`ports`]: the traits handlers are written against, so they are tested without AWS.
 
@@ -14,6 +15,7 @@ pub mod cache;
 pub mod capacity;
 pub mod conversation;
 pub mod error;
+pub mod guardrail;
 pub mod identity;
 pub mod limits;
 pub mod metrics;

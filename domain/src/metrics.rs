@@ -64,6 +64,8 @@ pub struct RequestMetrics {
     pub service_tier: Option<ServiceTier>,
     /// A flex call was throttled and the default tier answered.
     pub tier_fallback: bool,
+    /// A guardrail intervened in the answer (stop reason `guardrail_intervened`).
+    pub guardrail_intervened: bool,
 }
 
 impl RequestMetrics {
@@ -84,6 +86,7 @@ impl RequestMetrics {
             prompt_cache_saved_usd: 0.0,
             service_tier: None,
             tier_fallback: false,
+            guardrail_intervened: false,
             on_demand_equivalent_usd: 0.0,
             too_large_to_cache: false,
             outcome: Outcome::from_status(status),

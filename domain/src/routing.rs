@@ -8,6 +8,8 @@ use chrono::{DateTime, Datelike, NaiveTime, Timelike, Utc, Weekday};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
+use crate::guardrail::Guardrail;
+
 /// Bedrock's service tier of an on-demand call: the same answer, sooner or later, at a price
 /// above or below the default's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -217,6 +219,8 @@ pub struct Target {
     pub model: String,
     /// The service tier asked of Bedrock (on-demand only); `None` sends none (Bedrock's default).
     pub service_tier: Option<ServiceTier>,
+    /// The guardrail Bedrock applies to the call.
+    pub guardrail: Option<Guardrail>,
 }
 
 impl Target {
@@ -227,6 +231,7 @@ impl Target {
             route: Route::OnDemand,
             model: model.to_owned(),
             service_tier: None,
+            guardrail: None,
         }
     }
 }
@@ -239,6 +244,14 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The plan with `guardrail` applied to every target.
+    pub fn with_guardrail(mut self, guardrail: Option<&Guardrail>) -> Self {
+        for target in std::iter::once(&mut self.primary).chain(self.spillover.as_mut()) {
+            target.guardrail = guardrail.cloned();
+        }
+        self
+    }
+
     /// The plan with `tier` asked of its on-demand targets (Provisioned Throughput has none).
     pub fn with_service_tier(mut self, tier: Option<ServiceTier>) -> Self {
         for target in std::iter::once(&mut self.primary).chain(self.spillover.as_mut()) {
@@ -348,6 +361,7 @@ impl CapacityRouter {
             // The custom model exists only on its capacity: the schedule cannot move it.
             return Plan {
                 primary: Target {
+                    guardrail: None,
                     invoke_id: custom.arn.clone(),
                     route: Route::Provisioned,
                     model: model.to_owned(),
@@ -373,6 +387,7 @@ impl CapacityRouter {
         if use_provisioned {
             Plan {
                 primary: Target {
+                    guardrail: None,
                     invoke_id: arn.clone(),
                     route: Route::Provisioned,
                     model: model.to_owned(),

@@ -81,6 +81,7 @@ pub fn live_plan(
     {
         Some(arn) => Plan {
             primary: Target {
+                guardrail: None,
                 invoke_id: arn.clone(),
                 route: Route::Provisioned,
                 model: model.to_owned(),

@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use domain::cache::{CachePolicy, SampledRequests};
+use domain::guardrail::{Guardrail, StreamProcessing};
 use domain::pricing::{PriceTable, TierFactors};
 use domain::routing::{CapacityRouter, RoutingPolicy, Schedule, ServiceTier};
 use domain::tiers::{ComplexityRules, TierModels, DEFAULT_COMPLEX_KEYWORDS};
@@ -69,6 +70,9 @@ pub struct InvokeConfig {
     /// The service tier asked of Bedrock for an on-demand call whose request names none (or
     /// OpenAI's `auto`) (`SERVICE_TIER`); `None` asks none, Bedrock's default.
     pub service_tier: Option<ServiceTier>,
+    /// The guardrail applied to every call (`GUARDRAIL_ID`, `GUARDRAIL_VERSION`,
+    /// `GUARDRAIL_TRACE`, `GUARDRAIL_STREAM_MODE`).
+    pub guardrail: Option<Guardrail>,
     pub metrics_namespace: String,
     /// The function's application log level, which metric lines must pass.
     pub log_level: Option<String>,
@@ -354,6 +358,27 @@ impl InvokeConfig {
                 "SERVICE_TIER_PRICE_FACTORS",
                 env.get("SERVICE_TIER_PRICE_FACTORS"),
             )?);
+        let guardrail = match (env.get("GUARDRAIL_ID"), env.get("GUARDRAIL_VERSION")) {
+            (None, None) => None,
+            (Some(identifier), Some(version)) => Some(Guardrail {
+                identifier: identifier.to_owned(),
+                version: version.to_owned(),
+                trace: env.parse_or("GUARDRAIL_TRACE", false)?,
+                stream_mode: env.parse_or("GUARDRAIL_STREAM_MODE", StreamProcessing::Sync)?,
+            }),
+            (Some(_), None) => {
+                return Err(ConfigError::new(
+                    "GUARDRAIL_VERSION",
+                    "is required with GUARDRAIL_ID: DRAFT or the version number to apply",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::new(
+                    "GUARDRAIL_ID",
+                    "is required with GUARDRAIL_VERSION: the guardrail's id or ARN",
+                ))
+            }
+        };
         let service_tier = env
             .get("SERVICE_TIER")
             .map(|tier| {
@@ -410,6 +435,7 @@ impl InvokeConfig {
             bedrock,
             prices,
             service_tier,
+            guardrail,
             metrics_namespace: env.string_or("METRICS_NAMESPACE", DEFAULT_NAMESPACE),
             log_level: env.get("AWS_LAMBDA_LOG_LEVEL").map(str::to_owned),
             response_mode: env.parse_or("RESPONSE_MODE", ResponseMode::Streaming)?,
@@ -469,6 +495,43 @@ mod tests {
         ] {
             let err = InvokeConfig::from_env(&env(&[(name, value)])).unwrap_err();
             assert_eq!(err.variable, name);
+        }
+    }
+
+    #[test]
+    fn a_guardrail_needs_its_id_and_version() {
+        assert_eq!(InvokeConfig::from_env(&env(&[])).unwrap().guardrail, None);
+        let config = InvokeConfig::from_env(&env(&[
+            ("GUARDRAIL_ID", "gr-1"),
+            ("GUARDRAIL_VERSION", "2"),
+            ("GUARDRAIL_STREAM_MODE", "async"),
+        ]))
+        .unwrap();
+        let guardrail = config.guardrail.unwrap();
+        assert_eq!(
+            (guardrail.identifier.as_str(), guardrail.version.as_str()),
+            ("gr-1", "2")
+        );
+        assert_eq!(
+            (guardrail.trace, guardrail.stream_mode),
+            (false, StreamProcessing::Async)
+        );
+        for (pairs, variable) in [
+            (&[("GUARDRAIL_ID", "gr-1")][..], "GUARDRAIL_VERSION"),
+            (&[("GUARDRAIL_VERSION", "1")][..], "GUARDRAIL_ID"),
+            (
+                &[
+                    ("GUARDRAIL_ID", "g"),
+                    ("GUARDRAIL_VERSION", "1"),
+                    ("GUARDRAIL_STREAM_MODE", "later"),
+                ][..],
+                "GUARDRAIL_STREAM_MODE",
+            ),
+        ] {
+            assert_eq!(
+                InvokeConfig::from_env(&env(pairs)).unwrap_err().variable,
+                variable
+            );
         }
     }
 

@@ -33,6 +33,7 @@ impl<A: Adapters> App<A> {
             output_tokens = processed.output_tokens,
             service_tier = answer.answer.service_tier.map(ServiceTier::as_str),
             tier_fallback = trace.tier_fallback,
+            guardrail_intervened = domain::guardrail::intervened(&answer.answer.stop_reason),
             prompt_cache_read_tokens = processed.cache_read_input_tokens,
             prompt_cache_write_tokens = processed.cache_write_input_tokens,
             cost_usd = answer.cost_usd,
@@ -59,6 +60,8 @@ impl<A: Adapters> App<A> {
                 .service_tier
                 .filter(|_| answer.cache != CacheState::Hit),
             tier_fallback: trace.tier_fallback,
+            guardrail_intervened: answer.cache != CacheState::Hit
+                && domain::guardrail::intervened(&answer.answer.stop_reason),
             prompt_cache_read_tokens: processed.cache_read_input_tokens,
             prompt_cache_write_tokens: processed.cache_write_input_tokens,
             prompt_cache_saved_usd,

@@ -15,7 +15,8 @@ use aws_sdk_bedrockruntime::types::error::ConverseStreamOutputError;
 use aws_sdk_bedrockruntime::types::{
     AnyToolChoice, AutoToolChoice, CachePointBlock, CachePointType, CacheTtl as SdkCacheTtl,
     ContentBlock as SdkContentBlock, ContentBlockDelta, ContentBlockStart, ConversationRole,
-    ConverseStreamOutput, InferenceConfiguration, Message as SdkMessage,
+    ConverseStreamOutput, GuardrailConfiguration, GuardrailStreamConfiguration,
+    GuardrailStreamProcessingMode, GuardrailTrace, InferenceConfiguration, Message as SdkMessage,
     ServiceTier as SdkServiceTier, ServiceTierType, SpecificToolChoice, SystemContentBlock,
     TokenUsage, Tool as SdkTool, ToolChoice as SdkToolChoice, ToolConfiguration, ToolInputSchema,
     ToolResultBlock, ToolResultContentBlock, ToolResultStatus as SdkToolResultStatus,
@@ -30,6 +31,7 @@ use domain::conversation::{
     SystemBlock, Tool, ToolChoice, ToolConfig, ToolResultContent, ToolResultStatus, ToolUse, Usage,
 };
 use domain::error::{ModelError, ModelErrorKind};
+use domain::guardrail::{Guardrail, StreamProcessing};
 use domain::ports::{ModelInvoker, ModelStream};
 use domain::routing::{Route, ServiceTier, Target};
 use domain::stream::StreamEvent;
@@ -375,6 +377,36 @@ fn from_output(output: ConverseOutput) -> Result<ModelAnswer, ModelError> {
     })
 }
 
+/// A guardrail as Converse's `guardrailConfig`.
+fn guardrail_config(guardrail: &Guardrail) -> GuardrailConfiguration {
+    GuardrailConfiguration::builder()
+        .guardrail_identifier(&guardrail.identifier)
+        .guardrail_version(&guardrail.version)
+        .trace(guardrail_trace(guardrail))
+        .build()
+}
+
+/// A guardrail as ConverseStream's `guardrailConfig`, with its stream processing mode.
+fn guardrail_stream_config(guardrail: &Guardrail) -> GuardrailStreamConfiguration {
+    GuardrailStreamConfiguration::builder()
+        .guardrail_identifier(&guardrail.identifier)
+        .guardrail_version(&guardrail.version)
+        .trace(guardrail_trace(guardrail))
+        .stream_processing_mode(match guardrail.stream_mode {
+            StreamProcessing::Sync => GuardrailStreamProcessingMode::Sync,
+            StreamProcessing::Async => GuardrailStreamProcessingMode::Async,
+        })
+        .build()
+}
+
+fn guardrail_trace(guardrail: &Guardrail) -> GuardrailTrace {
+    if guardrail.trace {
+        GuardrailTrace::Enabled
+    } else {
+        GuardrailTrace::Disabled
+    }
+}
+
 /// A service tier as Converse's `serviceTier`.
 fn to_sdk_tier(tier: ServiceTier) -> Result<SdkServiceTier, ModelError> {
     let kind = match tier {
@@ -552,6 +584,7 @@ impl ModelInvoker for BedrockInvoker {
     ) -> Result<ModelAnswer, ModelError> {
         let parts = Parts::of(conversation, target)?;
         let output = with_parts!(self.client.converse(), target, parts)
+            .set_guardrail_config(target.guardrail.as_ref().map(guardrail_config))
             .customize()
             .config_override(call_config(target, timeout))
             .send()
@@ -568,6 +601,7 @@ impl ModelInvoker for BedrockInvoker {
         let parts = Parts::of(conversation, target)?;
         let started = async {
             let output = with_parts!(self.client.converse_stream(), target, parts)
+                .set_guardrail_config(target.guardrail.as_ref().map(guardrail_stream_config))
                 .customize()
                 .config_override(call_config(target, None))
                 .send()
@@ -636,6 +670,7 @@ mod tests {
 
     fn provisioned() -> Target {
         Target {
+            guardrail: None,
             service_tier: None,
             invoke_id: ARN.into(),
             route: Route::Provisioned,
@@ -645,6 +680,7 @@ mod tests {
 
     fn on_demand(id: &str) -> Target {
         Target {
+            guardrail: None,
             service_tier: None,
             invoke_id: id.into(),
             route: Route::OnDemand,
@@ -725,6 +761,35 @@ mod tests {
         assert_eq!(answer.stop_reason, "end_turn");
         assert_eq!(answer.usage.total_tokens, 5);
         assert_eq!(rule.num_calls(), 1);
+    }
+
+    /// The target's guardrail reaches Converse as its `guardrailConfig`.
+    #[tokio::test]
+    async fn applies_the_targets_guardrail() {
+        let rule = mock!(aws_sdk_bedrockruntime::Client::converse)
+            .match_requests(|req| {
+                req.guardrail_config().is_some_and(|g| {
+                    g.guardrail_identifier() == "gr-1"
+                        && g.guardrail_version() == "DRAFT"
+                        && g.trace() == &GuardrailTrace::Disabled
+                })
+            })
+            .then_output(answer);
+        let client = mock_client!(aws_sdk_bedrockruntime, RuleMode::MatchAny, [&rule]);
+        let guarded = Target {
+            guardrail: Some(Guardrail {
+                identifier: "gr-1".into(),
+                version: "DRAFT".into(),
+                trace: false,
+                stream_mode: StreamProcessing::Sync,
+            }),
+            ..on_demand(HAIKU)
+        };
+        BedrockInvoker::from_client(client)
+            .converse(&guarded, &conversation(), None)
+            .await
+            .unwrap();
+        assert_eq!(rule.num_calls(), 1, "the guardrail is sent");
     }
 
     /// The target's service tier is asked of Converse, and the tier Bedrock served comes back.
