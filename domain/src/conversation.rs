@@ -563,6 +563,9 @@ pub struct ModelAnswer {
     /// The service tier Bedrock served the call on, when one was asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_tier: Option<crate::routing::ServiceTier>,
+    /// The model a prompt router chose to answer (Bedrock's `trace.promptRouter.invokedModelId`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invoked_model: Option<String>,
 }
 
 impl ModelAnswer {

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::conversation::{ContentBlock, Message, ModelAnswer, Role, ToolUse, Usage};
 use crate::error::{ModelError, ModelErrorKind};
+use crate::routing::ServiceTier;
 
 /// One step of a streamed answer. `index` is the content block's position in the answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +33,12 @@ pub enum StreamEvent {
     },
     /// Token counts, after [`StreamEvent::Stopped`].
     Usage(Usage),
+    /// How Bedrock served the call, from the stream's metadata: the model a prompt router
+    /// invoked, the service tier.
+    Served {
+        invoked_model: Option<String>,
+        service_tier: Option<ServiceTier>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -50,6 +57,8 @@ pub struct AnswerBuilder {
     blocks: BTreeMap<u32, Partial>,
     stop_reason: Option<String>,
     usage: Option<Usage>,
+    invoked_model: Option<String>,
+    service_tier: Option<ServiceTier>,
 }
 
 impl AnswerBuilder {
@@ -87,6 +96,13 @@ impl AnswerBuilder {
             }
             StreamEvent::Stopped { stop_reason } => self.stop_reason = Some(stop_reason.clone()),
             StreamEvent::Usage(usage) => self.usage = Some(*usage),
+            StreamEvent::Served {
+                invoked_model,
+                service_tier,
+            } => {
+                self.invoked_model = invoked_model.clone().or(self.invoked_model.take());
+                self.service_tier = service_tier.or(self.service_tier);
+            }
         }
     }
 
@@ -160,7 +176,8 @@ impl AnswerBuilder {
             })
             .collect::<Result<Vec<_>, ModelError>>()?;
         Ok(ModelAnswer {
-            service_tier: None,
+            service_tier: self.service_tier,
+            invoked_model: self.invoked_model,
             message: Message {
                 role: Role::Assistant,
                 content,
@@ -270,6 +287,7 @@ mod tests {
 
     fn answer(content: Vec<ContentBlock>, stop_reason: &str) -> ModelAnswer {
         ModelAnswer {
+            invoked_model: None,
             service_tier: None,
             message: Message {
                 role: Role::Assistant,

@@ -150,6 +150,7 @@ impl ModelInvoker for FakeModel {
             return Err(error.clone());
         }
         Ok(ModelAnswer {
+            invoked_model: None,
             service_tier: None,
             message: Message {
                 role: Role::Assistant,

@@ -34,6 +34,7 @@ impl<A: Adapters> App<A> {
             service_tier = answer.answer.service_tier.map(ServiceTier::as_str),
             tier_fallback = trace.tier_fallback,
             guardrail_intervened = domain::guardrail::intervened(&answer.answer.stop_reason),
+            invoked_model_id = answer.answer.invoked_model.as_deref(),
             prompt_cache_read_tokens = processed.cache_read_input_tokens,
             prompt_cache_write_tokens = processed.cache_write_input_tokens,
             cost_usd = answer.cost_usd,

@@ -19,10 +19,17 @@ impl<A: Adapters> App<A> {
         mut answer: ModelAnswer,
         target: &Target,
     ) -> Answer {
-        // Priced on the tier Bedrock says it served (a stream's: the tier asked).
+        // Priced on the tier Bedrock says it served (a stream's: the tier asked), and at the
+        // price of the model a prompt router chose, when it has one (else the router's own).
         answer.service_tier = answer.service_tier.or(target.service_tier);
+        let priced_model = answer
+            .invoked_model
+            .as_deref()
+            .filter(|invoked| self.config.prices.price(invoked).is_some())
+            .unwrap_or(&target.model);
         let served = Target {
             service_tier: answer.service_tier,
+            model: priced_model.to_owned(),
             ..target.clone()
         };
         let (cost_usd, on_demand_equivalent_usd) = self.prices(&served, &answer.usage);

@@ -62,6 +62,10 @@ fn native_answer(answered: &Answered<'_>) -> Value {
     if let Some(tier) = answered.answer.service_tier {
         answer["serviceTier"] = json!({"type": tier.as_str()});
     }
+    // The model a prompt router chose (`modelId` stays the router, whose answer this is).
+    if let Some(invoked) = &answered.answer.invoked_model {
+        answer["invokedModelId"] = json!(invoked);
+    }
     answer
 }
 
@@ -110,7 +114,10 @@ impl StreamWriter {
                     &json!({"index": index, "input": input}),
                 )),
                 // Folded into `end`.
-                StreamEvent::Started | StreamEvent::Stopped { .. } | StreamEvent::Usage(_) => None,
+                StreamEvent::Started
+                | StreamEvent::Stopped { .. }
+                | StreamEvent::Usage(_)
+                | StreamEvent::Served { .. } => None,
             },
             Self::OpenAi(writer) => writer.event(event),
         }

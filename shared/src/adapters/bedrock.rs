@@ -365,6 +365,11 @@ fn from_output(output: ConverseOutput) -> Result<ModelAnswer, ModelError> {
         })
         .collect();
     Ok(ModelAnswer {
+        invoked_model: output
+            .trace()
+            .and_then(|trace| trace.prompt_router())
+            .and_then(|router| router.invoked_model_id())
+            .map(str::to_owned),
         service_tier: output
             .service_tier()
             .and_then(|tier| from_sdk_tier(tier.r#type())),
@@ -523,7 +528,32 @@ where
 }
 
 /// The domain event of a stream event; `None` for those that carry nothing the answer needs.
-fn from_stream_event(event: ConverseStreamOutput) -> Option<StreamEvent> {
+/// The events of one stream event: a metadata event gives the usage, and how the call was
+/// served when Bedrock says (a prompt router's model, a service tier).
+fn from_stream_event(event: ConverseStreamOutput) -> Vec<StreamEvent> {
+    if let ConverseStreamOutput::Metadata(metadata) = &event {
+        let invoked_model = metadata
+            .trace()
+            .and_then(|trace| trace.prompt_router())
+            .and_then(|router| router.invoked_model_id())
+            .map(str::to_owned);
+        let service_tier = metadata
+            .service_tier()
+            .and_then(|tier| from_sdk_tier(tier.r#type()));
+        let mut events = Vec::with_capacity(2);
+        if invoked_model.is_some() || service_tier.is_some() {
+            events.push(StreamEvent::Served {
+                invoked_model,
+                service_tier,
+            });
+        }
+        events.push(StreamEvent::Usage(from_usage(metadata.usage())));
+        return events;
+    }
+    one_stream_event(event).into_iter().collect()
+}
+
+fn one_stream_event(event: ConverseStreamOutput) -> Option<StreamEvent> {
     match event {
         ConverseStreamOutput::MessageStart(_) => Some(StreamEvent::Started),
         ConverseStreamOutput::ContentBlockStart(start) => match start.start() {
@@ -551,9 +581,6 @@ fn from_stream_event(event: ConverseStreamOutput) -> Option<StreamEvent> {
         ConverseStreamOutput::MessageStop(stop) => Some(StreamEvent::Stopped {
             stop_reason: stop.stop_reason().as_str().to_owned(),
         }),
-        ConverseStreamOutput::Metadata(metadata) => {
-            Some(StreamEvent::Usage(from_usage(metadata.usage())))
-        }
         _ => None,
     }
 }
@@ -561,14 +588,19 @@ fn from_stream_event(event: ConverseStreamOutput) -> Option<StreamEvent> {
 type Receiver = EventReceiver<ConverseStreamOutput, ConverseStreamOutputError>;
 
 /// The next domain event of the receiver, skipping those that carry nothing.
-async fn next_event(receiver: &mut Receiver) -> Option<Result<StreamEvent, ModelError>> {
+/// A stream's receiver, and the events of a stream event not yet handed out.
+struct Events {
+    receiver: Receiver,
+    pending: std::collections::VecDeque<StreamEvent>,
+}
+
+async fn next_event(events: &mut Events) -> Option<Result<StreamEvent, ModelError>> {
     loop {
-        match receiver.recv().await {
-            Ok(Some(event)) => {
-                if let Some(event) = from_stream_event(event) {
-                    return Some(Ok(event));
-                }
-            }
+        if let Some(event) = events.pending.pop_front() {
+            return Some(Ok(event));
+        }
+        match events.receiver.recv().await {
+            Ok(Some(event)) => events.pending.extend(from_stream_event(event)),
             Ok(None) => return None,
             Err(error) => return Some(Err(from_sdk_error(error, event_failure))),
         }
@@ -607,12 +639,15 @@ impl ModelInvoker for BedrockInvoker {
                 .send()
                 .await
                 .map_err(|e| from_sdk_error(e, stream_failure))?;
-            let mut receiver = output.stream;
+            let mut events = Events {
+                receiver: output.stream,
+                pending: std::collections::VecDeque::new(),
+            };
             // The first event is awaited here: until it arrives, a failure can still spill over.
-            let first = next_event(&mut receiver).await.transpose()?;
-            Ok::<_, ModelError>((first, receiver))
+            let first = next_event(&mut events).await.transpose()?;
+            Ok::<_, ModelError>((first, events))
         };
-        let (first, receiver) = match first_event_timeout {
+        let (first, events) = match first_event_timeout {
             Some(limit) => tokio::time::timeout(limit, started).await.map_err(|_| {
                 ModelError::new(
                     ModelErrorKind::Timeout,
@@ -621,8 +656,8 @@ impl ModelInvoker for BedrockInvoker {
             })??,
             None => started.await?,
         };
-        let rest = futures_util::stream::unfold(receiver, |mut receiver| async move {
-            next_event(&mut receiver).await.map(|item| (item, receiver))
+        let rest = futures_util::stream::unfold(events, |mut events| async move {
+            next_event(&mut events).await.map(|item| (item, events))
         });
         Ok(Box::pin(
             futures_util::stream::iter(first.map(Ok)).chain(rest),
@@ -761,6 +796,37 @@ mod tests {
         assert_eq!(answer.stop_reason, "end_turn");
         assert_eq!(answer.usage.total_tokens, 5);
         assert_eq!(rule.num_calls(), 1);
+    }
+
+    /// A prompt router's answer says which model answered (`trace.promptRouter`).
+    #[tokio::test]
+    async fn reads_the_model_a_prompt_router_invoked() {
+        use aws_sdk_bedrockruntime::types::{ConverseTrace, PromptRouterTrace};
+        const ROUTER: &str =
+            "arn:aws:bedrock:us-east-1:123456789012:default-prompt-router/anthropic.claude:1";
+        const INVOKED: &str =
+            "arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-3-haiku-20240307-v1:0";
+        let rule = mock!(aws_sdk_bedrockruntime::Client::converse)
+            .match_requests(|req| req.model_id() == Some(ROUTER))
+            .then_output(|| {
+                let mut output = answer();
+                output.trace = Some(
+                    ConverseTrace::builder()
+                        .prompt_router(
+                            PromptRouterTrace::builder()
+                                .invoked_model_id(INVOKED)
+                                .build(),
+                        )
+                        .build(),
+                );
+                output
+            });
+        let client = mock_client!(aws_sdk_bedrockruntime, RuleMode::MatchAny, [&rule]);
+        let answer = BedrockInvoker::from_client(client)
+            .converse(&on_demand(ROUTER), &conversation(), None)
+            .await
+            .unwrap();
+        assert_eq!(answer.invoked_model.as_deref(), Some(INVOKED));
     }
 
     /// The target's guardrail reaches Converse as its `guardrailConfig`.

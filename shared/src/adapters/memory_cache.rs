@@ -131,6 +131,7 @@ mod tests {
         CacheEntry {
             cached: CachedAnswer {
                 answer: ModelAnswer {
+                    invoked_model: None,
                     service_tier: None,
                     message: Message {
                         role: Role::Assistant,

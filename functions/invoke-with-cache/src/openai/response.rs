@@ -159,7 +159,7 @@ impl ChunkWriter {
 
     pub fn event(&mut self, event: &StreamEvent) -> Option<Bytes> {
         match event {
-            StreamEvent::Started => None,
+            StreamEvent::Started | StreamEvent::Served { .. } => None,
             StreamEvent::Text { text, .. } => Some(self.chunk(json!({"content": text}), None)),
             StreamEvent::ToolUseStart {
                 index,
