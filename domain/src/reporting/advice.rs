@@ -14,6 +14,9 @@ pub struct PeriodReport {
     pub provisioned: Vec<(ProvisionedThroughput, ProvisionedFigures)>,
     /// The backlog now: published with the newest period of a run only.
     pub backlog: Option<Backlog>,
+    /// On-demand cost by the service tier that served it (`flex`, `default`, `priority`), of
+    /// the requests that asked for one.
+    pub cost_by_tier: BTreeMap<String, f64>,
 }
 
 pub(crate) fn percent(part: f64, whole: f64) -> Option<f64> {
@@ -24,7 +27,9 @@ impl PeriodReport {
     /// The datums to publish, all at the period's start:
     ///
     /// - by `ModelId`, for each model with requests or ended batches: `EstimatedCostUSD`,
-    ///   `SavedByCacheUSD`, `SavedByBatchUSD`, `CacheHitRate` (when it answered any request);
+    ///   `SavedByCacheUSD`, `SavedByBatchUSD`, `SavedByPromptCacheUSD`, `CacheHitRate` (when it
+    ///   answered any request);
+    /// - by `ServiceTier`: `EstimatedCostUSD` of the requests served on that tier;
     /// - without dimensions: the same over all models, `TotalCostUSD` (with the Provisioned
     ///   Throughputs' hours), `ProvisionedUtilization` (the busiest one's), the backlog;
     /// - by `ProvisionedModelArn`: `ProvisionedModelUnits`, `ProvisionedUtilization`,
@@ -70,6 +75,13 @@ impl PeriodReport {
                 batch.saved_usd(),
                 Unit::None,
             ));
+            out.push(Datum::value(
+                "SavedByPromptCacheUSD",
+                dims(),
+                t,
+                usage.prompt_cache_saved_usd,
+                Unit::None,
+            ));
             if let Some(rate) = percent(usage.hits, usage.answered()) {
                 out.push(Datum::value("CacheHitRate", dims(), t, rate, Unit::Percent));
             }
@@ -104,6 +116,22 @@ impl PeriodReport {
             batch_total.saved_usd(),
             Unit::None,
         ));
+        out.push(Datum::value(
+            "SavedByPromptCacheUSD",
+            vec![],
+            t,
+            total.prompt_cache_saved_usd,
+            Unit::None,
+        ));
+        for (tier, cost) in &self.cost_by_tier {
+            out.push(Datum::value(
+                "EstimatedCostUSD",
+                vec![(SERVICE_TIER_DIMENSION.to_owned(), tier.clone())],
+                t,
+                *cost,
+                Unit::None,
+            ));
+        }
         if let Some(rate) = percent(total.hits, total.answered()) {
             out.push(Datum::value("CacheHitRate", vec![], t, rate, Unit::Percent));
         }

@@ -10,6 +10,9 @@ pub const MINUTES_PER_PERIOD: usize = 5;
 
 /// The per-request metrics' dimension of the model (see `adapters::emf`).
 pub const MODEL_DIMENSION: &str = "ModelId";
+/// The per-request metrics' (and the reports') dimension of the service tier that served a
+/// request.
+pub const SERVICE_TIER_DIMENSION: &str = "ServiceTier";
 /// The per-request metrics' dimension of the capacity that served a request.
 pub const ROUTE_DIMENSION: &str = "Route";
 /// The route value of Provisioned Throughput.

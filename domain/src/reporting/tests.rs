@@ -399,6 +399,7 @@ fn a_period_report_becomes_its_datums() {
             throttles: 1.0,
             cost_usd: 0.5,
             saved_usd: 0.25,
+            prompt_cache_saved_usd: 0.125,
             ..ModelUsage::default()
         },
     );
@@ -427,6 +428,7 @@ fn a_period_report_becomes_its_datums() {
         &terms(10_000.0, Some(24.0), 0.2),
     );
     let report = PeriodReport {
+        cost_by_tier: BTreeMap::from([("flex".to_owned(), 0.2), ("default".to_owned(), 0.3)]),
         start: 600,
         usage,
         batches,
@@ -444,6 +446,16 @@ fn a_period_report_becomes_its_datums() {
     assert_eq!(value(&d, "SavedByCacheUSD", &haiku), 0.25);
     assert_eq!(value(&d, "SavedByBatchUSD", &haiku), 0.0);
     assert_eq!(value(&d, "CacheHitRate", &haiku), 60.0); // 3 hits of 5 answered
+    assert_eq!(value(&d, "SavedByPromptCacheUSD", &haiku), 0.125);
+    assert_eq!(value(&d, "SavedByPromptCacheUSD", &[]), 0.125);
+    assert_eq!(
+        value(&d, "EstimatedCostUSD", &[("ServiceTier", "flex")]),
+        0.2
+    );
+    assert_eq!(
+        value(&d, "EstimatedCostUSD", &[("ServiceTier", "default")]),
+        0.3
+    );
     let nova = [("ModelId", "nova")];
     assert_eq!(
         (

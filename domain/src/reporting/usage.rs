@@ -17,11 +17,13 @@ pub struct ModelUsage {
     pub cost_usd: f64,
     pub saved_usd: f64,
     pub on_demand_equivalent_usd: f64,
+    /// What Bedrock's prompt cache saved against the same input uncached.
+    pub prompt_cache_saved_usd: f64,
 }
 
 impl ModelUsage {
     /// The EMF metric each field sums, for the queries.
-    pub const METRICS: [&'static str; 9] = [
+    pub const METRICS: [&'static str; 10] = [
         "Requests",
         "CacheHit",
         "Throttles",
@@ -31,6 +33,7 @@ impl ModelUsage {
         "EstimatedCostUSD",
         "EstimatedSavingsUSD",
         "OnDemandEquivalentUSD",
+        "PromptCacheSavingsUSD",
     ];
 
     /// Sets the field of one of [`Self::METRICS`].
@@ -45,6 +48,7 @@ impl ModelUsage {
             "EstimatedCostUSD" => &mut self.cost_usd,
             "EstimatedSavingsUSD" => &mut self.saved_usd,
             "OnDemandEquivalentUSD" => &mut self.on_demand_equivalent_usd,
+            "PromptCacheSavingsUSD" => &mut self.prompt_cache_saved_usd,
             _ => return,
         };
         *field = value;
@@ -67,6 +71,7 @@ impl ModelUsage {
         self.cost_usd += other.cost_usd;
         self.saved_usd += other.saved_usd;
         self.on_demand_equivalent_usd += other.on_demand_equivalent_usd;
+        self.prompt_cache_saved_usd += other.prompt_cache_saved_usd;
     }
 }
 

@@ -21,7 +21,7 @@ use domain::reporting::{
     CapacityTable, CapacityTerms, CatchUp, DatumError, InventoryError, MetricId, MetricsError,
     ModelUsage, Partial, PeriodPlan, PeriodReport, ProvisionedThroughput, PublishLease, Query,
     ReportState, StateError, MINUTES_PER_PERIOD, MODEL_DIMENSION, NO_MODEL, PERIOD_SECONDS,
-    PROVISIONED_ROUTE, ROUTE_DIMENSION,
+    PROVISIONED_ROUTE, ROUTE_DIMENSION, SERVICE_TIER_DIMENSION,
 };
 use domain::routing::CapacityRouter;
 use shared::adapters::batch_registry::DynamoDbBatchRegistry;
@@ -213,6 +213,8 @@ fn iso(epoch_seconds: i64) -> String {
 /// What every period of a run reads alike.
 struct Inputs {
     models: Vec<String>,
+    /// The (model, service tier) series of requests that asked for a tier.
+    tiers: Vec<(String, String)>,
     pts: Vec<ProvisionedThroughput>,
     batches: Vec<Batch>,
 }
@@ -407,6 +409,23 @@ where
             }
         }
         models.remove(NO_MODEL);
+        let mut tiers = BTreeSet::new();
+        for metric in self
+            .reader
+            .list(
+                namespace,
+                "Requests",
+                &[MODEL_DIMENSION, SERVICE_TIER_DIMENSION],
+            )
+            .await?
+        {
+            if let (Some(model), Some(tier)) = (
+                value_of(&metric, MODEL_DIMENSION),
+                value_of(&metric, SERVICE_TIER_DIMENSION),
+            ) {
+                tiers.insert((model, tier));
+            }
+        }
         let pts = self.inventory.list().await?;
         let mut batches = Vec::new();
         let mut token: Option<String> = None;
@@ -420,16 +439,32 @@ where
         }
         Ok(Inputs {
             models: models.into_iter().collect(),
+            tiers: tiers.into_iter().collect(),
             pts,
             batches,
         })
     }
 
-    /// The queries of a period: each model's per-request sums over the period, and the tokens
-    /// its provisioned route served, minute by minute.
-    fn queries(&self, models: &[String]) -> Vec<Query> {
+    /// The queries of a period: each model's per-request sums over the period, the tokens its
+    /// provisioned route served, minute by minute, and its cost on each service tier.
+    fn queries(&self, models: &[String], tiers: &[(String, String)]) -> Vec<Query> {
         let namespace = &self.settings.metrics_namespace;
         let mut queries = Vec::new();
+        for (k, (model, tier)) in tiers.iter().enumerate() {
+            queries.push(Query {
+                id: format!("t{k}"),
+                metric: MetricId {
+                    namespace: namespace.clone(),
+                    name: "EstimatedCostUSD".to_owned(),
+                    dimensions: vec![
+                        (MODEL_DIMENSION.to_owned(), model.clone()),
+                        (SERVICE_TIER_DIMENSION.to_owned(), tier.clone()),
+                    ],
+                },
+                stat: "Sum".to_owned(),
+                period_seconds: PERIOD_SECONDS as i32,
+            });
+        }
         for (i, model) in models.iter().enumerate() {
             for (j, metric) in ModelUsage::METRICS.iter().enumerate() {
                 queries.push(Query {
@@ -467,11 +502,11 @@ where
         newest: bool,
     ) -> Result<PeriodReport, PublishError> {
         let end = start + PERIOD_SECONDS;
-        let series = if inputs.models.is_empty() {
+        let series = if inputs.models.is_empty() && inputs.tiers.is_empty() {
             HashMap::new()
         } else {
             self.reader
-                .query(&self.queries(&inputs.models), start, end)
+                .query(&self.queries(&inputs.models, &inputs.tiers), start, end)
                 .await?
         };
         let sum = |id: &str| {
@@ -537,9 +572,14 @@ where
             );
             provisioned.push((pt.clone(), figures));
         }
+        let mut cost_by_tier: BTreeMap<String, f64> = BTreeMap::new();
+        for (k, (_, tier)) in inputs.tiers.iter().enumerate() {
+            *cost_by_tier.entry(tier.clone()).or_default() += sum(&format!("t{k}"));
+        }
         Ok(PeriodReport {
             start,
             usage,
+            cost_by_tier,
             batches: batches_ended(&inputs.batches, start, end),
             provisioned,
             backlog: newest.then(|| backlog(&inputs.batches)),

@@ -375,3 +375,48 @@ fn settings_have_defaults_and_errors_name_the_variable() {
     let missing = Settings::from_env(&Env::from_pairs([("BATCH_TABLE_NAME", "b")])).unwrap_err();
     assert_eq!(missing.variable, "METRICS_STATE_TABLE_NAME");
 }
+
+#[tokio::test]
+async fn prompt_cache_savings_and_cost_by_service_tier_are_reported() {
+    let w = world(&[]);
+    // A flex miss that read the prompt cache, a priority miss, and a request without a tier.
+    request(&w.cloud, HAIKU, T0 + 5, false, 0.001, 0.0);
+    w.cloud.add(
+        "PromptCacheSavingsUSD",
+        &[("ModelId", HAIKU)],
+        T0 + 5,
+        0.0009,
+    );
+    for (tier, cost) in [("flex", 0.001), ("priority", 0.0035)] {
+        let m = [("ModelId", HAIKU), ("ServiceTier", tier)];
+        w.cloud.add("Requests", &m, T0 + 5, 1.0);
+        w.cloud.add("EstimatedCostUSD", &m, T0 + 5, cost);
+    }
+    request(&w.cloud, HAIKU, T0 + 6, false, 0.0035, 0.0);
+    request(&w.cloud, HAIKU, T0 + 7, false, 0.002, 0.0);
+
+    w.publisher.run("run-1").await.unwrap();
+    let s = &w.sink;
+    let close = |(v, n): (f64, usize), want: f64| {
+        assert_eq!(n, 1, "published once");
+        assert!((v - want).abs() < 1e-12, "{v} != {want}");
+    };
+    close(
+        s.value("SavedByPromptCacheUSD", &[("ModelId", HAIKU)], T0),
+        0.0009,
+    );
+    close(s.value("SavedByPromptCacheUSD", &[], T0), 0.0009);
+    close(
+        s.value("EstimatedCostUSD", &[("ServiceTier", "flex")], T0),
+        0.001,
+    );
+    close(
+        s.value("EstimatedCostUSD", &[("ServiceTier", "priority")], T0),
+        0.0035,
+    );
+    assert_eq!(
+        s.value("EstimatedCostUSD", &[("ServiceTier", "default")], T0)
+            .1,
+        0
+    );
+}

@@ -171,7 +171,7 @@ impl Catalog {
 }
 
 /// The foundation model behind a cross-region inference profile id (`us.anthropic…`).
-fn profile_base(model_id: &str) -> Option<&str> {
+pub(crate) fn profile_base(model_id: &str) -> Option<&str> {
     INFERENCE_PROFILE_PREFIXES
         .iter()
         .find_map(|prefix| model_id.strip_prefix(prefix))

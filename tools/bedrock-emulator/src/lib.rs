@@ -1,7 +1,10 @@
 //! A local Amazon Bedrock runtime that speaks the real wire protocol (REST-JSON, AWS
 //! event-stream), so unmodified SDKs and the AWS CLI work against it by endpoint alone.
 //!
-//! Runtime API: `POST /model/{modelId}/converse`, `/converse-stream`, `/invoke`.
+//! Runtime API: `POST /model/{modelId}/converse`, `/converse-stream`, `/invoke`,
+//! `/count-tokens` (see [`count_tokens`]); guardrails ([`guardrail`]) and prompt routers
+//! ([`prompt_router`]) in Converse and ConverseStream.
+//! Prompt routers (control plane): `GET /prompt-routers/{promptRouterArn}`, `GET /prompt-routers`.
 //! Batch inference (control plane): `POST /model-invocation-job`,
 //! `GET /model-invocation-job/{jobIdentifier}`, `POST /model-invocation-job/{jobIdentifier}/stop`,
 //! `GET /model-invocation-jobs`.
@@ -26,16 +29,19 @@ pub mod catalog;
 pub mod checks;
 pub mod cloudwatch;
 pub mod converse;
+pub mod count_tokens;
 pub mod error;
 pub mod events;
 pub mod eventstream;
 pub mod fault;
 pub mod generate;
+pub mod guardrail;
 pub mod identity;
 pub mod ids;
 pub mod invoke;
 pub mod patch;
 pub mod prompt_cache;
+pub mod prompt_router;
 pub mod provisioned;
 pub mod runtime;
 pub mod state;
@@ -70,6 +76,15 @@ pub fn router(state: Arc<EmulatorState>) -> Router {
             post(converse::converse_stream),
         )
         .route("/model/{model_id}/invoke", post(invoke::invoke_model))
+        .route(
+            "/model/{model_id}/count-tokens",
+            post(count_tokens::count_tokens),
+        )
+        .route("/prompt-routers", get(prompt_router::list))
+        .route(
+            "/prompt-routers/{prompt_router_arn}",
+            get(prompt_router::get),
+        )
         .route("/model-invocation-job", post(batch::create))
         .route("/model-invocation-job/{job_identifier}", get(batch::get))
         .route(

@@ -130,6 +130,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         models: Default::default(),
         prompt_cache_now: None,
         provisioned: Default::default(),
+        guardrails: Default::default(),
+        prompt_routers: Default::default(),
     };
     initial.batch.validate()?;
     let identity = Identity {

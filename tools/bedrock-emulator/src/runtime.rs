@@ -14,8 +14,11 @@ use crate::catalog::Catalog;
 use crate::error::BedrockError;
 use crate::fault::{Fault, FaultCounts, FaultRates, StreamError};
 use crate::generate::StopReason;
+use crate::guardrail::{patch_guardrails, Guardrail, GuardrailPatch};
+use crate::identity::Identity;
 use crate::patch::set_or_clear;
 use crate::prompt_cache::{self, CachePoint, CacheUse, PromptCache};
+use crate::prompt_router::{default_router_arn, patch_routers, PromptRouter, PromptRouterPatch};
 use crate::provisioned::{ProvisionedState, Refusal};
 use crate::tier::ServiceTier;
 use crate::time::{now_or_system, parse_time};
@@ -165,13 +168,19 @@ impl BehaviourPatch {
 }
 
 /// The runtime's settings: the global behaviour and per-model overrides, keyed by the model
-/// identifier as sent (id or ARN), and the present the prompt cache sees.
+/// identifier as sent (id or ARN), the present the prompt cache sees, the guardrails requests
+/// may name and the prompt routers configured (besides the built-in one).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RuntimeSettings {
     pub global: Behaviour,
     pub models: BTreeMap<String, Behaviour>,
     /// The present for the prompt cache's expiries; `None`: the system clock.
     pub prompt_cache_now: Option<DateTime<Utc>>,
+    /// Guardrails by id ([`crate::guardrail`]).
+    pub guardrails: BTreeMap<String, Guardrail>,
+    /// Prompt routers by ARN ([`crate::prompt_router`]); the built-in default router answers
+    /// at its ARN unless one is configured there.
+    pub prompt_routers: BTreeMap<String, PromptRouter>,
 }
 
 /// A partial update of [`RuntimeSettings`] (the runtime's part of `POST /_emulator/config`):
@@ -186,6 +195,12 @@ pub struct RuntimePatch {
     /// An ISO-8601 time, or `null` for the system clock (global only).
     #[serde(default, deserialize_with = "set_or_clear")]
     pub prompt_cache_now: Option<Option<String>>,
+    /// Guardrails to define or change by id; `null` removes one.
+    #[serde(default)]
+    pub guardrails: BTreeMap<String, Option<GuardrailPatch>>,
+    /// Prompt routers to define or change by ARN; `null` removes one.
+    #[serde(default)]
+    pub prompt_routers: BTreeMap<String, Option<PromptRouterPatch>>,
 }
 
 impl RuntimeSettings {
@@ -194,8 +209,14 @@ impl RuntimeSettings {
     }
 
     /// These settings with a patch applied, or why the patch is refused (the global fields
-    /// are checked first, then each model's).
-    pub fn patched(&self, patch: &RuntimePatch) -> Result<RuntimeSettings, String> {
+    /// are checked first, then each model's, then the guardrails and the prompt routers, whose
+    /// models the catalog must serve).
+    pub fn patched(
+        &self,
+        patch: &RuntimePatch,
+        catalog: &Catalog,
+        identity: &Identity,
+    ) -> Result<RuntimeSettings, String> {
         let global = &patch.global;
         global.validate()?;
         for model_patch in patch.models.values().flatten() {
@@ -222,6 +243,13 @@ impl RuntimeSettings {
                 }
             }
         }
+        patch_guardrails(&mut next.guardrails, &patch.guardrails)?;
+        patch_routers(
+            &mut next.prompt_routers,
+            &patch.prompt_routers,
+            catalog,
+            identity,
+        )?;
         Ok(next)
     }
 }
@@ -249,6 +277,10 @@ pub struct ModelStats {
     pub cache_write_tokens: u64,
     /// Served calls that named a service tier, by tier.
     pub tiers: BTreeMap<&'static str, u64>,
+    /// Calls whose answer a guardrail replaced (input or output blocked).
+    pub guardrail_interventions: u64,
+    /// `CountTokens` calls (not counted in `calls`: they are not model calls).
+    pub count_tokens_calls: u64,
 }
 
 #[derive(Debug, Default)]
@@ -299,6 +331,8 @@ impl Admission {
 #[derive(Debug)]
 pub struct RuntimeState {
     pub catalog: Catalog,
+    /// The account and region of the ARNs it names (prompt routers, guardrails).
+    identity: Identity,
     /// What `/_emulator/reset` returns to.
     initial: RuntimeSettings,
     inner: Mutex<Mutable>,
@@ -308,11 +342,13 @@ pub struct RuntimeState {
 impl RuntimeState {
     pub fn new(
         catalog: Catalog,
+        identity: Identity,
         settings: RuntimeSettings,
         provisioned: Arc<ProvisionedState>,
     ) -> Self {
         Self {
             catalog,
+            identity,
             inner: Mutex::new(Mutable {
                 settings: settings.clone(),
                 ..Mutable::default()
@@ -339,7 +375,9 @@ impl RuntimeState {
 
     /// The settings in effect with a patch applied, or why the patch is refused; nothing changes.
     pub fn patched(&self, patch: &RuntimePatch) -> Result<RuntimeSettings, String> {
-        self.lock().settings.patched(patch)
+        self.lock()
+            .settings
+            .patched(patch, &self.catalog, &self.identity)
     }
 
     /// Puts settings (checked by [`Self::patched`]) in effect.
@@ -350,7 +388,9 @@ impl RuntimeState {
     /// Applies a patch: the settings now in effect, or why the patch is refused.
     pub fn apply(&self, patch: &RuntimePatch) -> Result<RuntimeSettings, String> {
         let mut inner = self.lock();
-        let next = inner.settings.patched(patch)?;
+        let next = inner
+            .settings
+            .patched(patch, &self.catalog, &self.identity)?;
         inner.settings = next.clone();
         Ok(next)
     }
@@ -367,6 +407,31 @@ impl RuntimeState {
 
     pub fn stats(&self) -> BTreeMap<String, ModelStats> {
         self.lock().stats.clone()
+    }
+
+    /// The account and region of the ARNs the runtime names.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// A guardrail by id.
+    pub fn guardrail(&self, id: &str) -> Option<Guardrail> {
+        self.lock().settings.guardrails.get(id).cloned()
+    }
+
+    /// The prompt router at an ARN: the one configured there, or the built-in default router.
+    pub fn prompt_router(&self, arn: &str) -> Option<PromptRouter> {
+        let configured = self.lock().settings.prompt_routers.get(arn).cloned();
+        configured
+            .or_else(|| (arn == default_router_arn(&self.identity)).then(PromptRouter::builtin))
+    }
+
+    /// Every prompt router, by ARN: the built-in one and those configured.
+    pub fn prompt_routers(&self) -> BTreeMap<String, PromptRouter> {
+        let mut routers =
+            BTreeMap::from([(default_router_arn(&self.identity), PromptRouter::builtin())]);
+        routers.extend(self.lock().settings.prompt_routers.clone());
+        routers
     }
 
     /// The output-token limit of a model identifier (a Provisioned Throughput ARN has its base
@@ -497,6 +562,16 @@ impl RuntimeState {
         self.stats_of(model_id, |stats| stats.stream_errors += 1);
     }
 
+    /// Counts a call whose answer a guardrail replaced.
+    pub fn record_guardrail_intervention(&self, model_id: &str) {
+        self.stats_of(model_id, |stats| stats.guardrail_interventions += 1);
+    }
+
+    /// Counts a `CountTokens` call (not a model call: `calls` is left alone).
+    pub fn record_count_tokens(&self, model_id: &str) {
+        self.stats_of(model_id, |stats| stats.count_tokens_calls += 1);
+    }
+
     /// Counts a call answered with a fault's exception by a check outside [`Self::admit`]
     /// (`new_call`: the call was not counted yet).
     fn record_fault(&self, model_id: &str, fault: Fault, new_call: bool) {
@@ -521,9 +596,14 @@ impl RuntimeState {
         let catalog = Catalog::default();
         let provisioned = ProvisionedState::new(
             catalog.clone(),
-            crate::identity::Identity::default(),
+            Identity::default(),
             crate::provisioned::ProvisionedSettings::default(),
         );
-        Self::new(catalog, RuntimeSettings::default(), Arc::new(provisioned))
+        Self::new(
+            catalog,
+            Identity::default(),
+            RuntimeSettings::default(),
+            Arc::new(provisioned),
+        )
     }
 }

@@ -7,6 +7,7 @@ use super::cache::{cache_point_of, cache_points, without_cache_points};
 use super::Checked;
 use crate::error::BedrockError;
 use crate::generate::{generate, tokens_for, Generated};
+use crate::guardrail;
 use crate::runtime::RuntimeState;
 use crate::tier::{requested_latency, requested_tier};
 use crate::tools::{self, ToolConfig};
@@ -50,6 +51,26 @@ pub(super) fn characters_of(block: &Value) -> usize {
     }
 }
 
+fn blocks(value: Option<&Value>) -> &[Value] {
+    value.and_then(Value::as_array).map_or(&[], Vec::as_slice)
+}
+
+/// Characters a Converse request's input counts for (what its input tokens are counted from,
+/// and what a prompt router measures): its `system` and message blocks ([`characters_of`])
+/// and its tool definitions.
+pub fn input_chars(request: &Value) -> usize {
+    let system: usize = blocks(request.get("system"))
+        .iter()
+        .map(characters_of)
+        .sum();
+    let messages: usize = blocks(request.get("messages"))
+        .iter()
+        .flat_map(|m| blocks(m.get("content")))
+        .map(characters_of)
+        .sum();
+    system + messages + tools::definition_chars(request)
+}
+
 /// Parses and checks a Converse body the way Bedrock does.
 pub(super) fn check(
     state: &RuntimeState,
@@ -74,6 +95,7 @@ pub fn check_value(
     let service_tier = requested_tier(&value)?;
     let latency = requested_latency(&value)?;
     let cache_points = cache_points(model_id, &value)?;
+    let guardrail = guardrail::requested(&value, |id| state.guardrail(id), state.identity())?;
 
     let messages = request.messages.unwrap_or_default();
     if messages.is_empty() {
@@ -146,13 +168,8 @@ pub fn check_value(
         }
     }
 
-    let input_chars: usize = request.system.iter().map(characters_of).sum::<usize>()
-        + messages
-            .iter()
-            .flat_map(|m| m.content.iter())
-            .map(characters_of)
-            .sum::<usize>()
-        + tools::definition_chars(&value);
+    let input_chars = input_chars(&value);
+    let guarded_input = guardrail.as_ref().map(|_| guardrail::input_text(&value));
     let fingerprint = fingerprint(model_id, value);
     let last_user = messages
         .iter()
@@ -163,16 +180,27 @@ pub fn check_value(
         .tool_config
         .as_ref()
         .and_then(|tools| tools.call(last_user, &fingerprint));
+    let answer = match tool_call {
+        Some(call) => Generated::tool_call(call, max_tokens),
+        None => generate(&fingerprint, max_tokens, &config.stop_sequences),
+    };
+    let (answer, guardrail) = match guardrail {
+        Some(request) => {
+            let (answer, used) =
+                request.apply(guarded_input.as_deref().unwrap_or_default(), answer);
+            (answer, Some(used))
+        }
+        None => (answer, None),
+    };
     Ok(Checked {
         input_tokens: tokens_for(input_chars),
-        answer: match tool_call {
-            Some(call) => Generated::tool_call(call, max_tokens),
-            None => generate(&fingerprint, max_tokens, &config.stop_sequences),
-        },
+        answer,
         cache_points,
         cache: None,
         service_tier,
         latency,
+        guardrail,
+        invoked_model_arn: None,
     })
 }
 
@@ -226,13 +254,14 @@ fn check_system_text(system: &[Value]) -> Result<(), BedrockError> {
 
 /// What the answer's text derives from: the model and the request, but not `maxTokens` or
 /// `stopSequences`, which only cut the answer (as at temperature 0, a tighter limit gives a
-/// prefix of the same answer), nor cache points, `serviceTier` or `performanceConfig`, which
-/// change how the prompt is served, not what the model says.
+/// prefix of the same answer), nor cache points, `serviceTier`, `performanceConfig` or
+/// `guardrailConfig`, which change how the prompt is served or guarded, not what the model says.
 fn fingerprint(model_id: &str, mut request: Value) -> Vec<u8> {
     without_cache_points(&mut request);
     if let Some(request) = request.as_object_mut() {
         request.remove("serviceTier");
         request.remove("performanceConfig");
+        request.remove("guardrailConfig");
         let config = request
             .get_mut("inferenceConfig")
             .and_then(Value::as_object_mut);

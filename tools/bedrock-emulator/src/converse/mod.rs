@@ -10,6 +10,11 @@
 //! describes; when one counts, `usage` reports the tokens read from the cache or written to it
 //! apart from `inputTokens` (`cacheReadInputTokens`, `cacheWriteInputTokens`, `cacheDetails`).
 //! `serviceTier` and `performanceConfig` are checked and echoed as [`crate::tier`] describes.
+//!
+//! Guardrails (`guardrailConfig`) assess the input and the answer as [`crate::guardrail`]
+//! describes; a `modelId` that is a prompt router's ARN is served by the model the router picks
+//! ([`crate::prompt_router`]). Either may add a `trace` to the answer (the Converse response,
+//! the stream's `metadata` event).
 
 mod cache;
 mod check;
@@ -25,11 +30,13 @@ use serde_json::{json, Value};
 
 use crate::error::BedrockError;
 use crate::generate::Generated;
+use crate::guardrail::GuardrailUse;
 use crate::prompt_cache::{CachePoint, CacheUse};
+use crate::prompt_router::{self, Target};
 use crate::runtime::{Admission, RuntimeState};
 use crate::tier::{Latency, ServiceTier};
 use check::check;
-pub use check::check_value;
+pub use check::{check_value, input_chars};
 pub use stream::converse_stream;
 
 /// A request that passed every check, ready to be answered.
@@ -46,6 +53,42 @@ pub struct Checked {
     pub service_tier: Option<ServiceTier>,
     /// The latency its `performanceConfig` asked for, if it had one.
     pub latency: Option<Latency>,
+    /// What the guardrail the request named did, if it named one.
+    pub guardrail: Option<GuardrailUse>,
+    /// The ARN of the model a prompt router picked, when the call named a router.
+    pub invoked_model_arn: Option<String>,
+}
+
+impl Checked {
+    /// Whether a guardrail replaced the answer.
+    pub fn guardrail_intervened(&self) -> bool {
+        self.guardrail
+            .as_ref()
+            .is_some_and(GuardrailUse::intervened)
+    }
+
+    /// The answer's `trace` (botocore's `ConverseTrace`): the guardrail's assessment when the
+    /// request asked for it, the prompt router's invoked model when a router served it.
+    fn trace(&self) -> Option<Value> {
+        let guardrail = self.guardrail.as_ref().and_then(GuardrailUse::trace);
+        if guardrail.is_none() && self.invoked_model_arn.is_none() {
+            return None;
+        }
+        let mut trace = json!({});
+        if let Some(guardrail) = guardrail {
+            trace["guardrail"] = guardrail;
+        }
+        if let Some(arn) = &self.invoked_model_arn {
+            trace["promptRouter"] = json!({ "invokedModelId": arn });
+        }
+        Some(trace)
+    }
+}
+
+/// The model a Converse or ConverseStream call is served by (a prompt router's pick for a
+/// router's ARN).
+fn target(state: &RuntimeState, model_id: &str, body: &[u8]) -> Result<Target, BedrockError> {
+    prompt_router::target(state, model_id, body, input_chars)
 }
 
 /// Checks, counts and admits a call; a configured fault or a bad request ends it here.
@@ -64,15 +107,31 @@ pub fn admit_checked(
         }
     };
     let admission = state.admit_tier(model_id, checked.service_tier)?;
-    if let Some(reason) = admission.behaviour.stop_reason {
+    // A guardrail's answer stands whatever stop reason is configured.
+    if let Some(reason) = admission
+        .behaviour
+        .stop_reason
+        .filter(|_| !checked.guardrail_intervened())
+    {
         checked.answer = checked.answer.stopped_by(reason);
     }
     if let Some(arn) = provisioned {
         let tokens = u64::from(checked.input_tokens) + u64::from(checked.answer.output_tokens);
         state.charge_provisioned(&arn, tokens)?;
     }
-    // Only a call that will be answered reads or writes the cache.
-    checked.cache = state.use_prompt_cache(model_id, &checked.cache_points, &admission.behaviour);
+    if checked.guardrail_intervened() {
+        state.record_guardrail_intervention(model_id);
+    }
+    // Only a call that will be answered, by the model, reads or writes the cache (a blocked
+    // input never reaches the model).
+    let model_ran = !checked
+        .guardrail
+        .as_ref()
+        .is_some_and(GuardrailUse::input_blocked);
+    if model_ran {
+        checked.cache =
+            state.use_prompt_cache(model_id, &checked.cache_points, &admission.behaviour);
+    }
     Ok((checked, admission))
 }
 
@@ -89,13 +148,17 @@ fn usage(checked: &Checked) -> Value {
 }
 
 /// What an answer (the Converse response, the stream's `metadata` event) echoes from its
-/// request: the tier that served it and its `performanceConfig`, when the request named them.
+/// request: the tier that served it and its `performanceConfig`, when the request named them,
+/// and its `trace` (a guardrail's, when asked for; a prompt router's).
 fn echo_request(checked: &Checked, answer: &mut Value) {
     if let Some(tier) = checked.service_tier {
         answer["serviceTier"] = tier.echo();
     }
     if let Some(latency) = checked.latency {
         answer["performanceConfig"] = latency.echo();
+    }
+    if let Some(trace) = checked.trace() {
+        answer["trace"] = trace;
     }
 }
 
@@ -105,8 +168,13 @@ pub async fn converse(
     body: Bytes,
 ) -> Result<Json<Value>, BedrockError> {
     let started = Instant::now();
-    let (checked, admission) =
+    let Target {
+        model_id,
+        invoked_model_arn,
+    } = target(&state, &model_id, &body)?;
+    let (mut checked, admission) =
         admit_checked(&state, &model_id, || check(&state, &model_id, &body))?;
+    checked.invoked_model_arn = invoked_model_arn;
     admission
         .wait_for_answer(checked.answer.output_tokens)
         .await;

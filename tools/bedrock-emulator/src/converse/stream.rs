@@ -10,11 +10,12 @@ use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, StreamExt};
 use serde_json::{json, Value};
 
-use super::{admit_checked, check, echo_request, usage, Checked};
+use super::{admit_checked, check, echo_request, target, usage, Checked};
 use crate::error::BedrockError;
 use crate::eventstream::{event_frame, exception_frame};
 use crate::fault::StreamError;
 use crate::generate::tokens_for;
+use crate::prompt_router::Target;
 use crate::runtime::RuntimeState;
 
 /// Splits the answer into deltas of a few words, as Bedrock streams them.
@@ -88,8 +89,13 @@ pub async fn converse_stream(
     body: Bytes,
 ) -> Result<Response, BedrockError> {
     let started = Instant::now();
-    let (checked, admission) =
+    let Target {
+        model_id,
+        invoked_model_arn,
+    } = target(&state, &model_id, &body)?;
+    let (mut checked, admission) =
         admit_checked(&state, &model_id, || check(&state, &model_id, &body))?;
+    checked.invoked_model_arn = invoked_model_arn;
     let stream_error = admission.behaviour.stream_error;
     if stream_error.is_some() {
         state.record_stream_error(&model_id);

@@ -691,3 +691,344 @@ mod caching_and_tiers {
         assert_eq!(error.error_type, "ValidationException");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Guardrails and prompt routers, through the handlers
+
+mod guardrails_and_routers {
+    use std::sync::Arc;
+
+    use aws_smithy_eventstream::frame::read_message_from;
+    use axum::extract::{Path, State};
+    use bytes::Buf;
+
+    use super::*;
+    use crate::generate::{tokens_for, GUARDRAIL_BLOCKED_MESSAGE};
+    use crate::guardrail::NOT_FOUND_MESSAGE;
+    use crate::prompt_router::{default_router_arn, DEFAULT_LONG_MODEL, DEFAULT_SHORT_MODEL};
+    use crate::runtime::RuntimePatch;
+
+    fn state() -> Arc<RuntimeState> {
+        let state = Arc::new(RuntimeState::for_tests());
+        configure(
+            &state,
+            json!({"guardrails": {"gr1": {
+                "blockedWords": ["password"],
+                "blockedInputMessage": "I can't discuss that.",
+                "blockedOutputMessage": "The answer was withheld.",
+            }}}),
+        );
+        state
+    }
+
+    fn configure(state: &RuntimeState, patch: Value) {
+        let patch: RuntimePatch = serde_json::from_value(patch).unwrap();
+        state.apply(&patch).unwrap();
+    }
+
+    fn guarded(text: &str, config: Value) -> Value {
+        json!({"messages": [user(text)], "guardrailConfig": config})
+    }
+
+    fn traced() -> Value {
+        json!({"guardrailIdentifier": "gr1", "guardrailVersion": "DRAFT", "trace": "enabled"})
+    }
+
+    async fn call_as(
+        state: &Arc<RuntimeState>,
+        model_id: &str,
+        body: &Value,
+    ) -> Result<Value, BedrockError> {
+        let response = converse(
+            State(state.clone()),
+            Path(model_id.to_owned()),
+            Bytes::from(body.to_string()),
+        )
+        .await?;
+        Ok(response.0)
+    }
+
+    async fn call(state: &Arc<RuntimeState>, body: &Value) -> Result<Value, BedrockError> {
+        call_as(state, HAIKU, body).await
+    }
+
+    async fn stream_as(
+        state: &Arc<RuntimeState>,
+        model_id: &str,
+        body: &Value,
+    ) -> Vec<(String, Value)> {
+        let response = converse_stream(
+            State(state.clone()),
+            Path(model_id.to_owned()),
+            Bytes::from(body.to_string()),
+        )
+        .await
+        .unwrap();
+        let mut bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let mut events = Vec::new();
+        while bytes.has_remaining() {
+            let message = read_message_from(&mut bytes).unwrap();
+            let kind = message
+                .headers()
+                .iter()
+                .find(|h| h.name().as_str() == ":event-type")
+                .and_then(|h| h.value().as_string().ok())
+                .map(|s| s.as_str().to_owned())
+                .unwrap();
+            events.push((kind, serde_json::from_slice(message.payload()).unwrap()));
+        }
+        events
+    }
+
+    fn streamed_text(events: &[(String, Value)]) -> String {
+        events
+            .iter()
+            .filter(|(kind, _)| kind == "contentBlockDelta")
+            .filter_map(|(_, e)| e["delta"]["text"].as_str())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_blocked_word_in_the_input_intervenes_with_a_trace() {
+        let state = state();
+        let plain = call(&state, &json!({"messages": [user("What is my Password?")]}))
+            .await
+            .unwrap();
+        let answer = call(&state, &guarded("What is my Password?", traced()))
+            .await
+            .unwrap();
+        assert_eq!(answer["stopReason"], "guardrail_intervened");
+        assert_eq!(
+            answer["output"]["message"]["content"],
+            json!([{"text": "I can't discuss that."}])
+        );
+        assert_eq!(
+            answer["usage"]["outputTokens"],
+            tokens_for("I can't discuss that.".len())
+        );
+        assert_eq!(
+            answer["usage"]["inputTokens"],
+            plain["usage"]["inputTokens"]
+        );
+        let assessment = &answer["trace"]["guardrail"]["inputAssessment"]["gr1"];
+        assert_eq!(
+            assessment["wordPolicy"],
+            json!({"customWords": [{"match": "password", "action": "BLOCKED", "detected": true}], "managedWordLists": []})
+        );
+        assert!(answer["trace"]["guardrail"]
+            .get("outputAssessments")
+            .is_none());
+        assert!(answer["trace"].get("promptRouter").is_none());
+
+        // Without a trace, the same intervention and no trace; a passing request is unchanged.
+        let quiet = guarded(
+            "password",
+            json!({"guardrailIdentifier": "gr1", "guardrailVersion": "1"}),
+        );
+        let answer = call(&state, &quiet).await.unwrap();
+        assert_eq!(answer["stopReason"], "guardrail_intervened");
+        assert!(answer.get("trace").is_none());
+        let passing = call(&state, &guarded("passwords", traced())).await.unwrap();
+        let unguarded = call(&state, &json!({"messages": [user("passwords")]}))
+            .await
+            .unwrap();
+        assert_eq!(passing["output"], unguarded["output"]);
+        assert_eq!(passing["stopReason"], unguarded["stopReason"]);
+        assert!(passing["trace"]["guardrail"]["outputAssessments"]["gr1"].is_array());
+
+        let stats = &state.stats()[HAIKU];
+        assert_eq!((stats.guardrail_interventions, stats.served), (2, 5));
+    }
+
+    #[tokio::test]
+    async fn a_blocked_input_never_reaches_the_model_or_the_cache() {
+        let state = state();
+        configure(&state, json!({"stopReason": "max_tokens"}));
+        let body = json!({
+            "system": [{"text": "cache me ".repeat(1000)}, {"cachePoint": {"type": "default"}}],
+            "messages": [user("password please")],
+            "guardrailConfig": traced(),
+        });
+        let answer = call(&state, &body).await.unwrap();
+        // The guardrail's answer stands whatever stop reason is configured.
+        assert_eq!(answer["stopReason"], "guardrail_intervened");
+        assert!(answer["usage"].get("cacheWriteInputTokens").is_none());
+        assert_eq!(state.prompt_cache_len(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_blocked_word_in_the_answer_is_replaced() {
+        let state = state();
+        let ask = |config: Option<Value>| {
+            let mut body = json!({"messages": [user("Tell me a story")]});
+            if let Some(config) = config {
+                body["guardrailConfig"] = config;
+            }
+            body
+        };
+        let plain = call(&state, &ask(None)).await.unwrap();
+        let text = plain["output"]["message"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let word = text
+            .trim_end_matches('.')
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .to_owned();
+        configure(
+            &state,
+            json!({"guardrails": {"gr1": {"blockedOutputWords": [word]}}}),
+        );
+        let answer = call(&state, &ask(Some(traced()))).await.unwrap();
+        assert_eq!(answer["stopReason"], "guardrail_intervened");
+        assert_eq!(
+            answer["output"]["message"]["content"][0]["text"],
+            "The answer was withheld."
+        );
+        let trace = &answer["trace"]["guardrail"];
+        assert_eq!(trace["modelOutput"], json!([text]));
+        assert_eq!(
+            trace["outputAssessments"]["gr1"][0]["wordPolicy"]["customWords"][0]["match"],
+            json!(word)
+        );
+        assert!(trace["inputAssessment"]["gr1"].get("wordPolicy").is_none());
+
+        // Streamed, in either processing mode, the replacement is the stream's text.
+        for mode in ["sync", "async"] {
+            let mut config = traced();
+            config["streamProcessingMode"] = json!(mode);
+            let events = stream_as(&state, HAIKU, &ask(Some(config))).await;
+            assert_eq!(streamed_text(&events), "The answer was withheld.");
+            let stop = events
+                .iter()
+                .find(|(kind, _)| kind == "messageStop")
+                .unwrap();
+            assert_eq!(stop.1["stopReason"], "guardrail_intervened");
+            let metadata = &events.last().unwrap().1;
+            assert_eq!(metadata["trace"]["guardrail"]["modelOutput"], json!([text]));
+        }
+        assert_eq!(state.stats()[HAIKU].guardrail_interventions, 3);
+    }
+
+    #[tokio::test]
+    async fn a_blocked_input_streams_the_blocked_message() {
+        let state = state();
+        let events = stream_as(&state, HAIKU, &guarded("my password", traced())).await;
+        assert_eq!(streamed_text(&events), "I can't discuss that.");
+        let stop = events
+            .iter()
+            .find(|(kind, _)| kind == "messageStop")
+            .unwrap();
+        assert_eq!(stop.1["stopReason"], "guardrail_intervened");
+        let metadata = &events.last().unwrap().1;
+        assert_eq!(
+            metadata["trace"]["guardrail"]["inputAssessment"]["gr1"]["wordPolicy"]["customWords"]
+                [0]["match"],
+            "password"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unknown_guardrail_is_refused_and_counted() {
+        let state = state();
+        for config in [
+            json!({"guardrailIdentifier": "nope", "guardrailVersion": "DRAFT"}),
+            json!({"guardrailIdentifier": "gr1", "guardrailVersion": "2"}),
+        ] {
+            let error = call(&state, &guarded("hi", config)).await.unwrap_err();
+            assert_eq!(
+                (error.error_type, error.message.as_str()),
+                ("ValidationException", NOT_FOUND_MESSAGE)
+            );
+        }
+        configure(&state, json!({"guardrails": {"gr1": null}}));
+        let error = call(&state, &guarded("hi", traced())).await.unwrap_err();
+        assert_eq!(error.message, NOT_FOUND_MESSAGE);
+        assert_eq!(state.stats()[HAIKU].validation_errors, 3);
+        // A configured stop reason still says what Bedrock's default guardrail message says.
+        configure(&state, json!({"stopReason": "guardrail_intervened"}));
+        let answer = call(&state, &json!({"messages": [user("hi")]}))
+            .await
+            .unwrap();
+        assert_eq!(
+            answer["output"]["message"]["content"][0]["text"],
+            GUARDRAIL_BLOCKED_MESSAGE
+        );
+    }
+
+    #[tokio::test]
+    async fn the_default_router_picks_by_prompt_length() {
+        let state = state();
+        let router = default_router_arn(state.identity());
+        let short = json!({"messages": [user("A short question?")]});
+        let long = json!({"messages": [user(&"x".repeat(2000))]});
+
+        let answer = call_as(&state, &router, &short).await.unwrap();
+        assert_eq!(
+            answer["trace"],
+            json!({"promptRouter": {"invokedModelId": format!("arn:aws:bedrock:us-east-1::foundation-model/{DEFAULT_SHORT_MODEL}")}})
+        );
+        // Answered as that model answers.
+        let direct = call_as(&state, DEFAULT_SHORT_MODEL, &short).await.unwrap();
+        assert_eq!(answer["output"], direct["output"]);
+        assert_eq!(answer["usage"], direct["usage"]);
+
+        let answer = call_as(&state, &router, &long).await.unwrap();
+        assert_eq!(
+            answer["trace"]["promptRouter"]["invokedModelId"],
+            format!("arn:aws:bedrock:us-east-1::foundation-model/{DEFAULT_LONG_MODEL}")
+        );
+        let events = stream_as(&state, &router, &long).await;
+        let metadata = &events.last().unwrap().1;
+        assert_eq!(metadata["trace"], answer["trace"]);
+
+        // A guardrail's trace sits beside the router's.
+        let mut body = guarded("password", traced());
+        body["messages"][0]["content"][0]["text"] = json!("password");
+        let both = call_as(&state, &router, &body).await.unwrap();
+        assert!(both["trace"]["guardrail"]["inputAssessment"]["gr1"].is_object());
+        assert!(both["trace"]["promptRouter"]["invokedModelId"].is_string());
+
+        let stats = state.stats();
+        assert!(!stats.contains_key(&router));
+        assert_eq!(stats[DEFAULT_SHORT_MODEL].calls, 3);
+        assert_eq!(stats[DEFAULT_LONG_MODEL].calls, 2);
+    }
+
+    #[tokio::test]
+    async fn configured_routers_serve_and_unknown_ones_are_refused() {
+        let state = state();
+        let arn = "arn:aws:bedrock:us-east-1:123456789012:prompt-router/abcdef123456";
+        configure(
+            &state,
+            json!({"promptRouters": {arn: {"models": ["amazon.nova-micro-v1:0", "us.amazon.nova-pro-v1:0"], "thresholdChars": 10}}}),
+        );
+        let answer = call_as(&state, arn, &json!({"messages": [user("0123456789")]}))
+            .await
+            .unwrap();
+        assert_eq!(
+            answer["trace"]["promptRouter"]["invokedModelId"],
+            "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.amazon.nova-pro-v1:0"
+        );
+        let unknown = "arn:aws:bedrock:us-east-1:123456789012:prompt-router/missing";
+        let error = call_as(&state, unknown, &json!({"messages": [user("hi")]}))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (error.error_type, error.message.as_str()),
+            (
+                "ValidationException",
+                "The provided model identifier is invalid."
+            )
+        );
+        let error = call_as(&state, arn, &json!("{")).await.unwrap_err();
+        assert_eq!(error.error_type, "ValidationException");
+        assert_eq!(state.stats()[unknown].validation_errors, 1);
+        // A body that is JSON but not a request is the picked model's to refuse.
+        assert_eq!(state.stats()["amazon.nova-micro-v1:0"].validation_errors, 1);
+    }
+}

@@ -14,8 +14,10 @@ use crate::batch::storage::{S3Storage, Storage};
 use crate::batch::{BatchPatch, BatchState};
 use crate::catalog::Catalog;
 use crate::cloudwatch::{FaultPatch, Metrics};
+use crate::guardrail::{Guardrail, GuardrailPatch};
 use crate::identity::Identity;
 use crate::patch::set_or_clear;
+use crate::prompt_router::{PromptRouter, PromptRouterPatch};
 use crate::provisioned::{ProvisionedPatch, ProvisionedSettings, ProvisionedState};
 use crate::runtime::{ModelStats, RuntimePatch, RuntimeSettings, RuntimeState};
 use crate::time::serialize_optional_time;
@@ -53,6 +55,12 @@ pub struct ConfigPatch {
     pub provisioned: Option<ProvisionedPatch>,
     /// CloudWatch faults (`"cloudwatch": {"failPutMetricData": N}`).
     pub cloudwatch: Option<FaultPatch>,
+    /// Guardrails by id (`"guardrails": {"id": {...} | null}`).
+    #[serde(default)]
+    pub guardrails: BTreeMap<String, Option<GuardrailPatch>>,
+    /// Prompt routers by ARN (`"promptRouters": {"arn": {...} | null}`).
+    #[serde(default)]
+    pub prompt_routers: BTreeMap<String, Option<PromptRouterPatch>>,
 }
 
 impl ConfigPatch {
@@ -62,6 +70,8 @@ impl ConfigPatch {
             global: self.global.clone(),
             models: self.models.clone(),
             prompt_cache_now: self.prompt_cache_now.clone(),
+            guardrails: self.guardrails.clone(),
+            prompt_routers: self.prompt_routers.clone(),
         }
     }
 
@@ -95,6 +105,10 @@ pub struct RuntimeConfig {
     pub prompt_cache_now: Option<chrono::DateTime<chrono::Utc>>,
     /// Provisioned Throughput settings, shown as `"provisioned": {...}`.
     pub provisioned: ProvisionedSettings,
+    /// Guardrails by id.
+    pub guardrails: BTreeMap<String, Guardrail>,
+    /// Prompt routers configured, by ARN (the built-in default router is not listed here).
+    pub prompt_routers: BTreeMap<String, PromptRouter>,
 }
 
 impl RuntimeConfig {
@@ -109,6 +123,8 @@ impl RuntimeConfig {
             models: runtime.models,
             prompt_cache_now: runtime.prompt_cache_now,
             provisioned,
+            guardrails: runtime.guardrails,
+            prompt_routers: runtime.prompt_routers,
         }
     }
 }
@@ -176,8 +192,15 @@ impl EmulatorState {
             global: initial.global,
             models: initial.models,
             prompt_cache_now: initial.prompt_cache_now,
+            guardrails: initial.guardrails,
+            prompt_routers: initial.prompt_routers,
         };
-        let runtime = Arc::new(RuntimeState::new(catalog, settings, provisioned.clone()));
+        let runtime = Arc::new(RuntimeState::new(
+            catalog,
+            identity.clone(),
+            settings,
+            provisioned.clone(),
+        ));
         let batch = BatchState::new(runtime.clone(), initial.batch, identity).with_storage(storage);
         Self {
             runtime,

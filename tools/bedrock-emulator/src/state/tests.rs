@@ -148,6 +148,58 @@ fn stop_reason_and_stream_error_are_set_and_cleared() {
     );
 }
 
+#[test]
+fn guardrails_and_prompt_routers_are_shown_checked_and_reset() {
+    let state = EmulatorState::new(Catalog::default(), RuntimeConfig::default())
+        .with_identity(Identity {
+            account: "210987654321".to_owned(),
+            region: "eu-west-1".to_owned(),
+        });
+    let shown = serde_json::to_value(state.config()).unwrap();
+    assert_eq!(shown["guardrails"], json!({}));
+    assert_eq!(shown["promptRouters"], json!({}));
+    let router = "arn:aws:bedrock:eu-west-1:210987654321:prompt-router/r1";
+    let config = state
+        .apply(&patch(&format!(
+            r#"{{"guardrails":{{"gr1":{{"blockedWords":["x"]}}}},
+               "promptRouters":{{"{router}":{{"models":["{HAIKU}","anthropic.claude-3-5-sonnet-20240620-v1:0"]}}}}}}"#
+        )))
+        .unwrap();
+    let shown = serde_json::to_value(&config).unwrap();
+    assert_eq!(
+        shown["guardrails"]["gr1"],
+        json!({"blockedWords": ["x"], "blockedOutputWords": [],
+               "blockedInputMessage": "Sorry, the model cannot answer this question.",
+               "blockedOutputMessage": "Sorry, the model cannot answer this question.",
+               "versions": 1})
+    );
+    assert_eq!(shown["promptRouters"][router]["thresholdChars"], 2000);
+    // The built-in router answers in the emulator's account and region.
+    let builtin = "arn:aws:bedrock:eu-west-1:210987654321:default-prompt-router/anthropic.claude:1";
+    assert!(state.runtime.prompt_router(builtin).is_some());
+    assert_eq!(state.runtime.prompt_routers().len(), 2);
+    // A refused patch changes nothing, in any service.
+    for bad in [
+        r#"{"guardrails":{"gr1":{"blockedWord":["x"]}}}"#,
+        r#"{"guardrails":{"GR":{}}}"#,
+        r#"{"promptRouters":{"not-an-arn":{"models":["a","b"]}}}"#,
+    ] {
+        let refused = serde_json::from_str::<ConfigPatch>(bad)
+            .map_err(|e| e.to_string())
+            .and_then(|p| state.apply(&p).map(|_| ()));
+        assert!(refused.is_err(), "{bad}");
+    }
+    state
+        .apply(&patch(r#"{"batchStepMs":5,"guardrails":{"gr2":{"versions":0}},"promptRouters":{"x":{}}}"#))
+        .unwrap_err();
+    assert!(!state.config().guardrails.contains_key("gr2"));
+    assert_ne!(state.config().batch.batch_step_ms, 5);
+    state.reset();
+    let shown = serde_json::to_value(state.config()).unwrap();
+    assert_eq!(shown["guardrails"], json!({}));
+    assert_eq!(shown["promptRouters"], json!({}));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Batch's settings through the config endpoint
 
