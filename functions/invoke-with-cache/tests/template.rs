@@ -425,6 +425,49 @@ fn the_batch_functions_create_jobs_and_answer_only_on_the_models_v1_invoke_allow
 }
 
 #[test]
+fn the_function_may_apply_only_the_guardrail_it_is_given_and_only_when_given_one() {
+    let policies = block(
+        TEMPLATE,
+        &[
+            "Resources",
+            "InvokeWithCacheFunction",
+            "Properties",
+            "Policies",
+        ],
+    );
+    let (_, statement) = statements(&policies)
+        .into_iter()
+        .find(|(sid, _)| sid == "ApplyGuardrail")
+        .expect("an ApplyGuardrail statement");
+    assert_eq!(
+        actions_of(&statement),
+        BTreeSet::from(["bedrock:ApplyGuardrail".to_owned()])
+    );
+    assert!(
+        statement.contains(":guardrail/${GuardrailId}"),
+        "{statement}"
+    );
+    assert!(
+        policies.contains("- HasGuardrail"),
+        "granted only with a guardrail"
+    );
+    let variables = block(
+        TEMPLATE,
+        &[
+            "Resources",
+            "InvokeWithCacheFunction",
+            "Properties",
+            "Environment",
+            "Variables",
+        ],
+    );
+    assert_eq!(
+        scalar(&variables, "GUARDRAIL_ID").as_deref(),
+        Some("!Ref GuardrailId")
+    );
+}
+
+#[test]
 fn small_batches_are_handed_to_batch_status_which_alone_calls_the_models_on_demand() {
     let policies =
         |function: &str| block(TEMPLATE, &["Resources", function, "Properties", "Policies"]);

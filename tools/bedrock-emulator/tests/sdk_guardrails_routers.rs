@@ -7,13 +7,12 @@ mod common;
 
 use aws_sdk_bedrock::operation::get_prompt_router::GetPromptRouterError;
 use aws_sdk_bedrock::types::{PromptRouterStatus, PromptRouterType};
-use aws_sdk_bedrockruntime::error::ProvideErrorMetadata;
 use aws_sdk_bedrockruntime::operation::converse::{ConverseError, ConverseOutput};
 use aws_sdk_bedrockruntime::operation::count_tokens::CountTokensError;
 use aws_sdk_bedrockruntime::primitives::Blob;
 use aws_sdk_bedrockruntime::types::{
-    ContentBlock, ConversationRole, ConverseStreamOutput, ConverseStreamTrace, ConverseTokensRequest,
-    CountTokensInput, GuardrailConfiguration, GuardrailStreamConfiguration,
+    ContentBlock, ConversationRole, ConverseStreamOutput, ConverseStreamTrace,
+    ConverseTokensRequest, CountTokensInput, GuardrailConfiguration, GuardrailStreamConfiguration,
     GuardrailStreamProcessingMode, GuardrailTrace, GuardrailWordPolicyAction,
     InvokeModelTokensRequest, Message, StopReason, SystemContentBlock,
 };
@@ -41,7 +40,11 @@ fn user(text: &str) -> Message {
 }
 
 fn text_of(output: &ConverseOutput) -> String {
-    let message = output.output().expect("output").as_message().expect("message");
+    let message = output
+        .output()
+        .expect("output")
+        .as_message()
+        .expect("message");
     match &message.content()[0] {
         ContentBlock::Text(text) => text.clone(),
         other => panic!("{other:?}"),
@@ -97,9 +100,15 @@ async fn a_blocked_word_in_the_input_intervenes_with_the_trace_asked_for() {
         usage.input_tokens(),
         plain.usage().expect("usage").input_tokens()
     );
-    let trace = output.trace().and_then(|t| t.guardrail()).expect("guardrail trace");
+    let trace = output
+        .trace()
+        .and_then(|t| t.guardrail())
+        .expect("guardrail trace");
     let assessment = &trace.input_assessment().expect("input assessment")[GUARDRAIL_ID];
-    let words = assessment.word_policy().expect("word policy").custom_words();
+    let words = assessment
+        .word_policy()
+        .expect("word policy")
+        .custom_words();
     assert_eq!(words.len(), 1);
     assert_eq!(words[0].r#match(), "Password");
     assert_eq!(words[0].action(), &GuardrailWordPolicyAction::Blocked);
@@ -165,7 +174,11 @@ async fn a_blocked_word_in_the_input_intervenes_in_a_stream() {
         .and_then(|g| g.input_assessment())
         .expect("input assessment")[GUARDRAIL_ID];
     assert_eq!(
-        assessment.word_policy().expect("word policy").custom_words()[0].r#match(),
+        assessment
+            .word_policy()
+            .expect("word policy")
+            .custom_words()[0]
+            .r#match(),
         "Password"
     );
 }
@@ -185,24 +198,40 @@ async fn a_blocked_word_in_the_answer_is_replaced_by_the_output_message() {
     };
     // The guardrail changes nothing the model says: block one of the words it will say.
     let answer = text_of(&ask(None).await.expect("converse"));
-    let word = answer.trim_end_matches('.').split(' ').nth(2).expect("a third word");
+    let word = answer
+        .trim_end_matches('.')
+        .split(' ')
+        .nth(2)
+        .expect("a third word");
     emulator
         .configure(json!({"guardrails": {GUARDRAIL_ID: {"blockedOutputWords": [word]}}}))
         .await;
-    let passing = ask(Some(guardrail(GUARDRAIL_ID, "DRAFT", GuardrailTrace::Disabled)))
-        .await
-        .expect("converse");
+    let passing = ask(Some(guardrail(
+        GUARDRAIL_ID,
+        "DRAFT",
+        GuardrailTrace::Disabled,
+    )))
+    .await
+    .expect("converse");
     assert_eq!(passing.stop_reason(), &StopReason::GuardrailIntervened);
     assert_eq!(text_of(&passing), "That answer was blocked.");
 
-    let traced = ask(Some(guardrail(GUARDRAIL_ID, "DRAFT", GuardrailTrace::Enabled)))
-        .await
-        .expect("converse");
+    let traced = ask(Some(guardrail(
+        GUARDRAIL_ID,
+        "DRAFT",
+        GuardrailTrace::Enabled,
+    )))
+    .await
+    .expect("converse");
     let trace = traced.trace().and_then(|t| t.guardrail()).expect("trace");
-    assert_eq!(trace.model_output(), [answer.clone()]);
+    assert_eq!(trace.model_output(), std::slice::from_ref(&answer));
     let outputs = &trace.output_assessments().expect("output assessments")[GUARDRAIL_ID];
     assert_eq!(
-        outputs[0].word_policy().expect("word policy").custom_words()[0].r#match(),
+        outputs[0]
+            .word_policy()
+            .expect("word policy")
+            .custom_words()[0]
+            .r#match(),
         word
     );
     let input = &trace.input_assessment().expect("input assessment")[GUARDRAIL_ID];
@@ -217,7 +246,10 @@ async fn an_unknown_guardrail_or_version_is_refused() {
     for (identifier, version) in [
         ("nosuchguardrail", "DRAFT"),
         (GUARDRAIL_ID, "7"),
-        ("arn:aws:bedrock:eu-west-1:123456789012:guardrail/gr1abc", "1"),
+        (
+            "arn:aws:bedrock:eu-west-1:123456789012:guardrail/gr1abc",
+            "1",
+        ),
     ] {
         let error = client
             .converse()
@@ -287,7 +319,9 @@ async fn the_default_router_sends_short_and_long_prompts_to_different_models() {
     );
     assert_eq!(
         invoked(&long),
-        Some("arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-3-5-sonnet-20240620-v1:0")
+        Some(
+            "arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-3-5-sonnet-20240620-v1:0"
+        )
     );
     // Each answered as its model answers.
     let direct = routed(&client, SONNET_3_5, &long_prompt).await;
@@ -341,7 +375,9 @@ async fn configured_routers_are_served_got_and_listed() {
     );
     assert_eq!(
         invoked(&routed(&client, DEFAULT_ROUTER, "Hello").await),
-        Some("arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-3-5-sonnet-20240620-v1:0")
+        Some(
+            "arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-3-5-sonnet-20240620-v1:0"
+        )
     );
 
     let bedrock = aws_sdk_bedrock::Client::new(&emulator.sdk_config());
@@ -378,7 +414,11 @@ async fn configured_routers_are_served_got_and_listed() {
         ("Nova router", &PromptRouterType::Custom)
     );
 
-    let all = bedrock.list_prompt_routers().send().await.expect("ListPromptRouters");
+    let all = bedrock
+        .list_prompt_routers()
+        .send()
+        .await
+        .expect("ListPromptRouters");
     let arns: Vec<_> = all
         .prompt_router_summaries()
         .iter()
@@ -406,7 +446,10 @@ async fn configured_routers_are_served_got_and_listed() {
         .send()
         .await
         .expect("ListPromptRouters");
-    assert_eq!(second.prompt_router_summaries()[0].prompt_router_arn(), custom);
+    assert_eq!(
+        second.prompt_router_summaries()[0].prompt_router_arn(),
+        custom
+    );
     assert!(second.next_token().is_none());
 
     let missing = bedrock
@@ -448,7 +491,10 @@ async fn configured_routers_are_served_got_and_listed() {
         .await
         .expect_err("gone")
         .into_service_error();
-    assert!(matches!(error, ConverseError::ValidationException(_)), "{error:?}");
+    assert!(
+        matches!(error, ConverseError::ValidationException(_)),
+        "{error:?}"
+    );
 }
 
 #[tokio::test]
@@ -519,7 +565,9 @@ async fn count_tokens_equals_the_input_tokens_of_the_same_converse_call() {
         .expect("count tokens");
     assert_eq!(
         i64::from(counted.input_tokens()),
-        answer["usage"]["input_tokens"].as_i64().expect("input tokens")
+        answer["usage"]["input_tokens"]
+            .as_i64()
+            .expect("input tokens")
     );
 
     let stats = emulator.stats().await;

@@ -150,8 +150,8 @@ fn stop_reason_and_stream_error_are_set_and_cleared() {
 
 #[test]
 fn guardrails_and_prompt_routers_are_shown_checked_and_reset() {
-    let state = EmulatorState::new(Catalog::default(), RuntimeConfig::default())
-        .with_identity(Identity {
+    let state =
+        EmulatorState::new(Catalog::default(), RuntimeConfig::default()).with_identity(Identity {
             account: "210987654321".to_owned(),
             region: "eu-west-1".to_owned(),
         });
@@ -190,7 +190,9 @@ fn guardrails_and_prompt_routers_are_shown_checked_and_reset() {
         assert!(refused.is_err(), "{bad}");
     }
     state
-        .apply(&patch(r#"{"batchStepMs":5,"guardrails":{"gr2":{"versions":0}},"promptRouters":{"x":{}}}"#))
+        .apply(&patch(
+            r#"{"batchStepMs":5,"guardrails":{"gr2":{"versions":0}},"promptRouters":{"x":{}}}"#,
+        ))
         .unwrap_err();
     assert!(!state.config().guardrails.contains_key("gr2"));
     assert_ne!(state.config().batch.batch_step_ms, 5);
