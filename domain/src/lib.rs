@@ -6,7 +6,7 @@
 //!
 //! - the rules: [`conversation`], [`cache`], [`tiers`], [`routing`], [`capacity`], [`pricing`],
 //!   [`reporting`], [`batch`], [`tenancy`], [`limits`], [`identity`], [`stream`], [`metrics`], [`prompt`],
-//!   [`guardrail`];
+//!   [`prompt_cache`], [`guardrail`];
 //! - the failures each port reports, in [`error`];
 //! - the [`ports`]: the traits handlers are written against, so they are tested without AWS.
 
@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod ports;
 pub mod pricing;
 pub mod prompt;
+pub mod prompt_cache;
 pub mod reporting;
 pub mod routing;
 pub mod stream;

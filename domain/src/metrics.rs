@@ -66,6 +66,9 @@ pub struct RequestMetrics {
     pub tier_fallback: bool,
     /// A guardrail intervened in the answer (stop reason `guardrail_intervened`).
     pub guardrail_intervened: bool,
+    /// Cache points of the request before fewer tokens than the model caches: Bedrock ignores
+    /// them.
+    pub prompt_cache_points_too_small: u32,
 }
 
 impl RequestMetrics {
@@ -87,6 +90,7 @@ impl RequestMetrics {
             service_tier: None,
             tier_fallback: false,
             guardrail_intervened: false,
+            prompt_cache_points_too_small: 0,
             on_demand_equivalent_usd: 0.0,
             too_large_to_cache: false,
             outcome: Outcome::from_status(status),

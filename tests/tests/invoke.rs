@@ -969,3 +969,36 @@ async fn a_flex_request_is_served_and_priced_on_flex_and_a_throttled_one_falls_b
         (Some(ServiceTier::Default), true)
     );
 }
+
+/// `PROMPT_CACHE_AUTO`: a long system prompt gets a cache point of its own, so the second
+/// question reads what the first wrote; a caller's cache point before too short a prefix is
+/// counted (Bedrock would ignore it without a word).
+#[tokio::test]
+async fn automatic_cache_points_cache_a_long_system_prompt_and_short_ones_are_counted() {
+    let _emulator = Emulator::reset().await;
+    let harness = Harness::new(&[("PROMPT_CACHE_AUTO", "true")]).await;
+    // Over Claude 3 Haiku's 2,048 tokens (about 4 characters a token).
+    let policy = unique("Refund policy. ") + &"Refunds within 30 days of purchase. ".repeat(300);
+    let ask = |question: &str| json!({"modelId": HAIKU, "system": [{"text": policy}], "prompt": question});
+    let first = harness.invoke(ask("May I return shoes?")).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let written = first.body["usage"]["cacheWriteInputTokens"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(written >= 2048, "{}", first.body["usage"]);
+    let second = harness.invoke(ask("May I return a hat?")).await;
+    assert_eq!(
+        second.body["usage"]["cacheReadInputTokens"].as_u64(),
+        Some(written),
+        "{}",
+        second.body["usage"]
+    );
+    assert_eq!(harness.metrics.last().prompt_cache_points_too_small, 0);
+
+    let short = json!({"modelId": HAIKU, "prompt": unique("short"),
+        "system": [{"text": "Be brief."}, {"cachePoint": {"type": "default"}}]});
+    let reply = harness.invoke(short).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body["usage"].get("cacheWriteInputTokens"), None);
+    assert_eq!(harness.metrics.last().prompt_cache_points_too_small, 1);
+}

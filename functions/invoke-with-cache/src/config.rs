@@ -73,6 +73,9 @@ pub struct InvokeConfig {
     /// The guardrail applied to every call (`GUARDRAIL_ID`, `GUARDRAIL_VERSION`,
     /// `GUARDRAIL_TRACE`, `GUARDRAIL_STREAM_MODE`).
     pub guardrail: Option<Guardrail>,
+    /// Whether a cache point is placed after long tool definitions and system prompts
+    /// (`PROMPT_CACHE_AUTO`).
+    pub prompt_cache_auto: bool,
     pub metrics_namespace: String,
     /// The function's application log level, which metric lines must pass.
     pub log_level: Option<String>,
@@ -436,6 +439,7 @@ impl InvokeConfig {
             prices,
             service_tier,
             guardrail,
+            prompt_cache_auto: env.parse_or("PROMPT_CACHE_AUTO", false)?,
             metrics_namespace: env.string_or("METRICS_NAMESPACE", DEFAULT_NAMESPACE),
             log_level: env.get("AWS_LAMBDA_LOG_LEVEL").map(str::to_owned),
             response_mode: env.parse_or("RESPONSE_MODE", ResponseMode::Streaming)?,

@@ -38,6 +38,8 @@ pub(crate) struct Trace {
     pub(crate) spilled_over: bool,
     /// A flex call was throttled and the default tier answered.
     pub(crate) tier_fallback: bool,
+    /// Cache points before fewer tokens than the model caches (estimated).
+    pub(crate) cache_points_too_small: u32,
 }
 
 /// One request's identity, clock and reporting, carried into a stream's task.

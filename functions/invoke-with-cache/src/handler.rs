@@ -116,13 +116,14 @@ impl<A: Adapters> App<A> {
             Endpoint::OpenAiOther => return Err(not_served(request)),
             Endpoint::Invoke | Endpoint::ChatCompletions => {}
         }
-        let invoke = self.read_request(request, endpoint, ctx)?;
+        let mut invoke = self.read_request(request, endpoint, ctx)?;
         // A tenant's namespace is its own: the shared scope's rules do not apply to it.
         if caller.tenant.is_none() {
             self.check_cache_control(&invoke)?;
         }
         let model = self.choose_model(&invoke, &mut ctx.trace);
         self.check_model(&caller, &model)?;
+        self.place_cache_points(&mut invoke, &model, ctx);
         // The limits first: a tenant flooding past them costs no budget write.
         self.admit_limits(&caller, &invoke.conversation, ctx)
             .await?;

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use domain::error::{ModelError, ModelErrorKind};
 use domain::ports::ModelInvoker;
+use domain::prompt_cache;
 use domain::routing::{Plan, Route, ServiceTier, Target};
 
 use crate::app::{Adapters, App};
@@ -25,6 +26,31 @@ impl<A: Adapters> App<A> {
         };
         trace.model_id = Some(model.clone());
         model
+    }
+
+    /// Bedrock's prompt cache for `model`: automatic cache points when `PROMPT_CACHE_AUTO` is
+    /// on, and the caller's points too short to cache anything counted (Bedrock says nothing).
+    pub(crate) fn place_cache_points(
+        &self,
+        invoke: &mut InvokeRequest,
+        model: &str,
+        ctx: &mut Ctx,
+    ) {
+        let minimum = prompt_cache::minimum_tokens(model);
+        if self.config.prompt_cache_auto {
+            prompt_cache::add_automatic_points(&mut invoke.conversation, minimum);
+        }
+        let too_small = prompt_cache::points_below_minimum(&invoke.conversation, minimum);
+        if too_small > 0 {
+            tracing::info!(
+                request_id = ctx.request_id,
+                model_id = model,
+                cache_points_below_minimum = too_small,
+                minimum_tokens = minimum,
+                "cache points before fewer tokens than the model caches; Bedrock ignores them"
+            );
+        }
+        ctx.trace.cache_points_too_small = u32::try_from(too_small).unwrap_or(u32::MAX);
     }
 
     /// Calls the plan's primary target within the request's budget, and the spillover target

@@ -61,6 +61,7 @@ impl<A: Adapters> App<A> {
                 .service_tier
                 .filter(|_| answer.cache != CacheState::Hit),
             tier_fallback: trace.tier_fallback,
+            prompt_cache_points_too_small: trace.cache_points_too_small,
             guardrail_intervened: answer.cache != CacheState::Hit
                 && domain::guardrail::intervened(&answer.answer.stop_reason),
             prompt_cache_read_tokens: processed.cache_read_input_tokens,

@@ -17,8 +17,9 @@
 //! Admin API: `GET|POST /_emulator/config`, `GET /_emulator/stats`, `POST /_emulator/reset`,
 //! `GET /_emulator/events`, `GET /_emulator/health`, `POST /_emulator/emf` (EMF log lines).
 //!
-//! Each service owns its state and settings: the runtime ([`runtime`], served by [`converse`]
-//! and [`invoke`] with [`generate`], [`tools`], [`fault`], [`prompt_cache`] and [`tier`]), batch inference ([`batch`]),
+//! Each service owns its state and settings: the runtime ([`runtime`], served by [`converse`],
+//! [`invoke`] and [`count_tokens`] with [`generate`], [`tools`], [`fault`], [`prompt_cache`],
+//! [`tier`], [`guardrail`] and [`prompt_router`]), batch inference ([`batch`]),
 //! Provisioned Throughput ([`provisioned`]) and CloudWatch ([`cloudwatch`]). [`state`] composes
 //! them: the router hands each handler its own service's state, and the admin endpoints
 //! ([`admin`]) see them all.

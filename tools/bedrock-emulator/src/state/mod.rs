@@ -26,8 +26,9 @@ pub use crate::batch::BatchSettings;
 pub use crate::runtime::{Behaviour, BehaviourPatch};
 
 /// Body of `POST /_emulator/config`: the runtime's global fields and per-model overrides (keyed
-/// by the model identifier as sent, id or ARN; `null` removes an override), batch's fields,
-/// and the `"provisioned"` and `"cloudwatch"` objects; an unknown field is refused. Each
+/// by the model identifier as sent, id or ARN; `null` removes an override), its `"guardrails"`
+/// (by id) and `"promptRouters"` (by ARN), batch's fields, and the `"provisioned"` and
+/// `"cloudwatch"` objects; an unknown field is refused. Each
 /// service gets its part ([`Self::runtime`], [`Self::batch`]). Batch's fields sit at the top
 /// level of the body, so they are named here one by one rather than through a flattened
 /// [`BatchPatch`]: a flattened part is read only once the whole body has been, which would move
