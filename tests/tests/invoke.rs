@@ -1002,3 +1002,65 @@ async fn automatic_cache_points_cache_a_long_system_prompt_and_short_ones_are_co
     assert_eq!(reply.body["usage"].get("cacheWriteInputTokens"), None);
     assert_eq!(harness.metrics.last().prompt_cache_points_too_small, 1);
 }
+
+/// A deployment guardrail through `/v1/invoke`: an intervention is answered (200, Bedrock's stop
+/// reason), never cached and counted; an answer it lets through is cached as any other.
+#[tokio::test]
+async fn a_guardrail_intervention_is_answered_not_cached_and_counted() {
+    let emulator = Emulator::reset().await;
+    emulator
+        .configure(
+            json!({"guardrails": {"gr1abc": {"blockedWords": ["password"],
+            "blockedInputMessage": "I cannot help with credentials."}}}),
+        )
+        .await;
+    let harness = Harness::new(&[("GUARDRAIL_ID", "gr1abc"), ("GUARDRAIL_VERSION", "DRAFT")]).await;
+    let blocked = json!({"modelId": HAIKU, "prompt": unique("What is the admin password?")});
+    for _ in 0..2 {
+        let reply = harness.invoke(blocked.clone()).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert_eq!(reply.body["stopReason"], "guardrail_intervened");
+        assert_eq!(reply.body["text"], "I cannot help with credentials.");
+        assert_eq!(
+            reply.cache(),
+            "BYPASS",
+            "never stored, never served from the cache"
+        );
+        assert!(harness.metrics.last().guardrail_intervened);
+    }
+    let allowed = json!({"modelId": HAIKU, "prompt": unique("What is a refund?")});
+    assert_eq!(harness.invoke(allowed.clone()).await.cache(), "MISS");
+    assert_eq!(harness.invoke(allowed).await.cache(), "HIT");
+    assert!(!harness.metrics.last().guardrail_intervened);
+}
+
+/// A prompt router as the model: the answer names the model it invoked, is priced at that
+/// model's price, and is cached under the router.
+#[tokio::test]
+async fn a_prompt_routers_answer_reports_and_is_priced_by_the_model_it_invoked() {
+    const ROUTER: &str =
+        "arn:aws:bedrock:us-east-1:123456789012:default-prompt-router/anthropic.claude:1";
+    let _emulator = Emulator::reset().await;
+    let harness = Harness::new(&[
+        ("ALLOWED_MODELS", ROUTER),
+        ("MODEL_PRICES", &format!("{ROUTER}=0.003/0.015")),
+    ])
+    .await;
+    let body = json!({"modelId": ROUTER, "prompt": unique("A short question")});
+    let first = harness.invoke(body.clone()).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(first.body["modelId"], ROUTER);
+    assert_eq!(
+        first.body["invokedModelId"],
+        format!("arn:aws:bedrock:us-east-1::foundation-model/{HAIKU}")
+    );
+    // Claude 3 Haiku's price, not the router's (Sonnet's).
+    let usage = &first.body["usage"];
+    let haiku_price = usage["inputTokens"].as_f64().unwrap() / 1000.0 * 0.00025
+        + usage["outputTokens"].as_f64().unwrap() / 1000.0 * 0.00125;
+    let cost = first.body["costUsd"].as_f64().unwrap();
+    assert!((cost - haiku_price).abs() < 1e-9, "{cost} != {haiku_price}");
+    let again = harness.invoke(body).await;
+    assert_eq!(again.cache(), "HIT");
+    assert_eq!(again.body["invokedModelId"], first.body["invokedModelId"]);
+}
