@@ -384,6 +384,7 @@ mod tests {
 
     fn answer(stop_reason: &str, text: &str) -> ModelAnswer {
         ModelAnswer {
+            latency: None,
             invoked_model: None,
             service_tier: None,
             message: Message {

@@ -566,6 +566,9 @@ pub struct ModelAnswer {
     /// The model a prompt router chose to answer (Bedrock's `trace.promptRouter.invokedModelId`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invoked_model: Option<String>,
+    /// The latency Bedrock served the call with (`performanceConfig`), when one was asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<crate::routing::Latency>,
 }
 
 impl ModelAnswer {

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use super::conversation::Usage;
 use crate::error::ConfigError;
-use crate::routing::ServiceTier;
+use crate::routing::{Latency, ServiceTier};
 
 /// US dollars per 1,000 tokens.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -79,6 +79,8 @@ pub struct PriceTable {
 pub struct TierFactors {
     pub flex: f64,
     pub priority: f64,
+    /// Latency-optimized inference (`performanceConfig.latency: optimized`) against standard.
+    pub optimized: f64,
 }
 
 impl Default for TierFactors {
@@ -86,12 +88,13 @@ impl Default for TierFactors {
         Self {
             flex: 0.5,
             priority: 1.75,
+            optimized: 1.25,
         }
     }
 }
 
 impl TierFactors {
-    /// `flex=0.5,priority=1.75` (either may be left out, keeping its default).
+    /// `flex=0.5,priority=1.75,optimized=1.25` (any may be left out, keeping its default).
     pub fn parse(variable: &str, spec: Option<&str>) -> Result<Self, ConfigError> {
         let mut factors = Self::default();
         for entry in spec
@@ -103,7 +106,7 @@ impl TierFactors {
             let invalid = || {
                 ConfigError::new(
                     variable,
-                    format!("entry {entry:?} is not flex=SHARE or priority=SHARE (a non-negative number, e.g. flex=0.5)"),
+                    format!("entry {entry:?} is not flex=SHARE, priority=SHARE or optimized=SHARE (a non-negative number, e.g. flex=0.5)"),
                 )
             };
             let (tier, share) = entry.split_once('=').ok_or_else(invalid)?;
@@ -116,6 +119,7 @@ impl TierFactors {
             match tier.trim() {
                 "flex" => factors.flex = share,
                 "priority" => factors.priority = share,
+                "optimized" => factors.optimized = share,
                 _ => return Err(invalid()),
             }
         }
@@ -223,8 +227,23 @@ impl PriceTable {
         usage: &Usage,
         tier: Option<ServiceTier>,
     ) -> Option<f64> {
+        self.cost_served(model_id, usage, tier, None)
+    }
+
+    /// The cost of a call served on `tier` with `latency` (the factors of both).
+    pub fn cost_served(
+        &self,
+        model_id: &str,
+        usage: &Usage,
+        tier: Option<ServiceTier>,
+        latency: Option<Latency>,
+    ) -> Option<f64> {
+        let latency_factor = match latency {
+            Some(Latency::Optimized) => self.tiers.optimized,
+            Some(Latency::Standard) | None => 1.0,
+        };
         self.cost(model_id, usage)
-            .map(|cost| (cost * self.tiers.of(tier) * 1e10).round() / 1e10)
+            .map(|cost| (cost * self.tiers.of(tier) * latency_factor * 1e10).round() / 1e10)
     }
 
     pub fn price(&self, model_id: &str) -> Option<Price> {
@@ -320,6 +339,10 @@ mod tests {
             .unwrap();
         assert!((priority - 2.0 * default).abs() < 1e-12);
         assert_eq!(table.cost_on_tier(HAIKU, &usage, None), Some(default));
+        let optimized = table
+            .cost_served(HAIKU, &usage, None, Some(Latency::Optimized))
+            .unwrap();
+        assert!((optimized - 1.25 * default).abs() < 1e-12);
         for bad in ["flex", "flex=-1", "scale=1", "flex=x"] {
             let err = TierFactors::parse("SERVICE_TIER_PRICE_FACTORS", Some(bad)).unwrap_err();
             assert_eq!(err.variable, "SERVICE_TIER_PRICE_FACTORS", "{bad}");

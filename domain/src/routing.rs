@@ -45,6 +45,24 @@ impl FromStr for ServiceTier {
     }
 }
 
+/// Bedrock's latency setting of a call (`performanceConfig.latency`): `optimized` runs the model
+/// on faster hardware where Bedrock offers it, at a higher price.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Latency {
+    Standard,
+    Optimized,
+}
+
+impl Latency {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Standard => "standard",
+            Self::Optimized => "optimized",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Route {
@@ -221,6 +239,8 @@ pub struct Target {
     pub service_tier: Option<ServiceTier>,
     /// The guardrail Bedrock applies to the call.
     pub guardrail: Option<Guardrail>,
+    /// The latency asked of Bedrock (on-demand only).
+    pub latency: Option<Latency>,
 }
 
 impl Target {
@@ -232,6 +252,7 @@ impl Target {
             model: model.to_owned(),
             service_tier: None,
             guardrail: None,
+            latency: None,
         }
     }
 }
@@ -244,6 +265,16 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The plan with `latency` asked of its on-demand targets.
+    pub fn with_latency(mut self, latency: Option<Latency>) -> Self {
+        for target in std::iter::once(&mut self.primary).chain(self.spillover.as_mut()) {
+            if target.route == Route::OnDemand {
+                target.latency = latency;
+            }
+        }
+        self
+    }
+
     /// The plan with `guardrail` applied to every target.
     pub fn with_guardrail(mut self, guardrail: Option<&Guardrail>) -> Self {
         for target in std::iter::once(&mut self.primary).chain(self.spillover.as_mut()) {
@@ -361,6 +392,7 @@ impl CapacityRouter {
             // The custom model exists only on its capacity: the schedule cannot move it.
             return Plan {
                 primary: Target {
+                    latency: None,
                     guardrail: None,
                     invoke_id: custom.arn.clone(),
                     route: Route::Provisioned,
@@ -387,6 +419,7 @@ impl CapacityRouter {
         if use_provisioned {
             Plan {
                 primary: Target {
+                    latency: None,
                     guardrail: None,
                     invoke_id: arn.clone(),
                     route: Route::Provisioned,

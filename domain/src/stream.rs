@@ -176,6 +176,7 @@ impl AnswerBuilder {
             })
             .collect::<Result<Vec<_>, ModelError>>()?;
         Ok(ModelAnswer {
+            latency: None,
             service_tier: self.service_tier,
             invoked_model: self.invoked_model,
             message: Message {
@@ -287,6 +288,7 @@ mod tests {
 
     fn answer(content: Vec<ContentBlock>, stop_reason: &str) -> ModelAnswer {
         ModelAnswer {
+            latency: None,
             invoked_model: None,
             service_tier: None,
             message: Message {

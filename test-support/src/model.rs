@@ -150,6 +150,7 @@ impl ModelInvoker for FakeModel {
             return Err(error.clone());
         }
         Ok(ModelAnswer {
+            latency: None,
             invoked_model: None,
             service_tier: None,
             message: Message {

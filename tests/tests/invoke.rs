@@ -1064,3 +1064,28 @@ async fn a_prompt_routers_answer_reports_and_is_priced_by_the_model_it_invoked()
     assert_eq!(again.cache(), "HIT");
     assert_eq!(again.body["invokedModelId"], first.body["invokedModelId"]);
 }
+
+/// `performanceConfig.latency` passes through, comes back as Bedrock served it, and is priced at
+/// the optimized factor (1.25 by default).
+#[tokio::test]
+async fn latency_optimized_inference_is_echoed_and_priced_as_bedrock_bills_it() {
+    let _emulator = Emulator::reset().await;
+    let harness = Harness::new(&[]).await;
+    let reply = harness
+        .invoke(json!({"modelId": HAIKU, "prompt": unique("Be quick"),
+            "performanceConfig": {"latency": "optimized"}}))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        reply.body["performanceConfig"],
+        json!({"latency": "optimized"})
+    );
+    let usage = &reply.body["usage"];
+    let standard = usage["inputTokens"].as_f64().unwrap() / 1000.0 * 0.00025
+        + usage["outputTokens"].as_f64().unwrap() / 1000.0 * 0.00125;
+    let cost = reply.body["costUsd"].as_f64().unwrap();
+    assert!(
+        (cost - 1.25 * standard).abs() < 1e-9,
+        "{cost} != 1.25 × {standard}"
+    );
+}

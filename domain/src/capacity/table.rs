@@ -81,6 +81,7 @@ pub fn live_plan(
     {
         Some(arn) => Plan {
             primary: Target {
+                latency: None,
                 guardrail: None,
                 invoke_id: arn.clone(),
                 route: Route::Provisioned,

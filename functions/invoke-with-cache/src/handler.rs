@@ -136,7 +136,8 @@ impl<A: Adapters> App<A> {
             .plan(&self.config.router, &model, now)
             .await
             .with_service_tier(invoke.service_tier.or(self.config.service_tier))
-            .with_guardrail(self.config.guardrail.as_ref());
+            .with_guardrail(self.config.guardrail.as_ref())
+            .with_latency(invoke.latency);
         let key = self.cache_key(&invoke, &caller.namespace, &plan.primary.model);
 
         let (state, lease_owner) = match self.standing(invoke.cache_mode, key.as_ref(), ctx).await {

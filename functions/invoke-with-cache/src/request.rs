@@ -9,7 +9,7 @@ use domain::conversation::{
     InferenceConfig, Invalid, Message, SystemBlock, ToolConfig,
 };
 use domain::prompt::{collapse_whitespace, limit_chars};
-use domain::routing::ServiceTier;
+use domain::routing::{Latency, ServiceTier};
 
 pub use domain::conversation::MAX_TOKENS_LIMIT;
 
@@ -28,6 +28,14 @@ struct InvokeBody {
     tool_config: Option<ToolConfig>,
     stream: Option<bool>,
     service_tier: Option<ServiceTierBody>,
+    performance_config: Option<PerformanceBody>,
+}
+
+/// Converse's `performanceConfig`: `{"latency": "standard" | "optimized"}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PerformanceBody {
+    latency: Latency,
 }
 
 /// Converse's `serviceTier`: `{"type": "priority" | "default" | "flex"}`.
@@ -58,6 +66,8 @@ pub struct InvokeRequest {
     pub stream: bool,
     /// The service tier asked for; `None` leaves it to the deployment (`SERVICE_TIER`).
     pub service_tier: Option<ServiceTier>,
+    /// The latency asked of Bedrock (`performanceConfig.latency`).
+    pub latency: Option<Latency>,
 }
 
 /// Why a body was refused.
@@ -157,6 +167,7 @@ pub fn parse(body: &[u8]) -> Result<InvokeRequest, RequestError> {
         ttl_seconds,
         stream: parsed.stream.unwrap_or(false),
         service_tier: parsed.service_tier.map(|tier| tier.kind),
+        latency: parsed.performance_config.map(|config| config.latency),
     })
 }
 
@@ -336,6 +347,10 @@ mod tests {
         let request = parse(br#"{"prompt": "x", "serviceTier": {"type": "flex"}}"#).unwrap();
         assert_eq!(request.service_tier, Some(ServiceTier::Flex));
         assert_eq!(parse(br#"{"prompt": "x"}"#).unwrap().service_tier, None);
+        let optimized =
+            parse(br#"{"prompt": "x", "performanceConfig": {"latency": "optimized"}}"#).unwrap();
+        assert_eq!(optimized.latency, Some(Latency::Optimized));
+        assert!(parse(br#"{"prompt": "x", "performanceConfig": {"latency": "fast"}}"#).is_err());
         for bad in [
             r#"{"prompt": "x", "serviceTier": {"type": "reserved"}}"#,
             r#"{"prompt": "x", "serviceTier": "flex"}"#,

@@ -22,6 +22,7 @@ impl<A: Adapters> App<A> {
         // Priced on the tier Bedrock says it served (a stream's: the tier asked), and at the
         // price of the model a prompt router chose, when it has one (else the router's own).
         answer.service_tier = answer.service_tier.or(target.service_tier);
+        answer.latency = answer.latency.or(target.latency);
         let priced_model = answer
             .invoked_model
             .as_deref()
@@ -29,6 +30,7 @@ impl<A: Adapters> App<A> {
             .unwrap_or(&target.model);
         let served = Target {
             service_tier: answer.service_tier,
+            latency: answer.latency,
             model: priced_model.to_owned(),
             ..target.clone()
         };
@@ -75,10 +77,12 @@ impl<A: Adapters> App<A> {
     /// equivalent: Provisioned Throughput is billed by the hour, so a call on it costs nothing
     /// more.
     pub(crate) fn prices(&self, target: &Target, usage: &Usage) -> (f64, f64) {
-        let price = self
-            .config
-            .prices
-            .cost_on_tier(&target.model, usage, target.service_tier);
+        let price = self.config.prices.cost_served(
+            &target.model,
+            usage,
+            target.service_tier,
+            target.latency,
+        );
         if price.is_none() && target.route == Route::OnDemand {
             tracing::warn!(
                 model_id = target.model,

@@ -62,6 +62,9 @@ fn native_answer(answered: &Answered<'_>) -> Value {
     if let Some(tier) = answered.answer.service_tier {
         answer["serviceTier"] = json!({"type": tier.as_str()});
     }
+    if let Some(latency) = answered.answer.latency {
+        answer["performanceConfig"] = json!({"latency": latency.as_str()});
+    }
     // The model a prompt router chose (`modelId` stays the router, whose answer this is).
     if let Some(invoked) = &answered.answer.invoked_model {
         answer["invokedModelId"] = json!(invoked);

@@ -53,6 +53,7 @@ impl Metered {
             .and_then(|n| u32::try_from(n).ok())
             .unwrap_or(50);
         ModelAnswer {
+            latency: None,
             invoked_model: None,
             service_tier: None,
             message: Message {

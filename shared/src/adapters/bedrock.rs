@@ -17,10 +17,11 @@ use aws_sdk_bedrockruntime::types::{
     ContentBlock as SdkContentBlock, ContentBlockDelta, ContentBlockStart, ConversationRole,
     ConverseStreamOutput, GuardrailConfiguration, GuardrailStreamConfiguration,
     GuardrailStreamProcessingMode, GuardrailTrace, InferenceConfiguration, Message as SdkMessage,
-    ServiceTier as SdkServiceTier, ServiceTierType, SpecificToolChoice, SystemContentBlock,
-    TokenUsage, Tool as SdkTool, ToolChoice as SdkToolChoice, ToolConfiguration, ToolInputSchema,
-    ToolResultBlock, ToolResultContentBlock, ToolResultStatus as SdkToolResultStatus,
-    ToolSpecification, ToolUseBlock,
+    PerformanceConfigLatency, PerformanceConfiguration, ServiceTier as SdkServiceTier,
+    ServiceTierType, SpecificToolChoice, SystemContentBlock, TokenUsage, Tool as SdkTool,
+    ToolChoice as SdkToolChoice, ToolConfiguration, ToolInputSchema, ToolResultBlock,
+    ToolResultContentBlock, ToolResultStatus as SdkToolResultStatus, ToolSpecification,
+    ToolUseBlock,
 };
 use aws_smithy_types::{Document, Number};
 use futures_util::StreamExt;
@@ -33,7 +34,7 @@ use domain::conversation::{
 use domain::error::{ModelError, ModelErrorKind};
 use domain::guardrail::{Guardrail, StreamProcessing};
 use domain::ports::{ModelInvoker, ModelStream};
-use domain::routing::{Route, ServiceTier, Target};
+use domain::routing::{Latency, Route, ServiceTier, Target};
 use domain::stream::StreamEvent;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -267,6 +268,7 @@ macro_rules! with_parts {
             .set_tool_config($parts.tools)
             .set_additional_model_request_fields($parts.additional)
             .set_service_tier($parts.service_tier)
+            .set_performance_config($parts.performance)
     };
 }
 
@@ -279,6 +281,7 @@ struct Parts {
     additional: Option<Document>,
     /// The target's, not the conversation's: a tier changes when, not what.
     service_tier: Option<SdkServiceTier>,
+    performance: Option<PerformanceConfiguration>,
 }
 
 impl Parts {
@@ -320,6 +323,14 @@ impl Parts {
             .transpose()?;
         Ok(Self {
             service_tier: target.service_tier.map(to_sdk_tier).transpose()?,
+            performance: target.latency.map(|latency| {
+                PerformanceConfiguration::builder()
+                    .latency(match latency {
+                        Latency::Standard => PerformanceConfigLatency::Standard,
+                        Latency::Optimized => PerformanceConfigLatency::Optimized,
+                    })
+                    .build()
+            }),
             messages,
             system,
             inference,
@@ -365,6 +376,13 @@ fn from_output(output: ConverseOutput) -> Result<ModelAnswer, ModelError> {
         })
         .collect();
     Ok(ModelAnswer {
+        latency: output
+            .performance_config()
+            .and_then(|config| match config.latency() {
+                PerformanceConfigLatency::Standard => Some(Latency::Standard),
+                PerformanceConfigLatency::Optimized => Some(Latency::Optimized),
+                _ => None,
+            }),
         invoked_model: output
             .trace()
             .and_then(|trace| trace.prompt_router())
@@ -705,6 +723,7 @@ mod tests {
 
     fn provisioned() -> Target {
         Target {
+            latency: None,
             guardrail: None,
             service_tier: None,
             invoke_id: ARN.into(),
@@ -715,6 +734,7 @@ mod tests {
 
     fn on_demand(id: &str) -> Target {
         Target {
+            latency: None,
             guardrail: None,
             service_tier: None,
             invoke_id: id.into(),

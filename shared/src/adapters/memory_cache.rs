@@ -131,6 +131,7 @@ mod tests {
         CacheEntry {
             cached: CachedAnswer {
                 answer: ModelAnswer {
+                    latency: None,
                     invoked_model: None,
                     service_tier: None,
                     message: Message {

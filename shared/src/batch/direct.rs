@@ -237,6 +237,7 @@ async fn answer_missing<M: ModelInvoker, S: ObjectStore>(
     run: &Invocation,
 ) -> Result<(), BatchError> {
     let target = Target {
+        latency: None,
         guardrail: None,
         service_tier: None,
         invoke_id: batch.model_id.clone(),

@@ -557,6 +557,7 @@ pub fn parse(body: &[u8]) -> Result<(InvokeRequest, String, OpenAiOptions), ApiE
         ttl_seconds: None,
         stream: chat.stream,
         service_tier: read_service_tier(chat.service_tier.as_deref())?,
+        latency: None,
     };
     let options = OpenAiOptions {
         include_usage: chat.stream_options.is_some_and(|o| o.include_usage),
