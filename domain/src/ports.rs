@@ -85,6 +85,22 @@ pub trait ModelInvoker: Send + Sync {
         conversation: &Conversation,
         first_event_timeout: Option<Duration>,
     ) -> impl Future<Output = Result<ModelStream, ModelError>> + Send;
+
+    /// The input tokens the conversation counts for `target`'s model (Bedrock CountTokens,
+    /// free). A model port that cannot count says so with an error; callers then use a bound.
+    fn count_tokens(
+        &self,
+        target: &Target,
+        conversation: &Conversation,
+    ) -> impl Future<Output = Result<u64, ModelError>> + Send {
+        let _ = (target, conversation);
+        async {
+            Err(ModelError::new(
+                crate::error::ModelErrorKind::Unexpected,
+                "this model port does not count tokens",
+            ))
+        }
+    }
 }
 
 /// The time, injected so that expiry and schedules are tested without waiting.

@@ -8,7 +8,8 @@ use lambda_http::Request;
 use domain::conversation::{Conversation, Usage};
 use domain::identity::tenant_owner;
 use domain::limits::estimated_tokens;
-use domain::ports::{Clock, SpendLedger, TenantKeyStore};
+use domain::ports::{Clock, ModelInvoker, SpendLedger, TenantKeyStore};
+use domain::routing::Target;
 use domain::tenancy::{key_id_of, month_of, Reservation, Reserved, Tenant};
 
 use crate::app::{Adapters, App};
@@ -133,6 +134,7 @@ impl<A: Adapters> App<A> {
                 return Err(spend_unavailable());
             }
         }
+        self.count_input(model, conversation, ctx).await;
         let reservation = self.reservation_for(model, conversation, ctx, now)?;
         let month = month_of(now);
         match tenancy
@@ -171,8 +173,31 @@ impl<A: Adapters> App<A> {
         }
     }
 
-    /// The most a request may cost on `model`: its estimated tokens (the prompt's bytes, its
-    /// output cap) at the model's price. A model without a price cannot be reserved for.
+    /// With `COUNT_TOKENS` on, the request's input tokens as Bedrock counts them (free, one
+    /// call); a count that fails leaves the byte bound, which is never below it.
+    async fn count_input(&self, model: &str, conversation: &Conversation, ctx: &mut Ctx) {
+        if !self.config.count_tokens {
+            return;
+        }
+        match self
+            .ports
+            .model
+            .count_tokens(&Target::on_demand(model), conversation)
+            .await
+        {
+            Ok(tokens) => ctx.counted_input_tokens = Some(tokens),
+            Err(error) => tracing::warn!(
+                model_id = model,
+                error_kind = error.kind.as_str(),
+                cause = %error,
+                "tokens not counted; the reservation uses the prompt's bytes"
+            ),
+        }
+    }
+
+    /// The most a request may cost on `model`: its input tokens (as counted, else the prompt's
+    /// bytes), its output cap, at the model's price. A model without a price cannot be reserved
+    /// for.
     fn reservation_for(
         &self,
         model: &str,
@@ -185,8 +210,9 @@ impl<A: Adapters> App<A> {
             conversation,
             settings.map_or(4096, |s| s.default_max_tokens),
         );
+        let input = ctx.counted_input_tokens.unwrap_or(estimate.input);
         let usage = Usage::new(
-            u32::try_from(estimate.input).unwrap_or(u32::MAX),
+            u32::try_from(input).unwrap_or(u32::MAX),
             u32::try_from(estimate.output).unwrap_or(u32::MAX),
         );
         let usd = self.config.prices.cost(model, &usage).ok_or_else(|| {

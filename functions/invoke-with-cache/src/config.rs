@@ -76,6 +76,9 @@ pub struct InvokeConfig {
     /// Whether a cache point is placed after long tool definitions and system prompts
     /// (`PROMPT_CACHE_AUTO`).
     pub prompt_cache_auto: bool,
+    /// Whether a tenant's reservation counts its input with Bedrock's CountTokens
+    /// (`COUNT_TOKENS`): closer than the prompt's bytes, at the price of one call.
+    pub count_tokens: bool,
     pub metrics_namespace: String,
     /// The function's application log level, which metric lines must pass.
     pub log_level: Option<String>,
@@ -440,6 +443,7 @@ impl InvokeConfig {
             service_tier,
             guardrail,
             prompt_cache_auto: env.parse_or("PROMPT_CACHE_AUTO", false)?,
+            count_tokens: env.parse_or("COUNT_TOKENS", false)?,
             metrics_namespace: env.string_or("METRICS_NAMESPACE", DEFAULT_NAMESPACE),
             log_level: env.get("AWS_LAMBDA_LOG_LEVEL").map(str::to_owned),
             response_mode: env.parse_or("RESPONSE_MODE", ResponseMode::Streaming)?,

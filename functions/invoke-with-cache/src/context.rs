@@ -59,6 +59,9 @@ pub(crate) struct Ctx {
     /// When a stream must end with an error event, before API Gateway or Lambda cut it
     /// ([`StreamLimits`](crate::config::StreamLimits)); tokio's clock.
     pub(crate) stream_ends_by: tokio::time::Instant,
+    /// The request's input tokens as Bedrock's CountTokens counted them (`COUNT_TOKENS`), for
+    /// its reservation and for a stream cut before Bedrock's usage came.
+    pub(crate) counted_input_tokens: Option<u64>,
 }
 
 /// What an admitted request holds of its tenant's limits until it ends.

@@ -66,6 +66,7 @@ impl<A: Adapters> App<A> {
                     .config
                     .stream_limits
                     .allowance(invocation_left(&request)),
+            counted_input_tokens: None,
         };
         let outcome = self
             .process(&request, &mut ctx)

@@ -173,7 +173,10 @@ impl<A: Adapters> App<A> {
             Relayed::OutOfTime => {
                 // Bedrock reports usage only at the end: a stream cut before it is charged
                 // upper bounds, as its reservation was.
-                let bound = estimated_tokens(&job.invoke.conversation, 0).input;
+                // Counted by Bedrock (`COUNT_TOKENS`) when it was, else the bytes' bound.
+                let bound = ctx
+                    .counted_input_tokens
+                    .unwrap_or_else(|| estimated_tokens(&job.invoke.conversation, 0).input);
                 let usage = builder.usage_or_bound(bound);
                 self.record_spend(&job.caller, self.prices(target, &usage).0)
                     .await;

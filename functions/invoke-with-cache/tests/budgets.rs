@@ -93,6 +93,15 @@ impl ModelInvoker for Metered {
             futures_util::stream::iter(events.into_iter().map(Ok)).chain(later),
         ))
     }
+
+    /// Bedrock's count of the input: the 10 tokens it answers for.
+    async fn count_tokens(
+        &self,
+        _target: &Target,
+        _conversation: &Conversation,
+    ) -> Result<u64, ModelError> {
+        Ok(10)
+    }
 }
 
 async fn tenant(tenancy: &InMemoryTenancy, budget: f64) -> String {
@@ -285,4 +294,34 @@ async fn a_reservation_no_ledger_takes_is_held_within_the_grace_and_refused_past
     assert_eq!(read(app.handle(ask(3)).await).0, 200);
     let spent = tenancy.spent("acme", &month()).await.unwrap();
     assert!((spent - 3.0 * 0.0015).abs() < 1e-12, "{spent}");
+}
+
+#[tokio::test]
+async fn with_count_tokens_a_long_prompt_is_reserved_at_its_counted_size_not_its_bytes() {
+    let tenancy = Arc::new(InMemoryTenancy::default());
+    let key = tenant(&tenancy, 0.01).await;
+    // $0.001 left. 40,000 bytes of prompt bound the input at 40,000 tokens ($0.01 at Claude 3
+    // Haiku's price): more than is left. Counted, it is 10 tokens.
+    tenancy.add("acme", &month(), 0.009).await.unwrap();
+    let body = json!({"modelId": HAIKU, "prompt": "word ".repeat(8_000), "inferenceConfig": {"maxTokens": 100}});
+    let request = || http_event("POST", "/v1/invoke", Some(&key), &body);
+
+    let (bounded, _) = build_with_tenancy(&[], Metered::default(), tenancy.clone());
+    assert_eq!(
+        read(bounded.handle(request()).await).0,
+        429,
+        "the bytes' bound does not fit"
+    );
+
+    let (counted, _) = build_with_tenancy(
+        &[("COUNT_TOKENS", "true")],
+        Metered::default(),
+        tenancy.clone(),
+    );
+    assert_eq!(
+        read(counted.handle(request()).await).0,
+        200,
+        "the counted size fits"
+    );
+    assert!(tenancy.reservations("acme", &month()).is_empty());
 }

@@ -10,18 +10,19 @@ use aws_sdk_bedrockruntime::config::retry::RetryPartition;
 use aws_sdk_bedrockruntime::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_bedrockruntime::operation::converse::{ConverseError, ConverseOutput};
 use aws_sdk_bedrockruntime::operation::converse_stream::ConverseStreamError;
+use aws_sdk_bedrockruntime::operation::count_tokens::CountTokensError;
 use aws_sdk_bedrockruntime::primitives::event_stream::EventReceiver;
 use aws_sdk_bedrockruntime::types::error::ConverseStreamOutputError;
 use aws_sdk_bedrockruntime::types::{
     AnyToolChoice, AutoToolChoice, CachePointBlock, CachePointType, CacheTtl as SdkCacheTtl,
     ContentBlock as SdkContentBlock, ContentBlockDelta, ContentBlockStart, ConversationRole,
-    ConverseStreamOutput, GuardrailConfiguration, GuardrailStreamConfiguration,
-    GuardrailStreamProcessingMode, GuardrailTrace, InferenceConfiguration, Message as SdkMessage,
-    PerformanceConfigLatency, PerformanceConfiguration, ServiceTier as SdkServiceTier,
-    ServiceTierType, SpecificToolChoice, SystemContentBlock, TokenUsage, Tool as SdkTool,
-    ToolChoice as SdkToolChoice, ToolConfiguration, ToolInputSchema, ToolResultBlock,
-    ToolResultContentBlock, ToolResultStatus as SdkToolResultStatus, ToolSpecification,
-    ToolUseBlock,
+    ConverseStreamOutput, ConverseTokensRequest, CountTokensInput, GuardrailConfiguration,
+    GuardrailStreamConfiguration, GuardrailStreamProcessingMode, GuardrailTrace,
+    InferenceConfiguration, Message as SdkMessage, PerformanceConfigLatency,
+    PerformanceConfiguration, ServiceTier as SdkServiceTier, ServiceTierType, SpecificToolChoice,
+    SystemContentBlock, TokenUsage, Tool as SdkTool, ToolChoice as SdkToolChoice,
+    ToolConfiguration, ToolInputSchema, ToolResultBlock, ToolResultContentBlock,
+    ToolResultStatus as SdkToolResultStatus, ToolSpecification, ToolUseBlock,
 };
 use aws_smithy_types::{Document, Number};
 use futures_util::StreamExt;
@@ -479,6 +480,17 @@ fn converse_failure(error: &ConverseError) -> (ModelErrorKind, &'static str, Opt
     })
 }
 
+fn count_failure(error: &CountTokensError) -> (ModelErrorKind, &'static str, Option<&str>) {
+    failure!(error, CountTokensError {
+        ThrottlingException => Throttled,
+        ServiceUnavailableException => ServiceUnavailable,
+        AccessDeniedException => AccessDenied,
+        ValidationException => Validation,
+        ResourceNotFoundException => NotFound,
+        InternalServerException => ModelFailure,
+    })
+}
+
 /// The errors ConverseStream answers before its stream.
 fn stream_failure(error: &ConverseStreamError) -> (ModelErrorKind, &'static str, Option<&str>) {
     failure!(error, ConverseStreamError {
@@ -681,6 +693,33 @@ impl ModelInvoker for BedrockInvoker {
             futures_util::stream::iter(first.map(Ok)).chain(rest),
         ))
     }
+
+    /// Bedrock CountTokens on the foundation model behind the target (an inference profile's
+    /// or an ARN's), with the conversation as Converse would send it.
+    async fn count_tokens(
+        &self,
+        target: &Target,
+        conversation: &Conversation,
+    ) -> Result<u64, ModelError> {
+        let parts = Parts::of(conversation, target)?;
+        let input = ConverseTokensRequest::builder()
+            .set_messages(Some(parts.messages))
+            .set_system(parts.system)
+            .set_tool_config(parts.tools)
+            .set_additional_model_request_fields(parts.additional)
+            .build();
+        let output = self
+            .client
+            .count_tokens()
+            .model_id(domain::pricing::underlying_model(&target.model))
+            .input(CountTokensInput::Converse(input))
+            .customize()
+            .config_override(call_config(target, None))
+            .send()
+            .await
+            .map_err(|e| from_sdk_error(e, count_failure))?;
+        Ok(u64::try_from(output.input_tokens()).unwrap_or(0))
+    }
 }
 
 /// Per-call settings. Each model identifier has its own retry partition, so adaptive retry's
@@ -816,6 +855,33 @@ mod tests {
         assert_eq!(answer.stop_reason, "end_turn");
         assert_eq!(answer.usage.total_tokens, 5);
         assert_eq!(rule.num_calls(), 1);
+    }
+
+    /// CountTokens is asked of the foundation model behind a profile, with the conversation in
+    /// Converse's shape.
+    #[tokio::test]
+    async fn counts_tokens_on_the_model_behind_the_target() {
+        use aws_sdk_bedrockruntime::operation::count_tokens::CountTokensOutput;
+        let rule = mock!(aws_sdk_bedrockruntime::Client::count_tokens)
+            .match_requests(|req| {
+                req.model_id() == Some(HAIKU)
+                    && req
+                        .input()
+                        .and_then(|input| input.as_converse().ok())
+                        .is_some_and(|c| c.messages().len() == 1 && c.system().len() == 1)
+            })
+            .then_output(|| {
+                CountTokensOutput::builder()
+                    .input_tokens(42)
+                    .build()
+                    .unwrap()
+            });
+        let client = mock_client!(aws_sdk_bedrockruntime, RuleMode::MatchAny, [&rule]);
+        let counted = BedrockInvoker::from_client(client)
+            .count_tokens(&on_demand(&format!("us.{HAIKU}")), &conversation())
+            .await
+            .unwrap();
+        assert_eq!((counted, rule.num_calls()), (42, 1));
     }
 
     /// A prompt router's answer says which model answered (`trace.promptRouter`).
