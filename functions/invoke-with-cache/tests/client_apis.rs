@@ -214,6 +214,7 @@ async fn openai_buffered_answers_in_chat_completion_shape() {
             "choices.0.logprobs",
         ],
     );
+    assert_openai_schema("CreateChatCompletionResponse", &body);
 
     let (_, cache, again) = read(
         app.handle(http_event("POST", COMPLETIONS, Some(&key), &chat(false)))
@@ -221,6 +222,21 @@ async fn openai_buffered_answers_in_chat_completion_shape() {
     );
     assert_eq!(cache.as_deref(), Some("HIT"));
     assert_eq!(again["choices"], body["choices"]);
+}
+
+/// Holds `value` to the schema `name` of OpenAI's OpenAPI document (the extract in
+/// `fixtures/openai-chat-schemas.json`, made by `scripts/openai_schemas.py`): what strictly typed
+/// clients are generated from.
+fn assert_openai_schema(name: &str, value: &Value) {
+    let fixture: Value =
+        serde_json::from_str(include_str!("fixtures/openai-chat-schemas.json")).unwrap();
+    let schema = json!({"$defs": fixture["$defs"], "$ref": format!("#/$defs/{name}")});
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(value)
+        .map(|e| format!("{e} at {}", e.instance_path))
+        .collect();
+    assert!(errors.is_empty(), "{name}: {errors:?}\n{value}");
 }
 
 /// The paths (`choices.0.logprobs`) of every `null` in `value`.
@@ -292,6 +308,7 @@ async fn openai_streams_chunks_with_role_first_usage_last_and_done_on_a_miss_and
                 chunk,
                 &["choices.0.logprobs", "choices.0.finish_reason"],
             );
+            assert_openai_schema("CreateChatCompletionStreamResponse", chunk);
         }
         let ids: std::collections::HashSet<_> = chunks.iter().map(|c| c["id"].clone()).collect();
         assert_eq!(ids.len(), 1, "one id per response");
@@ -457,6 +474,7 @@ async fn openai_refusals_use_openais_error_shape_and_statuses() {
         assert_eq!(answer["error"]["type"], kind, "{answer}");
         assert_eq!(answer["error"]["param"].as_str(), param, "{answer}");
         assert!(answer["error"]["message"].as_str().unwrap().len() > 10);
+        assert_openai_schema("ErrorResponse", &answer);
     }
 }
 
@@ -482,6 +500,62 @@ async fn models_lists_auto_and_what_the_key_may_use() {
         .map(|m| m["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, vec!["auto", HAIKU]);
+    assert_openai_schema("ListModelsResponse", &body);
+}
+
+/// Answers from Bedrock's prompt cache, on the flex tier.
+#[derive(Clone)]
+struct CachedFlexModel;
+
+impl ModelInvoker for CachedFlexModel {
+    async fn converse(
+        &self,
+        _: &Target,
+        _: &Conversation,
+        _: Option<Duration>,
+    ) -> Result<ModelAnswer, ModelError> {
+        Ok(serde_json::from_value(json!({
+            "message": {"role": "assistant", "content": [{"text": "From the policy: yes."}]},
+            "stopReason": "end_turn",
+            "usage": {"inputTokens": 12, "outputTokens": 6, "totalTokens": 2066,
+                "cacheReadInputTokens": 2048},
+            "serviceTier": "flex",
+        }))
+        .unwrap())
+    }
+
+    async fn converse_stream(
+        &self,
+        target: &Target,
+        conversation: &Conversation,
+        timeout: Option<Duration>,
+    ) -> Result<ModelStream, ModelError> {
+        let answer = self.converse(target, conversation, timeout).await?;
+        Ok(Box::pin(futures_util::stream::iter(common::replayed(
+            &answer,
+        ))))
+    }
+}
+
+#[tokio::test]
+async fn cached_prompt_tokens_and_the_served_tier_have_openais_shapes() {
+    let tenancy = Arc::new(InMemoryTenancy::default());
+    let key = tenant(&tenancy, vec![], None).await;
+    let (app, _) = build_with_tenancy(&[], CachedFlexModel, tenancy);
+    let mut body = chat(false);
+    body["service_tier"] = json!("flex");
+    let (status, _, answer) = read(
+        app.handle(http_event("POST", COMPLETIONS, Some(&key), &body))
+            .await,
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["service_tier"], "flex");
+    assert_eq!(
+        answer["usage"],
+        json!({"prompt_tokens": 2060, "completion_tokens": 6, "total_tokens": 2066,
+            "prompt_tokens_details": {"cached_tokens": 2048}})
+    );
+    assert_openai_schema("CreateChatCompletionResponse", &answer);
 }
 
 // --- Tenant keys and budgets ---------------------------------------------------------------
