@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The Bedrock emulator through the AWS CLI, by endpoint alone (AWS_ENDPOINT_URL_BEDROCK_RUNTIME
 # and AWS_ENDPOINT_URL_BEDROCK from the stack's environment): an answer with usage, a typed
-# error, then batch inference jobs: create, list, and a typed error for an unknown job; then a
+# error, a served service tier and count-tokens, then batch inference jobs: create, list, and a typed error for an unknown job; then a
 # Provisioned Throughput: create, get, list, update, delete, and a typed error once deleted.
 set -euo pipefail
 aws=.venv/bin/aws
@@ -18,6 +18,15 @@ case "$error" in
   *ValidationException*) ;;
   *) echo "AWS CLI smoke: FAILED: expected ValidationException, got: $error" >&2; exit 1 ;;
 esac
+
+# The newer levers: a served tier echoed, and count-tokens against the same call's input.
+flex=$($aws bedrock-runtime converse --model-id anthropic.claude-3-haiku-20240307-v1:0 \
+  --messages '[{"role":"user","content":[{"text":"hello from the AWS CLI"}]}]' \
+  --service-tier type=flex --output json)
+counted=$($aws bedrock-runtime count-tokens --model-id anthropic.claude-3-haiku-20240307-v1:0 \
+  --input '{"converse":{"messages":[{"role":"user","content":[{"text":"hello from the AWS CLI"}]}]}}' \
+  --query inputTokens --output text)
+.venv/bin/python -c 'import json,sys; a=json.loads(sys.argv[1]); assert a["serviceTier"] == {"type": "flex"} and a["usage"]["inputTokens"] == int(sys.argv[2]), (a, sys.argv[2])' "$flex" "$counted"
 
 curl -fsS -o /dev/null "$EMULATOR_URL/_emulator/config" -d '{"batchStepMs": 60000}'
 arn=$($aws bedrock create-model-invocation-job --job-name cli-smoke \
