@@ -43,6 +43,7 @@ pub mod invoke;
 pub mod patch;
 pub mod prompt_cache;
 pub mod prompt_router;
+pub mod prompt_routing;
 pub mod provisioned;
 pub mod runtime;
 pub mod state;
@@ -81,10 +82,10 @@ pub fn router(state: Arc<EmulatorState>) -> Router {
             "/model/{model_id}/count-tokens",
             post(count_tokens::count_tokens),
         )
-        .route("/prompt-routers", get(prompt_router::list))
+        .route("/prompt-routers", get(prompt_routing::list))
         .route(
             "/prompt-routers/{prompt_router_arn}",
-            get(prompt_router::get),
+            get(prompt_routing::get),
         )
         .route("/model-invocation-job", post(batch::create))
         .route("/model-invocation-job/{job_identifier}", get(batch::get))

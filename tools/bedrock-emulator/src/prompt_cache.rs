@@ -2,7 +2,7 @@
 //! read from it or write to it.
 //!
 //! A request's `cachePoint` blocks (in `toolConfig.tools`, `system` and `messages[].content`;
-//! see [`crate::converse`]) each mark a prefix: everything before it in Bedrock's order, tools,
+//! checked with the rest of a Converse request) each mark a prefix: everything before it in Bedrock's order, tools,
 //! then system, then messages. A prefix is known by a SHA-256 of the model identifier and the
 //! prefix's canonical JSON, and counts the tokens the emulator counts for input. A cache point
 //! whose prefix is under the model's minimum is ignored; of the others, the longest prefix

@@ -3,7 +3,7 @@
 //! them, and echoed in the answer (the Converse response, the stream's `metadata` event) when
 //! the request named them.
 //!
-//! The runtime serves the tiers differently (see [`crate::runtime::Behaviour`]): `flex` may be
+//! The runtime serves the tiers differently (see the runtime's `Behaviour`): `flex` may be
 //! throttled (`flexThrottleRate`) and is slower (`flexLatencyFactor`), `priority` is faster
 //! (`priorityLatencyFactor`), `default` is the usual pace. `reserved` is refused: the emulator
 //! holds no reserved capacity. `performanceConfig` is echoed and changes nothing.

@@ -32,7 +32,7 @@ use crate::error::BedrockError;
 use crate::generate::Generated;
 use crate::guardrail::GuardrailUse;
 use crate::prompt_cache::{CachePoint, CacheUse};
-use crate::prompt_router::{self, Target};
+use crate::prompt_routing::{self, Target};
 use crate::runtime::{Admission, RuntimeState};
 use crate::tier::{Latency, ServiceTier};
 use check::check;
@@ -88,7 +88,7 @@ impl Checked {
 /// The model a Converse or ConverseStream call is served by (a prompt router's pick for a
 /// router's ARN).
 fn target(state: &RuntimeState, model_id: &str, body: &[u8]) -> Result<Target, BedrockError> {
-    prompt_router::target(state, model_id, body, input_chars)
+    prompt_routing::target(state, model_id, body, input_chars)
 }
 
 /// Checks, counts and admits a call; a configured fault or a bad request ends it here.

@@ -15,7 +15,7 @@ use crate::error::BedrockError;
 use crate::eventstream::{event_frame, exception_frame};
 use crate::fault::StreamError;
 use crate::generate::tokens_for;
-use crate::prompt_router::Target;
+use crate::prompt_routing::Target;
 use crate::runtime::RuntimeState;
 
 /// Splits the answer into deltas of a few words, as Bedrock streams them.
