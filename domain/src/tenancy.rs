@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::limits::TenantLimits;
+use crate::routing::ServiceTier;
 
 /// Every key starts with this, so leaked keys are recognisable (secret scanners, logs).
 pub const KEY_PREFIX: &str = "bgw";
@@ -39,6 +40,58 @@ pub struct TenantKey {
     /// Requests in flight at once, streams included; absent: unlimited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrent_requests: Option<u32>,
+    /// Bedrock's service tiers, and the guardrail, the key's requests get ([`KeyLevers`]).
+    #[serde(default, skip_serializing_if = "KeyLevers::is_unset")]
+    pub levers: KeyLevers,
+}
+
+/// What a key sets of Bedrock's levers for its requests.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyLevers {
+    /// The service tiers its requests may ask for; absent: every tier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_tiers: Option<Vec<ServiceTier>>,
+    /// The tier of its requests that name none (before the deployment's `SERVICE_TIER`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_service_tier: Option<ServiceTier>,
+    /// The guardrail applied to its requests instead of the deployment's: its id or ARN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guardrail_id: Option<String>,
+    /// That guardrail's version (`DRAFT` or a number).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guardrail_version: Option<String>,
+}
+
+impl KeyLevers {
+    /// Nothing set: the deployment's levers apply.
+    pub fn is_unset(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Whether the key may ask for `tier`.
+    pub fn allows_tier(&self, tier: ServiceTier) -> bool {
+        self.service_tiers
+            .as_ref()
+            .is_none_or(|allowed| allowed.contains(&tier))
+    }
+
+    /// What is wrong with these levers, if anything: a default tier the key may not use, a
+    /// guardrail without its version (or the reverse).
+    pub fn check(&self) -> Result<(), String> {
+        if let Some(tier) = self.default_service_tier {
+            if !self.allows_tier(tier) {
+                return Err(format!(
+                    "the default service tier {} is not among the key's tiers",
+                    tier.as_str()
+                ));
+            }
+        }
+        if self.guardrail_id.is_some() != self.guardrail_version.is_some() {
+            return Err("a guardrail needs both its id and its version (ID:VERSION)".to_owned());
+        }
+        Ok(())
+    }
 }
 
 impl TenantKey {
@@ -96,6 +149,7 @@ pub fn issue_key(
             requests_per_minute: None,
             tokens_per_minute: None,
             concurrent_requests: None,
+            levers: KeyLevers::default(),
         },
         key,
     })
@@ -237,6 +291,8 @@ pub struct Tenant {
     pub monthly_budget_usd: Option<f64>,
     /// Its key's rate and concurrency limits.
     pub limits: TenantLimits,
+    /// Its key's service tiers and guardrail.
+    pub levers: KeyLevers,
 }
 
 impl Tenant {
@@ -253,6 +309,7 @@ impl From<&TenantKey> for Tenant {
             models: key.models.clone(),
             monthly_budget_usd: key.monthly_budget_usd,
             limits: key.limits(),
+            levers: key.levers.clone(),
         }
     }
 }

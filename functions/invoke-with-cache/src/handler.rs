@@ -136,8 +136,8 @@ impl<A: Adapters> App<A> {
             .routes
             .plan(&self.config.router, &model, now)
             .await
-            .with_service_tier(invoke.service_tier.or(self.config.service_tier))
-            .with_guardrail(self.config.guardrail.as_ref())
+            .with_service_tier(self.service_tier_for(&caller, &invoke)?)
+            .with_guardrail(self.guardrail_for(&caller).as_ref())
             .with_latency(invoke.latency);
         let key = self.cache_key(&invoke, &caller.namespace, &plan.primary.model);
 

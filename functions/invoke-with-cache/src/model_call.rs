@@ -4,12 +4,14 @@
 use std::time::Duration;
 
 use domain::error::{ModelError, ModelErrorKind};
+use domain::guardrail::{Guardrail, StreamProcessing};
 use domain::ports::ModelInvoker;
 use domain::prompt_cache;
 use domain::routing::{Plan, Route, ServiceTier, Target};
+use http::StatusCode;
 
 use crate::app::{Adapters, App};
-use crate::context::{Answer, Ctx, Job, Trace};
+use crate::context::{Answer, Caller, Ctx, Job, Trace};
 use crate::error::ApiError;
 use crate::request::InvokeRequest;
 
@@ -26,6 +28,58 @@ impl<A: Adapters> App<A> {
         };
         trace.model_id = Some(model.clone());
         model
+    }
+
+    /// The tier a request asks for: its own, else its key's default, else the deployment's
+    /// (`SERVICE_TIER`); one its key may not use is refused (403).
+    pub(crate) fn service_tier_for(
+        &self,
+        caller: &Caller,
+        invoke: &InvokeRequest,
+    ) -> Result<Option<ServiceTier>, ApiError> {
+        let levers = caller.tenant.as_ref().map(|tenant| &tenant.levers);
+        let tier = invoke
+            .service_tier
+            .or(levers.and_then(|l| l.default_service_tier))
+            .or(self.config.service_tier);
+        match (tier, levers) {
+            (Some(tier), Some(levers)) if !levers.allows_tier(tier) => {
+                let allowed: Vec<&str> = levers
+                    .service_tiers
+                    .iter()
+                    .flatten()
+                    .map(|t| t.as_str())
+                    .collect();
+                Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "ServiceTierNotAllowed",
+                    format!(
+                        "this key may not use the {} service tier; ask for one of {allowed:?}",
+                        tier.as_str()
+                    ),
+                )
+                .with_param("service_tier"))
+            }
+            _ => Ok(tier),
+        }
+    }
+
+    /// The guardrail of the caller's key, else the deployment's (`GUARDRAIL_ID`).
+    pub(crate) fn guardrail_for(&self, caller: &Caller) -> Option<Guardrail> {
+        let levers = caller.tenant.as_ref().map(|tenant| &tenant.levers);
+        match levers.and_then(|l| l.guardrail_id.as_ref().zip(l.guardrail_version.as_ref())) {
+            Some((identifier, version)) => Some(Guardrail {
+                identifier: identifier.clone(),
+                version: version.clone(),
+                trace: self.config.guardrail.as_ref().is_some_and(|g| g.trace),
+                stream_mode: self
+                    .config
+                    .guardrail
+                    .as_ref()
+                    .map_or(StreamProcessing::Sync, |g| g.stream_mode),
+            }),
+            None => self.config.guardrail.clone(),
+        }
     }
 
     /// Bedrock's prompt cache for `model`: automatic cache points when `PROMPT_CACHE_AUTO` is

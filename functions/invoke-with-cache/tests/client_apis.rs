@@ -753,3 +753,102 @@ async fn other_openai_paths_get_openais_not_found() {
     assert_eq!(status, 404, "{body}");
     assert_eq!(body["error"]["type"], "not_found_error");
 }
+
+/// Records the targets it is called with, answering as [`FakeModel`] does.
+#[derive(Clone, Default)]
+struct TargetRecorder {
+    targets: Arc<std::sync::Mutex<Vec<Target>>>,
+}
+
+impl ModelInvoker for TargetRecorder {
+    async fn converse(
+        &self,
+        target: &Target,
+        conversation: &Conversation,
+        timeout: Option<Duration>,
+    ) -> Result<ModelAnswer, ModelError> {
+        self.targets.lock().unwrap().push(target.clone());
+        FakeModel::answering()
+            .converse(target, conversation, timeout)
+            .await
+    }
+
+    async fn converse_stream(
+        &self,
+        target: &Target,
+        conversation: &Conversation,
+        timeout: Option<Duration>,
+    ) -> Result<ModelStream, ModelError> {
+        self.targets.lock().unwrap().push(target.clone());
+        FakeModel::answering()
+            .converse_stream(target, conversation, timeout)
+            .await
+    }
+}
+
+#[tokio::test]
+async fn a_keys_tiers_and_guardrail_apply_to_its_requests_and_a_tier_it_may_not_use_is_403() {
+    use domain::routing::ServiceTier;
+    use domain::tenancy::KeyLevers;
+    let tenancy = Arc::new(InMemoryTenancy::default());
+    let mut issued = issue_key("acme", vec![], None, None, common::clock().now()).unwrap();
+    issued.record.levers = KeyLevers {
+        service_tiers: Some(vec![ServiceTier::Flex, ServiceTier::Default]),
+        default_service_tier: Some(ServiceTier::Flex),
+        guardrail_id: Some("gr1abc".into()),
+        guardrail_version: Some("2".into()),
+    };
+    tenancy.create(&issued.record).await.unwrap();
+    let model = TargetRecorder::default();
+    let (app, _) = build_with_tenancy(
+        &[
+            ("GUARDRAIL_ID", "deployment"),
+            ("GUARDRAIL_VERSION", "DRAFT"),
+        ],
+        model.clone(),
+        tenancy,
+    );
+
+    let (status, _, body) = read(
+        app.handle(http_event(
+            "POST",
+            COMPLETIONS,
+            Some(&issued.key),
+            &chat(false),
+        ))
+        .await,
+    );
+    assert_eq!(status, 200, "{body}");
+    let target = model.targets.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(
+        target.service_tier,
+        Some(ServiceTier::Flex),
+        "the key's default"
+    );
+    let guardrail = target.guardrail.unwrap();
+    assert_eq!(
+        (guardrail.identifier.as_str(), guardrail.version.as_str()),
+        ("gr1abc", "2"),
+        "the key's guardrail, not the deployment's"
+    );
+
+    let mut priority = chat(false);
+    priority["service_tier"] = json!("priority");
+    let (status, _, body) = read(
+        app.handle(http_event(
+            "POST",
+            COMPLETIONS,
+            Some(&issued.key),
+            &priority,
+        ))
+        .await,
+    );
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["param"], "service_tier");
+    assert!(body["error"]["message"].as_str().unwrap().contains("flex"));
+    assert_eq!(
+        model.targets.lock().unwrap().len(),
+        1,
+        "refused before the model"
+    );
+}

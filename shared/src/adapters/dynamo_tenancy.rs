@@ -713,6 +713,7 @@ mod tests {
     #[test]
     fn a_key_item_holds_the_hash_not_the_key() {
         let key = TenantKey {
+            levers: domain::tenancy::KeyLevers::default(),
             key_id: "0123456789ab".into(),
             secret_sha256: "f".repeat(64),
             tenant: "acme".into(),

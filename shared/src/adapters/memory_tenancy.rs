@@ -504,6 +504,7 @@ mod tests {
 
     fn key(id: &str) -> TenantKey {
         TenantKey {
+            levers: domain::tenancy::KeyLevers::default(),
             key_id: id.into(),
             secret_sha256: "h".into(),
             tenant: "acme".into(),

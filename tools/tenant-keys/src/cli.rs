@@ -1,6 +1,7 @@
 //! The command line: commands, their arguments and the tables they need.
 
 use clap::{ArgGroup, Args, Parser, Subcommand};
+use domain::routing::ServiceTier;
 
 use super::*;
 
@@ -91,6 +92,20 @@ pub struct CreateArgs {
     /// Requests the key may have in flight at once, streams included.
     #[arg(long, value_name = "N", value_parser = parse_limit, allow_negative_numbers = true)]
     pub concurrent_requests: Option<u32>,
+
+    /// A Bedrock service tier the key's requests may ask for (priority, default, flex); repeat
+    /// for more. None: every tier.
+    #[arg(long = "service-tier", value_name = "TIER", value_parser = parse_service_tier)]
+    pub service_tiers: Vec<ServiceTier>,
+
+    /// The tier of the key's requests that name none (before the deployment's SERVICE_TIER).
+    #[arg(long, value_name = "TIER", value_parser = parse_service_tier)]
+    pub default_service_tier: Option<ServiceTier>,
+
+    /// A Bedrock guardrail applied to the key's requests instead of the deployment's, as
+    /// ID:VERSION (e.g. gr1abc:DRAFT or gr1abc:2).
+    #[arg(long, value_name = "ID:VERSION", value_parser = parse_guardrail)]
+    pub guardrail: Option<(String, String)>,
 }
 
 /// A limit to set (`N`, 1 or more) or to remove (`none`).

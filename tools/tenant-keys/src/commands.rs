@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use domain::error::TenancyError;
 use domain::limits::TenantLimits;
 use domain::ports::{SpendLedger, TenantKeyStore};
-use domain::tenancy::{issue_key, month_of, TenantKey};
+use domain::tenancy::{issue_key, month_of, KeyLevers, TenantKey};
 
 use super::*;
 
@@ -45,6 +45,13 @@ pub async fn create<K: TenantKeyStore>(
         concurrent_requests: args.concurrent_requests,
     };
     limits.check().map_err(Error::Limits)?;
+    let levers = KeyLevers {
+        service_tiers: (!args.service_tiers.is_empty()).then(|| args.service_tiers.clone()),
+        default_service_tier: args.default_service_tier,
+        guardrail_id: args.guardrail.as_ref().map(|(id, _)| id.clone()),
+        guardrail_version: args.guardrail.as_ref().map(|(_, version)| version.clone()),
+    };
+    levers.check().map_err(Error::Limits)?;
     let mut attempts = 0;
     loop {
         attempts += 1;
@@ -57,6 +64,7 @@ pub async fn create<K: TenantKeyStore>(
         )
         .map_err(Error::Issue)?;
         issued.record.set_limits(limits);
+        issued.record.levers = levers.clone();
         match keys.create(&issued.record).await {
             Ok(()) => {
                 return Ok(Created {

@@ -315,6 +315,9 @@ async fn the_functions_check_what_the_parser_checks() {
         requests_per_minute: None,
         tokens_per_minute: None,
         concurrent_requests: None,
+        service_tiers: vec![],
+        default_service_tier: None,
+        guardrail: None,
     };
     let error = create(&store, &bad_tenant, now()).await.err().unwrap();
     assert!(matches!(error, Error::InvalidTenant(_)), "{error}");
@@ -596,4 +599,65 @@ fn limits_are_whole_numbers_of_one_or_more_and_set_limits_needs_one() {
             concurrent_requests: Some(LimitValue(None)),
         })
     );
+}
+
+#[tokio::test]
+async fn a_key_can_carry_its_service_tiers_and_guardrail() {
+    use domain::ports::TenantKeyStore;
+    use domain::routing::ServiceTier;
+    let store = InMemoryTenancy::default();
+    let output = run_args(
+        &store,
+        &[
+            "create",
+            "--tenant",
+            "acme",
+            "--service-tier",
+            "flex",
+            "--service-tier",
+            "default",
+            "--default-service-tier",
+            "flex",
+            "--guardrail",
+            "gr1abc:DRAFT",
+            "--json",
+        ],
+    )
+    .await
+    .unwrap();
+    let created: serde_json::Value = serde_json::from_str(&output.stdout).unwrap();
+    let key_id = created["keyId"].as_str().unwrap();
+    let stored = store.get(key_id).await.unwrap().unwrap();
+    assert_eq!(
+        stored.levers.service_tiers,
+        Some(vec![ServiceTier::Flex, ServiceTier::Default])
+    );
+    assert_eq!(stored.levers.default_service_tier, Some(ServiceTier::Flex));
+    assert_eq!(
+        (
+            stored.levers.guardrail_id.as_deref(),
+            stored.levers.guardrail_version.as_deref()
+        ),
+        (Some("gr1abc"), Some("DRAFT"))
+    );
+    // A default the key may not use, a guardrail without a version, an unknown tier.
+    for args in [
+        &[
+            "create",
+            "--tenant",
+            "acme",
+            "--service-tier",
+            "flex",
+            "--default-service-tier",
+            "priority",
+        ][..],
+        &["create", "--tenant", "acme", "--guardrail", "gr1abc"][..],
+        &["create", "--tenant", "acme", "--service-tier", "reserved"][..],
+    ] {
+        let refused = match parse(args) {
+            Err(_) => true,
+            Ok(_) => run_args(&store, args).await.is_err(),
+        };
+        assert!(refused, "{args:?}");
+    }
 }

@@ -1,5 +1,6 @@
 //! Parsing and checking the values operators give: tenant names, models, budgets, months.
 
+use domain::routing::ServiceTier;
 use domain::tenancy::check_tenant_name;
 
 use super::*;
@@ -35,6 +36,26 @@ pub(crate) fn parse_limit_value(value: &str) -> Result<LimitValue, String> {
         Ok(LimitValue(None))
     } else {
         parse_limit(value).map(|n| LimitValue(Some(n)))
+    }
+}
+
+pub(crate) fn parse_service_tier(value: &str) -> Result<ServiceTier, String> {
+    value.trim().parse()
+}
+
+/// `ID:VERSION`: a guardrail's id (or ARN, whose own colons stay with it) and its version.
+pub(crate) fn parse_guardrail(value: &str) -> Result<(String, String), String> {
+    match value.trim().rsplit_once(':') {
+        Some((id, version))
+            if !id.is_empty()
+                && (version == "DRAFT"
+                    || (!version.is_empty() && version.bytes().all(|b| b.is_ascii_digit()))) =>
+        {
+            Ok((id.to_owned(), version.to_owned()))
+        }
+        _ => Err(format!(
+            "a guardrail is ID:VERSION, its id (or ARN) and DRAFT or a version number, not {value:?}"
+        )),
     }
 }
 

@@ -1,6 +1,6 @@
 //! What the commands answer: keys without their hashes, listings with spend, created keys.
 
-use domain::tenancy::TenantKey;
+use domain::tenancy::{KeyLevers, TenantKey};
 use serde::Serialize;
 
 /// A key as operators see it: everything stored but its hash.
@@ -23,6 +23,9 @@ pub struct KeyView {
     pub tokens_per_minute: Option<u32>,
     /// `null`: unlimited.
     pub concurrent_requests: Option<u32>,
+    /// The key's service tiers and guardrail; absent when it sets none.
+    #[serde(skip_serializing_if = "KeyLevers::is_unset")]
+    pub levers: KeyLevers,
 }
 
 impl From<&TenantKey> for KeyView {
@@ -38,6 +41,7 @@ impl From<&TenantKey> for KeyView {
             requests_per_minute: key.requests_per_minute,
             tokens_per_minute: key.tokens_per_minute,
             concurrent_requests: key.concurrent_requests,
+            levers: key.levers.clone(),
         }
     }
 }
