@@ -56,7 +56,7 @@ fn blocks(value: Option<&Value>) -> &[Value] {
 }
 
 /// Characters a Converse request's input counts for (what its input tokens are counted from,
-/// and what a prompt router measures): its `system` and message blocks ([`characters_of`])
+/// and what a prompt router measures): its `system` and message blocks (`characters_of`)
 /// and its tool definitions.
 pub fn input_chars(request: &Value) -> usize {
     let system: usize = blocks(request.get("system"))
