@@ -154,10 +154,29 @@ plain = client.chat.completions.with_raw_response.create(model="auto", messages=
 check("without the mark, the same response-cache entry", plain.headers.get("x-cache") == "HIT", plain.headers.get("x-cache"))
 
 # Bedrock's flex tier, asked as OpenAI's service_tier, is the tier the answer reports.
-flex = client.chat.completions.create(
+raw_flex = client.chat.completions.with_raw_response.create(
     model="auto", messages=[{"role": "user", "content": f"Name a flexible tier. (run {RUN})"}], service_tier="flex"
 )
+flex = raw_flex.parse()
 check("service_tier flex is served as flex", flex.service_tier == "flex", flex.service_tier)
+# At the flex price: half the default price of the model that answered (the tier models' list
+# prices, USD per 1,000 input and output tokens).
+PRICES = {
+    "anthropic.claude-haiku-4-5-20251001-v1:0": (0.001, 0.005),
+    "anthropic.claude-3-haiku-20240307-v1:0": (0.00025, 0.00125),
+    "anthropic.claude-sonnet-4-5-20250929-v1:0": (0.003, 0.015),
+    "anthropic.claude-opus-4-1-20250805-v1:0": (0.015, 0.075),
+}
+model_id = raw_flex.headers.get("x-model-id", "")
+region, _, rest = model_id.partition(".")
+answered_by = rest if region in ("us", "eu", "apac", "jp", "au", "ca", "global") else model_id  # an inference profile
+price_in, price_out = PRICES.get(answered_by, (None, None))
+if price_in is not None:
+    expected = 0.5 * (flex.usage.prompt_tokens * price_in + flex.usage.completion_tokens * price_out) / 1000
+    charged = float(raw_flex.headers.get("x-cost-usd", "nan"))
+    check("flex is charged half the default price", abs(charged - expected) < 1e-9, (charged, expected, answered_by))
+else:
+    check("the flex answer names a priced model", False, raw_flex.headers.get("x-model-id"))
 
 # Refusals, as the SDK's exception classes.
 try:

@@ -90,6 +90,10 @@ impl<A: Adapters> App<A> {
         model: &str,
         ctx: &mut Ctx,
     ) {
+        // Nothing to place or to count: no work on the hit path.
+        if !self.config.prompt_cache_auto && !invoke.conversation.has_cache_points() {
+            return;
+        }
         let minimum = prompt_cache::minimum_tokens(model);
         if self.config.prompt_cache_auto {
             prompt_cache::add_automatic_points(&mut invoke.conversation, minimum);

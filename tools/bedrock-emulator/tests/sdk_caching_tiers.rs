@@ -330,15 +330,7 @@ async fn tiers_are_echoed_flex_is_throttled_at_its_rate_and_bad_tiers_refused() 
 #[tokio::test]
 async fn the_settings_are_shown_checked_and_reset() {
     let emulator = Emulator::start().await;
-    let config: Value = emulator
-        .http()
-        .get(emulator.url("/_emulator/config"))
-        .send()
-        .await
-        .expect("config")
-        .json()
-        .await
-        .expect("json");
+    let config = emulator.config().await;
     assert_eq!(config["promptCacheMinTokens"], Value::Null);
     assert_eq!(config["promptCacheNow"], Value::Null);
     assert_eq!(config["flexThrottleRate"], 0.0);
@@ -351,15 +343,7 @@ async fn the_settings_are_shown_checked_and_reset() {
                           "models": {HAIKU: {"flexLatencyFactor": 4}}}),
         )
         .await;
-    let config: Value = emulator
-        .http()
-        .get(emulator.url("/_emulator/config"))
-        .send()
-        .await
-        .expect("config")
-        .json()
-        .await
-        .expect("json");
+    let config = emulator.config().await;
     assert_eq!(config["promptCacheMinTokens"], 1);
     assert_eq!(config["promptCacheNow"], "2030-01-01T00:00:00.000Z");
     assert_eq!(config["models"][HAIKU]["flexLatencyFactor"], 4.0);
@@ -384,15 +368,7 @@ async fn the_settings_are_shown_checked_and_reset() {
     }
 
     emulator.reset().await;
-    let config: Value = emulator
-        .http()
-        .get(emulator.url("/_emulator/config"))
-        .send()
-        .await
-        .expect("config")
-        .json()
-        .await
-        .expect("json");
+    let config = emulator.config().await;
     assert_eq!(config["promptCacheMinTokens"], Value::Null);
     assert_eq!(config["promptCacheNow"], Value::Null);
 }

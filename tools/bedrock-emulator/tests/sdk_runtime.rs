@@ -367,15 +367,7 @@ async fn per_model_faults_answer_bedrocks_exceptions() {
         assert!(sonnet.is_ok(), "{field}: {sonnet:?}");
         emulator.configure(json!({"models": {HAIKU: null}})).await;
     }
-    let stats: Value = emulator
-        .http()
-        .get(emulator.url("/_emulator/stats"))
-        .send()
-        .await
-        .expect("stats")
-        .json()
-        .await
-        .expect("stats json");
+    let stats = emulator.stats().await;
     for counter in [
         "accessDenied",
         "resourceNotFound",
@@ -519,15 +511,7 @@ async fn a_mid_stream_exception_arrives_after_the_deltas_as_a_typed_error() {
         other => panic!("expected ModelStreamErrorException, got {other:?}"),
     }
 
-    let stats: Value = emulator
-        .http()
-        .get(emulator.url("/_emulator/stats"))
-        .send()
-        .await
-        .expect("stats")
-        .json()
-        .await
-        .expect("stats json");
+    let stats = emulator.stats().await;
     assert_eq!(stats["models"][HAIKU]["streamErrors"], 2, "{stats}");
 }
 

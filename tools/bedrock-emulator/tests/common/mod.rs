@@ -122,6 +122,18 @@ impl Emulator {
         assert!(status.is_success(), "emulator reset answered {status}");
     }
 
+    /// `GET /_emulator/config`: the settings in force.
+    pub async fn config(&self) -> Value {
+        self.http
+            .get(self.url("/_emulator/config"))
+            .send()
+            .await
+            .expect("emulator config")
+            .json()
+            .await
+            .expect("config json")
+    }
+
     /// `GET /_emulator/stats`.
     pub async fn stats(&self) -> Value {
         self.http
