@@ -265,19 +265,22 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The plan's targets: the primary, then the spillover.
+    fn targets_mut(&mut self) -> impl Iterator<Item = &mut Target> {
+        std::iter::once(&mut self.primary).chain(self.spillover.as_mut())
+    }
+
     /// The plan with `latency` asked of its on-demand targets.
     pub fn with_latency(mut self, latency: Option<Latency>) -> Self {
-        for target in std::iter::once(&mut self.primary).chain(self.spillover.as_mut()) {
-            if target.route == Route::OnDemand {
-                target.latency = latency;
-            }
+        for target in self.targets_mut().filter(|t| t.route == Route::OnDemand) {
+            target.latency = latency;
         }
         self
     }
 
     /// The plan with `guardrail` applied to every target.
     pub fn with_guardrail(mut self, guardrail: Option<&Guardrail>) -> Self {
-        for target in std::iter::once(&mut self.primary).chain(self.spillover.as_mut()) {
+        for target in self.targets_mut() {
             target.guardrail = guardrail.cloned();
         }
         self
@@ -285,10 +288,8 @@ impl Plan {
 
     /// The plan with `tier` asked of its on-demand targets (Provisioned Throughput has none).
     pub fn with_service_tier(mut self, tier: Option<ServiceTier>) -> Self {
-        for target in std::iter::once(&mut self.primary).chain(self.spillover.as_mut()) {
-            if target.route == Route::OnDemand {
-                target.service_tier = tier;
-            }
+        for target in self.targets_mut().filter(|t| t.route == Route::OnDemand) {
+            target.service_tier = tier;
         }
         self
     }
