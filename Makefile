@@ -17,7 +17,7 @@ export MOTO_PORT EMULATOR_PORT DEV_PORT
 # installed (the template's Architecture parameter defaults to arm64).
 PACKAGE_ARCH ?= $(if $(filter aarch64 arm64,$(shell uname -m)),arm64,x86_64)
 
-.PHONY: help dev test venv lint unit-test integration-test stack-check dev-check template-check stack-up stack-down bench package deploy fmt clean
+.PHONY: help dev test venv lint unit-test integration-test stack-check dev-check template-check cdk-check stack-up stack-down bench package deploy fmt clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
@@ -45,7 +45,7 @@ dev: $(VENV)/.cargo-lambda ## Build, start the local stack and serve the functio
 	scripts/stack.sh up
 	scripts/dev.sh
 
-test: lint unit-test integration-test stack-check dev-check template-check ## Everything CI checks
+test: lint unit-test integration-test stack-check dev-check template-check cdk-check ## Everything CI checks
 	@echo "make test: all checks passed"
 
 lint: ## cargo fmt --check, clippy and rustdoc with warnings as errors, every relative Markdown link
@@ -70,6 +70,33 @@ template-check: venv ## cfn-lint and sam validate --lint on infra/template.yaml;
 	$(VENV)/bin/cfn-lint infra/template.yaml
 	AWS_DEFAULT_REGION=us-east-1 SAM_CLI_TELEMETRY=0 $(VENV)/bin/sam validate --lint --template infra/template.yaml
 	$(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation $(addprefix -f ,$(TEMPLATES))
+
+# The CDK construct (infra/cdk): its npm packages from package-lock.json (npm ci, again only when
+# the lock file changes), a type check, `cdk synth` of the app and of the parity app (every
+# option on) with bundling skipped (no cargo) and cdk-nag's AwsSolutions pack (a finding without
+# its reason fails), then the parity test against infra/template.yaml. No AWS credentials and no
+# network but npm's registry for the install.
+CDK_DIR := infra/cdk
+# No credentials (so the CLI asks STS for no default account), no version check, notices or telemetry.
+CDK_ENV := env -u AWS_PROFILE -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKEN \
+	AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_EC2_METADATA_DISABLED=true \
+	CI=true CDK_DISABLE_VERSION_CHECK=1 CDK_DISABLE_CLI_TELEMETRY=true
+CDK_SYNTH := $(CDK_ENV) ./node_modules/.bin/cdk synth --no-notices --quiet -c skipBundling=true
+
+$(CDK_DIR)/node_modules/.installed: $(CDK_DIR)/package-lock.json $(CDK_DIR)/package.json
+	cd $(CDK_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+cdk-check: $(CDK_DIR)/node_modules/.installed $(VENV)/.installed ## The CDK construct: tsc, cdk synth (bundling skipped) with cdk-nag, parity with the SAM template
+	cd $(CDK_DIR) && ./node_modules/.bin/tsc --noEmit -p .
+	rm -rf $(CDK_DIR)/cdk.out $(CDK_DIR)/cdk.out.parity
+	cd $(CDK_DIR) && $(CDK_SYNTH)
+	cd $(CDK_DIR) && $(CDK_SYNTH) --app "./node_modules/.bin/tsx test/parity-app.ts" --output cdk.out.parity
+	$(PY) scripts/cdk_parity.py --self-test
+	$(PY) scripts/cdk_parity.py --validation-report $(CDK_DIR)/cdk.out/validation-report.json
+	$(PY) scripts/cdk_parity.py --validation-report $(CDK_DIR)/cdk.out.parity/validation-report.json \
+		--cdk $(CDK_DIR)/cdk.out.parity/BedrockGatewayFull.template.json --cdk-root BedrockGatewayFull/Gateway \
+		--params-file $(CDK_DIR)/test/parity-full.json
 
 stack-up: venv ## Start moto and the Bedrock emulator in the background; writes .local/env
 	cargo build -p bedrock-emulator

@@ -25,6 +25,12 @@ pub enum ModelErrorKind {
 }
 
 impl ModelErrorKind {
+    /// Bedrock refused the request itself (or the model is not there for it): asking again
+    /// later, on any capacity, gets the same answer.
+    pub fn is_permanent(self) -> bool {
+        matches!(self, Self::Validation | Self::AccessDenied | Self::NotFound)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Throttled => "Throttled",

@@ -6,7 +6,7 @@
 //!
 //! - the rules: [`conversation`], [`cache`], [`tiers`], [`routing`], [`capacity`], [`pricing`],
 //!   [`reporting`], [`batch`], [`tenancy`], [`limits`], [`identity`], [`stream`], [`metrics`], [`prompt`],
-//!   [`prompt_cache`], [`guardrail`];
+//!   [`prompt_cache`], [`guardrail`], [`deferred`];
 //! - the failures each port reports, in [`error`];
 //! - the [`ports`]: the traits handlers are written against, so they are tested without AWS.
 
@@ -14,6 +14,7 @@ pub mod batch;
 pub mod cache;
 pub mod capacity;
 pub mod conversation;
+pub mod deferred;
 pub mod error;
 pub mod guardrail;
 pub mod identity;

@@ -1,6 +1,7 @@
 //! The traits handlers are generic over. Adapters implement them against AWS; tests implement
 //! them in memory.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -16,6 +17,7 @@ use crate::capacity::{
     RoutingTableError,
 };
 use crate::conversation::{Conversation, ModelAnswer};
+use crate::deferred::DeferredRequest;
 use crate::error::{
     CacheError, EventError, JobError, LimitError, ModelError, QueueError, RegistryError,
     StoreError, TenancyError,
@@ -304,6 +306,51 @@ pub trait BatchRegistry: Send + Sync {
         limit: usize,
         page_token: Option<&str>,
     ) -> impl Future<Output = Result<(Vec<Batch>, Option<String>), RegistryError>> + Send;
+}
+
+/// Where deferred requests are kept (`domain::deferred`). Every write after the first is
+/// conditional on the version read, so two runs of the schedule, or a run and a redelivered
+/// event, never both move a request.
+pub trait DeferredStore: Send + Sync {
+    /// Stores a new request; `false` when one with its id exists already.
+    fn create(
+        &self,
+        request: &DeferredRequest,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    fn get(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<DeferredRequest>, StoreError>> + Send;
+    /// Stores `request` (whose `version` is one more than the stored one) if the stored version
+    /// is still `request.version - 1`; `false` when another write came first.
+    fn update(
+        &self,
+        request: &DeferredRequest,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Every owner's requests not yet final, at most `limit` of them: what the schedule places.
+    fn pending(
+        &self,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<DeferredRequest>, StoreError>> + Send;
+    /// Each model's observed batch turnaround, in seconds.
+    fn turnarounds(&self)
+        -> impl Future<Output = Result<BTreeMap<String, i64>, StoreError>> + Send;
+    /// Records a model's observed batch turnaround.
+    fn set_turnaround(
+        &self,
+        model_id: &str,
+        seconds: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Takes the schedule's lease for `holder` until `until` (epoch seconds) unless another
+    /// holder's lease is live at `now_epoch`; `false` when it is.
+    fn lease(
+        &self,
+        holder: &str,
+        until: i64,
+        now_epoch: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Gives the lease back, if `holder` still holds it.
+    fn release(&self, holder: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// Where the schedule hands out the batches to advance, one message a batch (SQS), so each is

@@ -7,12 +7,14 @@
 //! - [`config`]: reading environment variables; every failure names the variable.
 //! - [`api`], [`http`]: domain errors mapped once to HTTP status and the native error shape.
 //! - [`batch`]: batch inference orchestration over the ports.
+//! - [`deferred`]: the schedule's placement of deferred requests.
 //! - [`telemetry`]: JSON logs with the trace id.
 
 pub mod adapters;
 pub mod api;
 pub mod batch;
 pub mod config;
+pub mod deferred;
 #[cfg(feature = "lambda-http")]
 pub mod http;
 #[cfg(feature = "runtime-nodelay")]

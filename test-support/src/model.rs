@@ -7,7 +7,7 @@ use std::time::Duration;
 use domain::conversation::{ContentBlock, Conversation, Message, ModelAnswer, Role, Usage};
 use domain::error::{ModelError, ModelErrorKind};
 use domain::ports::{ModelInvoker, ModelStream};
-use domain::routing::Target;
+use domain::routing::{ServiceTier, Target};
 use domain::stream::{replay, StreamEvent};
 use futures_util::StreamExt;
 use tokio::sync::Notify;
@@ -37,6 +37,10 @@ pub struct FakeModel {
     delay: Duration,
     /// A stream fails with this after its first events.
     cut: Option<ModelError>,
+    /// Flex calls are throttled, as Bedrock throttles flex first.
+    flex_throttled: bool,
+    /// The service tier of each call, in order.
+    tiers: Arc<Mutex<Vec<Option<ServiceTier>>>>,
 }
 
 impl FakeModel {
@@ -49,7 +53,20 @@ impl FakeModel {
             text: "secret answer text".into(),
             delay: Duration::ZERO,
             cut: None,
+            flex_throttled: false,
+            tiers: Arc::default(),
         }
+    }
+
+    /// Throttles every call on the flex tier; answers the others, served on the tier asked.
+    pub fn throttling_flex(mut self) -> Self {
+        self.flex_throttled = true;
+        self
+    }
+
+    /// The service tier each call asked for, in order.
+    pub fn tiers(&self) -> Vec<Option<ServiceTier>> {
+        self.tiers.lock().unwrap().clone()
     }
 
     /// Streams fail mid-way with `kind`, after the first text delta.
@@ -139,6 +156,13 @@ impl ModelInvoker for FakeModel {
             .lock()
             .unwrap()
             .push((target.invoke_id.clone(), timeout));
+        self.tiers.lock().unwrap().push(target.service_tier);
+        if self.flex_throttled && target.service_tier == Some(ServiceTier::Flex) {
+            return Err(ModelError::new(
+                ModelErrorKind::Throttled,
+                "flex capacity is busy (the fake)",
+            ));
+        }
         if !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
         }
@@ -152,7 +176,7 @@ impl ModelInvoker for FakeModel {
         Ok(ModelAnswer {
             latency: None,
             invoked_model: None,
-            service_tier: None,
+            service_tier: target.service_tier,
             message: Message {
                 role: Role::Assistant,
                 content: vec![ContentBlock::text(self.text.clone())],

@@ -224,6 +224,7 @@ pub mod invoke {
         type Ledger = CachedSpend<DynamoDbSpendLedger>;
         type Limiter = DynamoDbLimiter;
         type Routes = NoRoutingTable;
+        type Deferred = shared::adapters::dynamo_deferred::DynamoDbDeferredStore;
     }
 
     pub type InvokeApp = App<LocalStack>;
@@ -309,8 +310,14 @@ pub mod invoke {
                     settings.spend_cache,
                 )
                 .with_grace(settings.spend_grace),
-                limiter: DynamoDbLimiter::new(dynamodb, &settings.spend_table),
+                limiter: DynamoDbLimiter::new(dynamodb.clone(), &settings.spend_table),
             });
+            let deferred = Some(
+                shared::adapters::dynamo_deferred::DynamoDbDeferredStore::new(
+                    dynamodb,
+                    super::stack_var("DEFERRED_TABLE_NAME"),
+                ),
+            );
             let ports = Ports::<LocalStack> {
                 store,
                 model,
@@ -318,6 +325,7 @@ pub mod invoke {
                 metrics: metrics.clone(),
                 tenancy,
                 routes: None,
+                deferred,
             };
             let app = App::new(config, ports);
             Self {
@@ -534,6 +542,7 @@ pub mod batch {
                     model: BedrockInvoker::new(&sdk, &BedrockSettings::default()),
                     queue: None,
                     budgets: None,
+                    deferred: None,
                 },
             }
         }

@@ -65,6 +65,7 @@ impl Adapters for Routed {
     type Ledger = InMemoryTenancy;
     type Limiter = shared::adapters::memory_limits::InMemoryLimiter;
     type Routes = CachedRoutingTable<DynamoDbRoutingTable>;
+    type Deferred = shared::adapters::memory_deferred::MemoryDeferredStore;
 }
 
 type Invoke = App<Routed>;
@@ -158,6 +159,7 @@ impl Stack {
                 DynamoDbRoutingTable::new(self.dynamodb.clone(), &settings.table),
                 settings.cache,
             )),
+            deferred: None,
         };
         App::new(config, ports)
     }

@@ -12,14 +12,15 @@ use serde_json::{json, Value};
 use aws_lambda_events::event::sqs::SqsEvent;
 use domain::batch::{queued_batch_id, Batch};
 use domain::ports::{
-    BatchBudgets, BatchJobs, BatchQueue, BatchRegistry, Clock, EventPublisher, ModelInvoker,
-    ObjectStore,
+    BatchBudgets, BatchJobs, BatchQueue, BatchRegistry, Clock, DeferredStore, EventPublisher,
+    ModelInvoker, ObjectStore,
 };
 use shared::api::ApiError;
 use shared::batch::{
     announce, answer_direct, batch_id_of_job, fan_out, refresh, settle_budget, stop_batch, sweep,
     BatchError, BatchSettings, DirectRun, FanOut, Invocation, NoBudgets, NoQueue, Sweep,
 };
+use shared::deferred::{DeferredSettings, NoDeferred, Scheduler};
 use shared::http::{answer_gateway_event, caller_principal, request_id, JsonAnswer};
 
 /// What started an invocation.
@@ -58,7 +59,7 @@ pub fn trigger_of(event: &Value) -> Trigger {
     }
 }
 
-pub struct StatusApp<S, R, J, C, E, M, Q = NoQueue, B = NoBudgets> {
+pub struct StatusApp<S, R, J, C, E, M, Q = NoQueue, B = NoBudgets, D = NoDeferred> {
     pub settings: BatchSettings,
     pub store: S,
     pub registry: R,
@@ -73,9 +74,19 @@ pub struct StatusApp<S, R, J, C, E, M, Q = NoQueue, B = NoBudgets> {
     pub queue: Option<Q>,
     /// Where a tenant batch's budget hold is settled once it ended (`SPEND_TABLE_NAME`).
     pub budgets: Option<B>,
+    /// Deferred requests, which each schedule run places (`DEFERRED_TABLE_NAME`).
+    pub deferred: Option<Deferred<D>>,
 }
 
-impl<S, R, J, C, E, M, Q, B> StatusApp<S, R, J, C, E, M, Q, B>
+/// The deferred requests the schedule places, and how.
+pub struct Deferred<D> {
+    pub store: D,
+    pub settings: DeferredSettings,
+    /// The CloudWatch namespace of the placement metrics (`METRICS_NAMESPACE`).
+    pub metrics_namespace: String,
+}
+
+impl<S, R, J, C, E, M, Q, B, D> StatusApp<S, R, J, C, E, M, Q, B, D>
 where
     S: ObjectStore,
     R: BatchRegistry,
@@ -85,6 +96,7 @@ where
     M: ModelInvoker,
     Q: BatchQueue,
     B: BatchBudgets,
+    D: DeferredStore,
 {
     /// [`Self::on_invocation`] for an event handled outside Lambda's runtime: as long a run as
     /// Lambda allows.
@@ -100,16 +112,24 @@ where
             Trigger::Http => Ok(self.on_http(&event).await),
             Trigger::Schedule if self.queue.is_some() => {
                 let fanned = self.fan_out().await?;
-                Ok(json!({"queued": fanned.queued, "notQueued": fanned.not_queued}))
+                let mut answer = json!({"queued": fanned.queued, "notQueued": fanned.not_queued});
+                if let Some(deferred) = self.place_deferred(run).await? {
+                    answer["deferred"] = deferred;
+                }
+                Ok(answer)
             }
             Trigger::Queue => Ok(self.on_queue(event, run).await),
             Trigger::Schedule => {
                 let sweep = self.on_schedule(run).await?;
-                Ok(json!({
+                let mut answer = json!({
                     "advanced": sweep.advanced,
                     "announcementsPending": sweep.unannounced,
                     "failed": sweep.failed,
-                }))
+                });
+                if let Some(deferred) = self.place_deferred(run).await? {
+                    answer["deferred"] = deferred;
+                }
+                Ok(answer)
             }
             Trigger::JobStateChange { job_name } => {
                 self.on_job_change(&job_name, run).await?;
@@ -149,6 +169,32 @@ where
             );
         }
         Ok(done)
+    }
+
+    /// One run of the deferred requests' placement (see `shared::deferred`), its metrics on
+    /// stdout as EMF; `None` when the deployment has no deferred requests.
+    pub async fn place_deferred(&self, run: &Invocation) -> Result<Option<Value>, BatchError> {
+        let Some(deferred) = &self.deferred else {
+            return Ok(None);
+        };
+        let scheduler = Scheduler {
+            deferred: &deferred.store,
+            model: &self.model,
+            store: &self.store,
+            registry: &self.registry,
+            jobs: &self.jobs,
+            budgets: self.budgets.as_ref(),
+            batch: &self.settings,
+            settings: &deferred.settings,
+        };
+        let now = self.clock.now();
+        let placed = scheduler.run(now.timestamp(), run).await?;
+        if !placed.held {
+            for document in placed.emf(&deferred.metrics_namespace, now.timestamp_millis()) {
+                println!("{document}");
+            }
+        }
+        Ok(Some(placed.summary()))
     }
 
     /// Hands every open batch to the queue, a message each.

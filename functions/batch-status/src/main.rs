@@ -2,19 +2,21 @@
 #![recursion_limit = "256"]
 
 use aws_config::BehaviorVersion;
-use batch_status::StatusApp;
+use batch_status::{Deferred, StatusApp};
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use serde_json::Value;
 use shared::adapters::batch_registry::DynamoDbBatchRegistry;
 use shared::adapters::bedrock::{BedrockInvoker, BedrockSettings};
 use shared::adapters::bedrock_batch::BedrockBatchJobs;
 use shared::adapters::clock::SystemClock;
+use shared::adapters::dynamo_deferred::DynamoDbDeferredStore;
 use shared::adapters::dynamo_tenancy::{DynamoDbSpendLedger, DynamoDbTenantKeys};
 use shared::adapters::eventbridge::EventBridgePublisher;
 use shared::adapters::s3_store::S3Store;
 use shared::adapters::sqs_queue::SqsBatchQueue;
 use shared::batch::{BatchSettings, Invocation, LedgerBudgets};
 use shared::config::Env;
+use shared::deferred::DeferredSettings;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -31,6 +33,18 @@ async fn main() -> Result<(), Error> {
         keys: DynamoDbTenantKeys::new(dynamodb.clone(), tables.keys),
         ledger: DynamoDbSpendLedger::new(dynamodb.clone(), tables.spend),
     });
+    // Deferred requests, placed by each schedule run (DEFERRED_TABLE_NAME).
+    let deferred = match env.get("DEFERRED_TABLE_NAME") {
+        Some(table) => Some(Deferred {
+            store: DynamoDbDeferredStore::new(dynamodb.clone(), table),
+            settings: DeferredSettings::from_env(&env, &settings)?,
+            metrics_namespace: env.string_or(
+                "METRICS_NAMESPACE",
+                shared::adapters::emf::DEFAULT_NAMESPACE,
+            ),
+        }),
+        None => None,
+    };
     let app = StatusApp {
         settings,
         store: S3Store::from_sdk_config(&sdk, bucket),
@@ -48,6 +62,7 @@ async fn main() -> Result<(), Error> {
             .get("BATCH_WORK_QUEUE_URL")
             .map(|url| SqsBatchQueue::new(aws_sdk_sqs::Client::new(&sdk), url)),
         budgets,
+        deferred,
     };
     let app = &app;
     run(service_fn(move |event: LambdaEvent<Value>| async move {

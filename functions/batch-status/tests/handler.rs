@@ -62,6 +62,7 @@ fn world() -> World {
             model: model.clone(),
             queue: None,
             budgets: None,
+            deferred: None,
         },
         bucket,
         registry,
@@ -87,6 +88,7 @@ fn deployed<Q: BatchQueue, B: BatchBudgets>(
         model: w.model.clone(),
         queue,
         budgets,
+        deferred: None,
     }
 }
 

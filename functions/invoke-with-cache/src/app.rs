@@ -5,8 +5,8 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
 
 use domain::ports::{
-    CacheStore, Clock, MetricsSink, ModelInvoker, RoutingTableSource, SpendLedger, TenantKeyStore,
-    TenantLimiter,
+    CacheStore, Clock, DeferredStore, MetricsSink, ModelInvoker, RoutingTableSource, SpendLedger,
+    TenantKeyStore, TenantLimiter,
 };
 
 use crate::config::InvokeConfig;
@@ -29,6 +29,8 @@ pub trait Adapters: Send + Sync + 'static {
     type Limiter: TenantLimiter + 'static;
     /// The capacity function's live routes to Provisioned Throughput.
     type Routes: RoutingTableSource + 'static;
+    /// Deferred requests (`POST /v1/deferred`).
+    type Deferred: DeferredStore + 'static;
 }
 
 /// The ports an [`App`] calls, one value per associated type of its [`Adapters`].
@@ -43,6 +45,9 @@ pub struct Ports<A: Adapters> {
     /// over to on-demand) where the static configuration does not route to Provisioned
     /// Throughput itself; `None` routes by the static configuration alone.
     pub routes: Option<A::Routes>,
+    /// Where deferred requests are accepted and read (`DEFERRED_TABLE_NAME`); `None` answers
+    /// those routes with 404.
+    pub deferred: Option<A::Deferred>,
 }
 
 /// Tenant keys, the spend ledger and the limiter, when the deployment uses keys.
@@ -72,5 +77,10 @@ impl<A: Adapters> App<A> {
             lease_counter: AtomicU64::new(0),
             limiter_outage: Mutex::new(None),
         }
+    }
+
+    /// The store deferred requests are kept in, when the deployment has one.
+    pub fn deferred_store(&self) -> Option<&A::Deferred> {
+        self.ports.deferred.as_ref()
     }
 }

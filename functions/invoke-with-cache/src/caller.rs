@@ -27,15 +27,17 @@ impl<A: Adapters> App<A> {
     ) -> Result<Caller, ApiError> {
         // On /v1/invoke a bearer token may be an authorizer's JWT: only a tenant key's shape
         // makes it a key there.
-        let key = bearer_key(request)
-            .filter(|key| endpoint != Endpoint::Invoke || key_id_of(key).is_some());
+        let key =
+            bearer_key(request).filter(|key| !endpoint.is_native() || key_id_of(key).is_some());
         match (key, endpoint) {
             (Some(key), _) => self.tenant_caller(key).await,
-            (None, Endpoint::Invoke) => Ok(Caller {
-                namespace: self.namespace(request)?,
-                tenant: None,
-                budget_reserved: false,
-            }),
+            (None, Endpoint::Invoke | Endpoint::Deferred | Endpoint::DeferredStatus) => {
+                Ok(Caller {
+                    namespace: self.namespace(request)?,
+                    tenant: None,
+                    budget_reserved: false,
+                })
+            }
             (None, _) => Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "invalid_api_key",
@@ -198,7 +200,7 @@ impl<A: Adapters> App<A> {
     /// The most a request may cost on `model`: its input tokens (as counted, else the prompt's
     /// bytes), its output cap, at the model's price. A model without a price cannot be reserved
     /// for.
-    fn reservation_for(
+    pub(crate) fn reservation_for(
         &self,
         model: &str,
         conversation: &Conversation,

@@ -79,6 +79,8 @@ pub struct InvokeConfig {
     /// Whether a tenant's reservation counts its input with Bedrock's CountTokens
     /// (`COUNT_TOKENS`): closer than the prompt's bytes, at the price of one call.
     pub count_tokens: bool,
+    /// Deferred requests' table, and how near and how far their deadline may be.
+    pub deferred: DeferredConfig,
     pub metrics_namespace: String,
     /// The function's application log level, which metric lines must pass.
     pub log_level: Option<String>,
@@ -444,6 +446,7 @@ impl InvokeConfig {
             guardrail,
             prompt_cache_auto: env.parse_or("PROMPT_CACHE_AUTO", false)?,
             count_tokens: env.parse_or("COUNT_TOKENS", false)?,
+            deferred: DeferredConfig::from_env(env)?,
             metrics_namespace: env.string_or("METRICS_NAMESPACE", DEFAULT_NAMESPACE),
             log_level: env.get("AWS_LAMBDA_LOG_LEVEL").map(str::to_owned),
             response_mode: env.parse_or("RESPONSE_MODE", ResponseMode::Streaming)?,
@@ -668,5 +671,33 @@ mod tests {
                     .unwrap_err();
             assert_eq!(err.variable, name);
         }
+    }
+}
+
+/// Deferred requests: their table (`DEFERRED_TABLE_NAME`; unset turns the routes off) and the
+/// deadlines `POST /v1/deferred` accepts, in seconds from acceptance: at least
+/// `DEFERRED_MIN_DEADLINE` (`PT5M`), at most `DEFERRED_MAX_DEADLINE` (`P7D`), ISO 8601 durations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeferredConfig {
+    pub table: Option<String>,
+    pub min_seconds: i64,
+    pub max_seconds: i64,
+}
+
+impl DeferredConfig {
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let min_seconds = shared::deferred::iso_seconds(env, "DEFERRED_MIN_DEADLINE", 300)?;
+        let max_seconds = shared::deferred::iso_seconds(env, "DEFERRED_MAX_DEADLINE", 7 * 86_400)?;
+        if max_seconds < min_seconds {
+            return Err(ConfigError::new(
+                "DEFERRED_MAX_DEADLINE",
+                format!("{max_seconds} s is less than DEFERRED_MIN_DEADLINE ({min_seconds} s)"),
+            ));
+        }
+        Ok(Self {
+            table: env.get("DEFERRED_TABLE_NAME").map(str::to_owned),
+            min_seconds,
+            max_seconds,
+        })
     }
 }

@@ -104,6 +104,10 @@ pub(crate) enum Endpoint {
     Models,
     /// Another path under `/openai/`: a 404 in OpenAI's shape.
     OpenAiOther,
+    /// `POST /v1/deferred`.
+    Deferred,
+    /// `GET /v1/deferred/{id}`.
+    DeferredStatus,
 }
 
 impl Endpoint {
@@ -115,14 +119,23 @@ impl Endpoint {
             Self::Models
         } else if path.contains("/openai/") {
             Self::OpenAiOther
+        } else if path.ends_with("/v1/deferred") {
+            Self::Deferred
+        } else if path.contains("/v1/deferred/") {
+            Self::DeferredStatus
         } else {
             Self::Invoke
         }
     }
 
+    /// The native API's routes (IAM callers, and tenant keys), as against OpenAI's.
+    pub(crate) fn is_native(self) -> bool {
+        matches!(self, Self::Invoke | Self::Deferred | Self::DeferredStatus)
+    }
+
     pub(crate) fn wire(self) -> Wire {
         match self {
-            Self::Invoke => Wire::Native,
+            Self::Invoke | Self::Deferred | Self::DeferredStatus => Wire::Native,
             Self::ChatCompletions | Self::Models | Self::OpenAiOther => {
                 Wire::OpenAi(OpenAiOptions::default())
             }
@@ -156,6 +169,8 @@ pub(crate) enum Reply {
     /// A stream, reported by its own task when it ends.
     Stream(Response<ResponseBody>),
     Json(Value),
+    /// 202: accepted, answered later.
+    Accepted(Value),
 }
 
 pub(crate) fn hit(entry: CacheEntry, trace: &mut Trace) -> Answer {

@@ -94,6 +94,7 @@ impl<A: Adapters> App<A> {
             }
             Ok(Reply::Stream(response)) => response,
             Ok(Reply::Json(body)) => json_body_response(StatusCode::OK, &body),
+            Ok(Reply::Accepted(body)) => json_body_response(StatusCode::ACCEPTED, &body),
             Err(error) => {
                 self.report_failure(&ctx, &error, latency_ms);
                 error_response(&ctx.wire, &error, &ctx.request_id)
@@ -115,6 +116,8 @@ impl<A: Adapters> App<A> {
         match endpoint {
             Endpoint::Models => return self.list_models(request, &caller).map(Reply::Json),
             Endpoint::OpenAiOther => return Err(not_served(request)),
+            Endpoint::Deferred => return self.accept_deferred(request, caller, ctx).await,
+            Endpoint::DeferredStatus => return self.deferred_status(request, &caller, ctx).await,
             Endpoint::Invoke | Endpoint::ChatCompletions => {}
         }
         let mut invoke = self.read_request(request, endpoint, ctx)?;

@@ -128,7 +128,7 @@ impl<A: Adapters> App<A> {
 }
 
 /// A POST with a JSON body (or none said): anything else is refused before the body is read.
-fn json_post(request: &Request) -> Result<(), ApiError> {
+pub(crate) fn json_post(request: &Request) -> Result<(), ApiError> {
     if request.method() != Method::POST {
         return Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,

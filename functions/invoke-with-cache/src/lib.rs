@@ -8,7 +8,7 @@
 //! [`limits`] (the tenant's rate and concurrency limits),
 //! [`cache`] (the key, the claim and lease, storing), [`model_call`] (the model and spillover),
 //! [`streaming`] (the stream pump), [`settle`] (cost and spend), [`report`] (log line and
-//! metrics), [`respond`] (HTTP responses). The wire formats: [`request`] and [`openai`] read,
+//! metrics), [`respond`] (HTTP responses). [`deferred`] accepts and reads deferred requests. The wire formats: [`request`] and [`openai`] read,
 //! [`wire`], [`answered`] and [`sse`] write. [`app`] says what the function is made of.
 
 pub mod answered;
@@ -18,6 +18,7 @@ pub mod cache;
 pub mod caller;
 pub mod config;
 pub mod context;
+pub mod deferred;
 pub mod error;
 pub mod handler;
 pub mod intake;

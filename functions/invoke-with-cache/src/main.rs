@@ -8,6 +8,7 @@ use lambda_http::{run, run_with_streaming_response, service_fn, Body, Error, Req
 use shared::adapters::bedrock::BedrockInvoker;
 use shared::adapters::clock::SystemClock;
 use shared::adapters::dynamo_cache::{client_with_timeout, DynamoDbCacheStore};
+use shared::adapters::dynamo_deferred::DynamoDbDeferredStore;
 use shared::adapters::dynamo_limits::DynamoDbLimiter;
 use shared::adapters::dynamo_routing::DynamoDbRoutingTable;
 use shared::adapters::dynamo_tenancy::{DynamoDbSpendLedger, DynamoDbTenantKeys};
@@ -30,6 +31,7 @@ impl Adapters for Aws {
     type Ledger = CachedSpend<DynamoDbSpendLedger>;
     type Limiter = DynamoDbLimiter;
     type Routes = CachedRoutingTable<DynamoDbRoutingTable>;
+    type Deferred = DynamoDbDeferredStore;
 }
 
 #[tokio::main]
@@ -61,6 +63,11 @@ async fn main() -> Result<(), Error> {
             settings.cache,
         )
     });
+    let deferred = config
+        .deferred
+        .table
+        .as_ref()
+        .map(|table| DynamoDbDeferredStore::new(dynamodb.clone(), table));
     let model = BedrockInvoker::new(&sdk, &config.bedrock);
     let metrics = EmfStdout::new(&config.metrics_namespace, config.log_level.as_deref());
     let mode = config.response_mode;
@@ -72,6 +79,7 @@ async fn main() -> Result<(), Error> {
         metrics,
         tenancy,
         routes,
+        deferred,
     };
     let app = Arc::new(App::new(config, ports));
     match mode {

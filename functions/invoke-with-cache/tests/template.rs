@@ -127,8 +127,10 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 const STREAMING_URI: &str = "uri: !Sub arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2021-11-15/functions/${InvokeWithCacheFunction.Arn}/response-streaming-invocations";
 
 /// The client API's routes: path, method, whether API Gateway requires IAM (SigV4).
-const ROUTES: [(&str, &str, bool); 3] = [
+const ROUTES: [(&str, &str, bool); 5] = [
     ("/v1/invoke", "post", true),
+    ("/v1/deferred", "post", true),
+    ("/v1/deferred/{id}", "get", true),
     ("/openai/v1/chat/completions", "post", false),
     ("/openai/v1/models", "get", false),
 ];
@@ -264,7 +266,8 @@ fn api_gateway_may_invoke_the_function_through_those_routes_only() {
         sorted(
             ROUTES
                 .iter()
-                .map(|(p, m, _)| format!("{}{p}", m.to_uppercase()))
+                // A path parameter is any one segment in the permission's ARN.
+                .map(|(p, m, _)| format!("{}{}", m.to_uppercase(), p.replace("{id}", "*")))
                 .collect()
         )
     );

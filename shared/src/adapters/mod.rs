@@ -15,6 +15,8 @@ pub mod cloudwatch;
 #[cfg(feature = "dynamodb")]
 pub mod dynamo_cache;
 #[cfg(feature = "dynamodb")]
+pub mod dynamo_deferred;
+#[cfg(feature = "dynamodb")]
 pub mod dynamo_limits;
 #[cfg(feature = "dynamodb")]
 pub mod dynamo_routing;
@@ -24,6 +26,7 @@ pub mod emf;
 #[cfg(feature = "eventbridge")]
 pub mod eventbridge;
 pub mod memory_cache;
+pub mod memory_deferred;
 pub mod memory_limits;
 pub mod memory_routing;
 pub mod memory_tenancy;

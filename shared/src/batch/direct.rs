@@ -106,7 +106,8 @@ impl Invocation {
         Self::lasting(LONGEST_INVOCATION)
     }
 
-    fn remaining(&self) -> Duration {
+    /// The time left before its deadline.
+    pub fn remaining(&self) -> Duration {
         self.deadline.saturating_duration_since(Instant::now())
     }
 }

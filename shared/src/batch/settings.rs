@@ -180,7 +180,12 @@ impl BatchSettings {
                 "BATCH_DIRECT_CALL_SECONDS",
                 env.parse_or("BATCH_DIRECT_CALL_SECONDS", 30u64)?,
             )?,
-            prices: PriceTable::with_overrides("MODEL_PRICES", env.get("MODEL_PRICES"))?,
+            // Deferred requests answered on flex are priced by the tier's share.
+            prices: PriceTable::with_overrides("MODEL_PRICES", env.get("MODEL_PRICES"))?
+                .with_tier_factors(domain::pricing::TierFactors::parse(
+                    "SERVICE_TIER_PRICE_FACTORS",
+                    env.get("SERVICE_TIER_PRICE_FACTORS"),
+                )?),
             price_factor,
         })
     }

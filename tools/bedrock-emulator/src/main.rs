@@ -52,6 +52,9 @@ struct Args {
     /// Batch inference: milliseconds a job spends in each state (and each quarter of InProgress).
     #[arg(long, env = "EMULATOR_BATCH_STEP_MS", default_value_t = 1000)]
     batch_step_ms: u64,
+    /// Batch inference: extra milliseconds a job spends InProgress per input record (0..=60000).
+    #[arg(long, env = "EMULATOR_BATCH_RECORD_MS", default_value_t = 0)]
+    batch_record_ms: u64,
     /// Batch inference: fewer input records fail the job.
     #[arg(long, env = "EMULATOR_BATCH_MIN_RECORDS", default_value_t = 100)]
     batch_min_records: u64,
@@ -120,6 +123,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         },
         batch: BatchSettings {
             batch_step_ms: args.batch_step_ms,
+            batch_record_ms: args.batch_record_ms,
             batch_min_records: args.batch_min_records,
             batch_max_records: args.batch_max_records,
             batch_record_error_rate: args.batch_record_error_rate,

@@ -45,6 +45,7 @@ impl<M: ModelInvoker + 'static> Adapters for Fakes<M> {
     type Ledger = Spend;
     type Limiter = Arc<InMemoryLimiter>;
     type Routes = shared::adapters::memory_routing::NoRoutingTable;
+    type Deferred = shared::adapters::memory_deferred::MemoryDeferredStore;
 }
 
 /// The ports of a deployment without tenant keys or a routing table.
@@ -61,6 +62,7 @@ pub fn ports<M: ModelInvoker + 'static>(
         metrics,
         tenancy: None,
         routes: None,
+        deferred: Some(Default::default()),
     }
 }
 

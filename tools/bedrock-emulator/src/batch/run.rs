@@ -3,10 +3,11 @@
 //! or, once stopped, `Stopping → Stopped`.
 //!
 //! Validating reads the input (one `.jsonl` object or every `.jsonl` under a prefix) and checks
-//! each line and the record count. InProgress answers the records in four slices, a step each,
-//! then writes `{output}/{jobId}/{input file}.out` (lines in a shuffled order, as Bedrock's are
-//! not in input order) and `{output}/{jobId}/manifest.json.out`. A job stopped in InProgress
-//! writes the lines of the records answered so far and the manifest of those.
+//! each line and the record count. InProgress answers the records in four slices, each after a
+//! step plus `batchRecordMs` per record of the slice (see [`in_progress_duration`]), then
+//! writes `{output}/{jobId}/{input file}.out` (lines in a shuffled order, as Bedrock's are not
+//! in input order) and `{output}/{jobId}/manifest.json.out`. A job stopped in InProgress writes
+//! the lines of the records answered so far and the manifest of those.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use super::job::{Counts, InvocationType, Job, Status};
 use super::storage::{read_input, InputFile, S3Location};
-use super::BatchState;
+use super::{BatchSettings, BatchState};
 use crate::converse;
 use crate::error::BedrockError;
 use crate::invoke;
@@ -262,20 +263,56 @@ async fn write_output(
         .map_err(failed)
 }
 
-/// Waits one `batchStepMs`, re-reading it as it waits so that a change at run time applies to
-/// the steps already under way.
-async fn step(state: &BatchState) {
+/// How many records each InProgress slice holds (the last may hold fewer).
+fn slice_len(total: usize) -> usize {
+    total.div_ceil(SLICES).max(1)
+}
+
+/// How long InProgress waits before answering a slice of `records` records: one `batchStepMs`
+/// plus `batchRecordMs` per record.
+pub fn slice_duration(settings: &BatchSettings, records: usize) -> Duration {
+    let per_records = settings
+        .batch_record_ms
+        .saturating_mul(u64::try_from(records).unwrap_or(u64::MAX));
+    Duration::from_millis(settings.batch_step_ms.saturating_add(per_records))
+}
+
+/// How long a job of `total` records spends InProgress under `settings` (unchanged while it
+/// runs): a [`slice_duration`] for each of its slices, so `batchStepMs` per slice plus
+/// `batchRecordMs` per record (150 records at `batchRecordMs` 10: 1.5 s more).
+pub fn in_progress_duration(settings: &BatchSettings, total: usize) -> Duration {
+    let per_slice = slice_len(total);
+    (0..total)
+        .step_by(per_slice)
+        .map(|start| slice_duration(settings, per_slice.min(total - start)))
+        .fold(Duration::ZERO, Duration::saturating_add)
+}
+
+/// Waits `length` of the settings in effect, re-reading them as it waits so that a change at
+/// run time applies to the wait already under way.
+async fn wait(state: &BatchState, length: impl Fn(&BatchSettings) -> Duration) {
     let started = Instant::now();
     loop {
-        let step = Duration::from_millis(state.settings().batch_step_ms);
-        let Some(left) = step.checked_sub(started.elapsed()).filter(|d| !d.is_zero()) else {
+        let length = length(&state.settings());
+        let Some(left) = length
+            .checked_sub(started.elapsed())
+            .filter(|d| !d.is_zero())
+        else {
             return;
         };
         tokio::time::sleep(left.min(RECHECK)).await;
     }
 }
 
-/// How often a waiting job re-reads `batchStepMs`.
+/// Waits one `batchStepMs`, as `wait` waits.
+async fn step(state: &BatchState) {
+    wait(state, |settings| {
+        Duration::from_millis(settings.batch_step_ms)
+    })
+    .await;
+}
+
+/// How often a waiting job re-reads `batchStepMs` and `batchRecordMs`.
 const RECHECK: Duration = Duration::from_millis(20);
 
 /// Moves an active job to `next`, or a stopping one to Stopped. `false` when the job does not
@@ -365,9 +402,8 @@ pub async fn run(state: Arc<BatchState>, id: String) {
         .enumerate()
         .flat_map(|(f, file)| file.records.iter().enumerate().map(move |(i, r)| (f, i, r)))
         .collect();
-    let per_slice = all.len().div_ceil(SLICES).max(1);
-    for slice in all.chunks(per_slice) {
-        step(&state).await;
+    for slice in all.chunks(slice_len(all.len())) {
+        wait(&state, |settings| slice_duration(settings, slice.len())).await;
         match status_of(&state, &id) {
             Some(Status::InProgress) => {}
             Some(Status::Stopping) => {

@@ -1,9 +1,15 @@
 //! Batch inference and job-event settings (global only; their fields sit at the top level of
 //! `/_emulator/config`), and their partial updates.
 
-use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use serde::de::{self, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::patch::set_or_clear;
+
+/// The largest `batchRecordMs`: a minute per record.
+pub const MAX_BATCH_RECORD_MS: u64 = 60_000;
 
 /// Batch inference (`bedrock` control plane) and job-event settings; global only.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -11,6 +17,9 @@ use crate::patch::set_or_clear;
 pub struct BatchSettings {
     /// How long a job stays in each state (and each quarter of InProgress), in milliseconds.
     pub batch_step_ms: u64,
+    /// Extra milliseconds a job spends InProgress per input record (each slice waits its
+    /// `batchStepMs` plus this much per record it holds); 0..=[`MAX_BATCH_RECORD_MS`].
+    pub batch_record_ms: u64,
     /// Fewer records than this fail the job in Validating.
     pub batch_min_records: u64,
     /// More records than this fail the job in Validating.
@@ -29,6 +38,7 @@ impl Default for BatchSettings {
     fn default() -> Self {
         Self {
             batch_step_ms: 1000,
+            batch_record_ms: 0,
             batch_min_records: 100,
             batch_max_records: 50_000,
             batch_record_error_rate: 0.0,
@@ -45,6 +55,8 @@ impl Default for BatchSettings {
 #[serde(rename_all = "camelCase")]
 pub struct BatchPatch {
     pub batch_step_ms: Option<u64>,
+    #[serde(default, deserialize_with = "record_ms")]
+    pub batch_record_ms: Option<u64>,
     pub batch_min_records: Option<u64>,
     pub batch_max_records: Option<u64>,
     pub batch_record_error_rate: Option<f64>,
@@ -56,6 +68,12 @@ pub struct BatchPatch {
 
 impl BatchSettings {
     pub fn validate(&self) -> Result<(), String> {
+        if self.batch_record_ms > MAX_BATCH_RECORD_MS {
+            return Err(format!(
+                "batchRecordMs must be an integer between 0 and {MAX_BATCH_RECORD_MS}, got {}",
+                self.batch_record_ms
+            ));
+        }
         if !(0.0..=1.0).contains(&self.batch_record_error_rate) {
             return Err(format!(
                 "batchRecordErrorRate must be between 0 and 1, got {}",
@@ -86,6 +104,9 @@ impl BatchSettings {
         if let Some(v) = patch.batch_step_ms {
             next.batch_step_ms = v;
         }
+        if let Some(v) = patch.batch_record_ms {
+            next.batch_record_ms = v;
+        }
         if let Some(v) = patch.batch_min_records {
             next.batch_min_records = v;
         }
@@ -107,4 +128,37 @@ impl BatchSettings {
         next.validate()?;
         Ok(next)
     }
+}
+
+/// Reads `batchRecordMs` of a config body (`null`, like an absent field, keeps the value): a
+/// value that is not a non-negative integer is refused with a message naming the field (its
+/// bounds are checked by [`BatchSettings::validate`]). Use with
+/// `#[serde(default, deserialize_with = "record_ms")]`.
+pub fn record_ms<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+    struct Millis;
+
+    impl Visitor<'_> for Millis {
+        type Value = u64;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            write!(
+                f,
+                "batchRecordMs as an integer between 0 and {MAX_BATCH_RECORD_MS}"
+            )
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<u64, E> {
+            Ok(v)
+        }
+    }
+
+    struct RecordMs(u64);
+
+    impl<'de> Deserialize<'de> for RecordMs {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            deserializer.deserialize_u64(Millis).map(RecordMs)
+        }
+    }
+
+    Option::<RecordMs>::deserialize(deserializer).map(|ms| ms.map(|RecordMs(v)| v))
 }

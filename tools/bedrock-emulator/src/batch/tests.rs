@@ -425,6 +425,75 @@ async fn a_job_stopped_in_progress_writes_what_it_answered() {
     assert_eq!(lines.len() as u64, processed);
 }
 
+#[test]
+fn in_progress_takes_a_step_per_slice_and_batch_record_ms_per_record() {
+    let fast = BatchSettings {
+        batch_step_ms: 20,
+        ..BatchSettings::default()
+    };
+    let slow = BatchSettings {
+        batch_record_ms: 10,
+        ..fast.clone()
+    };
+    // 150 records: four slices (38, 38, 38, 36), a step each, and 10 ms per record.
+    assert_eq!(
+        run::in_progress_duration(&fast, 150),
+        Duration::from_millis(4 * 20)
+    );
+    assert_eq!(
+        run::in_progress_duration(&slow, 150),
+        Duration::from_millis(4 * 20 + 1500)
+    );
+    assert_eq!(
+        run::slice_duration(&slow, 38),
+        Duration::from_millis(20 + 380)
+    );
+    // Fewer records than slices make fewer slices: 5 records are answered 2, 2, 1.
+    assert_eq!(
+        run::in_progress_duration(&slow, 5),
+        Duration::from_millis(3 * 20 + 50)
+    );
+    assert_eq!(run::in_progress_duration(&slow, 0), Duration::ZERO);
+    // Large values saturate rather than overflow.
+    let huge = BatchSettings {
+        batch_step_ms: u64::MAX,
+        batch_record_ms: 60_000,
+        ..BatchSettings::default()
+    };
+    assert_eq!(
+        run::slice_duration(&huge, usize::MAX),
+        Duration::from_millis(u64::MAX)
+    );
+}
+
+#[tokio::test]
+async fn batch_record_ms_holds_a_job_in_progress_until_lowered() {
+    let f = fixture();
+    // The first slice waits 1 ms + 38 records × 60 s: the job sits in InProgress.
+    f.configure(json!({"batchRecordMs": 60000}));
+    f.upload("input.jsonl", jsonl((0..150).map(converse_record)))
+        .await;
+    let arn = f
+        .create(f.request("slow-records", "input.jsonl", "Converse"))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let job = loop {
+        let job = f.get(&arn).await.unwrap();
+        if job["status"] == "InProgress" {
+            break job;
+        }
+        assert!(Instant::now() < deadline, "never InProgress: {job}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    assert_eq!(job["processedRecordCount"], 0, "{job}");
+    // Lowered at run time, it applies to the slice already waiting.
+    f.configure(json!({"batchRecordMs": 0}));
+    let job = f.ended(&arn).await;
+    assert_eq!(job["status"], "Completed", "{job}");
+    assert_eq!(job["processedRecordCount"], 150);
+}
+
 #[tokio::test]
 async fn tokens_names_and_quota_are_enforced() {
     let f = fixture();

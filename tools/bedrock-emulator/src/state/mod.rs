@@ -45,6 +45,8 @@ pub struct ConfigPatch {
     #[serde(default, deserialize_with = "set_or_clear")]
     pub prompt_cache_now: Option<Option<String>>,
     pub batch_step_ms: Option<u64>,
+    #[serde(default, deserialize_with = "crate::batch::settings::record_ms")]
+    pub batch_record_ms: Option<u64>,
     pub batch_min_records: Option<u64>,
     pub batch_max_records: Option<u64>,
     pub batch_record_error_rate: Option<f64>,
@@ -80,6 +82,7 @@ impl ConfigPatch {
     pub fn batch(&self) -> BatchPatch {
         BatchPatch {
             batch_step_ms: self.batch_step_ms,
+            batch_record_ms: self.batch_record_ms,
             batch_min_records: self.batch_min_records,
             batch_max_records: self.batch_max_records,
             batch_record_error_rate: self.batch_record_error_rate,

@@ -259,6 +259,53 @@ fn batch_settings_are_checked() {
     assert_eq!(f.state.config().batch.batch_step_ms, 1000);
 }
 
+#[test]
+fn batch_record_ms_is_configured_checked_and_shown() {
+    let f = fixture();
+    assert_eq!(
+        serde_json::to_value(f.state.config()).unwrap()["batchRecordMs"],
+        0
+    );
+    f.configure(json!({"batchRecordMs": 10, "batchStepMs": 20}));
+    let shown = serde_json::to_value(f.state.config()).unwrap();
+    assert_eq!(shown["batchRecordMs"], 10);
+    assert_eq!(shown["batchStepMs"], 20);
+    // null, as an absent field, keeps the value.
+    f.configure(json!({"batchRecordMs": null}));
+    assert_eq!(f.state.config().batch.batch_record_ms, 10);
+    f.configure(json!({"batchRecordMs": 60000}));
+    assert_eq!(f.state.config().batch.batch_record_ms, 60000);
+
+    // Out of bounds: refused by the settings, naming the field; nothing changes.
+    let refused = f
+        .state
+        .apply(&patch(r#"{"batchRecordMs": 60001, "batchStepMs": 5}"#))
+        .unwrap_err();
+    assert!(refused.contains("batchRecordMs"), "{refused}");
+    assert_eq!(f.state.config().batch.batch_record_ms, 60000);
+    assert_eq!(f.state.config().batch.batch_step_ms, 20);
+    // Not a non-negative integer: refused as the body is read, naming the field.
+    for bad in [
+        r#"{"batchRecordMs": -1}"#,
+        r#"{"batchRecordMs": 1.5}"#,
+        r#"{"batchRecordMs": "10"}"#,
+    ] {
+        let error = serde_json::from_str::<ConfigPatch>(bad)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("expected batchRecordMs as an integer between 0 and 60000"),
+            "{bad}: {error}"
+        );
+    }
+    // Global only.
+    assert!(
+        serde_json::from_str::<ConfigPatch>(r#"{"models": {"m": {"batchRecordMs": 1}}}"#).is_err()
+    );
+    f.state.reset();
+    assert_eq!(f.state.config().batch.batch_record_ms, 0);
+}
+
 // ---------------------------------------------------------------------------------------------
 // CloudWatch's faults through the config endpoint
 

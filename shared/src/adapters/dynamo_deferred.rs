@@ -1,0 +1,238 @@
+//! Deferred requests on DynamoDB: one item per request, the request as JSON beside the
+//! attributes conditions and the schedule read (`owner`, `version`, and `pending` while the
+//! request is not final, which puts it in the sparse `pending` index the schedule scans), and a
+//! TTL. The schedule's lease and each model's observed batch turnaround are items of their own,
+//! outside the index.
+
+use std::collections::{BTreeMap, HashMap};
+
+use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use domain::deferred::DeferredRequest;
+use domain::error::StoreError;
+use domain::ports::DeferredStore;
+
+/// Partition key attribute, as in infra/template.yaml.
+pub const KEY_ATTRIBUTE: &str = "id";
+/// Present (the model id) while a request is not final: the key of the sparse index.
+pub const PENDING_ATTRIBUTE: &str = "pending";
+/// The index of pending requests, as in infra/template.yaml.
+pub const PENDING_INDEX: &str = "pending";
+/// A request is kept this long after its deadline.
+pub const RETENTION_SECONDS: i64 = 7 * 24 * 3600;
+const LEASE_ID: &str = "#schedule-lease";
+const TURNAROUND_PREFIX: &str = "#turnaround#";
+
+#[derive(Debug, Clone)]
+pub struct DynamoDbDeferredStore {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl DynamoDbDeferredStore {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+}
+
+fn unavailable(error: impl std::error::Error) -> StoreError {
+    StoreError(format!(
+        "DynamoDB (deferred requests): {}",
+        DisplayErrorContext(error)
+    ))
+}
+
+fn is_conditional<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(error: &E) -> bool {
+    error.code() == Some("ConditionalCheckFailedException")
+}
+
+fn item(request: &DeferredRequest) -> Result<HashMap<String, AttributeValue>, StoreError> {
+    let payload = serde_json::to_string(request)
+        .map_err(|e| StoreError(format!("cannot encode deferred request: {e}")))?;
+    let pending = (!request.status.is_final()).then(|| {
+        (
+            PENDING_ATTRIBUTE,
+            AttributeValue::S(request.model_id.clone()),
+        )
+    });
+    Ok([
+        (KEY_ATTRIBUTE, AttributeValue::S(request.id.clone())),
+        ("owner", AttributeValue::S(request.owner.clone())),
+        ("version", AttributeValue::N(request.version.to_string())),
+        (
+            "expiresAt",
+            AttributeValue::N((request.deadline + RETENTION_SECONDS).to_string()),
+        ),
+        ("payload", AttributeValue::S(payload)),
+    ]
+    .into_iter()
+    .chain(pending)
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect())
+}
+
+fn from_item(item: &HashMap<String, AttributeValue>) -> Result<DeferredRequest, StoreError> {
+    let payload = item
+        .get("payload")
+        .and_then(|v| v.as_s().ok())
+        .ok_or_else(|| StoreError("a deferred item without payload".into()))?;
+    serde_json::from_str(payload).map_err(|e| StoreError(format!("unreadable deferred item: {e}")))
+}
+
+impl DeferredStore for DynamoDbDeferredStore {
+    async fn create(&self, request: &DeferredRequest) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item(request)?))
+            .condition_expression("attribute_not_exists(id)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(is_conditional) => Ok(false),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<DeferredRequest>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(KEY_ATTRIBUTE, AttributeValue::S(id.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        output.item.as_ref().map(from_item).transpose()
+    }
+
+    async fn update(&self, request: &DeferredRequest) -> Result<bool, StoreError> {
+        let previous = request.version.saturating_sub(1);
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item(request)?))
+            .condition_expression("version = :previous")
+            .expression_attribute_values(":previous", AttributeValue::N(previous.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(is_conditional) => Ok(false),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn pending(&self, limit: usize) -> Result<Vec<DeferredRequest>, StoreError> {
+        // The index holds only pending requests: the scan reads nothing else.
+        let mut pages = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .index_name(PENDING_INDEX)
+            .into_paginator()
+            .items()
+            .send();
+        let mut requests = Vec::new();
+        while let Some(item) = pages.next().await {
+            if requests.len() >= limit {
+                break;
+            }
+            let request = from_item(&item.map_err(unavailable)?)?;
+            // The index is eventually consistent: the payload decides.
+            if !request.status.is_final() {
+                requests.push(request);
+            }
+        }
+        Ok(requests)
+    }
+
+    async fn turnarounds(&self) -> Result<BTreeMap<String, i64>, StoreError> {
+        let mut pages = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("begins_with(id, :prefix)")
+            .expression_attribute_values(":prefix", AttributeValue::S(TURNAROUND_PREFIX.into()))
+            .into_paginator()
+            .items()
+            .send();
+        let mut turnarounds = BTreeMap::new();
+        while let Some(item) = pages.next().await {
+            let item = item.map_err(unavailable)?;
+            let model = item
+                .get(KEY_ATTRIBUTE)
+                .and_then(|v| v.as_s().ok())
+                .and_then(|id| id.strip_prefix(TURNAROUND_PREFIX));
+            let seconds = item
+                .get("seconds")
+                .and_then(|v| v.as_n().ok())
+                .and_then(|n| n.parse::<i64>().ok());
+            if let (Some(model), Some(seconds)) = (model, seconds) {
+                turnarounds.insert(model.to_owned(), seconds);
+            }
+        }
+        Ok(turnarounds)
+    }
+
+    async fn set_turnaround(&self, model_id: &str, seconds: i64) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item(
+                KEY_ATTRIBUTE,
+                AttributeValue::S(format!("{TURNAROUND_PREFIX}{model_id}")),
+            )
+            .item("seconds", AttributeValue::N(seconds.to_string()))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn lease(&self, holder: &str, until: i64, now_epoch: i64) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(KEY_ATTRIBUTE, AttributeValue::S(LEASE_ID.to_owned()))
+            .item("holder", AttributeValue::S(holder.to_owned()))
+            .item("until", AttributeValue::N(until.to_string()))
+            .condition_expression("attribute_not_exists(id) OR holder = :holder OR #until <= :now")
+            .expression_attribute_names("#until", "until")
+            .expression_attribute_values(":holder", AttributeValue::S(holder.to_owned()))
+            .expression_attribute_values(":now", AttributeValue::N(now_epoch.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(is_conditional) => Ok(false),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn release(&self, holder: &str) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key(KEY_ATTRIBUTE, AttributeValue::S(LEASE_ID.to_owned()))
+            .condition_expression("holder = :holder")
+            .expression_attribute_values(":holder", AttributeValue::S(holder.to_owned()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(is_conditional) => Ok(()),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+}
