@@ -242,6 +242,14 @@ pub fn decide(
     decisions
 }
 
+/// A new request id no one can guess (20 hex digits), for a request sent without a client
+/// token: each such request is a request of its own.
+pub fn random_id() -> Result<String, String> {
+    let mut random = [0u8; 10];
+    getrandom::fill(&mut random).map_err(|e| format!("no randomness for a deferred id: {e}"))?;
+    Ok(hex::encode(random))
+}
+
 /// Why a deadline was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DeadlineError {

@@ -312,11 +312,14 @@ pub mod invoke {
                 .with_grace(settings.spend_grace),
                 limiter: DynamoDbLimiter::new(dynamodb.clone(), &settings.spend_table),
             });
+            // The stack's table, unless the test names one of its own (DEFERRED_TABLE_NAME).
+            let table = config
+                .deferred
+                .table
+                .clone()
+                .unwrap_or_else(|| super::stack_var("DEFERRED_TABLE_NAME"));
             let deferred = Some(
-                shared::adapters::dynamo_deferred::DynamoDbDeferredStore::new(
-                    dynamodb,
-                    super::stack_var("DEFERRED_TABLE_NAME"),
-                ),
+                shared::adapters::dynamo_deferred::DynamoDbDeferredStore::new(dynamodb, table),
             );
             let ports = Ports::<LocalStack> {
                 store,
@@ -391,6 +394,22 @@ pub mod invoke {
             let request: Request =
                 lambda_http::request::from_str(&event.to_string()).expect("event");
             self.app.handle(request).await
+        }
+
+        /// Sends `method path` as an IAM caller; the JSON answer.
+        pub async fn call(&self, method: &str, path: &str, body: &Value) -> Reply {
+            let response = self.request(method, path, None, body).await;
+            let status = response.status().as_u16();
+            let headers = response.headers().clone();
+            let bytes = http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .expect("body")
+                .to_bytes();
+            Reply {
+                status,
+                headers,
+                body: serde_json::from_slice(&bytes).expect("JSON body"),
+            }
         }
 
         /// `POST /v1/invoke` with `"stream": true`, read to its end.

@@ -9,7 +9,7 @@ use serde_json::{json, Map, Value};
 
 use domain::batch::BudgetHold as DeferredHold;
 use domain::cache::{CacheMode, CacheState, StoredRecord};
-use domain::deferred::{deadline_of, DeferredRequest, DeferredStatus, Placement};
+use domain::deferred::{deadline_of, random_id, DeferredRequest, DeferredStatus, Placement};
 use domain::ports::{CacheStore, Clock, DeferredStore, SpendLedger};
 use domain::tenancy::{month_of, Reservation, Reserved};
 
@@ -103,7 +103,10 @@ impl<A: Adapters> App<A> {
         let fingerprint = digest(&[model.as_bytes(), converse.to_string().as_bytes()]);
         let id = match &deferral.client_token {
             Some(token) => digest(&[owner.as_bytes(), b"token", token.as_bytes()]),
-            None => digest(&[owner.as_bytes(), b"request", ctx.request_id.as_bytes()]),
+            None => random_id().map_err(|error| {
+                tracing::error!(%error, "no deferred id");
+                unavailable()
+            })?,
         };
         if let Some(existing) = self.read_deferred(store, &id).await? {
             return same_request(existing, &fingerprint).map(|r| accepted(&r));

@@ -1,0 +1,383 @@
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+//! Deferred requests against the local stack: accepted by invoke-with-cache (its DynamoDB
+//! adapters on moto), placed by batch-status's schedule on Bedrock batch jobs, flex or default
+//! (the emulator), each request answered once.
+
+use std::sync::Arc;
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType,
+};
+use batch_status::{Deferred, StatusApp};
+use domain::deferred::{DeferredStatus, Placement};
+use domain::ports::{BatchRegistry, DeferredStore};
+use integration_tests::invoke::{unique, Harness, HAIKU};
+use integration_tests::{sdk_config, stack_var, Emulator};
+use serde_json::{json, Value};
+use shared::adapters::batch_registry::DynamoDbBatchRegistry;
+use shared::adapters::bedrock::{BedrockInvoker, BedrockSettings};
+use shared::adapters::bedrock_batch::BedrockBatchJobs;
+use shared::adapters::clock::ManualClock;
+use shared::adapters::dynamo_deferred::{DynamoDbDeferredStore, PENDING_INDEX};
+use shared::adapters::eventbridge::EventBridgePublisher;
+use shared::adapters::s3_store::S3Store;
+use shared::batch::{BatchSettings, Invocation, NoBudgets, NoQueue};
+use shared::config::Env;
+use shared::deferred::DeferredSettings;
+
+type Status = StatusApp<
+    S3Store,
+    DynamoDbBatchRegistry,
+    BedrockBatchJobs,
+    Arc<ManualClock>,
+    EventBridgePublisher,
+    BedrockInvoker,
+    NoQueue,
+    NoBudgets,
+    DynamoDbDeferredStore,
+>;
+
+/// A deferred table of the test's own (the template's schema), so that no other test's
+/// requests are placed by its schedule.
+async fn fresh_table() -> String {
+    let name = unique("deferred").replace([' ', ':'], "-");
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk_config().await);
+    let key = |name: &str, kind| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .unwrap()
+    };
+    let attribute = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .unwrap()
+    };
+    dynamodb
+        .create_table()
+        .table_name(&name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attribute("id"))
+        .attribute_definitions(attribute("pending"))
+        .key_schema(key("id", KeyType::Hash))
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(PENDING_INDEX)
+                .key_schema(key("pending", KeyType::Hash))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .expect("create the test's deferred table");
+    name
+}
+
+struct World {
+    invoke: Harness,
+    table: String,
+    emulator: Emulator,
+}
+
+impl World {
+    async fn new() -> Self {
+        let emulator = Emulator::reset().await;
+        emulator.configure(json!({"batchStepMs": 10})).await;
+        let table = fresh_table().await;
+        let invoke = Harness::new(&[("DEFERRED_TABLE_NAME", &table)]).await;
+        Self {
+            invoke,
+            table,
+            emulator,
+        }
+    }
+
+    async fn store(&self) -> DynamoDbDeferredStore {
+        DynamoDbDeferredStore::new(
+            aws_sdk_dynamodb::Client::new(&sdk_config().await),
+            &self.table,
+        )
+    }
+
+    /// batch-status as its `main` builds it, on the invoke harness's clock.
+    async fn status(&self) -> Status {
+        let sdk = sdk_config().await;
+        let env = Env::from_pairs([
+            (
+                "BATCH_ROLE_ARN",
+                "arn:aws:iam::123456789012:role/bedrock-batch",
+            ),
+            ("ALLOWED_MODELS", HAIKU),
+        ]);
+        let settings = BatchSettings::from_env(&env).unwrap();
+        let deferred = Deferred {
+            store: self.store().await,
+            settings: DeferredSettings::from_env(&env, &settings).unwrap(),
+            metrics_namespace: "Custom/Bedrock".into(),
+        };
+        StatusApp {
+            settings,
+            store: S3Store::from_sdk_config(&sdk, stack_var("BATCH_BUCKET_NAME")),
+            registry: DynamoDbBatchRegistry::new(
+                aws_sdk_dynamodb::Client::new(&sdk),
+                stack_var("BATCH_TABLE_NAME"),
+            ),
+            jobs: BedrockBatchJobs::new(&sdk),
+            clock: self.invoke.clock.clone(),
+            events: EventBridgePublisher::from_sdk_config(&sdk, stack_var("BATCH_EVENT_BUS")),
+            model: BedrockInvoker::new(&sdk, &BedrockSettings::default()),
+            queue: None,
+            budgets: None,
+            deferred: Some(deferred),
+        }
+    }
+
+    /// `count` deferred requests through invoke-with-cache, each its own question; their ids.
+    async fn defer(&self, count: usize, within: &str, label: &str) -> Vec<String> {
+        let run = unique(label);
+        let mut ids = Vec::new();
+        for i in 0..count {
+            let reply = self
+                .invoke
+                .call(
+                    "POST",
+                    "/v1/deferred",
+                    &json!({"prompt": format!("{run}: question {i}"), "modelId": HAIKU, "within": within}),
+                )
+                .await;
+            assert_eq!(reply.status, 202, "{}", reply.body);
+            ids.push(reply.body["id"].as_str().unwrap().to_owned());
+        }
+        ids
+    }
+
+    async fn read(&self, id: &str) -> Value {
+        let reply = self
+            .invoke
+            .call("GET", &format!("/v1/deferred/{id}"), &Value::Null)
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        reply.body
+    }
+
+    /// Schedule runs (placement, then the batches' advance) until every request is final.
+    async fn schedule_until_answered(&self, status: &Status, ids: &[String]) {
+        let store = self.store().await;
+        for _ in 0..600 {
+            status
+                .on_schedule(&Invocation::longest())
+                .await
+                .expect("batch schedule");
+            status
+                .place_deferred(&Invocation::longest())
+                .await
+                .expect("placement");
+            let mut done = true;
+            for id in ids {
+                let request = store.get(id).await.unwrap().unwrap();
+                done &= request.status.is_final();
+            }
+            if done {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("deferred requests not answered");
+    }
+
+    async fn batch_jobs(&self) -> u64 {
+        let stats: Value = self
+            .emulator
+            .http()
+            .get(self.emulator.url("/_emulator/stats"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        stats["batchJobs"]
+            .as_object()
+            .map_or(0, |jobs| jobs.values().filter_map(Value::as_u64).sum())
+    }
+
+    async fn flex_calls(&self) -> u64 {
+        let stats: Value = self
+            .emulator
+            .http()
+            .get(self.emulator.url("/_emulator/stats"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        stats["models"][HAIKU]["tiers"]["flex"]
+            .as_u64()
+            .unwrap_or(0)
+    }
+}
+
+#[tokio::test]
+async fn a_hundred_and_fifty_requests_due_in_a_day_become_one_batch_job() {
+    let world = World::new().await;
+    let ids = world.defer(150, "PT24H", "deferred day").await;
+    let status = world.status().await;
+    let placed = status
+        .place_deferred(&Invocation::longest())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(placed["batches"].as_array().unwrap().len(), 1, "{placed}");
+    assert_eq!(world.batch_jobs().await, 1, "one Bedrock batch job");
+    assert_eq!(world.read(&ids[0]).await["status"], "placed");
+
+    world.schedule_until_answered(&status, &ids).await;
+    assert_eq!(world.batch_jobs().await, 1);
+    assert_eq!(world.emulator.calls(HAIKU).await, 0, "nothing on demand");
+    for id in &ids {
+        let read = world.read(id).await;
+        assert_eq!(read["status"], "answered", "{read}");
+        assert_eq!(read["placement"], "batch");
+        assert!(read["answer"]["text"].as_str().unwrap().len() > 1);
+        assert!(read["savedUsd"].as_f64().unwrap() > 0.0, "{read}");
+    }
+}
+
+#[tokio::test]
+async fn five_requests_due_within_the_hour_go_through_flex() {
+    let world = World::new().await;
+    let ids = world.defer(5, "PT1H", "deferred hour").await;
+    let status = world.status().await;
+    let placed = status
+        .place_deferred(&Invocation::longest())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(placed["answered"]["flex"], 5, "{placed}");
+    assert_eq!(world.flex_calls().await, 5);
+    assert_eq!(world.batch_jobs().await, 0);
+    for id in &ids {
+        let read = world.read(id).await;
+        assert_eq!(read["placement"], "flex", "{read}");
+        assert_eq!(read["answer"]["serviceTier"]["type"], "flex");
+        let (cost, on_demand) = (
+            read["costUsd"].as_f64().unwrap(),
+            read["answer"]["onDemandEquivalentUsd"].as_f64().unwrap(),
+        );
+        assert!((cost * 2.0 - on_demand).abs() < 1e-9, "{read}");
+    }
+}
+
+#[tokio::test]
+async fn an_identical_request_already_cached_is_answered_at_once() {
+    let world = World::new().await;
+    let question = format!("{}: what is a TTL?", unique("deferred cached"));
+    let first = world
+        .invoke
+        .invoke(json!({"prompt": question, "modelId": HAIKU}))
+        .await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let reply = world
+        .invoke
+        .call(
+            "POST",
+            "/v1/deferred",
+            &json!({"prompt": question, "modelId": HAIKU, "within": "PT24H"}),
+        )
+        .await;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    assert_eq!(reply.body["status"], "answered");
+    assert_eq!(reply.body["placement"], "cache");
+    let read = world.read(reply.body["id"].as_str().unwrap()).await;
+    assert_eq!(read["answer"]["text"], first.body["text"]);
+    assert_eq!(
+        world.emulator.calls(HAIKU).await,
+        1,
+        "only the first invoke"
+    );
+}
+
+#[tokio::test]
+async fn a_job_that_fails_half_its_records_ends_with_every_request_answered_once() {
+    let world = World::new().await;
+    world
+        .emulator
+        .configure(json!({"batchRecordErrorRate": 0.5}))
+        .await;
+    let ids = world.defer(150, "PT24H", "deferred half").await;
+    let status = world.status().await;
+    world.schedule_until_answered(&status, &ids).await;
+
+    let store = world.store().await;
+    let mut by_placement = std::collections::BTreeMap::new();
+    for id in &ids {
+        let request = store.get(id).await.unwrap().unwrap();
+        assert_eq!(request.status, DeferredStatus::Answered, "{request:?}");
+        *by_placement.entry(request.placement.unwrap()).or_insert(0) += 1;
+    }
+    let batched = by_placement.get(&Placement::Batch).copied().unwrap_or(0);
+    let on_demand = by_placement.get(&Placement::Flex).copied().unwrap_or(0)
+        + by_placement.get(&Placement::Default).copied().unwrap_or(0);
+    assert!(batched > 0 && on_demand > 0, "{by_placement:?}");
+    assert_eq!(batched + on_demand, 150);
+    assert_eq!(
+        world.emulator.calls(HAIKU).await,
+        on_demand as u64,
+        "each failed record asked once on demand, none twice"
+    );
+    // Later runs (a redelivered event, the next tick) move nothing and pay nothing.
+    status.place_deferred(&Invocation::longest()).await.unwrap();
+    assert_eq!(world.emulator.calls(HAIKU).await, on_demand as u64);
+    assert_eq!(world.batch_jobs().await, 1);
+}
+
+#[tokio::test]
+async fn two_schedulers_at_once_place_each_request_once() {
+    let world = World::new().await;
+    let batched = world.defer(150, "PT24H", "deferred race day").await;
+    let flex = world.defer(3, "PT1H", "deferred race hour").await;
+    let (one, other) = (world.status().await, world.status().await);
+    let (run_one, run_other) = (Invocation::longest(), Invocation::longest());
+    let (first, second) = tokio::join!(
+        one.place_deferred(&run_one),
+        other.place_deferred(&run_other)
+    );
+    let (first, second) = (first.unwrap().unwrap(), second.unwrap().unwrap());
+    let batches =
+        first["batches"].as_array().unwrap().len() + second["batches"].as_array().unwrap().len();
+    assert_eq!(batches, 1, "{first} {second}");
+    assert_eq!(world.batch_jobs().await, 1);
+    assert_eq!(
+        world.emulator.calls(HAIKU).await,
+        3,
+        "each flex request called once"
+    );
+    let store = world.store().await;
+    let registry = DynamoDbBatchRegistry::new(
+        aws_sdk_dynamodb::Client::new(&sdk_config().await),
+        stack_var("BATCH_TABLE_NAME"),
+    );
+    let batch_id = store
+        .get(&batched[0])
+        .await
+        .unwrap()
+        .unwrap()
+        .batch_id
+        .unwrap();
+    let batch = registry.get(&batch_id).await.unwrap().unwrap();
+    assert_eq!(batch.record_count, 150);
+    for id in &flex {
+        let request = store.get(id).await.unwrap().unwrap();
+        assert_eq!(request.status, DeferredStatus::Answered);
+    }
+}
