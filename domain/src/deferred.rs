@@ -125,6 +125,11 @@ pub struct DeferredRequest {
     /// The tenant's budget reservation made at acceptance, settled when it ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<BudgetHold>,
+    /// The group it was accepted in (a file of requests, OpenAI's Batch API) and its id there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom_id: Option<String>,
     /// Raised by one with every write; a write is conditional on the version it read.
     #[serde(default)]
     pub version: u64,
@@ -147,6 +152,89 @@ impl DeferredRequest {
     pub fn placeable(&self, now_epoch: i64) -> bool {
         self.status == DeferredStatus::Queued || self.claim_lapsed(now_epoch)
     }
+}
+
+/// Where a group of deferred requests stands (OpenAI's batch statuses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupStatus {
+    InProgress,
+    Completed,
+    Cancelling,
+    Cancelled,
+}
+
+impl GroupStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InProgress => "in_progress",
+            Self::Completed => "completed",
+            Self::Cancelling => "cancelling",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Completed | Self::Cancelled)
+    }
+}
+
+/// Deferred requests accepted together from one file (OpenAI's Batch API): request `i` of the
+/// file is the deferred request [`group_member_id`]`(id, i)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeferredGroup {
+    pub id: String,
+    pub owner: String,
+    pub input_file_id: String,
+    pub endpoint: String,
+    pub completion_window: String,
+    pub request_count: usize,
+    pub status: GroupStatus,
+    /// Epoch seconds.
+    pub created_at: i64,
+    pub expires_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancelling_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_file_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_file_id: Option<String>,
+    /// Answered and failed requests, as last counted.
+    #[serde(default)]
+    pub completed: usize,
+    #[serde(default)]
+    pub failed: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Value>,
+    /// Its requests are still being accepted: the schedule places none of them before all are
+    /// in (a batch of them would otherwise take only the first), or [`GROUP_ACCEPTANCE_SECONDS`]
+    /// have passed (an acceptance that died).
+    #[serde(default)]
+    pub accepting: bool,
+    #[serde(default)]
+    pub version: u64,
+}
+
+/// The longest a group's acceptance holds its requests back from placement.
+pub const GROUP_ACCEPTANCE_SECONDS: i64 = 900;
+
+impl DeferredGroup {
+    /// Whether its requests wait for the rest of the group at `now_epoch`.
+    pub fn holds_back(&self, now_epoch: i64) -> bool {
+        self.accepting && now_epoch < self.created_at + GROUP_ACCEPTANCE_SECONDS
+    }
+}
+
+/// The id of request `index` of group `group_id`.
+pub fn group_member_id(group_id: &str, index: usize) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(group_id.as_bytes());
+    hasher.update((index as u64).to_le_bytes());
+    hex::encode(&hasher.finalize()[..10])
 }
 
 /// How [`decide`] weighs time (`DEFERRED_*` settings).
@@ -336,6 +424,8 @@ mod tests {
             answered_at: None,
             deadline_missed: false,
             budget: None,
+            group: None,
+            custom_id: None,
             version: 1,
         }
     }

@@ -17,7 +17,7 @@ use crate::capacity::{
     RoutingTableError,
 };
 use crate::conversation::{Conversation, ModelAnswer};
-use crate::deferred::DeferredRequest;
+use crate::deferred::{DeferredGroup, DeferredRequest};
 use crate::error::{
     CacheError, EventError, JobError, LimitError, ModelError, QueueError, RegistryError,
     StoreError, TenancyError,
@@ -351,6 +351,31 @@ pub trait DeferredStore: Send + Sync {
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Gives the lease back, if `holder` still holds it.
     fn release(&self, holder: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The requests of `ids` that exist, in any order.
+    fn get_many(
+        &self,
+        ids: &[String],
+    ) -> impl Future<Output = Result<Vec<DeferredRequest>, StoreError>> + Send;
+    /// Stores a new group; `false` when one with its id exists already.
+    fn create_group(
+        &self,
+        group: &DeferredGroup,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    fn get_group(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<DeferredGroup>, StoreError>> + Send;
+    /// As [`DeferredStore::update`], for a group.
+    fn update_group(
+        &self,
+        group: &DeferredGroup,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// `owner`'s groups, newest first; another owner's are never among them.
+    fn groups(
+        &self,
+        owner: &str,
+    ) -> impl Future<Output = Result<Vec<DeferredGroup>, StoreError>> + Send;
 }
 
 /// Where the schedule hands out the batches to advance, one message a batch (SQS), so each is

@@ -225,6 +225,7 @@ pub mod invoke {
         type Limiter = DynamoDbLimiter;
         type Routes = NoRoutingTable;
         type Deferred = shared::adapters::dynamo_deferred::DynamoDbDeferredStore;
+        type Files = shared::adapters::s3_store::S3Store;
     }
 
     pub type InvokeApp = App<LocalStack>;
@@ -329,6 +330,11 @@ pub mod invoke {
                 tenancy,
                 routes: None,
                 deferred,
+                // OpenAI batch files in the stack's batch bucket.
+                files: Some(shared::adapters::s3_store::S3Store::from_sdk_config(
+                    &super::sdk_config().await,
+                    super::stack_var("BATCH_BUCKET_NAME"),
+                )),
             };
             let app = App::new(config, ports);
             Self {

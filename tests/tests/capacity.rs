@@ -66,6 +66,7 @@ impl Adapters for Routed {
     type Limiter = shared::adapters::memory_limits::InMemoryLimiter;
     type Routes = CachedRoutingTable<DynamoDbRoutingTable>;
     type Deferred = shared::adapters::memory_deferred::MemoryDeferredStore;
+    type Files = shared::adapters::s3_store::S3Store;
 }
 
 type Invoke = App<Routed>;
@@ -160,6 +161,7 @@ impl Stack {
                 settings.cache,
             )),
             deferred: None,
+            files: None,
         };
         App::new(config, ports)
     }

@@ -381,3 +381,82 @@ async fn two_schedulers_at_once_place_each_request_once() {
         assert_eq!(request.status, DeferredStatus::Answered);
     }
 }
+
+#[tokio::test]
+async fn the_openai_package_runs_a_batch_file_of_120_requests_end_to_end() {
+    use domain::ports::TenantKeyStore;
+    use shared::adapters::dynamo_tenancy::DynamoDbTenantKeys;
+    let emulator = Emulator::reset().await;
+    emulator.configure(json!({"batchStepMs": 10})).await;
+    let table = fresh_table().await;
+    let keys_table = stack_var("TENANT_KEYS_TABLE_NAME");
+    let spend_table = stack_var("SPEND_TABLE_NAME");
+    let invoke = Harness::new(&[
+        ("DEFERRED_TABLE_NAME", table.as_str()),
+        ("TENANT_KEYS_TABLE_NAME", keys_table.as_str()),
+        ("SPEND_TABLE_NAME", spend_table.as_str()),
+    ])
+    .await;
+    let world = World {
+        invoke,
+        table,
+        emulator,
+    };
+    let keys = DynamoDbTenantKeys::new(
+        aws_sdk_dynamodb::Client::new(&sdk_config().await),
+        &keys_table,
+    );
+    let issued = domain::tenancy::issue_key(
+        &unique("batch-sdk").replace([' ', ':'], "-"),
+        vec![],
+        None,
+        None,
+        chrono::Utc::now(),
+    )
+    .unwrap();
+    keys.create(&issued.record).await.unwrap();
+    let address = world.invoke.serve().await;
+
+    // batch-status's schedule, running beside the client as it would every few minutes.
+    let status = world.status().await;
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let schedule = async {
+        loop {
+            status.on_schedule(&Invocation::longest()).await.unwrap();
+            status.place_deferred(&Invocation::longest()).await.unwrap();
+            tokio::select! {
+                _ = &mut stopped => break,
+                () = tokio::time::sleep(std::time::Duration::from_millis(50)) => {}
+            }
+        }
+    };
+    let client = async {
+        let output = tokio::process::Command::new(".venv/bin/python")
+            .arg("tests/openai_batch.py")
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+            .env("OPENAI_BASE_URL", format!("http://{address}/openai/v1"))
+            .env("OPENAI_API_KEY", &issued.key)
+            .env("MODEL", HAIKU)
+            .env("REQUESTS", "120")
+            .output()
+            .await
+            .expect("python runs");
+        let _ = stop.send(());
+        output
+    };
+    let ((), output) = tokio::join!(schedule, client);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    println!("{stdout}");
+    assert!(
+        output.status.success(),
+        "openai_batch.py failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("openai batch: 0 failed"), "{stdout}");
+    assert_eq!(
+        world.batch_jobs().await,
+        1,
+        "120 requests: one Bedrock batch job"
+    );
+    assert_eq!(world.emulator.calls(HAIKU).await, 0, "none on demand");
+}

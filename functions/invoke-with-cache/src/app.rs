@@ -5,8 +5,8 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
 
 use domain::ports::{
-    CacheStore, Clock, DeferredStore, MetricsSink, ModelInvoker, RoutingTableSource, SpendLedger,
-    TenantKeyStore, TenantLimiter,
+    CacheStore, Clock, DeferredStore, MetricsSink, ModelInvoker, ObjectStore, RoutingTableSource,
+    SpendLedger, TenantKeyStore, TenantLimiter,
 };
 
 use crate::config::InvokeConfig;
@@ -31,6 +31,8 @@ pub trait Adapters: Send + Sync + 'static {
     type Routes: RoutingTableSource + 'static;
     /// Deferred requests (`POST /v1/deferred`).
     type Deferred: DeferredStore + 'static;
+    /// OpenAI batch files (the batch bucket on S3).
+    type Files: ObjectStore + 'static;
 }
 
 /// The ports an [`App`] calls, one value per associated type of its [`Adapters`].
@@ -48,6 +50,9 @@ pub struct Ports<A: Adapters> {
     /// Where deferred requests are accepted and read (`DEFERRED_TABLE_NAME`); `None` answers
     /// those routes with 404.
     pub deferred: Option<A::Deferred>,
+    /// Where OpenAI batch files are kept (`FILES_BUCKET_NAME`); `None` answers the files and
+    /// batches routes with 404.
+    pub files: Option<A::Files>,
 }
 
 /// Tenant keys, the spend ledger and the limiter, when the deployment uses keys.

@@ -680,6 +680,13 @@ mod tests {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeferredConfig {
     pub table: Option<String>,
+    /// Where OpenAI batch files are kept (`FILES_BUCKET_NAME`; unset turns the files routes off).
+    pub files_bucket: Option<String>,
+    /// The largest file `POST /openai/v1/files` takes (`OPENAI_FILE_MAX_BYTES`, 5,000,000:
+    /// under Lambda's 6 MB request payload).
+    pub max_file_bytes: usize,
+    /// The most requests one batch file may hold (`OPENAI_BATCH_MAX_REQUESTS`, 5,000).
+    pub max_batch_requests: usize,
     pub min_seconds: i64,
     pub max_seconds: i64,
 }
@@ -696,6 +703,9 @@ impl DeferredConfig {
         }
         Ok(Self {
             table: env.get("DEFERRED_TABLE_NAME").map(str::to_owned),
+            files_bucket: env.get("FILES_BUCKET_NAME").map(str::to_owned),
+            max_file_bytes: env.parse_or("OPENAI_FILE_MAX_BYTES", 5_000_000usize)?,
+            max_batch_requests: env.parse_or("OPENAI_BATCH_MAX_REQUESTS", 5_000usize)?,
             min_seconds,
             max_seconds,
         })

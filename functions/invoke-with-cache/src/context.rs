@@ -108,6 +108,8 @@ pub(crate) enum Endpoint {
     Deferred,
     /// `GET /v1/deferred/{id}`.
     DeferredStatus,
+    /// OpenAI's files and batches routes.
+    BatchApi,
 }
 
 impl Endpoint {
@@ -117,6 +119,8 @@ impl Endpoint {
             Self::ChatCompletions
         } else if path.ends_with("/openai/v1/models") || path.ends_with("/models") {
             Self::Models
+        } else if path.contains("/openai/v1/files") || path.contains("/openai/v1/batches") {
+            Self::BatchApi
         } else if path.contains("/openai/") {
             Self::OpenAiOther
         } else if path.ends_with("/v1/deferred") {
@@ -136,7 +140,7 @@ impl Endpoint {
     pub(crate) fn wire(self) -> Wire {
         match self {
             Self::Invoke | Self::Deferred | Self::DeferredStatus => Wire::Native,
-            Self::ChatCompletions | Self::Models | Self::OpenAiOther => {
+            Self::ChatCompletions | Self::Models | Self::OpenAiOther | Self::BatchApi => {
                 Wire::OpenAi(OpenAiOptions::default())
             }
         }
@@ -171,6 +175,8 @@ pub(crate) enum Reply {
     Json(Value),
     /// 202: accepted, answered later.
     Accepted(Value),
+    /// A file's bytes.
+    Bytes(Vec<u8>),
 }
 
 pub(crate) fn hit(entry: CacheEntry, trace: &mut Trace) -> Answer {

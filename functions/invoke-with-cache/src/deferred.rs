@@ -28,11 +28,22 @@ struct Deferral {
     client_token: Option<String>,
 }
 
+/// Who a deferred request is for, by when, and where it was accepted from.
+pub(crate) struct Acceptance {
+    pub(crate) id: String,
+    pub(crate) owner: String,
+    pub(crate) model: String,
+    pub(crate) deadline: i64,
+    /// The group (OpenAI batch) and the request's id in it.
+    pub(crate) group: Option<String>,
+    pub(crate) custom_id: Option<String>,
+}
+
 /// A reservation outlives its deadline by this much: the answer of a late batch is settled.
 const HOLD_BEYOND_DEADLINE: i64 = 24 * 3600;
 
 impl<A: Adapters> App<A> {
-    fn enabled_deferred_store(&self) -> Result<&A::Deferred, ApiError> {
+    pub(crate) fn enabled_deferred_store(&self) -> Result<&A::Deferred, ApiError> {
         self.ports.deferred.as_ref().ok_or_else(|| {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -43,7 +54,11 @@ impl<A: Adapters> App<A> {
     }
 
     /// Who owns what `caller` defers: the tenant, or the IAM (or JWT) principal.
-    fn deferred_owner(&self, request: &Request, caller: &Caller) -> Result<String, ApiError> {
+    pub(crate) fn deferred_owner(
+        &self,
+        request: &Request,
+        caller: &Caller,
+    ) -> Result<String, ApiError> {
         if caller.tenant.is_some() {
             return Ok(caller.namespace.clone());
         }
@@ -99,8 +114,6 @@ impl<A: Adapters> App<A> {
         .map_err(|e| invalid("deadline", &e.to_string()))?;
         let model = self.choose_model(&invoke, &mut ctx.trace);
         self.check_model(&caller, &model)?;
-        let converse = converse_body(&invoke.conversation);
-        let fingerprint = digest(&[model.as_bytes(), converse.to_string().as_bytes()]);
         let id = match &deferral.client_token {
             Some(token) => digest(&[owner.as_bytes(), b"token", token.as_bytes()]),
             None => random_id().map_err(|error| {
@@ -108,12 +121,50 @@ impl<A: Adapters> App<A> {
                 unavailable()
             })?,
         };
-        if let Some(existing) = self.read_deferred(store, &id).await? {
-            return same_request(existing, &fingerprint).map(|r| accepted(&r));
-        }
-        self.admit_limits(&caller, &invoke.conversation, ctx)
+        let acceptance = Acceptance {
+            id,
+            owner,
+            model,
+            deadline,
+            group: None,
+            custom_id: None,
+        };
+        let deferred = self
+            .accept_one(store, &caller, &invoke, acceptance, true, ctx)
             .await?;
+        Ok(accepted(&deferred))
+    }
 
+    /// Stores one deferred request, answered at once when its answer is cached, its budget
+    /// reserved otherwise; the request already stored under the id when there is one (the same
+    /// client token again), a conflict when that one asked something else. `count_limits`:
+    /// the request counts against the caller's rate limits (a file's requests do not).
+    pub(crate) async fn accept_one(
+        &self,
+        store: &A::Deferred,
+        caller: &Caller,
+        invoke: &crate::request::InvokeRequest,
+        acceptance: Acceptance,
+        count_limits: bool,
+        ctx: &mut Ctx,
+    ) -> Result<DeferredRequest, ApiError> {
+        let Acceptance {
+            id,
+            owner,
+            model,
+            deadline,
+            group,
+            custom_id,
+        } = acceptance;
+        let converse = converse_body(&invoke.conversation);
+        let fingerprint = digest(&[model.as_bytes(), converse.to_string().as_bytes()]);
+        if let Some(existing) = self.read_deferred(store, &id).await? {
+            return same_request(existing, &fingerprint);
+        }
+        if count_limits {
+            self.admit_limits(caller, &invoke.conversation, ctx).await?;
+        }
+        let now = self.ports.clock.now();
         let mut deferred = DeferredRequest {
             id,
             owner,
@@ -134,11 +185,13 @@ impl<A: Adapters> App<A> {
             answered_at: None,
             deadline_missed: false,
             budget: None,
+            group,
+            custom_id,
             version: 1,
         };
         // An answer already cached costs nothing and waits for nothing.
         if invoke.cache_mode == CacheMode::Use {
-            if let Some(key) = self.cache_key(&invoke, &caller.namespace, &model) {
+            if let Some(key) = self.cache_key(invoke, &caller.namespace, &model) {
                 if let Ok(Some(StoredRecord::Answer(entry))) = self.ports.store.get(&key).await {
                     if entry.is_live(now.timestamp()) {
                         deferred.status = DeferredStatus::Answered;
@@ -152,7 +205,7 @@ impl<A: Adapters> App<A> {
         }
         if deferred.status == DeferredStatus::Queued {
             deferred.budget = self
-                .hold_for_deferred(&caller, &deferred, &invoke.conversation, ctx)
+                .hold_for_deferred(caller, &deferred, &invoke.conversation, ctx)
                 .await?;
         }
         let created = store.create(&deferred).await.map_err(|error| {
@@ -162,7 +215,7 @@ impl<A: Adapters> App<A> {
         if !created {
             // The same token, sent twice at once: the first one's request stands.
             if let Some(existing) = self.read_deferred(store, &deferred.id).await? {
-                return same_request(existing, &deferred.fingerprint).map(|r| accepted(&r));
+                return same_request(existing, &deferred.fingerprint);
             }
         }
         tracing::info!(
@@ -172,7 +225,7 @@ impl<A: Adapters> App<A> {
             status = deferred.status.as_str(),
             "deferred request accepted"
         );
-        Ok(accepted(&deferred))
+        Ok(deferred)
     }
 
     /// The invoke body as `/v1/invoke` reads it, with the deployment's allowed models.
@@ -263,7 +316,7 @@ impl<A: Adapters> App<A> {
         }
     }
 
-    async fn read_deferred(
+    pub(crate) async fn read_deferred(
         &self,
         store: &A::Deferred,
         id: &str,
@@ -365,7 +418,7 @@ fn converse_body(conversation: &domain::conversation::Conversation) -> Value {
     body
 }
 
-fn digest(parts: &[&[u8]]) -> String {
+pub(crate) fn digest(parts: &[&[u8]]) -> String {
     shared::batch::batch_id_for(parts)
 }
 
@@ -458,7 +511,7 @@ fn invalid(field: &str, reason: &str) -> ApiError {
     )
 }
 
-fn unavailable() -> ApiError {
+pub(crate) fn unavailable() -> ApiError {
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "DeferredStoreUnavailable",

@@ -19,7 +19,8 @@ use crate::context::{elapsed_ms, Ctx, Endpoint, Job, Reply, Trace};
 use crate::error::ApiError;
 use crate::intake::not_served;
 use crate::respond::{
-    answer_response, answered, error_response, json_body_response, meta, rate_limit_headers,
+    answer_response, answered, bytes_response, error_response, json_body_response, meta,
+    rate_limit_headers,
 };
 use crate::wire::Wire;
 
@@ -95,6 +96,7 @@ impl<A: Adapters> App<A> {
             Ok(Reply::Stream(response)) => response,
             Ok(Reply::Json(body)) => json_body_response(StatusCode::OK, &body),
             Ok(Reply::Accepted(body)) => json_body_response(StatusCode::ACCEPTED, &body),
+            Ok(Reply::Bytes(bytes)) => bytes_response(bytes),
             Err(error) => {
                 self.report_failure(&ctx, &error, latency_ms);
                 error_response(&ctx.wire, &error, &ctx.request_id)
@@ -118,6 +120,7 @@ impl<A: Adapters> App<A> {
             Endpoint::OpenAiOther => return Err(not_served(request)),
             Endpoint::Deferred => return self.accept_deferred(request, caller, ctx).await,
             Endpoint::DeferredStatus => return self.deferred_status(request, &caller, ctx).await,
+            Endpoint::BatchApi => return self.batch_api(request, &caller, ctx).await,
             Endpoint::Invoke | Endpoint::ChatCompletions => {}
         }
         let mut invoke = self.read_request(request, endpoint, ctx)?;

@@ -8,11 +8,13 @@
 //! [`limits`] (the tenant's rate and concurrency limits),
 //! [`cache`] (the key, the claim and lease, storing), [`model_call`] (the model and spillover),
 //! [`streaming`] (the stream pump), [`settle`] (cost and spend), [`report`] (log line and
-//! metrics), [`respond`] (HTTP responses). [`deferred`] accepts and reads deferred requests. The wire formats: [`request`] and [`openai`] read,
+//! metrics), [`respond`] (HTTP responses). [`deferred`] accepts and reads deferred requests; [`batch_api`] and [`files`] are OpenAI's
+//! Batch API over them. The wire formats: [`request`] and [`openai`] read,
 //! [`wire`], [`answered`] and [`sse`] write. [`app`] says what the function is made of.
 
 pub mod answered;
 pub mod app;
+pub mod batch_api;
 pub mod body;
 pub mod cache;
 pub mod caller;
@@ -20,6 +22,7 @@ pub mod config;
 pub mod context;
 pub mod deferred;
 pub mod error;
+pub mod files;
 pub mod handler;
 pub mod intake;
 pub mod limits;

@@ -16,6 +16,7 @@ use shared::adapters::emf::EmfStdout;
 use shared::adapters::memory_cache::{MemoryCache, MemoryFronted};
 use shared::adapters::memory_routing::CachedRoutingTable;
 use shared::adapters::memory_tenancy::{CachedKeys, CachedSpend};
+use shared::adapters::s3_store::S3Store;
 use shared::config::Env;
 use shared::runtime_nodelay::RuntimeApiNoDelay;
 
@@ -32,6 +33,7 @@ impl Adapters for Aws {
     type Limiter = DynamoDbLimiter;
     type Routes = CachedRoutingTable<DynamoDbRoutingTable>;
     type Deferred = DynamoDbDeferredStore;
+    type Files = S3Store;
 }
 
 #[tokio::main]
@@ -68,6 +70,12 @@ async fn main() -> Result<(), Error> {
         .table
         .as_ref()
         .map(|table| DynamoDbDeferredStore::new(dynamodb.clone(), table));
+    // OpenAI batch files, in the batch bucket (FILES_BUCKET_NAME).
+    let files = config
+        .deferred
+        .files_bucket
+        .as_ref()
+        .map(|bucket| S3Store::from_sdk_config(&sdk, bucket));
     let model = BedrockInvoker::new(&sdk, &config.bedrock);
     let metrics = EmfStdout::new(&config.metrics_namespace, config.log_level.as_deref());
     let mode = config.response_mode;
@@ -80,6 +88,7 @@ async fn main() -> Result<(), Error> {
         tenancy,
         routes,
         deferred,
+        files,
     };
     let app = Arc::new(App::new(config, ports));
     match mode {

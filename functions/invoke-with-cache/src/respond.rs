@@ -71,6 +71,16 @@ pub(crate) fn json_body_response(status: StatusCode, body: &Value) -> Response<R
     response
 }
 
+/// A file's bytes, as OpenAI's files API gives them.
+pub(crate) fn bytes_response(bytes: Vec<u8>) -> Response<ResponseBody> {
+    let mut response = Response::new(body::full(bytes));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    response
+}
+
 pub(crate) fn answer_response(
     wire: &Wire,
     answered: &Answered<'_>,

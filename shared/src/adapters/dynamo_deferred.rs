@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use domain::deferred::DeferredRequest;
+use domain::deferred::{DeferredGroup, DeferredRequest};
 use domain::error::StoreError;
 use domain::ports::DeferredStore;
 
@@ -23,6 +23,12 @@ pub const PENDING_INDEX: &str = "pending";
 pub const RETENTION_SECONDS: i64 = 7 * 24 * 3600;
 const LEASE_ID: &str = "#schedule-lease";
 const TURNAROUND_PREFIX: &str = "#turnaround#";
+/// Groups of requests (OpenAI's batches) are items of their own, outside the index.
+const GROUP_PREFIX: &str = "#group#";
+/// BatchGetItem's most keys a call.
+const GET_MANY_CHUNK: usize = 100;
+/// Rounds of BatchGetItem for the keys DynamoDB left unprocessed (throttling), at most.
+const GET_MANY_ROUNDS: usize = 8;
 
 #[derive(Debug, Clone)]
 pub struct DynamoDbDeferredStore {
@@ -81,6 +87,61 @@ fn from_item(item: &HashMap<String, AttributeValue>) -> Result<DeferredRequest, 
         .and_then(|v| v.as_s().ok())
         .ok_or_else(|| StoreError("a deferred item without payload".into()))?;
     serde_json::from_str(payload).map_err(|e| StoreError(format!("unreadable deferred item: {e}")))
+}
+
+fn group_item(group: &DeferredGroup) -> Result<HashMap<String, AttributeValue>, StoreError> {
+    let payload = serde_json::to_string(group)
+        .map_err(|e| StoreError(format!("cannot encode deferred group: {e}")))?;
+    Ok([
+        (
+            KEY_ATTRIBUTE,
+            AttributeValue::S(format!("{GROUP_PREFIX}{}", group.id)),
+        ),
+        ("owner", AttributeValue::S(group.owner.clone())),
+        ("version", AttributeValue::N(group.version.to_string())),
+        (
+            "expiresAt",
+            AttributeValue::N((group.expires_at + RETENTION_SECONDS).to_string()),
+        ),
+        ("payload", AttributeValue::S(payload)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect())
+}
+
+fn group_from_item(item: &HashMap<String, AttributeValue>) -> Result<DeferredGroup, StoreError> {
+    let payload = item
+        .get("payload")
+        .and_then(|v| v.as_s().ok())
+        .ok_or_else(|| StoreError("a deferred group item without payload".into()))?;
+    serde_json::from_str(payload).map_err(|e| StoreError(format!("unreadable deferred group: {e}")))
+}
+
+impl DynamoDbDeferredStore {
+    /// A put conditional on nothing being there (`previous` None) or on the version read.
+    async fn put(
+        &self,
+        item: HashMap<String, AttributeValue>,
+        previous: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item));
+        let put = match previous {
+            None => put.condition_expression("attribute_not_exists(id)"),
+            Some(version) => put
+                .condition_expression("version = :previous")
+                .expression_attribute_values(":previous", AttributeValue::N(version.to_string())),
+        };
+        match put.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(is_conditional) => Ok(false),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
 }
 
 impl DeferredStore for DynamoDbDeferredStore {
@@ -234,5 +295,105 @@ impl DeferredStore for DynamoDbDeferredStore {
             Err(e) if e.as_service_error().is_some_and(is_conditional) => Ok(()),
             Err(e) => Err(unavailable(e)),
         }
+    }
+
+    async fn get_many(&self, ids: &[String]) -> Result<Vec<DeferredRequest>, StoreError> {
+        use aws_sdk_dynamodb::types::KeysAndAttributes;
+        let mut found = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(GET_MANY_CHUNK) {
+            let keys: Vec<HashMap<String, AttributeValue>> = chunk
+                .iter()
+                .map(|id| {
+                    HashMap::from([(KEY_ATTRIBUTE.to_owned(), AttributeValue::S(id.clone()))])
+                })
+                .collect();
+            let mut wanted = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(unavailable)?,
+            );
+            for _ in 0..GET_MANY_ROUNDS {
+                let Some(keys) = wanted.take() else { break };
+                let output = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, keys)
+                    .send()
+                    .await
+                    .map_err(unavailable)?;
+                for item in output
+                    .responses
+                    .as_ref()
+                    .and_then(|r| r.get(&self.table))
+                    .into_iter()
+                    .flatten()
+                {
+                    found.push(from_item(item)?);
+                }
+                wanted = output
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                    .filter(|k| !k.keys.is_empty());
+            }
+            if wanted.is_some() {
+                return Err(StoreError(
+                    "DynamoDB (deferred requests): keys left unprocessed after retries".into(),
+                ));
+            }
+        }
+        Ok(found)
+    }
+
+    async fn create_group(&self, group: &DeferredGroup) -> Result<bool, StoreError> {
+        self.put(group_item(group)?, None).await
+    }
+
+    async fn get_group(&self, id: &str) -> Result<Option<DeferredGroup>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(
+                KEY_ATTRIBUTE,
+                AttributeValue::S(format!("{GROUP_PREFIX}{id}")),
+            )
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        output.item.as_ref().map(group_from_item).transpose()
+    }
+
+    async fn update_group(&self, group: &DeferredGroup) -> Result<bool, StoreError> {
+        self.put(group_item(group)?, Some(group.version.saturating_sub(1)))
+            .await
+    }
+
+    /// A scan of the owner's group items: groups are few per owner, and expire a week after
+    /// their window.
+    async fn groups(&self, owner: &str) -> Result<Vec<DeferredGroup>, StoreError> {
+        let mut pages = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("begins_with(id, :prefix) AND #o = :owner")
+            .expression_attribute_names("#o", "owner")
+            .expression_attribute_values(":prefix", AttributeValue::S(GROUP_PREFIX.into()))
+            .expression_attribute_values(":owner", AttributeValue::S(owner.to_owned()))
+            .into_paginator()
+            .items()
+            .send();
+        let mut groups = Vec::new();
+        while let Some(item) = pages.next().await {
+            let group = group_from_item(&item.map_err(unavailable)?)?;
+            // The payload decides, not only the attribute the filter read.
+            if group.owner == owner {
+                groups.push(group);
+            }
+        }
+        groups.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
+        Ok(groups)
     }
 }

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use domain::deferred::DeferredRequest;
+use domain::deferred::{DeferredGroup, DeferredRequest};
 use domain::error::StoreError;
 use domain::ports::DeferredStore;
 
@@ -16,6 +16,7 @@ pub struct MemoryDeferredStore {
 #[derive(Debug, Default)]
 struct State {
     requests: HashMap<String, DeferredRequest>,
+    groups: HashMap<String, DeferredGroup>,
     turnarounds: BTreeMap<String, i64>,
     lease: Option<(String, i64)>,
     /// Writes refused from now on (a store that went down), for tests.
@@ -119,5 +120,49 @@ impl DeferredStore for MemoryDeferredStore {
             state.lease = None;
         }
         Ok(())
+    }
+
+    async fn get_many(&self, ids: &[String]) -> Result<Vec<DeferredRequest>, StoreError> {
+        let state = self.state()?;
+        Ok(ids
+            .iter()
+            .filter_map(|id| state.requests.get(id).cloned())
+            .collect())
+    }
+
+    async fn create_group(&self, group: &DeferredGroup) -> Result<bool, StoreError> {
+        let mut state = self.state()?;
+        if state.groups.contains_key(&group.id) {
+            return Ok(false);
+        }
+        state.groups.insert(group.id.clone(), group.clone());
+        Ok(true)
+    }
+
+    async fn get_group(&self, id: &str) -> Result<Option<DeferredGroup>, StoreError> {
+        Ok(self.state()?.groups.get(id).cloned())
+    }
+
+    async fn update_group(&self, group: &DeferredGroup) -> Result<bool, StoreError> {
+        let mut state = self.state()?;
+        match state.groups.get(&group.id) {
+            Some(stored) if stored.version + 1 == group.version => {
+                state.groups.insert(group.id.clone(), group.clone());
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn groups(&self, owner: &str) -> Result<Vec<DeferredGroup>, StoreError> {
+        let mut groups: Vec<_> = self
+            .state()?
+            .groups
+            .values()
+            .filter(|g| g.owner == owner)
+            .cloned()
+            .collect();
+        groups.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
+        Ok(groups)
     }
 }

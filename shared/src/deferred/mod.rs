@@ -17,8 +17,8 @@ use tokio::time::Instant;
 use domain::batch::{Batch, BatchRecord, BatchStatus, Lease, ResultError, ResultLine};
 use domain::conversation::{Message, ModelAnswer};
 use domain::deferred::{
-    decide, observed_turnaround, Decision, DeferredRequest, DeferredStatus, Placement,
-    PlacementRule,
+    decide, observed_turnaround, Decision, DeferredGroup, DeferredRequest, DeferredStatus,
+    Placement, PlacementRule,
 };
 use domain::error::{ModelErrorKind, StoreError};
 use domain::ports::{
@@ -191,6 +191,7 @@ where
         for (batch_id, requests) in in_batches {
             placeable.extend(self.collect(&batch_id, requests, now, &mut tally).await?);
         }
+        let placeable = self.without_groups_being_accepted(placeable, now).await?;
         let turnarounds = self.deferred.turnarounds().await.unwrap_or_else(|error| {
             tracing::warn!(%error, "observed turnarounds unreadable; placing by the default");
             BTreeMap::new()
@@ -221,6 +222,33 @@ where
         }
         self.answer_on_demand(calls, now, run, &mut tally).await?;
         Ok(tally)
+    }
+
+    /// `placeable` but the requests of groups still being accepted.
+    async fn without_groups_being_accepted(
+        &self,
+        placeable: Vec<DeferredRequest>,
+        now: i64,
+    ) -> Result<Vec<DeferredRequest>, BatchError> {
+        let mut held: HashMap<String, bool> = HashMap::new();
+        let mut kept = Vec::with_capacity(placeable.len());
+        for request in placeable {
+            if let Some(group) = &request.group {
+                if !held.contains_key(group) {
+                    let holds = self
+                        .deferred
+                        .get_group(group)
+                        .await?
+                        .is_some_and(|g| g.holds_back(now));
+                    held.insert(group.clone(), holds);
+                }
+                if held.get(group).copied().unwrap_or(false) {
+                    continue;
+                }
+            }
+            kept.push(request);
+        }
+        Ok(kept)
     }
 
     /// The answers of `batch_id` once it ended; the requests it did not answer come back,
@@ -704,6 +732,21 @@ impl DeferredStore for NoDeferred {
         match *self {}
     }
     async fn release(&self, _: &str) -> Result<(), StoreError> {
+        match *self {}
+    }
+    async fn get_many(&self, _: &[String]) -> Result<Vec<DeferredRequest>, StoreError> {
+        match *self {}
+    }
+    async fn create_group(&self, _: &DeferredGroup) -> Result<bool, StoreError> {
+        match *self {}
+    }
+    async fn get_group(&self, _: &str) -> Result<Option<DeferredGroup>, StoreError> {
+        match *self {}
+    }
+    async fn update_group(&self, _: &DeferredGroup) -> Result<bool, StoreError> {
+        match *self {}
+    }
+    async fn groups(&self, _: &str) -> Result<Vec<DeferredGroup>, StoreError> {
         match *self {}
     }
 }

@@ -93,6 +93,8 @@ impl World {
                 answered_at: None,
                 deadline_missed: false,
                 budget: None,
+                group: None,
+                custom_id: None,
                 version: 1,
             };
             assert!(self.deferred.create(&request).await.unwrap());
@@ -376,4 +378,41 @@ async fn placement_metrics_are_by_placement() {
         flex["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
         json!([["Placement"]])
     );
+}
+
+#[tokio::test]
+async fn a_group_still_being_accepted_is_not_placed_until_all_its_requests_are_in() {
+    let w = world(FakeModel::answering());
+    let mut group = domain::deferred::DeferredGroup {
+        id: "batch_1".into(),
+        owner: "tenant:acme".into(),
+        input_file_id: "file-1".into(),
+        endpoint: "/v1/chat/completions".into(),
+        completion_window: "24h".into(),
+        request_count: 150,
+        status: domain::deferred::GroupStatus::InProgress,
+        created_at: NOW,
+        expires_at: NOW + 24 * HOUR,
+        cancelling_at: None,
+        ended_at: None,
+        output_file_id: None,
+        error_file_id: None,
+        completed: 0,
+        failed: 0,
+        metadata: None,
+        accepting: true,
+        version: 1,
+    };
+    assert!(w.deferred.create_group(&group).await.unwrap());
+    for id in w.accept(150, 24 * HOUR).await {
+        let mut request = w.deferred.get(&id).await.unwrap().unwrap();
+        request.group = Some("batch_1".into());
+        request.version += 1;
+        assert!(w.deferred.update(&request).await.unwrap());
+    }
+    assert!(w.run(NOW).await.batches.is_empty(), "the file is still being read");
+    group.accepting = false;
+    group.version += 1;
+    assert!(w.deferred.update_group(&group).await.unwrap());
+    assert_eq!(w.run(NOW + 60).await.batches.len(), 1, "all in: one batch");
 }

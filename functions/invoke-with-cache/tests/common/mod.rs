@@ -46,6 +46,7 @@ impl<M: ModelInvoker + 'static> Adapters for Fakes<M> {
     type Limiter = Arc<InMemoryLimiter>;
     type Routes = shared::adapters::memory_routing::NoRoutingTable;
     type Deferred = shared::adapters::memory_deferred::MemoryDeferredStore;
+    type Files = test_support::batch::Bucket;
 }
 
 /// The ports of a deployment without tenant keys or a routing table.
@@ -63,6 +64,7 @@ pub fn ports<M: ModelInvoker + 'static>(
         tenancy: None,
         routes: None,
         deferred: Some(Default::default()),
+        files: Some(Default::default()),
     }
 }
 
