@@ -17,6 +17,10 @@ pub struct PeriodReport {
     /// On-demand cost by the service tier that served it (`flex`, `default`, `priority`), of
     /// the requests that asked for one.
     pub cost_by_tier: BTreeMap<String, f64>,
+    /// Deferred requests answered, by placement (`batch`, `flex`, `default`, `cache`).
+    pub deferred: BTreeMap<String, DeferredTotals>,
+    /// Deferred requests whose deadline passed unanswered, or answered late.
+    pub deferred_misses: f64,
 }
 
 pub(crate) fn percent(part: f64, whole: f64) -> Option<f64> {
@@ -30,6 +34,10 @@ impl PeriodReport {
     ///   `SavedByCacheUSD`, `SavedByBatchUSD`, `SavedByPromptCacheUSD`, `CacheHitRate` (when it
     ///   answered any request);
     /// - by `ServiceTier`: `EstimatedCostUSD` of the requests served on that tier;
+    /// - by `Placement`: `DeferredRequests`, `DeferredCostUSD`, `SavedByDeferredUSD` of the
+    ///   deferred requests answered there (a batch placement's cost is the registry's batch
+    ///   cost, counted once in `EstimatedCostUSD`; flex and default are added to it);
+    ///   `DeferredDeadlineMisses` without dimensions;
     /// - without dimensions: the same over all models, `TotalCostUSD` (with the Provisioned
     ///   Throughputs' hours), `ProvisionedUtilization` (the busiest one's), the backlog;
     /// - by `ProvisionedModelArn`: `ProvisionedModelUnits`, `ProvisionedUtilization`,
@@ -87,7 +95,54 @@ impl PeriodReport {
             }
         }
 
-        let estimated = total.cost_usd + batch_total.cost_usd;
+        // Deferred requests answered on demand by batch-status (its batches are the registry's).
+        let deferred_on_demand: f64 = self
+            .deferred
+            .iter()
+            .filter(|(placement, _)| matches!(placement.as_str(), "flex" | "default"))
+            .map(|(_, d)| d.cost_usd)
+            .sum();
+        for (placement, totals) in &self.deferred {
+            let dims = || vec![(PLACEMENT_DIMENSION.to_owned(), placement.clone())];
+            out.push(Datum::value(
+                "DeferredRequests",
+                dims(),
+                t,
+                totals.requests,
+                Unit::Count,
+            ));
+            out.push(Datum::value(
+                "DeferredCostUSD",
+                dims(),
+                t,
+                totals.cost_usd,
+                Unit::None,
+            ));
+            out.push(Datum::value(
+                "SavedByDeferredUSD",
+                dims(),
+                t,
+                totals.saved_usd,
+                Unit::None,
+            ));
+        }
+        if !self.deferred.is_empty() || self.deferred_misses > 0.0 {
+            out.push(Datum::value(
+                "DeferredDeadlineMisses",
+                vec![],
+                t,
+                self.deferred_misses,
+                Unit::Count,
+            ));
+            out.push(Datum::value(
+                "SavedByDeferredUSD",
+                vec![],
+                t,
+                self.deferred.values().map(|d| d.saved_usd).sum(),
+                Unit::None,
+            ));
+        }
+        let estimated = total.cost_usd + batch_total.cost_usd + deferred_on_demand;
         let period_hours = PERIOD_SECONDS as f64 / 3600.0;
         let provisioned_cost: f64 = self
             .provisioned

@@ -13,6 +13,8 @@ pub const MODEL_DIMENSION: &str = "ModelId";
 /// The per-request metrics' (and the reports') dimension of the service tier that served a
 /// request.
 pub const SERVICE_TIER_DIMENSION: &str = "ServiceTier";
+/// The dimension of deferred requests' metrics: where they were answered (`batch`, `flex`, …).
+pub const PLACEMENT_DIMENSION: &str = "Placement";
 /// The per-request metrics' dimension of the capacity that served a request.
 pub const ROUTE_DIMENSION: &str = "Route";
 /// The route value of Provisioned Throughput.

@@ -429,6 +429,8 @@ fn a_period_report_becomes_its_datums() {
     );
     let report = PeriodReport {
         cost_by_tier: BTreeMap::from([("flex".to_owned(), 0.2), ("default".to_owned(), 0.3)]),
+        deferred: BTreeMap::new(),
+        deferred_misses: 0.0,
         start: 600,
         usage,
         batches,
@@ -489,4 +491,39 @@ fn a_period_report_becomes_its_datums() {
     }
     .datums();
     assert!(find(&no_backlog, "BatchJobsQueued", &[]).is_none());
+}
+
+#[test]
+fn deferred_requests_are_reported_by_placement_and_their_on_demand_cost_counted_once() {
+    let report = PeriodReport {
+        start: 600,
+        deferred: BTreeMap::from([
+            (
+                "batch".to_owned(),
+                DeferredTotals {
+                    requests: 150.0,
+                    cost_usd: 0.5,
+                    saved_usd: 0.5,
+                },
+            ),
+            (
+                "flex".to_owned(),
+                DeferredTotals {
+                    requests: 5.0,
+                    cost_usd: 0.02,
+                    saved_usd: 0.02,
+                },
+            ),
+        ]),
+        deferred_misses: 1.0,
+        ..PeriodReport::default()
+    };
+    let d = report.datums();
+    let flex = [("Placement", "flex")];
+    assert_eq!(value(&d, "DeferredRequests", &flex), 5.0);
+    assert_eq!(value(&d, "SavedByDeferredUSD", &flex), 0.02);
+    assert_eq!(value(&d, "SavedByDeferredUSD", &[]), 0.52);
+    assert_eq!(value(&d, "DeferredDeadlineMisses", &[]), 1.0);
+    // The batch placement's cost is its batch's, already in the registry's totals.
+    assert_eq!(value(&d, "EstimatedCostUSD", &[]), 0.02);
 }

@@ -75,6 +75,31 @@ impl ModelUsage {
     }
 }
 
+/// Deferred requests answered on one placement in the period (batch-status's EMF by
+/// `Placement`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct DeferredTotals {
+    pub requests: f64,
+    pub cost_usd: f64,
+    pub saved_usd: f64,
+}
+
+impl DeferredTotals {
+    /// The EMF metric each field sums, for the queries.
+    pub const METRICS: [&'static str; 3] =
+        ["DeferredRequests", "DeferredCostUSD", "DeferredSavedUSD"];
+
+    /// Sets the field of one of [`Self::METRICS`].
+    pub fn set(&mut self, metric: &str, value: f64) {
+        match metric {
+            "DeferredRequests" => self.requests = value,
+            "DeferredCostUSD" => self.cost_usd = value,
+            "DeferredSavedUSD" => self.saved_usd = value,
+            _ => {}
+        }
+    }
+}
+
 /// Batches of one model that ended in the period.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct BatchTotals {

@@ -18,10 +18,11 @@ use domain::ports::{
 };
 use domain::reporting::{
     attribute, backlog, batches_ended, plan_periods, provisioned_figures, request_digest, requests,
-    CapacityTable, CapacityTerms, CatchUp, DatumError, InventoryError, MetricId, MetricsError,
-    ModelUsage, Partial, PeriodPlan, PeriodReport, ProvisionedThroughput, PublishLease, Query,
-    ReportState, StateError, MINUTES_PER_PERIOD, MODEL_DIMENSION, NO_MODEL, PERIOD_SECONDS,
-    PROVISIONED_ROUTE, ROUTE_DIMENSION, SERVICE_TIER_DIMENSION,
+    CapacityTable, CapacityTerms, CatchUp, DatumError, DeferredTotals, InventoryError, MetricId,
+    MetricsError, ModelUsage, Partial, PeriodPlan, PeriodReport, ProvisionedThroughput,
+    PublishLease, Query, ReportState, StateError, MINUTES_PER_PERIOD, MODEL_DIMENSION, NO_MODEL,
+    PERIOD_SECONDS, PLACEMENT_DIMENSION, PROVISIONED_ROUTE, ROUTE_DIMENSION,
+    SERVICE_TIER_DIMENSION,
 };
 use domain::routing::CapacityRouter;
 use shared::adapters::batch_registry::DynamoDbBatchRegistry;
@@ -33,6 +34,8 @@ use shared::config::{ConfigError, Env};
 /// Tokens per minute of one model unit when the table names none: the emulator's default.
 pub const DEFAULT_TOKENS_PER_MINUTE_PER_UNIT: f64 = 100_000.0;
 pub const DEFAULT_HEADROOM: f64 = 0.2;
+/// Where deferred requests are answered: the `Placement` values of batch-status's metrics.
+const PLACEMENTS: [&str; 4] = ["batch", "flex", "default", "cache"];
 /// Batches read from the registry a page.
 const REGISTRY_PAGE: usize = 1000;
 
@@ -446,10 +449,31 @@ where
     }
 
     /// The queries of a period: each model's per-request sums over the period, the tokens its
-    /// provisioned route served, minute by minute, and its cost on each service tier.
+    /// provisioned route served, minute by minute, its cost on each service tier, and the
+    /// deferred requests answered on each placement (batch-status's metrics).
     fn queries(&self, models: &[String], tiers: &[(String, String)]) -> Vec<Query> {
         let namespace = &self.settings.metrics_namespace;
         let mut queries = Vec::new();
+        let sum = |id: String, name: &str, dimensions: Vec<(String, String)>| Query {
+            id,
+            metric: MetricId {
+                namespace: namespace.clone(),
+                name: name.to_owned(),
+                dimensions,
+            },
+            stat: "Sum".to_owned(),
+            period_seconds: PERIOD_SECONDS as i32,
+        };
+        for (p, placement) in PLACEMENTS.iter().enumerate() {
+            for (m, metric) in DeferredTotals::METRICS.iter().enumerate() {
+                queries.push(sum(
+                    format!("d{p}_{m}"),
+                    metric,
+                    vec![(PLACEMENT_DIMENSION.to_owned(), (*placement).to_owned())],
+                ));
+            }
+        }
+        queries.push(sum("dm".to_owned(), "DeferredDeadlineMisses", vec![]));
         for (k, (model, tier)) in tiers.iter().enumerate() {
             queries.push(Query {
                 id: format!("t{k}"),
@@ -502,13 +526,10 @@ where
         newest: bool,
     ) -> Result<PeriodReport, PublishError> {
         let end = start + PERIOD_SECONDS;
-        let series = if inputs.models.is_empty() && inputs.tiers.is_empty() {
-            HashMap::new()
-        } else {
-            self.reader
-                .query(&self.queries(&inputs.models, &inputs.tiers), start, end)
-                .await?
-        };
+        let series = self
+            .reader
+            .query(&self.queries(&inputs.models, &inputs.tiers), start, end)
+            .await?;
         let sum = |id: &str| {
             series
                 .get(id)
@@ -576,10 +597,22 @@ where
         for (k, (_, tier)) in inputs.tiers.iter().enumerate() {
             *cost_by_tier.entry(tier.clone()).or_default() += sum(&format!("t{k}"));
         }
+        let mut deferred = BTreeMap::new();
+        for (p, placement) in PLACEMENTS.iter().enumerate() {
+            let mut totals = DeferredTotals::default();
+            for (m, metric) in DeferredTotals::METRICS.iter().enumerate() {
+                totals.set(metric, sum(&format!("d{p}_{m}")));
+            }
+            if totals.requests > 0.0 {
+                deferred.insert((*placement).to_owned(), totals);
+            }
+        }
         Ok(PeriodReport {
             start,
             usage,
             cost_by_tier,
+            deferred,
+            deferred_misses: sum("dm"),
             batches: batches_ended(&inputs.batches, start, end),
             provisioned,
             backlog: newest.then(|| backlog(&inputs.batches)),

@@ -126,6 +126,50 @@ export function createApis(scope: Construct, p: ResolvedProps, name: string, fns
           'x-amazon-apigateway-integration': streamed,
         },
       },
+      '/openai/v1/files': {
+        post: {
+          'responses': { 200: { description: 'the File object of the upload (a multipart form of purpose batch and file)' } },
+          'x-amazon-apigateway-integration': streamed,
+        },
+      },
+      '/openai/v1/files/{file_id}': {
+        get: {
+          'parameters': [{ name: 'file_id', in: 'path', required: true, schema: { type: 'string' } }],
+          'responses': { 200: { description: 'the File object' } },
+          'x-amazon-apigateway-integration': streamed,
+        },
+      },
+      '/openai/v1/files/{file_id}/content': {
+        get: {
+          'parameters': [{ name: 'file_id', in: 'path', required: true, schema: { type: 'string' } }],
+          'responses': { 200: { description: "the file's bytes" } },
+          'x-amazon-apigateway-integration': streamed,
+        },
+      },
+      '/openai/v1/batches': {
+        post: {
+          'responses': { 200: { description: 'the Batch object' } },
+          'x-amazon-apigateway-integration': streamed,
+        },
+        get: {
+          'responses': { 200: { description: "the tenant's batches" } },
+          'x-amazon-apigateway-integration': streamed,
+        },
+      },
+      '/openai/v1/batches/{batch_id}': {
+        get: {
+          'parameters': [{ name: 'batch_id', in: 'path', required: true, schema: { type: 'string' } }],
+          'responses': { 200: { description: 'the Batch object' } },
+          'x-amazon-apigateway-integration': streamed,
+        },
+      },
+      '/openai/v1/batches/{batch_id}/cancel': {
+        post: {
+          'parameters': [{ name: 'batch_id', in: 'path', required: true, schema: { type: 'string' } }],
+          'responses': { 200: { description: 'the Batch object, cancelling' } },
+          'x-amazon-apigateway-integration': streamed,
+        },
+      },
     },
     components: {
       securitySchemes: {
@@ -154,6 +198,14 @@ export function createApis(scope: Construct, p: ResolvedProps, name: string, fns
         '/v1/deferred/{id}/GET': iamThrottle,
         '/openai/v1/chat/completions/POST': tenantThrottle,
         '/openai/v1/models/GET': tenantThrottle,
+        // OpenAI's files and batches routes: the keyed routes' limits.
+        '/openai/v1/files/POST': tenantThrottle,
+        '/openai/v1/files/{file_id}/GET': tenantThrottle,
+        '/openai/v1/files/{file_id}/content/GET': tenantThrottle,
+        '/openai/v1/batches/POST': tenantThrottle,
+        '/openai/v1/batches/GET': tenantThrottle,
+        '/openai/v1/batches/{batch_id}/GET': tenantThrottle,
+        '/openai/v1/batches/{batch_id}/cancel/POST': tenantThrottle,
       },
     },
   });
@@ -177,6 +229,13 @@ export function createApis(scope: Construct, p: ResolvedProps, name: string, fns
   restPermission('InvokeWithCacheChatPermission', 'POST/openai/v1/chat/completions');
   restPermission('InvokeWithCacheDeferredPermission', 'POST/v1/deferred');
   restPermission('InvokeWithCacheDeferredStatusPermission', 'GET/v1/deferred/*');
+  restPermission('InvokeWithCacheFilesPermission', 'POST/openai/v1/files');
+  restPermission('InvokeWithCacheFilePermission', 'GET/openai/v1/files/*');
+  restPermission('InvokeWithCacheFileContentPermission', 'GET/openai/v1/files/*/content');
+  restPermission('InvokeWithCacheCreateBatchPermission', 'POST/openai/v1/batches');
+  restPermission('InvokeWithCacheListBatchesPermission', 'GET/openai/v1/batches');
+  restPermission('InvokeWithCacheBatchPermission', 'GET/openai/v1/batches/*');
+  restPermission('InvokeWithCacheCancelBatchPermission', 'POST/openai/v1/batches/*/cancel');
   restPermission('InvokeWithCacheModelsPermission', 'GET/openai/v1/models');
 
   // Optional: an IP address flooding the keyed routes is blocked by WAF before API Gateway.

@@ -101,6 +101,7 @@ export function createFunctions(
     environment: {
       CACHE_TABLE_NAME: storage.cacheTable.tableName,
       DEFERRED_TABLE_NAME: storage.deferredTable.tableName,
+      FILES_BUCKET_NAME: storage.batchBucket.bucketName,
       TENANT_KEYS_TABLE_NAME: storage.tenantKeysTable.tableName,
       SPEND_TABLE_NAME: storage.spendTable.tableName,
       TENANT_KEY_CACHE_SECONDS: envValue(p.tenantKeyCacheSeconds),

@@ -75,8 +75,12 @@ export function grantFunctionPermissions(
   [
     // DeleteItem only releases a stampede lease, on a condition that it is still the caller's.
     allow('CacheReadWrite', ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:DeleteItem'], [storage.cacheTable.tableArn]),
-    // Deferred requests: accepted (a conditional put) and read back by their owner.
-    allow('DeferredRequests', ['dynamodb:GetItem', 'dynamodb:PutItem'], [storage.deferredTable.tableArn]),
+    // Deferred requests: accepted (a conditional put) and read back by their owner; an
+    // OpenAI batch's requests read together (BatchGetItem), a tenant's batches listed (Scan).
+    allow('DeferredRequests', ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:BatchGetItem', 'dynamodb:Scan'],
+      [storage.deferredTable.tableArn]),
+    // OpenAI batch files: uploads, and the output and error files a batch ends with.
+    allow('OpenAiBatchFiles', ['s3:GetObject', 's3:PutObject'], [`${bucketArn}/openai-files/*`]),
     allow('TenantKeysRead', ['dynamodb:GetItem'], [storage.tenantKeysTable.tableArn]),
     allow('SpendCounters', ['dynamodb:GetItem', 'dynamodb:UpdateItem'], [storage.spendTable.tableArn]),
     allow('RoutingTableRead', ['dynamodb:GetItem'], [storage.routingTable.tableArn]),
@@ -202,7 +206,8 @@ export function grantFunctionPermissions(
       roles: [iwc.role!],
       statements: [allow('CacheTableKey',
         ['kms:Decrypt', 'kms:Encrypt', 'kms:GenerateDataKey*', 'kms:ReEncrypt*', 'kms:DescribeKey'],
-        [keyArn], via(dynamodbVia))],
+        // S3 too: OpenAI batch files are in the batch bucket, encrypted with the key.
+        [keyArn], via(dynamodbVia, `s3.${R}.amazonaws.com`))],
     });
     new iam.Policy(scope, 'BatchKmsPolicy', {
       policyName: 'batch-kms-key',

@@ -70,6 +70,11 @@ const WILDCARDS: Wildcard[] = [
     reason: 'Object keys are per batch and per job: the statement is narrowed to one prefix of the batch bucket',
   },
   {
+    pattern: /^<[A-Za-z0-9]+\.Arn>\/openai-files\/\*$/,
+    actions: ['s3:GetObject', 's3:PutObject'],
+    reason: "OpenAI batch files are named by their file id, made when a tenant uploads one or a batch ends: the statement is narrowed to the batch bucket's openai-files/ prefix",
+  },
+  {
     pattern: /^arn:<AWS::Partition>:s3:::.*-batch-<AWS::AccountId>-<AWS::Region>\/batch-input\/tenant\/<aws:PrincipalTag\/bgw-tenant>\/\*$/,
     actions: ['s3:PutObject'],
     reason: "Uploads only under the caller's own tenant prefix, named by its bgw-tenant tag (BatchUploadWriterPolicy)",

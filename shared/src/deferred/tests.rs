@@ -410,7 +410,10 @@ async fn a_group_still_being_accepted_is_not_placed_until_all_its_requests_are_i
         request.version += 1;
         assert!(w.deferred.update(&request).await.unwrap());
     }
-    assert!(w.run(NOW).await.batches.is_empty(), "the file is still being read");
+    assert!(
+        w.run(NOW).await.batches.is_empty(),
+        "the file is still being read"
+    );
     group.accepting = false;
     group.version += 1;
     assert!(w.deferred.update_group(&group).await.unwrap());
