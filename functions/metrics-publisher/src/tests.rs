@@ -420,3 +420,30 @@ async fn prompt_cache_savings_and_cost_by_service_tier_are_reported() {
         0
     );
 }
+
+#[tokio::test]
+async fn deferred_requests_are_reported_by_placement_with_their_misses() {
+    let w = world(&[]);
+    // batch-status's EMF: five answered on flex, one deadline missed.
+    let flex = [("Placement", "flex")];
+    w.cloud.add("DeferredRequests", &flex, T0 + 5, 5.0);
+    w.cloud.add("DeferredCostUSD", &flex, T0 + 5, 0.01);
+    w.cloud.add("DeferredSavedUSD", &flex, T0 + 5, 0.01);
+    w.cloud.add("DeferredDeadlineMisses", &[], T0 + 5, 1.0);
+
+    w.publisher.run("run-1").await.unwrap();
+    let s = &w.sink;
+    let close = |(v, n): (f64, usize), want: f64| {
+        assert_eq!(n, 1, "published once");
+        assert!((v - want).abs() < 1e-12, "{v} != {want}");
+    };
+    close(s.value("DeferredRequests", &flex, T0), 5.0);
+    close(s.value("SavedByDeferredUSD", &flex, T0), 0.01);
+    close(s.value("DeferredDeadlineMisses", &[], T0), 1.0);
+    close(s.value("EstimatedCostUSD", &[], T0), 0.01);
+    assert_eq!(
+        s.value("DeferredRequests", &[("Placement", "batch")], T0).1,
+        0,
+        "nothing placed in a batch"
+    );
+}

@@ -213,6 +213,14 @@ function dashboardBody(ns: string, headroom: string, region: string): string {
         [{ expression: search(`${ns},ModelId`, 'PromptCacheWriteTokens', 'Sum', 300), id: 'written' }],
         [{ expression: search(`${ns},ModelId,ServiceTier`, 'TierFallbacks', 'Sum', 300), id: 'fallbacks', yAxis: 'right' }],
       ]),
+      graph(0, 32, 12, 'Deferred requests by placement, and deadlines missed', [
+        [{ expression: search(`${r},Placement`, 'DeferredRequests', 'Sum', 300), id: 'placed' }],
+        [r, 'DeferredDeadlineMisses', { stat: 'Sum', label: 'deadlines missed', yAxis: 'right' }],
+      ], { stacked: true }),
+      graph(12, 32, 12, 'Deferred requests: cost and saved against on-demand by placement (USD per 5 minutes)', [
+        [{ expression: search(`${r},Placement`, 'DeferredCostUSD', 'Sum', 300), id: 'cost' }],
+        [{ expression: search(`${r},Placement`, 'SavedByDeferredUSD', 'Sum', 300), id: 'saved' }],
+      ]),
     ],
   };
   return JSON.stringify(body);
