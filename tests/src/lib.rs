@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+pub mod deferred;
 pub mod functions;
 pub mod serve;
 

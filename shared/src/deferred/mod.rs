@@ -503,7 +503,7 @@ where
                     claimed.push(request);
                 }
             }
-            let answers = join_all(claimed.into_iter().map(|r| self.call(r, run))).await;
+            let answers = join_all(claimed.into_iter().map(|r| self.call(r, now, run))).await;
             for request in answers {
                 if self.write(&request).await? {
                     match request.status {
@@ -524,7 +524,13 @@ where
 
     /// One claimed request's call: flex (then default if flex is throttled) or default. The
     /// request comes back answered, failed for good, or queued again.
-    async fn call(&self, mut request: DeferredRequest, run: &Invocation) -> DeferredRequest {
+    async fn call(
+        &self,
+        mut request: DeferredRequest,
+        run_started: i64,
+        run: &Invocation,
+    ) -> DeferredRequest {
+        let started = Instant::now();
         let conversation = crate::batch::conversation_of(&request.request);
         let cut = run.deadline.checked_sub(WRITE_BACK).unwrap_or(run.deadline);
         let mut placement = request.placement.unwrap_or(Placement::Default);
@@ -541,7 +547,8 @@ where
             match outcome {
                 Ok(Ok(answer)) => {
                     let served = answer.service_tier.or(target.service_tier);
-                    let now = chrono::Utc::now().timestamp();
+                    // On the run's clock: its start, and the time the call took.
+                    let now = run_started + i64::try_from(started.elapsed().as_secs()).unwrap_or(0);
                     request.on_demand_usd = self
                         .batch
                         .prices

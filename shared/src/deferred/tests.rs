@@ -195,6 +195,12 @@ async fn five_requests_due_within_the_hour_go_through_flex() {
     assert_eq!(answered.len(), 5);
     assert!(answered.iter().all(|r| r.placement == Some(Placement::Flex)
         && (r.cost_usd * 2.0 - r.on_demand_usd).abs() < 1e-9));
+    assert!(
+        answered
+            .iter()
+            .all(|r| r.answered_at == Some(NOW) && !r.deadline_missed),
+        "answered on the run's clock, in time"
+    );
 }
 
 #[tokio::test]
