@@ -24,6 +24,7 @@ use crate::context::{Caller, Ctx, Reply};
 use crate::deferred::{digest, unavailable, Acceptance};
 use crate::error::ApiError;
 use crate::files::{FileRecord, FilesAnswer};
+use crate::intake::not_served_here;
 use crate::openai::{self, OpenAiOptions};
 use crate::request::InvokeRequest;
 use crate::wire::Wire;
@@ -49,18 +50,6 @@ struct InputLine {
     method: String,
     url: String,
     body: Value,
-}
-
-pub(crate) fn route_not_served(request: &Request) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        format!(
-            "{} {} is not served here; see docs/api-openai.md for the files and batches routes",
-            request.method(),
-            request.uri().path()
-        ),
-    )
 }
 
 fn invalid(param: &str, message: String) -> ApiError {
@@ -101,10 +90,10 @@ impl<A: Adapters> App<A> {
                     Ok(Reply::Json(batch_object(&self.refresh(group).await?)))
                 }
                 (&Method::POST, [id, "cancel"]) => self.cancel_batch(&owner, id).await,
-                _ => Err(route_not_served(request)),
+                _ => Err(not_served_here(request)),
             }
             .map(|reply| reply),
-            _ => Err(route_not_served(request)),
+            _ => Err(not_served_here(request)),
         }
     }
 

@@ -202,7 +202,7 @@ impl<A: Adapters> App<A> {
             (&Method::GET, [id, "content"]) => {
                 Ok(FilesAnswer::Bytes(self.file_content(owner, id).await?))
             }
-            _ => Err(crate::batch_api::route_not_served(request)),
+            _ => Err(crate::intake::not_served_here(request)),
         }
     }
 }

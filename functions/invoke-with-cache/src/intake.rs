@@ -164,3 +164,16 @@ pub(crate) fn not_served(request: &Request) -> ApiError {
         ),
     )
 }
+
+/// A method and path of the files and batches routes that is not one of theirs.
+pub(crate) fn not_served_here(request: &Request) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!(
+            "{} {} is not served here; see docs/api-openai.md for the files and batches routes",
+            request.method(),
+            request.uri().path()
+        ),
+    )
+}
