@@ -91,8 +91,7 @@ impl<A: Adapters> App<A> {
                 }
                 (&Method::POST, [id, "cancel"]) => self.cancel_batch(&owner, id).await,
                 _ => Err(not_served_here(request)),
-            }
-            .map(|reply| reply),
+            },
             _ => Err(not_served_here(request)),
         }
     }
