@@ -108,6 +108,23 @@ pub fn rest_invoke(body: &serde_json::Value) -> serde_json::Value {
     event
 }
 
+/// `method path` on the template's REST API (payload 1.0, IAM caller), e.g. `POST /v1/deferred`.
+pub fn rest_route(method: &str, path: &str, body: &serde_json::Value) -> serde_json::Value {
+    let mut event: serde_json::Value = serde_json::from_str(REST_EVENT).expect("fixture");
+    event["httpMethod"] = serde_json::Value::String(method.to_owned());
+    event["path"] = serde_json::Value::String(path.to_owned());
+    event["resource"] = serde_json::Value::String(path.to_owned());
+    event["requestContext"]["httpMethod"] = serde_json::Value::String(method.to_owned());
+    event["requestContext"]["resourcePath"] = serde_json::Value::String(path.to_owned());
+    event["requestContext"]["path"] = serde_json::Value::String(format!("/prod{path}"));
+    event["body"] = if body.is_null() {
+        serde_json::Value::Null
+    } else {
+        serde_json::Value::String(body.to_string())
+    };
+    event
+}
+
 /// A route of the template's HTTP API (payload 2.0, IAM caller).
 pub fn http_api(method: &str, path: &str, body: &str) -> serde_json::Value {
     crate::http_event_json(method, path, body)

@@ -10,8 +10,8 @@ use std::time::Duration;
 use domain::ports::TenantKeyStore;
 use domain::tenancy::issue_key;
 use integration_tests::functions::{
-    batch_records, binary, function_env, http_api, rest_invoke, s3_created_event, scheduled_event,
-    sqs_events,
+    batch_records, binary, function_env, http_api, rest_invoke, rest_route, s3_created_event,
+    scheduled_event, sqs_events,
 };
 use integration_tests::invoke::{unique, HAIKU};
 use integration_tests::{stack_var, Emulator};
@@ -115,6 +115,68 @@ async fn invoke_with_cache_streamed_a_miss_then_a_hit_on_a_connection_without_na
             client.port()
         );
     }
+}
+
+#[tokio::test]
+async fn deferred_requests_accepted_by_invoke_with_cache_are_answered_by_batch_status_on_flex() {
+    let emulator = Emulator::reset().await;
+    let (invoke_api, invoke_fn) =
+        start("invoke-with-cache", &[("RESPONSE_MODE", "buffered")]).await;
+    let run = unique("mains deferred");
+    // The template's simple tier, which a prompt without modelId goes to.
+    let model = "us.anthropic.claude-haiku-4-5-20251001-v1:0";
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let body = json!({"prompt": format!("{run}: {i}"), "within": "PT1H"});
+        let accepted = invoke(
+            &invoke_api,
+            &invoke_fn,
+            &rest_route("POST", "/v1/deferred", &body),
+        )
+        .await
+        .http()
+        .unwrap();
+        assert_eq!(accepted.status, 202, "{:?}", accepted.body);
+        let body: Value = serde_json::from_slice(&accepted.body).unwrap();
+        ids.push(body["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        emulator.calls(model).await,
+        0,
+        "nothing asked at acceptance"
+    );
+
+    // The schedule's run places them: due within the hour, on flex.
+    let (status_api, status_fn) = start("batch-status", &[]).await;
+    let outcome = invoke(&status_api, &status_fn, &scheduled_event()).await;
+    let answer: Value = serde_json::from_slice(&outcome.body).unwrap();
+    assert_eq!(answer["deferred"]["answered"]["flex"], 3, "{answer}");
+    assert_eq!(emulator.calls(model).await, 3);
+
+    for id in &ids {
+        let read = invoke(
+            &invoke_api,
+            &invoke_fn,
+            &rest_route("GET", &format!("/v1/deferred/{id}"), &Value::Null),
+        )
+        .await
+        .http()
+        .unwrap();
+        assert_eq!(read.status, 200, "{:?}", read.body);
+        let body: Value = serde_json::from_slice(&read.body).unwrap();
+        assert_eq!(body["status"], "answered", "{body}");
+        assert_eq!(body["placement"], "flex");
+        assert_eq!(body["deadlineMissed"], false);
+    }
+    // Its placement metrics, as EMF on stdout.
+    assert!(
+        status_fn
+            .log_lines()
+            .iter()
+            .any(|l| l.contains("\"DeferredRequests\":3") && l.contains("\"Placement\":\"flex\"")),
+        "{}",
+        status_fn.log()
+    );
 }
 
 #[tokio::test]
