@@ -134,7 +134,7 @@ impl World {
             jobs: BedrockBatchJobs::new(&sdk),
             clock: self.invoke.clock.clone(),
             events: EventBridgePublisher::from_sdk_config(&sdk, stack_var("BATCH_EVENT_BUS")),
-            model: BedrockInvoker::new(&sdk, &BedrockSettings::default()),
+            model: BedrockInvoker::new(&sdk, &BedrockSettings::for_schedule()),
             queue: None,
             budgets: None,
             deferred: Some(deferred),

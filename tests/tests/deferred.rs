@@ -245,3 +245,37 @@ async fn the_openai_package_runs_a_batch_file_of_120_requests_end_to_end() {
     );
     assert_eq!(world.emulator.calls(HAIKU).await, 0, "none on demand");
 }
+
+#[tokio::test]
+async fn against_a_slow_bedrock_placement_follows_the_observed_turnaround() {
+    let world = World::new().await;
+    // A slow Bedrock: jobs take longer with every record, and flex is always busy.
+    world
+        .emulator
+        .configure(json!({"batchRecordMs": 10, "flexThrottleRate": 1.0}))
+        .await;
+    let first = world.defer(150, "PT24H", "slow day").await;
+    let status = world.status().await;
+    status.place_deferred(&Invocation::longest()).await.unwrap();
+    assert_eq!(world.batch_jobs().await, 1);
+    // The job ends eight hours later on the functions' clock.
+    world.invoke.clock.advance(chrono::Duration::hours(8));
+    world.schedule_until_answered(&status, &first).await;
+    let store = world.store().await;
+    assert_eq!(
+        store.turnarounds().await.unwrap()[HAIKU],
+        8 * 3600,
+        "the turnaround observed"
+    );
+
+    // Due in 7 hours: the default turnaround (6 h) would batch them; the observed 8 h cannot
+    // make it, so flex, which is throttled: the default tier answers.
+    let next = world.defer(120, "PT7H", "slow next").await;
+    world.schedule_until_answered(&status, &next).await;
+    assert_eq!(world.batch_jobs().await, 1, "no second batch job");
+    for id in &next {
+        let request = store.get(id).await.unwrap().unwrap();
+        assert_eq!(request.placement, Some(Placement::Default), "{request:?}");
+        assert!(!request.deadline_missed);
+    }
+}

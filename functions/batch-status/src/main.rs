@@ -56,7 +56,7 @@ async fn main() -> Result<(), Error> {
             env.string_or("BATCH_EVENT_BUS", "default"),
         ),
         // Small batches are answered here, on demand.
-        model: BedrockInvoker::new(&sdk, &BedrockSettings::default()),
+        model: BedrockInvoker::new(&sdk, &BedrockSettings::for_schedule()),
         // Without a work queue (`make dev`), the schedule advances every batch itself.
         queue: env
             .get("BATCH_WORK_QUEUE_URL")

@@ -70,6 +70,18 @@ pub struct BedrockSettings {
     pub retry_mode: RetryMode,
 }
 
+impl BedrockSettings {
+    /// batch-status's calls (small batches, deferred requests): standard retries, not
+    /// adaptive. Adaptive mode slows every later call of the client after a throttle, and flex
+    /// is throttled first: the default-tier fallbacks of deferred requests would wait behind it.
+    pub fn for_schedule() -> Self {
+        Self {
+            retry_mode: RetryMode::Standard,
+            ..Self::default()
+        }
+    }
+}
+
 impl Default for BedrockSettings {
     fn default() -> Self {
         Self {
