@@ -136,6 +136,42 @@ pub struct DeferredRequest {
 }
 
 impl DeferredRequest {
+    /// A request just accepted: queued, placed nowhere yet, version 1.
+    pub fn queued(
+        id: String,
+        owner: String,
+        model_id: String,
+        request: Value,
+        fingerprint: String,
+        accepted_at: i64,
+        deadline: i64,
+    ) -> Self {
+        Self {
+            id,
+            owner,
+            model_id,
+            request,
+            fingerprint,
+            accepted_at,
+            deadline,
+            status: DeferredStatus::Queued,
+            placement: None,
+            batch_id: None,
+            batch_failed: false,
+            claim: None,
+            answer: None,
+            error: None,
+            cost_usd: 0.0,
+            on_demand_usd: 0.0,
+            answered_at: None,
+            deadline_missed: false,
+            budget: None,
+            group: None,
+            custom_id: None,
+            version: 1,
+        }
+    }
+
     /// What placing it saved against the same answer on demand.
     pub fn saved_usd(&self) -> f64 {
         (self.on_demand_usd - self.cost_usd).max(0.0)
@@ -404,30 +440,15 @@ mod tests {
     use super::*;
 
     fn request(id: &str, model: &str, deadline: i64) -> DeferredRequest {
-        DeferredRequest {
-            id: id.to_owned(),
-            owner: "arn:aws:iam::1:user/a".to_owned(),
-            model_id: model.to_owned(),
-            request: Value::Null,
-            fingerprint: String::new(),
-            accepted_at: 0,
+        DeferredRequest::queued(
+            id.to_owned(),
+            "arn:aws:iam::1:user/a".to_owned(),
+            model.to_owned(),
+            Value::Null,
+            String::new(),
+            0,
             deadline,
-            status: DeferredStatus::Queued,
-            placement: None,
-            batch_id: None,
-            batch_failed: false,
-            claim: None,
-            answer: None,
-            error: None,
-            cost_usd: 0.0,
-            on_demand_usd: 0.0,
-            answered_at: None,
-            deadline_missed: false,
-            budget: None,
-            group: None,
-            custom_id: None,
-            version: 1,
-        }
+        )
     }
 
     fn rule() -> PlacementRule {

@@ -194,34 +194,16 @@ impl World {
         panic!("deferred requests not answered");
     }
 
+    /// Bedrock batch jobs the emulator holds, whatever their status.
     pub async fn batch_jobs(&self) -> u64 {
-        let stats: Value = self
-            .emulator
-            .http()
-            .get(self.emulator.url("/_emulator/stats"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        stats["batchJobs"]
+        self.emulator.stats().await["batchJobs"]
             .as_object()
             .map_or(0, |jobs| jobs.values().filter_map(Value::as_u64).sum())
     }
 
+    /// Calls the emulator served on the flex tier.
     pub async fn flex_calls(&self) -> u64 {
-        let stats: Value = self
-            .emulator
-            .http()
-            .get(self.emulator.url("/_emulator/stats"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        stats["models"][HAIKU]["tiers"]["flex"]
+        self.emulator.stats().await["models"][HAIKU]["tiers"]["flex"]
             .as_u64()
             .unwrap_or(0)
     }

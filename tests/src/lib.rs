@@ -133,18 +133,23 @@ impl Emulator {
         arn
     }
 
-    /// Calls the emulator received for a model identifier, whatever their outcome.
-    pub async fn calls(&self, model_id: &str) -> u64 {
-        let stats: Value = self
-            .http
+    /// The emulator's counters (`GET /_emulator/stats`).
+    pub async fn stats(&self) -> Value {
+        self.http
             .get(self.url("/_emulator/stats"))
             .send()
             .await
             .expect("emulator stats")
             .json()
             .await
-            .expect("stats json");
-        stats["models"][model_id]["calls"].as_u64().unwrap_or(0)
+            .expect("stats json")
+    }
+
+    /// Calls the emulator received for a model identifier, whatever their outcome.
+    pub async fn calls(&self, model_id: &str) -> u64 {
+        self.stats().await["models"][model_id]["calls"]
+            .as_u64()
+            .unwrap_or(0)
     }
 }
 

@@ -11,17 +11,14 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use domain::batch::ResultError;
-use domain::cache::CacheState;
 use domain::deferred::{
     group_member_id, random_id, DeferredGroup, DeferredRequest, DeferredStatus, GroupStatus,
-    Placement,
 };
 use domain::ports::{Clock, DeferredStore};
 
-use crate::answered::{Answered, StreamMeta};
 use crate::app::{Adapters, App};
 use crate::context::{Caller, Ctx, Reply};
-use crate::deferred::{digest, unavailable, Acceptance};
+use crate::deferred::{answer_body, digest, unavailable, Acceptance};
 use crate::error::ApiError;
 use crate::files::{FileRecord, FilesAnswer};
 use crate::intake::not_served_here;
@@ -472,33 +469,14 @@ fn batch_object(group: &DeferredGroup) -> Value {
 /// the error file (the others), in the input's order.
 fn output_files(members: &[(String, Option<DeferredRequest>)]) -> (Vec<u8>, Vec<u8>) {
     let (mut output, mut errors) = (Vec::new(), Vec::new());
+    let openai_wire = Wire::OpenAi(OpenAiOptions::default());
     for (id, request) in members {
         let custom_id = request.as_ref().and_then(|r| r.custom_id.clone());
         let line = match request {
-            Some(request) => match (&request.answer, request.answered_at) {
-                (Some(answer), Some(answered_at)) if request.status == DeferredStatus::Answered => {
-                    let meta = StreamMeta {
-                        request_id: request.id.clone(),
-                        created: answered_at,
-                        cache: if request.placement == Some(Placement::Cache) {
-                            CacheState::Hit
-                        } else {
-                            CacheState::Miss
-                        },
-                        model_id: Some(request.model_id.clone()),
-                        route: None,
-                        tier: None,
-                        spilled_over: false,
-                    };
-                    let answered = Answered {
-                        answer,
-                        meta: &meta,
-                        cost_usd: request.cost_usd,
-                        saved_usd: request.saved_usd(),
-                        on_demand_equivalent_usd: request.on_demand_usd,
-                        latency_ms: 0,
-                    };
-                    let body = Wire::OpenAi(OpenAiOptions::default()).answer_body(&answered);
+            Some(request) => match answer_body(request, &request.id, &openai_wire)
+                .filter(|_| request.status == DeferredStatus::Answered)
+            {
+                Some(body) => {
                     let line = json!({
                         "id": format!("batch_req_{id}"),
                         "custom_id": custom_id,
@@ -508,7 +486,7 @@ fn output_files(members: &[(String, Option<DeferredRequest>)]) -> (Vec<u8>, Vec<
                     push_line(&mut output, &line);
                     continue;
                 }
-                _ => {
+                None => {
                     let (code, message) = match (&request.error, request.status) {
                         (Some(error), _) => (error.code.clone(), error.message.clone()),
                         (None, DeferredStatus::Expired) => (

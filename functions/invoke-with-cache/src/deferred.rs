@@ -165,30 +165,17 @@ impl<A: Adapters> App<A> {
             self.admit_limits(caller, &invoke.conversation, ctx).await?;
         }
         let now = self.ports.clock.now();
-        let mut deferred = DeferredRequest {
+        let mut deferred = DeferredRequest::queued(
             id,
             owner,
-            model_id: model.clone(),
-            request: converse,
+            model.clone(),
+            converse,
             fingerprint,
-            accepted_at: now.timestamp(),
+            now.timestamp(),
             deadline,
-            status: DeferredStatus::Queued,
-            placement: None,
-            batch_id: None,
-            batch_failed: false,
-            claim: None,
-            answer: None,
-            error: None,
-            cost_usd: 0.0,
-            on_demand_usd: 0.0,
-            answered_at: None,
-            deadline_missed: false,
-            budget: None,
-            group,
-            custom_id,
-            version: 1,
-        };
+        );
+        deferred.group = group;
+        deferred.custom_id = custom_id;
         // An answer already cached costs nothing and waits for nothing.
         if invoke.cache_mode == CacheMode::Use {
             if let Some(key) = self.cache_key(invoke, &caller.namespace, &model) {
@@ -471,36 +458,49 @@ fn status_body(deferred: &DeferredRequest, request_id: &str) -> Value {
     if let Some(error) = &deferred.error {
         body["error"] = json!({"code": error.code, "message": error.message});
     }
-    if let (Some(answer), Some(answered_at)) = (&deferred.answer, deferred.answered_at) {
-        let meta = StreamMeta {
-            request_id: request_id.to_owned(),
-            created: answered_at,
-            cache: if deferred.placement == Some(Placement::Cache) {
-                CacheState::Hit
-            } else {
-                CacheState::Miss
-            },
-            model_id: Some(deferred.model_id.clone()),
-            route: None,
-            tier: None,
-            spilled_over: false,
-        };
-        let answered = Answered {
-            answer,
-            meta: &meta,
-            cost_usd: deferred.cost_usd,
-            saved_usd: deferred.saved_usd(),
-            on_demand_equivalent_usd: deferred.on_demand_usd,
-            latency_ms: u64::try_from(answered_at - deferred.accepted_at)
-                .unwrap_or(0)
-                .saturating_mul(1000),
-        };
-        body["answeredAt"] = json!(rfc3339(answered_at));
-        body["answer"] = Wire::Native.answer_body(&answered);
+    if let Some(answer) = answer_body(deferred, request_id, &Wire::Native) {
+        body["answeredAt"] = json!(deferred.answered_at.and_then(rfc3339));
+        body["answer"] = answer;
         body["costUsd"] = json!(deferred.cost_usd);
         body["savedUsd"] = json!(deferred.saved_usd());
     }
     body
+}
+
+/// An answered request's answer as `wire` writes a 200 (`/v1/invoke`'s body, or OpenAI's
+/// `chat.completion`), with its cost, savings and the time from acceptance to answer.
+pub(crate) fn answer_body(
+    deferred: &DeferredRequest,
+    request_id: &str,
+    wire: &Wire,
+) -> Option<Value> {
+    let (Some(answer), Some(answered_at)) = (&deferred.answer, deferred.answered_at) else {
+        return None;
+    };
+    let meta = StreamMeta {
+        request_id: request_id.to_owned(),
+        created: answered_at,
+        cache: if deferred.placement == Some(Placement::Cache) {
+            CacheState::Hit
+        } else {
+            CacheState::Miss
+        },
+        model_id: Some(deferred.model_id.clone()),
+        route: None,
+        tier: None,
+        spilled_over: false,
+    };
+    let answered = Answered {
+        answer,
+        meta: &meta,
+        cost_usd: deferred.cost_usd,
+        saved_usd: deferred.saved_usd(),
+        on_demand_equivalent_usd: deferred.on_demand_usd,
+        latency_ms: u64::try_from(answered_at - deferred.accepted_at)
+            .unwrap_or(0)
+            .saturating_mul(1000),
+    };
+    Some(wire.answer_body(&answered))
 }
 
 fn invalid(field: &str, reason: &str) -> ApiError {

@@ -56,66 +56,65 @@ fn is_conditional<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(error: &E) -
     error.code() == Some("ConditionalCheckFailedException")
 }
 
-fn item(request: &DeferredRequest) -> Result<HashMap<String, AttributeValue>, StoreError> {
-    let payload = serde_json::to_string(request)
-        .map_err(|e| StoreError(format!("cannot encode deferred request: {e}")))?;
-    let pending = (!request.status.is_final()).then(|| {
-        (
-            PENDING_ATTRIBUTE,
-            AttributeValue::S(request.model_id.clone()),
-        )
-    });
+/// An item: the key, the attributes conditions and listings read, the TTL and the payload.
+fn item_of<T: serde::Serialize>(
+    id: String,
+    owner: &str,
+    version: u64,
+    expires_at: i64,
+    payload: &T,
+    pending: Option<&str>,
+) -> Result<HashMap<String, AttributeValue>, StoreError> {
+    let payload = serde_json::to_string(payload)
+        .map_err(|e| StoreError(format!("cannot encode a deferred item: {e}")))?;
     Ok([
-        (KEY_ATTRIBUTE, AttributeValue::S(request.id.clone())),
-        ("owner", AttributeValue::S(request.owner.clone())),
-        ("version", AttributeValue::N(request.version.to_string())),
+        (KEY_ATTRIBUTE, AttributeValue::S(id)),
+        ("owner", AttributeValue::S(owner.to_owned())),
+        ("version", AttributeValue::N(version.to_string())),
         (
             "expiresAt",
-            AttributeValue::N((request.deadline + RETENTION_SECONDS).to_string()),
+            AttributeValue::N((expires_at + RETENTION_SECONDS).to_string()),
         ),
         ("payload", AttributeValue::S(payload)),
     ]
     .into_iter()
-    .chain(pending)
+    .chain(pending.map(|model| (PENDING_ATTRIBUTE, AttributeValue::S(model.to_owned()))))
     .map(|(k, v)| (k.to_owned(), v))
     .collect())
 }
 
-fn from_item(item: &HashMap<String, AttributeValue>) -> Result<DeferredRequest, StoreError> {
+fn item(request: &DeferredRequest) -> Result<HashMap<String, AttributeValue>, StoreError> {
+    // Not final: in the pending index, under its model.
+    let pending = (!request.status.is_final()).then_some(request.model_id.as_str());
+    item_of(
+        request.id.clone(),
+        &request.owner,
+        request.version,
+        request.deadline,
+        request,
+        pending,
+    )
+}
+
+fn group_item(group: &DeferredGroup) -> Result<HashMap<String, AttributeValue>, StoreError> {
+    item_of(
+        format!("{GROUP_PREFIX}{}", group.id),
+        &group.owner,
+        group.version,
+        group.expires_at,
+        group,
+        None,
+    )
+}
+
+fn payload_of<T: serde::de::DeserializeOwned>(
+    item: &HashMap<String, AttributeValue>,
+) -> Result<T, StoreError> {
     let payload = item
         .get("payload")
         .and_then(|v| v.as_s().ok())
         .ok_or_else(|| StoreError("a deferred item without payload".into()))?;
     serde_json::from_str(payload).map_err(|e| StoreError(format!("unreadable deferred item: {e}")))
-}
-
-fn group_item(group: &DeferredGroup) -> Result<HashMap<String, AttributeValue>, StoreError> {
-    let payload = serde_json::to_string(group)
-        .map_err(|e| StoreError(format!("cannot encode deferred group: {e}")))?;
-    Ok([
-        (
-            KEY_ATTRIBUTE,
-            AttributeValue::S(format!("{GROUP_PREFIX}{}", group.id)),
-        ),
-        ("owner", AttributeValue::S(group.owner.clone())),
-        ("version", AttributeValue::N(group.version.to_string())),
-        (
-            "expiresAt",
-            AttributeValue::N((group.expires_at + RETENTION_SECONDS).to_string()),
-        ),
-        ("payload", AttributeValue::S(payload)),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect())
-}
-
-fn group_from_item(item: &HashMap<String, AttributeValue>) -> Result<DeferredGroup, StoreError> {
-    let payload = item
-        .get("payload")
-        .and_then(|v| v.as_s().ok())
-        .ok_or_else(|| StoreError("a deferred group item without payload".into()))?;
-    serde_json::from_str(payload).map_err(|e| StoreError(format!("unreadable deferred group: {e}")))
 }
 
 impl DynamoDbDeferredStore {
@@ -146,19 +145,7 @@ impl DynamoDbDeferredStore {
 
 impl DeferredStore for DynamoDbDeferredStore {
     async fn create(&self, request: &DeferredRequest) -> Result<bool, StoreError> {
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item(request)?))
-            .condition_expression("attribute_not_exists(id)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(is_conditional) => Ok(false),
-            Err(e) => Err(unavailable(e)),
-        }
+        self.put(item(request)?, None).await
     }
 
     async fn get(&self, id: &str) -> Result<Option<DeferredRequest>, StoreError> {
@@ -171,25 +158,12 @@ impl DeferredStore for DynamoDbDeferredStore {
             .send()
             .await
             .map_err(unavailable)?;
-        output.item.as_ref().map(from_item).transpose()
+        output.item.as_ref().map(payload_of).transpose()
     }
 
     async fn update(&self, request: &DeferredRequest) -> Result<bool, StoreError> {
-        let previous = request.version.saturating_sub(1);
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item(request)?))
-            .condition_expression("version = :previous")
-            .expression_attribute_values(":previous", AttributeValue::N(previous.to_string()))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(is_conditional) => Ok(false),
-            Err(e) => Err(unavailable(e)),
-        }
+        self.put(item(request)?, Some(request.version.saturating_sub(1)))
+            .await
     }
 
     async fn pending(&self, limit: usize) -> Result<Vec<DeferredRequest>, StoreError> {
@@ -207,7 +181,7 @@ impl DeferredStore for DynamoDbDeferredStore {
             if requests.len() >= limit {
                 break;
             }
-            let request = from_item(&item.map_err(unavailable)?)?;
+            let request: DeferredRequest = payload_of(&item.map_err(unavailable)?)?;
             // The index is eventually consistent: the payload decides.
             if !request.status.is_final() {
                 requests.push(request);
@@ -330,7 +304,7 @@ impl DeferredStore for DynamoDbDeferredStore {
                     .into_iter()
                     .flatten()
                 {
-                    found.push(from_item(item)?);
+                    found.push(payload_of(item)?);
                 }
                 wanted = output
                     .unprocessed_keys
@@ -363,7 +337,7 @@ impl DeferredStore for DynamoDbDeferredStore {
             .send()
             .await
             .map_err(unavailable)?;
-        output.item.as_ref().map(group_from_item).transpose()
+        output.item.as_ref().map(payload_of).transpose()
     }
 
     async fn update_group(&self, group: &DeferredGroup) -> Result<bool, StoreError> {
@@ -387,7 +361,7 @@ impl DeferredStore for DynamoDbDeferredStore {
             .send();
         let mut groups = Vec::new();
         while let Some(item) = pages.next().await {
-            let group = group_from_item(&item.map_err(unavailable)?)?;
+            let group: DeferredGroup = payload_of(&item.map_err(unavailable)?)?;
             // The payload decides, not only the attribute the filter read.
             if group.owner == owner {
                 groups.push(group);

@@ -73,30 +73,15 @@ impl World {
         let mut ids = Vec::new();
         for i in 0..count {
             let id = format!("{deadline_in:08}{i:04}");
-            let request = DeferredRequest {
-                id: id.clone(),
-                owner: "arn:aws:iam::123456789012:user/alice".into(),
-                model_id: HAIKU.into(),
-                request: json!({"messages": [{"role": "user", "content": [{"text": format!("question {i}")}]}]}),
-                fingerprint: String::new(),
-                accepted_at: NOW,
-                deadline: NOW + deadline_in,
-                status: DeferredStatus::Queued,
-                placement: None,
-                batch_id: None,
-                batch_failed: false,
-                claim: None,
-                answer: None,
-                error: None,
-                cost_usd: 0.0,
-                on_demand_usd: 0.0,
-                answered_at: None,
-                deadline_missed: false,
-                budget: None,
-                group: None,
-                custom_id: None,
-                version: 1,
-            };
+            let request = DeferredRequest::queued(
+                id.clone(),
+                "arn:aws:iam::123456789012:user/alice".into(),
+                HAIKU.into(),
+                json!({"messages": [{"role": "user", "content": [{"text": format!("question {i}")}]}]}),
+                String::new(),
+                NOW,
+                NOW + deadline_in,
+            );
             assert!(self.deferred.create(&request).await.unwrap());
             ids.push(id);
         }
