@@ -35,10 +35,42 @@ fn invocation_left(request: &Request) -> Option<Duration> {
         .duration_since(UNIX_EPOCH)
         .ok()?
         .as_millis();
-    let left = u128::from(deadline_ms).saturating_sub(now_ms);
+    // A deadline already past as the request starts is none Lambda would give: `cargo lambda
+    // watch` sends a fixed 600000 (early 1970). Unknown, then: the stream limits alone apply.
+    let left = u128::from(deadline_ms)
+        .checked_sub(now_ms)
+        .filter(|left| *left > 0)?;
     Some(Duration::from_millis(
         u64::try_from(left).unwrap_or(u64::MAX),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lambda_http::lambda_runtime::Context;
+
+    fn with_deadline(deadline_ms: u64) -> Request {
+        let mut context = Context::default();
+        context.deadline = deadline_ms;
+        Request::default().with_lambda_context(context)
+    }
+
+    #[test]
+    fn a_deadline_already_past_is_no_deadline() {
+        assert_eq!(
+            invocation_left(&with_deadline(600_000)),
+            None,
+            "cargo lambda watch's"
+        );
+        assert_eq!(invocation_left(&with_deadline(0)), None);
+        let in_a_minute = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64 + 60_000)
+            .unwrap_or_default();
+        let left = invocation_left(&with_deadline(in_a_minute)).unwrap_or_default();
+        assert!(left > Duration::from_secs(50) && left <= Duration::from_secs(60));
+    }
 }
 
 impl<A: Adapters> App<A> {
