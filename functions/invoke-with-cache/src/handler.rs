@@ -45,34 +45,6 @@ fn invocation_left(request: &Request) -> Option<Duration> {
     ))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use lambda_http::lambda_runtime::Context;
-
-    fn with_deadline(deadline_ms: u64) -> Request {
-        let mut context = Context::default();
-        context.deadline = deadline_ms;
-        Request::default().with_lambda_context(context)
-    }
-
-    #[test]
-    fn a_deadline_already_past_is_no_deadline() {
-        assert_eq!(
-            invocation_left(&with_deadline(600_000)),
-            None,
-            "cargo lambda watch's"
-        );
-        assert_eq!(invocation_left(&with_deadline(0)), None);
-        let in_a_minute = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64 + 60_000)
-            .unwrap_or_default();
-        let left = invocation_left(&with_deadline(in_a_minute)).unwrap_or_default();
-        assert!(left > Duration::from_secs(50) && left <= Duration::from_secs(60));
-    }
-}
-
 impl<A: Adapters> App<A> {
     /// Answers every request with a response, never an error: API Gateway would turn an
     /// error into a 502 without a body. A stream's failures after its start end the stream
@@ -197,5 +169,33 @@ impl<A: Adapters> App<A> {
         } else {
             self.answer_miss(job, ctx).await.map(Reply::Answer)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lambda_http::lambda_runtime::Context;
+
+    fn with_deadline(deadline_ms: u64) -> Request {
+        let mut context = Context::default();
+        context.deadline = deadline_ms;
+        Request::default().with_lambda_context(context)
+    }
+
+    #[test]
+    fn a_deadline_already_past_is_no_deadline() {
+        assert_eq!(
+            invocation_left(&with_deadline(600_000)),
+            None,
+            "cargo lambda watch's"
+        );
+        assert_eq!(invocation_left(&with_deadline(0)), None);
+        let in_a_minute = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64 + 60_000)
+            .unwrap_or_default();
+        let left = invocation_left(&with_deadline(in_a_minute)).unwrap_or_default();
+        assert!(left > Duration::from_secs(50) && left <= Duration::from_secs(60));
     }
 }
