@@ -191,7 +191,7 @@ where
         let placed = scheduler.run(now.timestamp(), run).await?;
         if !placed.held {
             for document in placed.emf(&deferred.metrics_namespace, now.timestamp_millis()) {
-                println!("{document}");
+                shared::adapters::emf::EmfStdout::write_line(&document.to_string());
             }
         }
         Ok(Some(placed.summary()))

@@ -203,7 +203,7 @@ impl EmfStdout {
     }
 
     /// Writes a line to stdout. A metric that cannot be written must not fail the caller.
-    pub(crate) fn write_line(line: &str) {
+    pub fn write_line(line: &str) {
         let _ = writeln!(std::io::stdout().lock(), "{line}");
     }
 }

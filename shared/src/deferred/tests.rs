@@ -410,3 +410,75 @@ async fn a_group_still_being_accepted_is_not_placed_until_all_its_requests_are_i
     assert!(w.deferred.update_group(&group).await.unwrap());
     assert_eq!(w.run(NOW + 60).await.batches.len(), 1, "all in: one batch");
 }
+
+/// Budgets that record what is settled (tenant, reservation id, cost).
+#[derive(Default)]
+struct Settled(std::sync::Mutex<Vec<(String, String, f64)>>);
+
+impl domain::ports::BatchBudgets for Settled {
+    async fn reserve(
+        &self,
+        _: &str,
+        _: &str,
+        _: &str,
+        _: &domain::tenancy::Reservation,
+        _: i64,
+    ) -> Result<domain::tenancy::BatchBudgetAnswer, domain::error::TenancyError> {
+        Ok(domain::tenancy::BatchBudgetAnswer::Held)
+    }
+
+    async fn settle(
+        &self,
+        id: &str,
+        hold: &domain::batch::BudgetHold,
+        actual_usd: f64,
+    ) -> Result<(), domain::error::TenancyError> {
+        self.0
+            .lock()
+            .unwrap()
+            .push((hold.tenant.clone(), id.to_owned(), actual_usd));
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_tenants_reservation_is_settled_once_to_what_the_answer_cost() {
+    let w = world(FakeModel::answering());
+    let ids = w.accept(2, HOUR).await;
+    for (id, reserved) in ids.iter().zip([0.01, 0.02]) {
+        let mut request = w.deferred.get(id).await.unwrap().unwrap();
+        request.budget = Some(domain::batch::BudgetHold {
+            tenant: "acme".into(),
+            month: "2026-11".into(),
+            reserved_usd: reserved,
+            expires_at: request.deadline + 86_400,
+            settled: false,
+        });
+        request.version += 1;
+        assert!(w.deferred.update(&request).await.unwrap());
+    }
+    let budgets = Settled::default();
+    let scheduler = Scheduler {
+        deferred: &w.deferred,
+        model: &w.model,
+        store: &w.bucket,
+        registry: &w.registry,
+        jobs: &w.jobs,
+        budgets: Some(&budgets),
+        batch: &w.batch,
+        settings: &w.settings,
+    };
+    scheduler.run(NOW, &Invocation::longest()).await.unwrap();
+    scheduler
+        .run(NOW + 60, &Invocation::longest())
+        .await
+        .unwrap();
+    let settled = budgets.0.lock().unwrap().clone();
+    assert_eq!(settled.len(), 2, "once each: {settled:?}");
+    for (tenant, id, cost) in settled {
+        assert_eq!(tenant, "acme");
+        let request = w.deferred.get(&id).await.unwrap().unwrap();
+        assert_eq!(cost, request.cost_usd, "settled to the flex price");
+        assert!(cost > 0.0);
+    }
+}
