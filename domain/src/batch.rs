@@ -463,6 +463,37 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// A batch just registered: queued, no job yet, version 0.
+    pub fn queued(
+        batch_id: String,
+        owner: String,
+        model_id: String,
+        source: String,
+        record_count: u64,
+        now_epoch: i64,
+    ) -> Self {
+        Self {
+            batch_id,
+            owner,
+            name: None,
+            model_id,
+            source,
+            status: BatchStatus::Queued,
+            jobs: Vec::new(),
+            record_count,
+            direct: false,
+            rejection: None,
+            results_key: None,
+            summary: None,
+            announcement: None,
+            budget: None,
+            lease: None,
+            created_at: now_epoch,
+            updated_at: now_epoch,
+            version: 0,
+        }
+    }
+
     /// The status its jobs add up to (results not yet merged count as in progress).
     pub fn status_from_jobs(&self) -> BatchStatus {
         if self.status == BatchStatus::Rejected {

@@ -209,27 +209,17 @@ where
         source: String,
         count: usize,
     ) -> Batch {
-        let now = self.clock.now().timestamp();
-        Batch {
+        let mut batch = Batch::queued(
             batch_id,
             owner,
-            name,
             model_id,
             source,
-            status: BatchStatus::Queued,
-            jobs: Vec::new(),
-            record_count: count as u64,
-            direct: count < self.settings.min_records,
-            rejection: None,
-            results_key: None,
-            summary: None,
-            announcement: None,
-            budget: None,
-            lease: None,
-            created_at: now,
-            updated_at: now,
-            version: 0,
-        }
+            count as u64,
+            self.clock.now().timestamp(),
+        );
+        batch.name = name;
+        batch.direct = count < self.settings.min_records;
+        batch
     }
 
     /// Starts a valid batch once: registered for batch-status to answer when small, else job

@@ -255,7 +255,7 @@ impl<A: Adapters> App<A> {
     }
 }
 
-fn spend_unavailable() -> ApiError {
+pub(crate) fn spend_unavailable() -> ApiError {
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "SpendUnavailable",

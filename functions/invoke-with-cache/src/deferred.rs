@@ -293,12 +293,7 @@ impl<A: Adapters> App<A> {
             })),
             Err(error) => {
                 tracing::error!(%error, tenant = tenant.name, "deferred request's budget not reserved; refused");
-                Err(ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "SpendUnavailable",
-                    "the tenant's spend could not be reserved to check its budget; retry in a few seconds",
-                )
-                .retry_after(5))
+                Err(crate::caller::spend_unavailable())
             }
         }
     }

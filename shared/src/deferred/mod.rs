@@ -432,26 +432,15 @@ where
                 model_input: r.request.clone(),
             })
             .collect();
-        let mut batch = Batch {
-            batch_id: batch_id.clone(),
-            owner: DEFERRED_OWNER.to_owned(),
-            name: Some("deferred".to_owned()),
-            model_id: model_id.to_owned(),
-            source: "deferred".to_owned(),
-            status: BatchStatus::Queued,
-            jobs: Vec::new(),
-            record_count: records.len() as u64,
-            direct: false,
-            rejection: None,
-            results_key: None,
-            summary: None,
-            announcement: None,
-            budget: None,
-            lease: None,
-            created_at: now,
-            updated_at: now,
-            version: 0,
-        };
+        let mut batch = Batch::queued(
+            batch_id.clone(),
+            DEFERRED_OWNER.to_owned(),
+            model_id.to_owned(),
+            "deferred".to_owned(),
+            records.len() as u64,
+            now,
+        );
+        batch.name = Some("deferred".to_owned());
         prepare_jobs(self.store, &mut batch, &records, self.batch.max_records).await?;
         if self.registry.create(&batch).await? {
             submit_queued(self.jobs, self.store, &mut batch, self.batch).await;
